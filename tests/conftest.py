@@ -1,0 +1,47 @@
+"""Shared fixtures: audio made in the test, never files from the repository or the network."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+# Tests never touch the network: the hub is unreachable by construction.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+SAMPLE_RATE = 22050
+
+
+def tone(freq, seconds, sample_rate=SAMPLE_RATE, amplitude=0.5):
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def make_signals(seconds=5.9, sample_rate=SAMPLE_RATE, seed=0):
+    """Named signals that exercise the codec: tones, noise, chords, transients, near-silence, silence."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.18, 329.63, 415.3))
+    clicks = np.zeros(n)
+    clicks[:: sample_rate // 4] = 0.9
+    decay = np.exp(-np.arange(n) % (sample_rate // 4) / (0.02 * sample_rate))
+    transients = clicks + 0.5 * decay * rng.standard_normal(n)
+    sweep = 0.4 * np.sin(2 * np.pi * (60 * t + (4000 - 60) / (2 * seconds) * t**2))
+    return {
+        "tone": tone(440.0, seconds, sample_rate),
+        "bass": tone(55.0, seconds, sample_rate, 0.8),
+        "noise": (0.3 * rng.standard_normal(n)).astype(np.float32),
+        "chord": chord.astype(np.float32),
+        "transients": np.clip(transients, -1, 1).astype(np.float32),
+        "sweep": sweep.astype(np.float32),
+        "near_silence": (1e-5 * rng.standard_normal(n)).astype(np.float32),
+        "silence": np.zeros(n, dtype=np.float32),
+    }
+
+
+@pytest.fixture
+def signals():
+    return make_signals()
