@@ -1,0 +1,956 @@
+"""Genre data: pick one genre's tracks from a hub dataset, a folder or the built-in set, and
+turn them into batches of Mel images.
+
+Why it looks like this:
+- The course's dataset (`lewtun/music_genres`) is ~10 GB of parquet for a few hundred tracks
+  per genre. We stream it, read the genre column first (parquet column projection), and keep
+  the audio bytes of the chosen genre only, in memory: nothing is cached on disk, and no row
+  of another genre is decoded. (Parquet is read by row groups, so the audio of a row group
+  that holds at least one track of the genre still crosses the network; that is the format's
+  granularity.) `streaming=True` goes further and never holds the genre at all: every epoch
+  reads it from the stream again.
+- Decoding goes through `audiodiff.audio` (soundfile): `datasets`' Audio decoding and
+  `torchaudio.load` need TorchCodec and FFmpeg, which a fresh machine lacks. Audio columns
+  are cast with `Audio(decode=False)` so `datasets` hands us the encoded bytes.
+- Every track is checked once, when the source is indexed: unreadable, empty, zero-length,
+  too short, NaN-containing and silent files are skipped and counted (`GenreData.skipped`),
+  reported in one line, and a source left with nothing usable is an error that says why.
+  A track must fill at least half an image (`min_seconds`, default `config.slice_seconds / 2`,
+  2.97 s for the public 256 models): a shorter one would teach the model mostly padding.
+- The course's collate decodes, resamples and encodes every item, every epoch, one at a time
+  (and rebuilds nothing it could keep). Here each track is decoded and resampled once per
+  process (an LRU cache shared by the index check, the dataset and forked DataLoader workers),
+  a slice is a view into it, and the Mel encoder runs on the whole batch at once.
+- Slice offsets are a pure function of (seed, epoch, track), drawn among the offsets whose
+  slice is not near-silent (found once per track from a running energy sum, so there is no
+  retry loop), so a resumed run and any number of workers see exactly the same data.
+- The validation split is by track and by a hash of the track's name, so a track lands on the
+  same side for a given seed whatever the order or the other tracks, streamed or not.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+from .mel import MelConfig, audio_to_images
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+    from .synthetic import SyntheticClip
+
+__all__ = [
+    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "SliceDataset", "StreamSliceDataset", "SYNTHETIC",
+    "Track", "TrackSampler", "TrackStream", "describe_skips", "format_counts", "load_genre", "make_dataloader",
+    "match_genre", "split_tracks", "validation_slices",
+]
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic"  # the dataset name of the built-in genre set
+SILENCE_DB = -60.0  # RMS level (dBFS) below which a file or a slice counts as silent
+# Decoded, resampled tracks kept per process. 4 GiB holds ~13 h of audio at 22050 Hz (float32):
+# the 306 jazz tracks of lewtun/music_genres (30 s each) take ~0.8 GB.
+CACHE_MAX_BYTES = int(float(os.environ.get("AUDIODIFF_CACHE_GB", "4")) * (1 << 30))
+SHUFFLE_BUFFER = 64  # rows of encoded audio held by the streaming shuffle buffer (~25 MB of mp3)
+
+UNREACHABLE_HINT = (
+    "to work offline, use the built-in genre set (--dataset synthetic) or a folder of audio files "
+    "with one sub-folder per genre (--data-dir DIR)"
+)
+
+
+# ---- the public records ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Track:
+    """One piece of music of the chosen genre."""
+
+    name: str  # unique id: relative path, hub file name + content hash, or synthetic clip name
+    genre: str  # the label as the source spells it ("Jazz"); "" for an unnamed genre
+    source: Union[str, bytes, "SyntheticClip"]  # a file path, encoded audio bytes, or a clip spec
+
+    def __repr__(self) -> str:  # the bytes of a hub track would flood any log
+        kind = f"<{len(self.source)} bytes>" if isinstance(self.source, (bytes, bytearray)) else repr(self.source)
+        return f"Track(name={self.name!r}, genre={self.genre!r}, source={kind})"
+
+
+@dataclass
+class GenreData:
+    """What `load_genre` found: the usable tracks of one genre and what was left out, and why."""
+
+    tracks: Union[list[Track], "TrackStream"]  # a TrackStream when streaming
+    genre: str  # the matched label ("" for all genres or an unnamed one)
+    genre_counts: dict[str, int]  # every genre present, with its number of tracks (before checks)
+    skipped: collections.Counter  # reason -> count
+    description: str  # one line for logs and model cards
+    durations: dict[str, float] = field(default_factory=dict)  # track name -> seconds (not when streaming)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (name, reason), in source order
+    min_seconds: float = 0.0  # the too-short threshold used
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.durations.values()))
+
+
+class DataError(ValueError):
+    """A data problem the user can act on: unknown genre, no usable audio, unreachable dataset."""
+
+
+class HubUnreachableError(DataError):
+    """The hub (or the dataset on it) cannot be reached: offline, no network, or HF_HUB_OFFLINE=1.
+
+    Callers that chose the dataset themselves (a default) may catch this and fall back to the
+    built-in set; a dataset the user named should surface the message.
+    """
+
+
+# ---- genre matching --------------------------------------------------------------------------
+def _normalise(label: str) -> str:
+    return "".join(ch for ch in label.casefold() if ch.isalnum())
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """'Electronic (1234), Rock (980), ...': most common first."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{name or '(unnamed)'} ({count})" for name, count in ordered)
+
+
+def match_genre(requested: str, counts: dict[str, int], where: str) -> str:
+    """The label in `counts` that `requested` names: case-insensitive, then ignoring spaces and
+    punctuation ("hip hop" -> "Hip-Hop"). Raises DataError listing the genres present."""
+    wanted = requested.strip()
+    for rule in (str.casefold, _normalise):
+        hits = [label for label in counts if rule(label) == rule(wanted)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise DataError(f"genre {requested!r} matches several labels in {where}: {', '.join(hits)}; spell it exactly")
+    present = format_counts(counts) if counts else "none"
+    raise DataError(f"genre {requested!r} is not in {where}. Genres present (tracks): {present}. Pick one with --genre.")
+
+
+# ---- decoding, checking and caching one track -----------------------------------------------
+def _source_key(source: Any) -> tuple:
+    """A hashable identity for a track's content (cache key)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.path.abspath(source)
+        try:
+            stat = os.stat(path)
+            return ("file", path, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return ("file", path)
+    if isinstance(source, (bytes, bytearray)):
+        return ("bytes", len(source), hashlib.blake2b(source, digest_size=16).digest())
+    return ("synthetic", source.genre, source.seed, source.seconds)
+
+
+def _decode(source: Any, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Native-rate mono float32 audio of a track (a synthetic clip is rendered at `sample_rate`).
+
+    Raises AudioError for anything that cannot be decoded."""
+    if isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        return read_audio(source)
+    from .synthetic import render
+
+    audio = render(source.genre, source.seed, source.seconds, sample_rate)
+    return np.asarray(audio, dtype=np.float32).reshape(-1), int(sample_rate)
+
+
+def _rms_db(audio: np.ndarray | torch.Tensor) -> float:
+    if isinstance(audio, torch.Tensor):
+        energy = float(audio.double().square().mean()) if audio.numel() else 0.0
+    else:
+        energy = float(np.mean(np.square(audio, dtype=np.float64))) if audio.size else 0.0
+    return 10.0 * math.log10(max(energy, 1e-20))
+
+
+def _check(audio: np.ndarray, sample_rate: int, min_seconds: float) -> str | None:
+    """The skip reason of decoded audio, or None when it is usable."""
+    if audio.size == 0:
+        return "zero_length"
+    if not np.all(np.isfinite(audio)):
+        return "nan"
+    if audio.size / sample_rate < min_seconds:
+        return "too_short"
+    if _rms_db(audio) < SILENCE_DB:
+        return "silent"
+    return None
+
+
+@dataclass
+class _Prepared:
+    """A decoded track at the model's rate, with the energy of the slice at each hop."""
+
+    audio: torch.Tensor  # (T,) float32 at config.sample_rate
+    slice_energy_db: np.ndarray  # (K,) RMS level of the slice starting at k * hop_length
+
+    @property
+    def nbytes(self) -> int:
+        return self.audio.numel() * self.audio.element_size() + self.slice_energy_db.nbytes
+
+
+def _slice_energy_db(audio: torch.Tensor, config: MelConfig) -> np.ndarray:
+    """RMS level (dB) of the slice starting at each multiple of hop_length: (K,)."""
+    samples = audio.numpy().astype(np.float64)
+    length, size = samples.size, config.slice_samples
+    if length <= size:
+        return np.array([_rms_db(samples)])
+    cumulative = np.concatenate([[0.0], np.cumsum(samples * samples)])
+    starts = np.arange(0, length - size + 1, config.hop_length)
+    energy = (cumulative[starts + size] - cumulative[starts]) / size
+    return 10.0 * np.log10(np.maximum(energy, 1e-20))
+
+
+def _prepare(audio: np.ndarray, sample_rate: int, config: MelConfig) -> _Prepared:
+    tensor = resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), sample_rate, config.sample_rate)
+    tensor = tensor.contiguous()
+    return _Prepared(tensor, _slice_energy_db(tensor, config))
+
+
+class _TrackCache:
+    """Least-recently-used decoded tracks, bounded in bytes, shared by threads of one process.
+
+    Populated while `load_genre` checks the tracks, so DataLoader workers forked afterwards
+    inherit it (copy-on-write) and decode nothing."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: collections.OrderedDict[tuple, _Prepared] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> _Prepared | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple, item: _Prepared) -> None:
+        if item.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = item
+            self._bytes += item.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+TRACK_CACHE = _TrackCache(CACHE_MAX_BYTES)
+
+
+def _cache_key(source: Any, config: MelConfig) -> tuple:
+    return (_source_key(source), config.sample_rate, config.slice_samples, config.hop_length)
+
+
+def _load_prepared(track: Track, config: MelConfig, key: tuple | None = None) -> _Prepared:
+    """The decoded, resampled track from the cache, decoding it on a miss."""
+    key = key or _cache_key(track.source, config)
+    item = TRACK_CACHE.get(key)
+    if item is None:
+        try:
+            audio, sample_rate = _decode(track.source, config.sample_rate)
+        except AudioError as exc:
+            raise DataError(f"track {track.name} can no longer be decoded ({exc}); was it changed after loading?") from exc
+        item = _prepare(audio, sample_rate, config)
+        TRACK_CACHE.put(key, item)
+    return item
+
+
+def _inspect(track: Track, config: MelConfig, min_seconds: float) -> tuple[str | None, float, _Prepared | None]:
+    """Check one track, decoding it once: (skip reason or None, seconds, the prepared track when
+    usable, also put in the cache)."""
+    source = track.source
+    if isinstance(source, (bytes, bytearray)) and len(source) == 0:
+        return "empty", 0.0, None
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            if os.path.getsize(source) == 0:
+                return "empty", 0.0, None
+        except OSError:
+            return "unreadable", 0.0, None
+    try:
+        audio, sample_rate = _decode(source, config.sample_rate)
+    except AudioError:
+        return "unreadable", 0.0, None
+    seconds = audio.size / sample_rate
+    reason = _check(audio, sample_rate, min_seconds)
+    if reason is not None:
+        return reason, seconds, None
+    item = _prepare(audio, sample_rate, config)
+    TRACK_CACHE.put(_cache_key(source, config), item)
+    return None, seconds, item
+
+
+def _inspect_all(tracks: list[Track], config: MelConfig, min_seconds: float, progress: bool, what: str):
+    """Check tracks in a few threads (soundfile and torch release the GIL). Keeps the order."""
+    from tqdm.auto import tqdm
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    results: list[tuple[str | None, float]] = []
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = pool.map(lambda track: _inspect(track, config, min_seconds)[:2], tracks)
+        for result in tqdm(jobs, total=len(tracks), desc=f"checking {what}", unit="track", disable=not progress):
+            results.append(result)
+    return results
+
+
+def _finish(tracks, config, min_seconds, progress, genre, genre_counts, description, skipped, skipped_files) -> GenreData:
+    """Check every track, count skips, report them once, refuse an empty result."""
+    usable, durations = [], {}
+    for track, (reason, seconds) in zip(tracks, _inspect_all(tracks, config, min_seconds, progress, genre or "tracks")):
+        if reason is None:
+            usable.append(track)
+            durations[track.name] = seconds
+        else:
+            skipped[reason] += 1
+            skipped_files.append((track.name, reason))
+            logger.debug("skipping %s: %s", track.name, reason)
+    data = GenreData(usable, genre, genre_counts, skipped, description, durations, skipped_files, min_seconds)
+    if skipped:
+        level = logging.WARNING if progress else logging.INFO
+        logger.log(level, "%s: skipped %s", description, describe_skips(skipped, min_seconds))
+    if not usable:
+        why = describe_skips(skipped, min_seconds) if skipped else "no audio files were found"
+        raise DataError(f"no usable audio in {description}: {why}")
+    return data
+
+
+def describe_skips(skipped: collections.Counter, min_seconds: float = 0.0) -> str:
+    """'3 files (2 unreadable, 1 too short (< 2.97 s))'."""
+    labels = {"too_short": f"too short (< {min_seconds:.2f} s)", "nan": "containing NaN", "not_audio": "not audio"}
+    parts = [f"{count} {labels.get(reason, reason.replace('_', ' '))}" for reason, count in skipped.most_common()]
+    total = sum(skipped.values())
+    return f"{total} file{'s' if total != 1 else ''} ({', '.join(parts)})"
+
+
+# ---- sources -----------------------------------------------------------------------------------
+def _audio_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(audio files, other files) under `folder`, recursively, sorted, hidden entries left out."""
+    audio, other = [], []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if name.startswith("."):
+                continue  # .DS_Store and friends: not music, not worth a count
+            (audio if path.suffix.lower() in AUDIO_EXTENSIONS else other).append(path)
+    return audio, other
+
+
+def _load_folder(data_dir, genre, config, min_seconds, progress) -> GenreData:
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist or is not a folder")
+    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    genre_files = {p.name: _audio_files(p) for p in subfolders}
+    genre_files = {name: files for name, files in genre_files.items() if files[0]}
+    skipped: collections.Counter = collections.Counter()
+    skipped_files: list[tuple[str, str]] = []
+    if genre_files:  # DIR/<genre>/**/*.wav
+        genre_counts = {name: len(files[0]) for name, files in genre_files.items()}
+        chosen = [match_genre(genre, genre_counts, f"folder {root}")] if genre is not None else list(genre_files)
+        label = chosen[0] if genre is not None else ""
+        tracks, others = [], []
+        for name in chosen:
+            files, other = genre_files[name]
+            tracks += [Track(p.relative_to(root).as_posix(), name, str(p)) for p in files]
+            others += other
+        if genre is None:  # files at the top level belong to no genre but are part of "all"
+            top_audio = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            tracks += [Track(p.name, "", str(p)) for p in top_audio]
+        description = f"folder {root}" + (f", genre {label}" if label else "")
+    else:  # a flat folder: one unnamed genre
+        files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+        others = [p for p in files if p.suffix.lower() not in AUDIO_EXTENSIONS]
+        label = ""
+        genre_counts = {"": len(audio)}
+        if genre is not None:
+            logger.log(logging.WARNING if progress else logging.INFO,
+                       "folder %s has no genre sub-folders: all of its files are taken as one genre (--genre %s is not checked)",
+                       root, genre)
+        tracks = [Track(p.name, "", str(p)) for p in audio]
+        description = f"folder {root}"
+    for path in others:
+        skipped["not_audio"] += 1
+        skipped_files.append((path.relative_to(root).as_posix(), "not_audio"))
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files)
+
+
+def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress) -> GenreData:
+    from .synthetic import GENRES, synthetic_clips
+
+    genre_counts = {name: clips_per_genre for name in GENRES}
+    label = match_genre(genre, genre_counts, "the built-in synthetic set") if genre is not None else ""
+    try:
+        clips = synthetic_clips(clips_per_genre, seconds, genres=[label] if label else None)
+    except ValueError as exc:  # clips_per_genre or seconds out of range
+        raise DataError(f"built-in synthetic set: {exc}") from exc
+    tracks = [Track(clip.name, clip.genre, clip) for clip in clips]
+    description = "built-in synthetic set" + (f", genre {label}" if label else "")
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description,
+                   collections.Counter(), [])
+
+
+# -- hub datasets and datasets.Dataset objects ----------------------------------------------
+def _probe_hub(dataset_id: str, timeout_seconds: float = 5.0) -> None:
+    """Fail within seconds when the hub or the dataset is out of reach (datasets itself would
+    retry for half a minute before giving up)."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    except ImportError:  # huggingface_hub < 0.23
+        from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        raise HubUnreachableError(f"cannot stream hub dataset {dataset_id}: offline mode is on (HF_HUB_OFFLINE); {UNREACHABLE_HINT}")
+    try:
+        HfApi().dataset_info(dataset_id, timeout=timeout_seconds)
+    except GatedRepoError as exc:
+        raise DataError(f"hub dataset {dataset_id} is gated: accept its terms on the hub and log in (`hf auth login`)") from exc
+    except RepositoryNotFoundError as exc:
+        raise DataError(f"no dataset {dataset_id!r} on the hub (or it is private: log in with `hf auth login`); "
+                        f"check the name, or {UNREACHABLE_HINT}") from exc
+    except Exception as exc:  # connection refused, DNS, timeout, proxy...
+        raise HubUnreachableError(f"cannot reach the hub for dataset {dataset_id} ({type(exc).__name__}: {exc}); {UNREACHABLE_HINT}") from exc
+
+
+def _label_name(feature, value) -> str:
+    if value is None:
+        return ""
+    if feature is not None and type(feature).__name__ == "ClassLabel" and isinstance(value, (int, np.integer)):
+        return feature.int2str(int(value))
+    return str(value)
+
+
+def _label_value(feature, name: str, seen: dict):
+    """The stored value of a label name (an int for ClassLabel columns)."""
+    if feature is not None and type(feature).__name__ == "ClassLabel":
+        return feature.str2int(name)
+    return seen[name]
+
+
+def _track_name(audio: dict, used: set) -> str:
+    """A stable name for a hub row: its file name and a hash of its bytes (order-independent, so
+    streamed and collected runs split the same tracks the same way)."""
+    data = audio.get("bytes") or b""
+    digest = hashlib.blake2b(data, digest_size=8).hexdigest() if data else "nobytes"
+    path = audio.get("path")
+    name = f"{Path(path).name}#{digest}" if path else digest
+    base, k = name, 1
+    while name in used:
+        k += 1
+        name = f"{base}~{k}"
+    used.add(name)
+    return name
+
+
+def _row_source(row_audio) -> str | bytes | None:
+    """Encoded bytes of a row's audio, or a local path, or None."""
+    if isinstance(row_audio, dict):
+        data = row_audio.get("bytes")
+        if data is not None:
+            return bytes(data)
+        path = row_audio.get("path")
+        if path and os.path.isfile(path):
+            return path
+    elif isinstance(row_audio, (bytes, bytearray)):
+        return bytes(row_audio)
+    elif isinstance(row_audio, str) and os.path.isfile(row_audio):
+        return row_audio
+    return None
+
+
+class _Rows:
+    """Reads (label, audio) rows: from a hub id or a local dataset folder through
+    `load_dataset(..., streaming=True)`, or from a `datasets.Dataset`/`IterableDataset` object."""
+
+    def __init__(self, dataset, split: str, genre_column: str, audio_column: str):
+        self.dataset, self.split = dataset, split
+        self.genre_column, self.audio_column = genre_column, audio_column
+        self.is_object = not isinstance(dataset, (str, os.PathLike))
+        if self.is_object:
+            self.where = f"in-memory dataset ({split})"
+        elif Path(dataset).exists():
+            self.where = f"local dataset {dataset} ({split})"
+        else:
+            self.where = f"hub dataset {dataset} ({split})"
+        self._plain = None
+
+    def _open(self, **options):
+        import datasets
+
+        try:
+            return datasets.load_dataset(str(self.dataset), split=self.split, streaming=True, **options)
+        except ValueError as exc:
+            if "split" in str(exc).lower():
+                raise DataError(f"{self.where}: {exc}; choose one with --split") from exc
+            raise
+
+    def _stream(self, columns: list[str], filters: list | None = None):
+        """(streamed split with only `columns`, whether `filters` was applied). `columns` and
+        `filters` are options of the parquet builder: pyarrow reads the genre column and compares
+        it before any audio column is read. Other builders refuse them: then every column is
+        streamed and the caller filters."""
+        if self._plain is None:
+            self._plain = self._open()
+        self._check_columns(self._plain.features, columns)
+        options = {"columns": columns, **({"filters": filters} if filters else {})}
+        try:
+            return self._open(**options), True
+        except DataError:
+            raise
+        except (TypeError, ValueError) as exc:
+            logger.debug("%s does not take %s (%s); streaming all columns", self.where, sorted(options), exc)
+            return self._plain.select_columns(columns), False
+
+    def _check_columns(self, features, columns: Sequence[str]) -> None:
+        if features is None:
+            return
+        missing = [c for c in columns if c not in features]
+        if missing:
+            flag = {self.genre_column: "--genre-column", self.audio_column: "--audio-column"}
+            raise DataError(f"{self.where} has no column {missing[0]!r} (columns: {', '.join(features)}); "
+                            f"choose one with {flag.get(missing[0], '--genre-column/--audio-column')}")
+
+    def labels(self, progress: bool) -> tuple[Any, list]:
+        """(genre feature, raw label of every row): only the genre column is read."""
+        import datasets
+        from tqdm.auto import tqdm
+
+        column = self.genre_column
+        if isinstance(self.dataset, datasets.Dataset):
+            self._check_columns(self.dataset.features, [column])
+            return self.dataset.features[column], list(self.dataset.select_columns([column])[column])
+        if self.is_object:
+            self._check_columns(self.dataset.features, [column])
+            stream = self.dataset.select_columns([column])
+        else:
+            stream, _ = self._stream([column])
+        feature = stream.features[column] if stream.features is not None else None
+        values = []
+        bar = tqdm(desc=f"reading genre labels of {self.where}", unit="row", disable=not progress)
+        for batch in stream.iter(batch_size=1000):
+            values += batch[column]
+            bar.update(len(batch[column]))
+        bar.close()
+        return feature, values
+
+    def rows(self, value, labels: list) -> "datasets.IterableDataset | datasets.Dataset":
+        """Rows of one label value (all when None) with the audio column cast to encoded bytes."""
+        import datasets
+
+        columns = [self.genre_column, self.audio_column]
+        audio = datasets.Audio(decode=False)  # datasets hands over the bytes; we decode with soundfile
+        if isinstance(self.dataset, datasets.Dataset):
+            self._check_columns(self.dataset.features, columns)
+            selected = self.dataset
+            if value is not None:  # rows chosen from the labels alone
+                selected = selected.select([i for i, v in enumerate(labels) if v == value])
+            return selected.select_columns(columns).cast_column(self.audio_column, audio)
+        if self.is_object:
+            self._check_columns(self.dataset.features, columns)
+            stream, filtered = self.dataset.select_columns(columns), False
+        else:
+            stream, filtered = self._stream(columns, [(self.genre_column, "==", value)] if value is not None else None)
+        stream = stream.cast_column(self.audio_column, audio)
+        if value is not None and not filtered:  # the label is compared before the row's audio is looked at
+            stream = stream.filter(lambda label: label == value, input_columns=[self.genre_column])
+        return stream
+
+
+def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, streaming, min_seconds, progress) -> GenreData:
+    from tqdm.auto import tqdm
+
+    source = _Rows(dataset, split, genre_column, audio_column)
+    try:
+        feature, labels = source.labels(progress)
+        names = [_label_name(feature, v) for v in labels]
+        genre_counts = dict(collections.Counter(n for n in names if n))
+        seen = {}
+        for raw, name in zip(labels, names):
+            seen.setdefault(name, raw)
+        label = match_genre(genre, genre_counts, source.where) if genre is not None else ""
+        value = _label_value(feature, label, seen) if label else None
+        rows = source.rows(value, labels)
+        description = source.where + (f", genre {label}" if label else "")
+        expected = genre_counts.get(label, 0) if label else len(labels)
+        if streaming:
+            stream = TrackStream(_as_iterable(rows), audio_column, label, expected, description, min_seconds)
+            return GenreData(stream, label, genre_counts, collections.Counter(),
+                             description + " (streamed: files are checked as they arrive)", min_seconds=min_seconds)
+        tracks, used = [], set()
+        skipped: collections.Counter = collections.Counter()
+        skipped_files: list[tuple[str, str]] = []
+        bar = tqdm(total=expected, desc=f"collecting {label or 'all'} audio from {source.where}", unit="track", disable=not progress)
+        for row in rows:
+            audio = row[audio_column]
+            name = _track_name(audio if isinstance(audio, dict) else {}, used)
+            data = _row_source(audio)
+            if data is None:
+                skipped["missing_audio"] += 1
+                skipped_files.append((name, "missing_audio"))
+            else:
+                tracks.append(Track(name, label or _label_name(feature, row[genre_column]), data))
+            bar.update(1)
+        bar.close()
+    except DataError:
+        raise
+    except (ConnectionError, TimeoutError) as exc:
+        raise HubUnreachableError(f"lost the connection while reading {source.where} ({exc}); {UNREACHABLE_HINT}") from exc
+    except FileNotFoundError as exc:
+        raise DataError(f"cannot read {source.where}: {exc}") from exc
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files)
+
+
+def _as_iterable(rows):
+    import datasets
+
+    if isinstance(rows, datasets.Dataset):
+        return rows.to_iterable_dataset(num_shards=max(1, min(len(rows), 8)))
+    return rows
+
+
+def load_genre(
+    genre: str | None,
+    config: MelConfig,
+    *,
+    dataset: "str | datasets.Dataset | datasets.IterableDataset | None" = None,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "train",
+    genre_column: str = "genre",
+    audio_column: str = "audio",
+    streaming: bool = False,
+    synthetic_clips_per_genre: int = 32,
+    synthetic_seconds: float = 30.0,
+    min_seconds: float | None = None,
+    progress: bool = True,
+) -> GenreData:
+    """The usable tracks of one genre from exactly one source.
+
+    dataset: a hub id ("lewtun/music_genres"), a local dataset folder `load_dataset` reads,
+    `"synthetic"` (the built-in set), or a `datasets.Dataset`/`IterableDataset` object.
+    data_dir: a folder, one sub-folder per genre (a folder without sub-folders is one genre).
+    genre: matched case-insensitively; None takes every track. min_seconds: shorter tracks are
+    skipped (default half a slice). streaming: hub/dataset sources only; `tracks` is then a
+    TrackStream read again every epoch. progress: progress bars and the one-line skip report
+    at warning level (pass False on non-main processes).
+    Raises DataError (HubUnreachableError when the hub can't be reached) with what to do.
+    """
+    if (dataset is None) == (data_dir is None):
+        raise DataError("give exactly one data source: a dataset (--dataset ID, or --dataset synthetic) or a folder (--data-dir DIR)")
+    if min_seconds is None:
+        min_seconds = config.slice_seconds / 2
+    if data_dir is not None:
+        if streaming:
+            logger.info("streaming applies to hub datasets only; reading folder %s directly", data_dir)
+        return _load_folder(data_dir, genre, config, min_seconds, progress)
+    if isinstance(dataset, str) and dataset.strip().lower() == SYNTHETIC:
+        return _load_synthetic(genre, config, synthetic_clips_per_genre, synthetic_seconds, min_seconds, progress)
+    if isinstance(dataset, (str, os.PathLike)):
+        local = Path(dataset).expanduser()
+        if local.exists():
+            dataset = str(local)
+        elif isinstance(dataset, os.PathLike) or str(dataset).startswith((".", "/", "~")):
+            raise DataError(f"dataset folder {dataset} does not exist")
+        else:
+            _probe_hub(str(dataset))
+    return _load_rows(dataset, genre, config, split=split, genre_column=genre_column, audio_column=audio_column,
+                      streaming=streaming, min_seconds=min_seconds, progress=progress)
+
+
+# ---- the validation split ----------------------------------------------------------------------
+def _unit_hash(seed: int, name: str) -> float:
+    """A number in [0, 1) fixed by (seed, name)."""
+    digest = hashlib.blake2b(f"{seed}\x00{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def _name_number(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+
+
+def split_tracks(tracks, validation_fraction: float = 0.1, seed: int = 0):
+    """(training, validation) tracks, split by track.
+
+    A track is held out when a hash of (seed, name) falls below `validation_fraction`, so it
+    lands on the same side for a given seed whatever the order or the other tracks. With at
+    least 2 tracks and a positive fraction, at least one is held out (the lowest hash) and at
+    least one is kept for training. A TrackStream splits into two TrackStreams the same way
+    (without the at-least-one guarantee: a stream's length is unknown in advance).
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    if isinstance(tracks, TrackStream):
+        return tracks.split(validation_fraction, seed)
+    tracks = list(tracks)
+    scores = [_unit_hash(seed, t.name) for t in tracks]
+    held = [s < validation_fraction for s in scores]
+    if validation_fraction > 0 and len(tracks) >= 2:
+        if not any(held):
+            held[int(np.argmin(scores))] = True
+        if all(held):
+            held[int(np.argmax(scores))] = False
+    train = [t for t, h in zip(tracks, held) if not h]
+    validation = [t for t, h in zip(tracks, held) if h]
+    return train, validation
+
+
+# ---- slices and batches ------------------------------------------------------------------------
+def _rng(*words: int) -> np.random.Generator:
+    return np.random.default_rng([int(w) & 0xFFFFFFFFFFFFFFFF for w in words])
+
+
+_TRAIN, _VALIDATION, _ORDER, _STREAM = 0, 1, 2, 3  # rng namespaces
+
+
+def _draw_offset(item: _Prepared, config: MelConfig, silence_db: float, rng: np.random.Generator) -> int:
+    """A random start (samples) for a slice of a prepared track, never a near-silent slice: a
+    hop-grid position drawn among the loud ones, plus a random part of a hop."""
+    spare = item.audio.numel() - config.slice_samples
+    if spare <= 0:
+        return 0
+    loud = np.flatnonzero(item.slice_energy_db >= silence_db)
+    if loud.size == 0:  # every slice is quiet (the file passed the whole-file check): any will do
+        loud = np.arange(item.slice_energy_db.size)
+    start = int(loud[rng.integers(loud.size)]) * config.hop_length + int(rng.integers(config.hop_length))
+    return min(start, spare)
+
+
+def _cut(item: _Prepared, start: int, config: MelConfig) -> torch.Tensor:
+    """(slice_samples,) from `start`, zero-padded past the end of a short track (a copy)."""
+    piece = item.audio[start : start + config.slice_samples]
+    return torch.nn.functional.pad(piece, (0, config.slice_samples - piece.numel()))
+
+
+class SliceDataset(Dataset):
+    """One random slice per track per epoch: item i is a (slice_samples,) float32 tensor at
+    config.sample_rate. The offset is a pure function of (seed, epoch, i); near-silent slices are
+    never drawn. Index with i (uses `set_epoch`'s epoch) or (i, epoch) (what TrackSampler yields,
+    so persistent workers agree with the main process)."""
+
+    def __init__(self, tracks: Sequence[Track], config: MelConfig, seed: int = 0, silence_db: float = SILENCE_DB):
+        self.tracks = list(tracks)
+        self.config, self.seed, self.silence_db = config, int(seed), float(silence_db)
+        self.epoch = 0
+        self._keys: list[tuple | None] = [None] * len(self.tracks)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def prepared(self, i: int) -> _Prepared:
+        if self._keys[i] is None:
+            self._keys[i] = _cache_key(self.tracks[i].source, self.config)
+        return _load_prepared(self.tracks[i], self.config, self._keys[i])
+
+    def offset(self, i: int, epoch: int) -> int:
+        """Where the slice of (track i, epoch) starts, in samples at config.sample_rate."""
+        return _draw_offset(self.prepared(i), self.config, self.silence_db, _rng(self.seed, _TRAIN, epoch, i))
+
+    def __getitem__(self, index) -> torch.Tensor:
+        i, epoch = index if isinstance(index, tuple) else (index, self.epoch)
+        item = self.prepared(int(i))
+        start = _draw_offset(item, self.config, self.silence_db, _rng(self.seed, _TRAIN, int(epoch), int(i)))
+        return _cut(item, start, self.config)  # (slice_samples,)
+
+
+class TrackSampler(Sampler):
+    """Yields (track index, epoch) in an order fixed by (seed, epoch). The epoch is read from the
+    dataset in the main process, so `loader.dataset.set_epoch` and `loader.sampler.set_epoch` are
+    the same call and workers (persistent or not) see the right epoch."""
+
+    def __init__(self, dataset: SliceDataset, shuffle: bool = True, seed: int = 0):
+        self.dataset, self.shuffle, self.seed = dataset, shuffle, int(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.dataset.epoch
+        order = _rng(self.seed, _ORDER, epoch).permutation(len(self.dataset)) if self.shuffle else range(len(self.dataset))
+        for i in order:
+            yield int(i), epoch
+
+
+class MelCollate:
+    """list of (slice_samples,) slices -> (B, 1, y_res, x_res) Mel images in [-1, 1], encoded as
+    one batch on `device` (use a CUDA device only with num_workers=0)."""
+
+    def __init__(self, config: MelConfig, device: str | torch.device = "cpu"):
+        self.config, self.device = config, torch.device(device)
+
+    def __call__(self, slices: list[torch.Tensor]) -> torch.Tensor:
+        audio = torch.stack(slices).to(self.device)  # (B, slice_samples)
+        return audio_to_images(audio, self.config)  # (B, 1, y_res, x_res)
+
+
+def make_dataloader(tracks, config: MelConfig, *, batch_size: int, seed: int = 0, num_workers: int = 0,
+                    shuffle: bool = True, drop_last: bool = True, silence_db: float = SILENCE_DB) -> DataLoader:
+    """A DataLoader of Mel image batches (B, 1, y_res, x_res), one slice per track per epoch.
+
+    Call `loader.dataset.set_epoch(epoch)` (or `loader.sampler.set_epoch`) before each epoch:
+    the order and the offsets are fixed by (seed, epoch), the same for any num_workers.
+    A TrackStream gives a loader over a StreamSliceDataset (shuffled by a buffer instead).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    collate = MelCollate(config)
+    if isinstance(tracks, TrackStream):
+        # Workers are started afresh each epoch, so each gets the dataset with the current epoch.
+        dataset = StreamSliceDataset(tracks, config, seed=seed, shuffle=shuffle, silence_db=silence_db)
+        return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, collate_fn=collate, num_workers=num_workers)
+    # Persistent workers keep their decoded tracks between epochs; the sampler hands them the epoch.
+    dataset = SliceDataset(tracks, config, seed=seed, silence_db=silence_db)
+    sampler = TrackSampler(dataset, shuffle=shuffle, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate,
+                      num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, silence_db: float = SILENCE_DB) -> torch.Tensor:
+    """(count, slice_samples) fixed slices for a validation loss: slice k comes from track
+    k % len(tracks) at an offset fixed by (seed, k). The same inputs give the same slices."""
+    if count <= 0:
+        return torch.zeros(0, config.slice_samples)
+    if isinstance(tracks, TrackStream):
+        tracks = tracks.take(count, config)
+    tracks = list(tracks)
+    if not tracks:
+        raise ValueError("validation_slices needs at least one track")
+    dataset = SliceDataset(tracks, config, seed=seed, silence_db=silence_db)
+    slices = []
+    for k in range(count):
+        item = dataset.prepared(k % len(tracks))
+        slices.append(_cut(item, _draw_offset(item, config, silence_db, _rng(seed, _VALIDATION, k)), config))
+    return torch.stack(slices)  # (count, slice_samples)
+
+
+# ---- streaming -------------------------------------------------------------------------------
+class TrackStream:
+    """A genre's tracks read lazily from a streamed dataset (`load_genre(..., streaming=True)`).
+
+    Iterating yields Tracks (encoded bytes) in stream order; each pass reads the stream again,
+    so the genre never has to fit in memory or on disk. `len()` is the number of rows of the
+    genre (an estimate for a split part). Files are checked when a StreamSliceDataset meets them.
+    """
+
+    def __init__(self, rows, audio_column: str, genre: str, count: int, description: str,
+                 min_seconds: float, part: tuple[float, int, bool] | None = None):
+        self.rows = rows  # a datasets.IterableDataset of {genre_column, audio_column} rows
+        self.audio_column, self.genre, self.count = audio_column, genre, count
+        self.description, self.min_seconds, self.part = description, min_seconds, part
+
+    def __repr__(self) -> str:
+        side = "" if self.part is None else (", held-out part" if self.part[2] else ", training part")
+        return f"TrackStream({self.description!r}, ~{len(self)} tracks{side})"
+
+    def __len__(self) -> int:
+        if self.part is None:
+            return self.count
+        fraction, _, held_out = self.part
+        share = fraction if held_out else 1.0 - fraction
+        return max(1, round(self.count * share)) if self.count else 0
+
+    def keeps(self, name: str) -> bool:
+        if self.part is None:
+            return True
+        fraction, seed, held_out = self.part
+        return (_unit_hash(seed, name) < fraction) == held_out
+
+    def split(self, validation_fraction: float, seed: int = 0) -> tuple["TrackStream", "TrackStream"]:
+        if self.part is not None:
+            raise ValueError("this stream is already one side of a split")
+        make = lambda held: TrackStream(self.rows, self.audio_column, self.genre, self.count, self.description,
+                                        self.min_seconds, (validation_fraction, int(seed), held))
+        return make(False), make(True)
+
+    def iter_tracks(self, rows=None) -> Iterator[Track]:
+        used: set = set()
+        for row in rows if rows is not None else self.rows:
+            audio = row[self.audio_column]
+            name = _track_name(audio if isinstance(audio, dict) else {}, used)
+            data = _row_source(audio)
+            if data is not None and self.keeps(name):
+                yield Track(name, self.genre, data)
+
+    def __iter__(self) -> Iterator[Track]:
+        return self.iter_tracks()
+
+    def take(self, count: int, config: MelConfig) -> list[Track]:
+        """The first `count` usable tracks of the stream (checked and cached)."""
+        taken = []
+        for track in self:
+            if _inspect(track, config, self.min_seconds)[0] is None:
+                taken.append(track)
+                if len(taken) == count:
+                    break
+        return taken
+
+
+class StreamSliceDataset(IterableDataset):
+    """One slice per usable track of a TrackStream per epoch, shuffled by the stream's buffer
+    (seeded by (seed, epoch)). In DataLoader workers, `datasets` gives each worker its own
+    shards. Tracks that fail the checks are skipped and counted (`skipped`, logged once per
+    process after its first epoch)."""
+
+    def __init__(self, stream: TrackStream, config: MelConfig, seed: int = 0, shuffle: bool = True,
+                 silence_db: float = SILENCE_DB, shuffle_buffer: int = SHUFFLE_BUFFER):
+        self.stream, self.config, self.seed, self.shuffle = stream, config, int(seed), shuffle
+        self.silence_db, self.shuffle_buffer = float(silence_db), shuffle_buffer
+        self.epoch = 0
+        self.skipped: collections.Counter = collections.Counter()
+        self._reported = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rows = self.stream.rows
+        if self.shuffle:
+            rows = rows.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
+            rows.set_epoch(self.epoch)
+        for track in self.stream.iter_tracks(rows):
+            reason, _, item = _inspect(track, self.config, self.stream.min_seconds)
+            if reason is not None:
+                self.skipped[reason] += 1
+                continue
+            rng = _rng(self.seed, _STREAM, self.epoch, _name_number(track.name))
+            yield _cut(item, _draw_offset(item, self.config, self.silence_db, rng), self.config)  # (slice_samples,)
+        if self.skipped and not self._reported:
+            self._reported = True
+            logger.warning("%s: skipped %s", self.stream.description, describe_skips(self.skipped, self.stream.min_seconds))

@@ -1,0 +1,450 @@
+import collections
+import io
+import logging
+import time
+
+import datasets
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff import data as data_module
+from audiodiff.audio import load_audio
+from audiodiff.data import (
+    TRACK_CACHE, DataError, HubUnreachableError, MelCollate, SliceDataset, Track, TrackStream, load_genre,
+    make_dataloader, split_tracks, validation_slices,
+)
+from audiodiff.mel import MelConfig, audio_to_images
+
+from conftest import tone
+
+# A tiny codec: one slice is 2047 samples (0.256 s) at 8 kHz, so "too short" is < 0.128 s.
+CONFIG = MelConfig(x_res=32, y_res=32, sample_rate=8000, n_fft=256, hop_length=64)
+S = CONFIG.slice_samples
+
+
+def music(seconds, sample_rate, seed=0, freq=220.0):
+    """A tone with a seeded wobble and noise: loud, not silent, different per seed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    wobble = 1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t)
+    audio = 0.3 * wobble * np.sin(2 * np.pi * freq * (1 + 0.1 * seed) * t) + 0.02 * rng.standard_normal(t.size)
+    return audio.astype(np.float32)
+
+
+def encode(audio, sample_rate, fmt="WAV", subtype=None):
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def nan_audio(seconds=1.0, sample_rate=8000):
+    audio = music(seconds, sample_rate)
+    audio[100:110] = np.nan
+    return audio
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    TRACK_CACHE.clear()
+    yield
+    TRACK_CACHE.clear()
+
+
+@pytest.fixture
+def genre_folder(tmp_path):
+    """DIR/jazz with three good files (mixed formats and rates, one nested) and every kind of bad
+    input; DIR/rock with two good files; hidden entries that must be ignored."""
+    root = tmp_path / "music"
+    jazz, rock = root / "jazz", root / "rock"
+    (jazz / "sub").mkdir(parents=True)
+    rock.mkdir()
+    sf.write(jazz / "a.wav", np.stack([music(1.0, 44100, 1), music(1.0, 44100, 2)], axis=1), 44100)
+    sf.write(jazz / "b.flac", music(0.8, 22050, 3), 22050)
+    sf.write(jazz / "sub" / "c.ogg", music(1.2, 16000, 4), 16000, format="OGG", subtype="VORBIS")
+    (jazz / "empty.wav").write_bytes(b"")
+    (jazz / "corrupt.flac").write_bytes(np.random.default_rng(0).bytes(3000))
+    sf.write(jazz / "zero.wav", np.zeros(0, dtype=np.float32), 8000)
+    sf.write(jazz / "short.wav", music(0.05, 8000), 8000)
+    sf.write(jazz / "nan.wav", nan_audio(), 8000, subtype="FLOAT")
+    sf.write(jazz / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
+    sf.write(jazz / "hiss.wav", 1e-5 * np.random.default_rng(1).standard_normal(8000).astype(np.float32), 8000, subtype="FLOAT")
+    (jazz / "notes.txt").write_text("not music")
+    (jazz / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    (jazz / ".DS_Store").write_bytes(b"\0")
+    sf.write(rock / "x.wav", music(1.0, 8000, 5), 8000)
+    sf.write(rock / "y.wav", music(1.5, 8000, 6), 8000)
+    (root / ".cache").mkdir()
+    sf.write(root / ".cache" / "z.wav", music(1.0, 8000, 7), 8000)
+    return root
+
+
+# ---- folder source --------------------------------------------------------------------------
+def test_folder_source_picks_genre_and_counts_every_bad_input(genre_folder, caplog):
+    with caplog.at_level(logging.WARNING, logger="audiodiff.data"):
+        data = load_genre("JAZZ", CONFIG, data_dir=genre_folder, progress=True)
+    assert data.genre == "jazz"
+    assert [t.name for t in data.tracks] == ["jazz/a.wav", "jazz/b.flac", "jazz/sub/c.ogg"]
+    assert all(t.genre == "jazz" and t.source.startswith(str(genre_folder)) for t in data.tracks)
+    assert data.genre_counts == {"jazz": 10, "rock": 2}  # audio files per genre folder, before checks
+    assert data.skipped == collections.Counter(
+        {"not_audio": 2, "empty": 1, "unreadable": 1, "zero_length": 1, "too_short": 1, "nan": 1, "silent": 2})
+    assert dict(data.skipped_files)["jazz/hiss.wav"] == "silent" and dict(data.skipped_files)["jazz/nan.wav"] == "nan"
+    assert data.durations == pytest.approx({"jazz/a.wav": 1.0, "jazz/b.flac": 0.8, "jazz/sub/c.ogg": 1.2}, abs=0.01)
+    assert data.min_seconds == pytest.approx(S / 8000 / 2)
+    assert data.description == f"folder {genre_folder}, genre jazz"
+    reports = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(reports) == 1 and "9 files" in reports[0] and "2 silent" in reports[0] and "too short (< 0.13 s)" in reports[0]
+
+    rock = load_genre("rock", CONFIG, data_dir=genre_folder, progress=False)
+    assert [t.name for t in rock.tracks] == ["rock/x.wav", "rock/y.wav"] and not rock.skipped
+
+    everything = load_genre(None, CONFIG, data_dir=genre_folder, progress=False)
+    assert everything.genre == "" and len(everything.tracks) == 5
+    assert {t.genre for t in everything.tracks} == {"jazz", "rock"}
+
+
+def test_flat_folder_is_one_unnamed_genre(tmp_path):
+    for k in range(3):
+        sf.write(tmp_path / f"{k}.wav", music(0.5, 8000, k), 8000)
+    (tmp_path / "readme.md").write_text("hi")
+    for genre in (None, "anything"):
+        data = load_genre(genre, CONFIG, data_dir=tmp_path, progress=False)
+        assert [t.name for t in data.tracks] == ["0.wav", "1.wav", "2.wav"]
+        assert data.genre == "" and data.genre_counts == {"": 3} and data.skipped == {"not_audio": 1}
+
+
+def test_unknown_genre_lists_genres_with_counts(genre_folder):
+    with pytest.raises(DataError, match=r"'polka' is not in folder .*jazz \(10\), rock \(2\)"):
+        load_genre("polka", CONFIG, data_dir=genre_folder, progress=False)
+
+
+def test_no_usable_audio_says_why(tmp_path):
+    (tmp_path / "jazz").mkdir()
+    (tmp_path / "jazz" / "empty.wav").write_bytes(b"")
+    sf.write(tmp_path / "jazz" / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
+    with pytest.raises(DataError, match=r"no usable audio in folder .*genre jazz: 2 files \(.*1 empty.*1 silent"):
+        load_genre("jazz", CONFIG, data_dir=tmp_path, progress=False)
+    with pytest.raises(DataError, match="does not exist"):
+        load_genre("jazz", CONFIG, data_dir=tmp_path / "missing", progress=False)
+
+
+def test_exactly_one_source(tmp_path):
+    with pytest.raises(DataError, match="exactly one"):
+        load_genre("jazz", CONFIG, progress=False)
+    with pytest.raises(DataError, match="exactly one"):
+        load_genre("jazz", CONFIG, dataset="synthetic", data_dir=tmp_path, progress=False)
+
+
+def test_tracks_are_decoded_once_per_process(genre_folder, monkeypatch):
+    data = load_genre("jazz", CONFIG, data_dir=genre_folder, progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data_module, "_decode", refuse)  # the check at load time filled the cache
+    dataset = SliceDataset(data.tracks, CONFIG)
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        assert all(dataset[i].shape == (S,) for i in range(len(dataset)))
+    validation_slices(data.tracks, CONFIG, 4)
+
+
+# ---- hub-style datasets -----------------------------------------------------------------------
+def hub_rows():
+    """A tiny dataset shaped like lewtun/music_genres: genre names and Audio(decode=False) bytes.
+    Jazz: three good tracks (mixed formats and rates) and four bad ones; the other genres' audio
+    is garbage, which must never be looked at."""
+    jazz = [
+        {"bytes": encode(music(1.0, 44100, 1), 44100), "path": "j1.wav"},
+        {"bytes": encode(music(0.9, 22050, 2), 22050, "FLAC"), "path": None},
+        {"bytes": encode(music(1.1, 16000, 3), 16000, "OGG", "VORBIS"), "path": "j3.ogg"},
+        {"bytes": b"not audio at all", "path": "bad.mp3"},
+        {"bytes": b"", "path": "empty.wav"},
+        {"bytes": encode(nan_audio(), 8000, "WAV", "FLOAT"), "path": "nan.wav"},
+        {"bytes": None, "path": None},
+    ]
+    rows = [("Jazz", a) for a in jazz] + [("Rock", {"bytes": b"garbage", "path": f"r{k}.wav"}) for k in range(4)]
+    rows += [("Hip-Hop", {"bytes": b"garbage", "path": "h.wav"})]
+    order = np.random.default_rng(0).permutation(len(rows))
+    rows = [rows[i] for i in order]
+    table = {"genre": [g for g, _ in rows], "audio": [a for _, a in rows]}
+    return datasets.Dataset.from_dict(table).cast_column("audio", datasets.Audio(decode=False))
+
+
+def as_classlabel(dataset):
+    return dataset.cast_column("genre", datasets.ClassLabel(names=["Hip-Hop", "Jazz", "Rock"]))
+
+
+@pytest.mark.parametrize("labels", ["string", "classlabel"])
+def test_hub_dataset_in_memory(labels):
+    dataset = hub_rows() if labels == "string" else as_classlabel(hub_rows())
+    data = load_genre("jazz", CONFIG, dataset=dataset, progress=False)
+    assert data.genre == "Jazz" and data.genre_counts == {"Jazz": 7, "Rock": 4, "Hip-Hop": 1}
+    assert data.skipped == {"unreadable": 1, "empty": 1, "nan": 1, "missing_audio": 1}  # Rock's garbage untouched
+    assert len(data.tracks) == 3 and all(isinstance(t.source, bytes) and t.genre == "Jazz" for t in data.tracks)
+    assert sorted(round(s, 2) for s in data.durations.values()) == [0.9, 1.0, 1.1]
+    names = [t.name for t in data.tracks]
+    assert len(set(names)) == 3 and any(n.startswith("j1.wav#") for n in names)
+    # the bytes decode to what was encoded (resampled to the model's rate once)
+    j1 = next(t for t in data.tracks if t.name.startswith("j1.wav#"))
+    prepared = SliceDataset([j1], CONFIG).prepared(0).audio
+    assert torch.equal(prepared, load_audio(j1.source, CONFIG.sample_rate))
+    for spelling in ("HIP-HOP", "hip hop"):  # matched to "Hip-Hop", whose only track is garbage
+        with pytest.raises(DataError, match="no usable audio in in-memory dataset .train., genre Hip-Hop: 1 file .1 unreadable"):
+            load_genre(spelling, CONFIG, dataset=dataset, progress=False)
+    with pytest.raises(DataError, match=r"'Blues' is not in in-memory dataset \(train\).*Jazz \(7\), Rock \(4\), Hip-Hop \(1\)"):
+        load_genre("Blues", CONFIG, dataset=dataset, progress=False)
+    with pytest.raises(DataError, match="no column 'style'.*--genre-column"):
+        load_genre("jazz", CONFIG, dataset=dataset, genre_column="style", progress=False)
+
+
+@pytest.mark.parametrize("labels", ["string", "classlabel"])
+def test_local_parquet_dataset_through_load_dataset(tmp_path, labels):
+    """The code path of a hub id (load_dataset streaming, column projection, pushed-down filter),
+    on a parquet dataset folder: the same tracks as the in-memory dataset, then streamed."""
+    dataset = hub_rows() if labels == "string" else as_classlabel(hub_rows())
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    dataset.to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    in_memory = load_genre("jazz", CONFIG, dataset=dataset, progress=False)
+    data = load_genre("JAZZ", CONFIG, dataset=str(tmp_path / "ds"), progress=False)
+    assert data.genre == "Jazz" and data.genre_counts == in_memory.genre_counts and data.skipped == in_memory.skipped
+    assert [t.name for t in data.tracks] == [t.name for t in in_memory.tracks]
+    assert [t.source for t in data.tracks] == [t.source for t in in_memory.tracks]
+    assert data.description == f"local dataset {tmp_path / 'ds'} (train), genre Jazz"
+    with pytest.raises(DataError, match="Bad split.*--split"):
+        load_genre("jazz", CONFIG, dataset=str(tmp_path / "ds"), split="test", progress=False)
+
+    streamed = load_genre("jazz", CONFIG, dataset=str(tmp_path / "ds"), streaming=True, progress=False)
+    assert isinstance(streamed.tracks, TrackStream) and len(streamed.tracks) == 7
+    assert sorted(t.name for t in streamed.tracks if t.name in data.durations) == sorted(data.durations)
+    # no shuffle here: datasets sleeps 5 s after a shuffled parquet stream (an Arrow workaround)
+    check_stream(streamed, {t.name for t in data.tracks}, shuffle=False)
+
+
+def check_stream(streamed, usable_names, shuffle):
+    """A stream gives one slice per usable track per epoch, splits like a list, and validation
+    slices come from held-out tracks only."""
+    train, held = split_tracks(streamed.tracks, 0.34, seed=1)
+    names = [t.name for t in streamed.tracks]
+    list_train, list_held = split_tracks([Track(n, "Jazz", b"") for n in names], 0.34, seed=1)
+    assert [t.name for t in train] == [t.name for t in list_train if t.name in names]
+    assert [t.name for t in held] == [t.name for t in list_held]
+    loader = make_dataloader(streamed.tracks, CONFIG, batch_size=2, drop_last=False, seed=3, shuffle=shuffle)
+    batches = [b for b in loader]
+    assert sum(b.shape[0] for b in batches) == len(usable_names)
+    assert all(b.shape[1:] == (1, 32, 32) and b.min() >= -1 and b.max() <= 1 for b in batches)
+    assert loader.dataset.skipped == {"unreadable": 1, "empty": 1, "nan": 1}
+    again = torch.cat(list(make_dataloader(streamed.tracks, CONFIG, batch_size=2, drop_last=False, seed=3, shuffle=shuffle)))
+    assert torch.equal(torch.cat(batches), again)  # same seed and epoch: same stream of images
+    loader.dataset.set_epoch(1)
+    assert not torch.equal(torch.cat(list(loader)), again)
+    slices = validation_slices(streamed.tracks, CONFIG, 4, seed=0)
+    assert slices.shape == (4, S) and torch.equal(slices, validation_slices(streamed.tracks, CONFIG, 4, seed=0))
+
+
+def test_streaming_an_in_memory_dataset():
+    data = load_genre("jazz", CONFIG, dataset=as_classlabel(hub_rows()), streaming=True, progress=False)
+    assert isinstance(data.tracks, TrackStream) and data.skipped == {} and "streamed" in data.description
+    usable = load_genre("jazz", CONFIG, dataset=as_classlabel(hub_rows()), progress=False)
+    check_stream(data, {t.name for t in usable.tracks}, shuffle=True)
+
+
+def test_unreachable_hub_fails_fast_and_says_how_to_work_offline():
+    start = time.perf_counter()
+    with pytest.raises(HubUnreachableError) as error:
+        load_genre("jazz", CONFIG, dataset="nobody-here/no-such-dataset", progress=False)
+    assert time.perf_counter() - start < 5
+    assert "--dataset synthetic" in str(error.value) and "--data-dir DIR" in str(error.value)
+    with pytest.raises(DataError, match="does not exist"):
+        load_genre("jazz", CONFIG, dataset="./no/such/folder", progress=False)
+
+
+def test_hub_probe_maps_errors(monkeypatch):
+    """Online, the probe tells 'unreachable' (a fallback may follow) from 'no such dataset' (never)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+
+    def no_network(self, repo_id, timeout=None, **kwargs):
+        assert timeout is not None and timeout <= 10
+        raise ConnectionError("name resolution failed")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", no_network)
+    with pytest.raises(HubUnreachableError, match="cannot reach the hub.*--dataset synthetic"):
+        load_genre("jazz", CONFIG, dataset="someone/music", progress=False)
+
+    def missing(self, repo_id, timeout=None, **kwargs):
+        error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # skip its HTTP-response constructor
+        Exception.__init__(error, "404 Repository Not Found")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", missing)
+    with pytest.raises(DataError, match="no dataset 'someone/music' on the hub") as error:
+        load_genre("jazz", CONFIG, dataset="someone/music", progress=False)
+    assert not isinstance(error.value, HubUnreachableError)
+
+
+# ---- the built-in set ---------------------------------------------------------------------------
+def test_synthetic_source():
+    from audiodiff.synthetic import GENRES, SyntheticClip, render
+
+    data = load_genre("JAZZ", CONFIG, dataset="synthetic", synthetic_clips_per_genre=2, synthetic_seconds=1.0, progress=False)
+    assert data.genre == "jazz" and data.description == "built-in synthetic set, genre jazz"
+    assert data.genre_counts == {g: 2 for g in GENRES} and not data.skipped
+    assert len(data.tracks) == 2 and all(isinstance(t.source, SyntheticClip) and t.genre == "jazz" for t in data.tracks)
+    assert len({t.name for t in data.tracks}) == 2
+    for i, track in enumerate(data.tracks):  # rendered straight at the model's rate, no resampling
+        expected = render("jazz", track.source.seed, 1.0, CONFIG.sample_rate)
+        assert torch.equal(SliceDataset(data.tracks, CONFIG).prepared(i).audio, torch.from_numpy(expected))
+    everything = load_genre(None, CONFIG, dataset="synthetic", synthetic_clips_per_genre=2, synthetic_seconds=1.0, progress=False)
+    assert len(everything.tracks) == 2 * len(GENRES) and {t.genre for t in everything.tracks} == set(GENRES)
+    with pytest.raises(DataError, match=r"'polka' is not in the built-in synthetic set.*jazz \(2\)"):
+        load_genre("polka", CONFIG, dataset="synthetic", synthetic_clips_per_genre=2, progress=False)
+    with pytest.raises(DataError, match="no usable audio.*too short"):  # 0.1 s < half a 0.256 s slice
+        load_genre("rock", CONFIG, dataset="synthetic", synthetic_clips_per_genre=1, synthetic_seconds=0.1, progress=False)
+    loader = make_dataloader(data.tracks, CONFIG, batch_size=2)
+    assert next(iter(loader)).shape == (2, 1, 32, 32)
+
+
+# ---- split ----------------------------------------------------------------------------------------
+def named(count, prefix="t"):
+    return [Track(f"{prefix}{k:03d}", "jazz", f"/x/{prefix}{k}.wav") for k in range(count)]
+
+
+def test_split_by_track_is_seeded_stable_and_disjoint():
+    tracks = named(200)
+    train, held = split_tracks(tracks, 0.1, seed=0)
+    assert {t.name for t in train}.isdisjoint({t.name for t in held})
+    assert sorted(train + held, key=lambda t: t.name) == tracks
+    assert 10 <= len(held) <= 30  # about 10 % of 200
+    assert split_tracks(tracks, 0.1, seed=0) == (train, held)
+    assert split_tracks(tracks, 0.1, seed=1)[1] != held
+    # stable: a track's side depends on (seed, name) only, not on order or the other tracks
+    reordered = split_tracks(tracks[::-1] + named(50, "extra"), 0.1, seed=0)[1]
+    assert {t.name for t in held} == {t.name for t in reordered if t.name.startswith("t")}
+    # small sets: at least one held out and one kept, when there are two
+    for count in (2, 3, 5):
+        train, held = split_tracks(named(count), 0.1, seed=0)
+        assert len(held) >= 1 and len(train) >= 1
+    assert split_tracks(named(1), 0.5) == (named(1), [])
+    assert split_tracks(named(5), 0.0) == (named(5), [])
+    with pytest.raises(ValueError):
+        split_tracks(named(5), 1.0)
+
+
+# ---- slices, batches, workers ---------------------------------------------------------------------
+@pytest.fixture
+def long_tracks(tmp_path):
+    paths = []
+    for k, (seconds, rate) in enumerate([(2.0, 8000), (1.5, 22050), (3.0, 44100), (1.0, 16000), (2.5, 8000)]):
+        path = tmp_path / f"t{k}.wav"
+        sf.write(path, music(seconds, rate, k), rate)
+        paths.append(path)
+    return load_genre(None, CONFIG, data_dir=tmp_path, progress=False).tracks
+
+
+def test_slice_offsets_per_epoch(long_tracks):
+    dataset = SliceDataset(long_tracks, CONFIG, seed=0)
+    assert len(dataset) == 5
+    offsets = {(i, e): dataset.offset(i, e) for i in range(5) for e in range(6)}
+    for i in range(5):
+        assert len({offsets[i, e] for e in range(6)}) >= 5  # a fresh offset almost every epoch
+    fresh = SliceDataset(long_tracks, CONFIG, seed=0)
+    assert all(fresh.offset(i, e) == o for (i, e), o in offsets.items())  # a pure function of (seed, epoch, i)
+    assert any(SliceDataset(long_tracks, CONFIG, seed=1).offset(i, 0) != offsets[i, 0] for i in range(5))
+    for (i, e), start in offsets.items():
+        audio = load_audio(long_tracks[i].source, CONFIG.sample_rate)
+        assert 0 <= start <= audio.numel() - S
+        dataset.set_epoch(e)
+        piece = dataset[i]
+        assert piece.dtype == torch.float32 and piece.shape == (S,)
+        assert torch.equal(piece, audio[start : start + S]) and torch.equal(dataset[(i, e)], piece)
+
+
+def test_near_silent_slices_are_never_drawn(tmp_path):
+    audio = np.concatenate([np.zeros(8000, np.float32), tone(440, 1.0, 8000)])  # 1 s silence, then 1 s tone
+    sf.write(tmp_path / "half.wav", audio, 8000)
+    tracks = load_genre(None, CONFIG, data_dir=tmp_path, progress=False).tracks
+    dataset = SliceDataset(tracks, CONFIG)
+    starts = [dataset.offset(0, e) for e in range(60)]
+    assert min(starts) > 8000 - S and len(set(starts)) > 20  # every slice reaches into the tone
+    levels = [10 * np.log10(np.mean(dataset[(0, e)].numpy().astype(np.float64) ** 2)) for e in range(60)]
+    assert min(levels) > -60
+
+
+def test_short_track_is_zero_padded(tmp_path):
+    sf.write(tmp_path / "short.wav", music(0.2, 8000), 8000)  # 1600 samples: > half a slice, < one slice
+    tracks = load_genre(None, CONFIG, data_dir=tmp_path, progress=False).tracks
+    piece = SliceDataset(tracks, CONFIG)[0]
+    assert piece.shape == (S,) and torch.equal(piece[:1600], load_audio(tracks[0].source, 8000)) and not piece[1600:].any()
+
+
+def test_make_dataloader_batches(long_tracks):
+    loader = make_dataloader(long_tracks, CONFIG, batch_size=2, seed=0)
+    assert len(loader) == 2  # 5 tracks, drop_last
+    for epoch in range(2):
+        loader.dataset.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == 2
+        order = [i for i, _ in loader.sampler][:4]
+        expected = audio_to_images(torch.stack([loader.dataset[(i, epoch)] for i in order]), CONFIG)
+        images = torch.cat(batches)
+        assert images.shape == (4, 1, 32, 32) and images.dtype == torch.float32
+        assert images.min() >= -1 and images.max() <= 1 and images.max() == 1  # per-image 0 dB reference
+        assert torch.equal(images, expected)
+    ordered = make_dataloader(long_tracks, CONFIG, batch_size=5, shuffle=False, drop_last=False)
+    assert [i for i, _ in ordered.sampler] == list(range(5))
+    ordered.sampler.set_epoch(3)  # the sampler's set_epoch is the dataset's
+    assert ordered.dataset.epoch == 3 and all(e == 3 for _, e in ordered.sampler)
+
+
+def test_sampler_order_is_seeded_per_epoch(long_tracks):
+    loader = make_dataloader(long_tracks, CONFIG, batch_size=1, seed=0)
+    orders = []
+    for epoch in range(4):
+        loader.dataset.set_epoch(epoch)
+        orders.append([i for i, _ in loader.sampler])
+    assert len({tuple(o) for o in orders}) > 1 and all(sorted(o) == list(range(5)) for o in orders)
+    same = make_dataloader(long_tracks, CONFIG, batch_size=1, seed=0)
+    same.sampler.set_epoch(2)
+    assert [i for i, _ in same.sampler] == orders[2]
+
+
+def test_workers_give_the_same_batches(long_tracks):
+    results = {}
+    for workers in (0, 2):
+        loader = make_dataloader(long_tracks, CONFIG, batch_size=2, seed=5, num_workers=workers, drop_last=False)
+        epochs = []
+        for epoch in range(2):
+            loader.dataset.set_epoch(epoch)
+            epochs.append(torch.cat(list(loader)))
+        results[workers] = epochs
+    for a, b in zip(results[0], results[2]):
+        assert a.shape == (5, 1, 32, 32) and torch.equal(a, b)
+    assert not torch.equal(results[0][0], results[0][1])
+
+
+def test_mel_collate_is_the_batched_encoder(long_tracks):
+    dataset = SliceDataset(long_tracks, CONFIG)
+    slices = [dataset[i] for i in range(len(dataset))]
+    images = MelCollate(CONFIG)(slices)
+    assert images.shape == (5, 1, 32, 32)
+    for k, piece in enumerate(slices):
+        torch.testing.assert_close(images[k], audio_to_images(piece, CONFIG)[0], atol=2 / 255, rtol=0)
+
+
+def test_validation_slices_are_fixed(long_tracks):
+    first = validation_slices(long_tracks[:2], CONFIG, 5, seed=0)
+    assert first.shape == (5, S) and first.dtype == torch.float32
+    assert torch.equal(first, validation_slices(long_tracks[:2], CONFIG, 5, seed=0))
+    assert not torch.equal(first, validation_slices(long_tracks[:2], CONFIG, 5, seed=1))
+    audio = load_audio(long_tracks[0].source, CONFIG.sample_rate)
+    for k in (0, 2, 4):  # slices cycle over the tracks and come from them
+        starts = audio.unfold(0, S, 1)
+        assert (starts == first[k]).all(dim=1).any()
+    assert validation_slices(long_tracks, CONFIG, 0).shape == (0, S)
