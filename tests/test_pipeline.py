@@ -1,0 +1,555 @@
+"""Loading and saving pipelines: diffusers compatibility both ways, safe weights, presets, hub, runs."""
+
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import huggingface_hub
+import pytest
+import safetensors.torch
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers.pipelines.deprecated import AudioDiffusionPipeline
+from diffusers.pipelines.deprecated.audio_diffusion import Mel
+
+from audiodiff import pipeline as pl
+from audiodiff.mel import MelConfig
+from audiodiff.pipeline import (
+    DEFAULT_PRETRAINED,
+    PRESETS,
+    AudioDiffusion,
+    HubUnreachableError,
+    PipelineError,
+    build_preset,
+    hub_is_reachable,
+    latest_run,
+    load_pipeline,
+    save_pipeline,
+)
+
+ODD_MEL = MelConfig(x_res=64, y_res=32, sample_rate=12000, n_fft=1024, hop_length=384, top_db=60, n_iter=16)
+
+
+def assert_same_weights(unet_a, unet_b):
+    state_a, state_b = unet_a.state_dict(), unet_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key].cpu(), state_b[key].cpu()), key
+
+
+def saved_tiny(tmp_path, name="pipe", seed=0, mel=None):
+    pipe = build_preset("tiny", seed=seed, mel=mel)
+    return pipe, save_pipeline(pipe, tmp_path / name)
+
+
+def edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+# ---- diffusers compatibility ---------------------------------------------------------------------
+def test_saved_pipeline_loads_in_diffusers(tmp_path):
+    pipe, folder = saved_tiny(tmp_path, mel=ODD_MEL)
+    assert sorted(p.name for p in folder.iterdir()) == ["mel", "model_index.json", "scheduler", "unet"]
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list(folder.rglob("*.bin"))
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "AudioDiffusionPipeline"
+    assert index["mel"] == ["diffusers", "Mel"] and index["vqvae"] == [None, None]
+    assert index["unet"] == ["diffusers", "UNet2DModel"] and index["scheduler"] == ["diffusers", "DDPMScheduler"]
+
+    theirs = AudioDiffusionPipeline.from_pretrained(folder)
+    assert theirs.vqvae is None and isinstance(theirs.scheduler, DDPMScheduler)
+    assert_same_weights(pipe.unet, theirs.unet)
+    mel = theirs.mel
+    assert (mel.x_res, mel.y_res, mel.sr, mel.n_fft, mel.hop_length, mel.top_db, mel.n_iter) == (
+        64, 32, 12000, 1024, 384, 60, 16)
+    # the noise shape diffusers' pipeline samples is (1, 1, *sample_size): our Mel image's; same outputs
+    assert tuple(theirs.unet.config.sample_size) == (mel.y_res, mel.x_res)
+    sample = torch.randn(1, 1, mel.y_res, mel.x_res)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.unet(sample, 10).sample, pipe.unet(sample, 10).sample, rtol=0, atol=1e-5)
+
+
+def test_pipeline_saved_by_diffusers_loads(tmp_path):
+    unet = UNet2DModel(
+        sample_size=32, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+        norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    )
+    scheduler = DDIMScheduler(num_train_timesteps=500, beta_end=0.03)
+    theirs = AudioDiffusionPipeline(vqvae=None, unet=unet, mel=Mel(x_res=32, y_res=32, sample_rate=16000), scheduler=scheduler)
+    theirs.save_pretrained(tmp_path / "theirs")
+
+    ours = load_pipeline(tmp_path / "theirs")
+    assert isinstance(ours, AudioDiffusion) and ours.source == str(tmp_path / "theirs")
+    assert_same_weights(unet, ours.unet)
+    assert ours.mel == MelConfig(x_res=32, y_res=32, sample_rate=16000)
+    assert isinstance(ours.scheduler, DDIMScheduler)
+    assert ours.scheduler.config.num_train_timesteps == 500 and ours.scheduler.config.beta_end == 0.03
+    assert not ours.unet.training
+
+
+def test_legacy_mel_entry_accepted(tmp_path):
+    pipe, folder = saved_tiny(tmp_path)
+    edit_json(folder / "model_index.json", mel=["audio_diffusion", "Mel"])
+    loaded = load_pipeline(folder)
+    assert loaded.mel == pipe.mel
+    assert_same_weights(pipe.unet, loaded.unet)
+
+
+@pytest.mark.parametrize("scheduler_class", [DDIMScheduler, DPMSolverMultistepScheduler])
+def test_scheduler_class_preserved(tmp_path, scheduler_class):
+    pipe = build_preset("tiny")
+    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    folder = save_pipeline(pipe, tmp_path / "pipe")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", scheduler_class.__name__]
+    loaded = load_pipeline(folder)
+    assert type(loaded.scheduler) is scheduler_class
+    assert torch.equal(loaded.scheduler.betas, pipe.scheduler.betas)
+    assert type(AudioDiffusionPipeline.from_pretrained(folder).scheduler) is scheduler_class
+
+
+def test_mel_config_round_trips(tmp_path):
+    pipe, folder = saved_tiny(tmp_path, mel=ODD_MEL)
+    loaded = load_pipeline(folder)
+    assert loaded.mel == ODD_MEL and loaded.mel != PRESETS["tiny"].mel
+    # the UNet follows the non-square image: sample_size is (height, width)
+    assert tuple(loaded.unet.config.sample_size) == (32, 64)
+
+
+def test_ema_unet_override_and_fp32_safetensors(tmp_path):
+    pipe = build_preset("tiny", seed=0)
+    ema = build_preset("tiny", seed=1).unet.to(torch.bfloat16)
+    folder = save_pipeline(pipe, tmp_path / "pipe", unet=ema)
+    stored = safetensors.torch.load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(t.dtype == torch.float32 for t in stored.values())
+    loaded = load_pipeline(folder)
+    assert_same_weights(ema.float(), loaded.unet)
+    assert not torch.equal(next(iter(loaded.unet.parameters())), next(iter(pipe.unet.parameters())))
+
+
+# ---- weights: safetensors, .bin through the weights-only unpickler -------------------------------
+def to_bin(folder, state=None):
+    unet_dir = folder / "unet"
+    state = state if state is not None else safetensors.torch.load_file(unet_dir / "diffusion_pytorch_model.safetensors")
+    (unet_dir / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(state, unet_dir / "diffusion_pytorch_model.bin")
+    return unet_dir / "diffusion_pytorch_model.bin"
+
+
+def test_bin_weights_load(tmp_path):
+    pipe, folder = saved_tiny(tmp_path)
+    to_bin(folder)
+    assert_same_weights(pipe.unet, load_pipeline(folder).unet)
+
+
+def test_bin_with_pre_014_attention_names_loads(tmp_path):
+    # the public 2022 checkpoints name attention weights query/key/value/proj_attn
+    pipe, folder = saved_tiny(tmp_path)
+    renames = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    old_state = {}
+    for key, value in pipe.unet.state_dict().items():
+        for new, old in renames.items():
+            if ".attentions." in key and f".{new}." in key:
+                key = key.replace(f".{new}.", f".{old}.")
+        old_state[key] = value
+    assert any(".proj_attn." in key for key in old_state)
+    to_bin(folder, old_state)
+    assert_same_weights(pipe.unet, load_pipeline(folder).unet)
+
+
+class Touch:
+    """Unpickling this calls Path.touch(marker): proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+class System:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("payload", ["touch", "os.system", "custom class"])
+def test_malicious_bin_refused_and_not_run(tmp_path, payload):
+    pipe, folder = saved_tiny(tmp_path)
+    state = dict(pipe.unet.state_dict())
+    marker = tmp_path / "payload-ran"
+    state["conv_in.weight_extra"] = {
+        "touch": Touch(marker),
+        "os.system": System(f"touch {marker}"),
+        "custom class": MelConfig(),  # harmless, but not a tensor: still refused
+    }[payload]
+    weights = to_bin(folder, state)
+    with pytest.raises(PipelineError, match="refusing to load"):
+        load_pipeline(folder)
+    assert not marker.exists()
+    if payload == "touch":  # the payload is real: a full unpickle runs it
+        torch.load(weights, weights_only=False)
+        assert marker.exists()
+
+
+def test_bin_with_non_tensor_values_refused(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    to_bin(folder, {"conv_in.weight": [1, 2, 3]})
+    with pytest.raises(PipelineError, match="named tensors"):
+        load_pipeline(folder)
+
+
+def test_weights_that_do_not_match_config_refused(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    small_state = {k: v for k, v in build_preset("tiny").unet.state_dict().items() if not k.startswith("mid_block")}
+    safetensors.torch.save_file(small_state, folder / "unet" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(PipelineError, match="does not match"):
+        load_pipeline(folder)
+
+
+# ---- refused pipelines ----------------------------------------------------------------------------
+def test_latent_pipeline_refused(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    edit_json(folder / "model_index.json", vqvae=["diffusers", "AutoencoderKL"])
+    (folder / "vqvae").mkdir()
+    (folder / "vqvae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    with pytest.raises(PipelineError, match="latent.*only unconditional Mel-image pipelines"):
+        load_pipeline(folder)
+
+
+@pytest.mark.parametrize("where", ["model_index", "unet_config"])
+def test_conditional_unet_refused(tmp_path, where):
+    _, folder = saved_tiny(tmp_path)
+    if where == "model_index":
+        edit_json(folder / "model_index.json", unet=["diffusers", "UNet2DConditionModel"])
+    else:
+        edit_json(folder / "unet" / "config.json", _class_name="UNet2DConditionModel", cross_attention_dim=64)
+    with pytest.raises(PipelineError, match="UNet2DConditionModel.*only unconditional Mel-image pipelines"):
+        load_pipeline(folder)
+
+
+def test_missing_mel_refused(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    shutil.rmtree(folder / "mel")
+    with pytest.raises(PipelineError, match="no Mel component"):
+        load_pipeline(folder)
+
+
+def test_unknown_scheduler_and_missing_index_refused(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    edit_json(folder / "scheduler" / "scheduler_config.json", _class_name="os")
+    with pytest.raises(PipelineError, match="not a diffusers scheduler"):
+        load_pipeline(folder)
+    (folder / "model_index.json").unlink()
+    with pytest.raises(PipelineError, match="interrupted save"):
+        load_pipeline(folder)
+
+
+# ---- presets ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_preset_shapes(name):
+    pipe = build_preset(name)
+    assert pipe.source == name and pipe.mel == PRESETS[name].mel
+    sample = torch.randn(1, 1, pipe.mel.y_res, pipe.mel.x_res)
+    with torch.no_grad():
+        out = pipe.unet(sample, torch.tensor([900])).sample
+    assert out.shape == sample.shape and torch.isfinite(out).all()
+    scheduler = pipe.scheduler
+    assert isinstance(scheduler, DDPMScheduler) and scheduler.config.num_train_timesteps == 1000
+    assert scheduler.config.beta_schedule == "linear"
+    assert (scheduler.config.beta_start, scheduler.config.beta_end) == (1e-4, 0.02)
+
+
+def test_preset_parameter_counts():
+    assert 0.2e6 < build_preset("tiny").num_parameters < 0.4e6
+    assert 3e6 < build_preset("small").num_parameters < 6e6
+    with torch.device("meta"):
+        big = build_preset("audio-diffusion-256")
+    assert round(big.num_parameters / 1e6, 1) == 113.7
+    config = big.unet.config
+    assert config.sample_size == 256 and config.layers_per_block == 2
+    assert tuple(config.block_out_channels) == (128, 128, 256, 256, 512, 512)
+    assert tuple(config.down_block_types) == ("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D")
+    assert tuple(config.up_block_types) == ("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4
+    assert big.mel == MelConfig()
+
+
+def test_preset_deterministic_by_seed_and_keeps_global_rng():
+    before = torch.get_rng_state()
+    a, b, c = build_preset("tiny", seed=3), build_preset("tiny", seed=3), build_preset("tiny", seed=4)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert_same_weights(a.unet, b.unet)
+    assert not torch.equal(a.unet.conv_in.weight, c.unet.conv_in.weight)
+
+
+def test_preset_errors():
+    with pytest.raises(ValueError, match="tiny, small, audio-diffusion-256"):
+        build_preset("huge")
+    with pytest.raises(PipelineError, match="multiples of 4"):
+        build_preset("tiny", mel=MelConfig(x_res=30, y_res=32))
+    with pytest.raises(PipelineError, match="not a pipeline folder, a preset"):
+        load_pipeline("huge")
+
+
+def test_load_pipeline_preset_and_device():
+    pipe = load_pipeline("tiny", device="cpu")
+    assert pipe.source == "tiny" and pipe.device == torch.device("cpu")
+    assert_same_weights(pipe.unet, build_preset("tiny").unet)
+    assert pipe.to(dtype=torch.float64) is pipe and pipe.dtype == torch.float64
+
+
+# ---- the hub (never the network) -----------------------------------------------------------------
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def assert_offline_message(message):
+    for flag in ("--pretrained <folder|preset>", "--dataset synthetic", "--data-dir"):
+        assert flag in message
+
+
+def test_unreachable_hub_fails_fast_offline(empty_hf_cache):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert hub_is_reachable() is False
+    start = time.monotonic()
+    with pytest.raises(HubUnreachableError) as info:
+        load_pipeline(DEFAULT_PRETRAINED)
+    assert time.monotonic() - start < 5
+    assert_offline_message(str(info.value))
+
+
+def test_unreachable_hub_fails_fast_when_probe_fails(empty_hf_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    probes = []
+    monkeypatch.setattr(pl, "_probe_endpoint", lambda endpoint, timeout: probes.append(endpoint) or False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: pytest.fail("went online"))
+    start = time.monotonic()
+    with pytest.raises(HubUnreachableError) as info:
+        load_pipeline("someone/some-model")
+    assert time.monotonic() - start < 5 and len(probes) == 1
+    assert_offline_message(str(info.value))
+
+
+def test_hub_id_loads_from_local_cache_when_offline(empty_hf_cache, tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = empty_hf_cache / "models--someone--cached-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    pipe = build_preset("tiny", seed=5)
+    save_pipeline(pipe, repo / "snapshots" / commit)
+    loaded = load_pipeline("someone/cached-model")
+    assert loaded.source == "someone/cached-model"
+    assert_same_weights(pipe.unet, loaded.unet)
+
+
+class FakeHub:
+    """An online hub served from local folders: records what was asked for, copies what matches."""
+
+    def __init__(self, repos, cache):
+        self.repos, self.cache, self.requests = repos, cache, []
+
+    def list_repo_files(self, repo_id, **_):
+        if repo_id not in self.repos:
+            response = SimpleNamespace(headers={}, request=None, status_code=404)
+            raise huggingface_hub.errors.RepositoryNotFoundError(f"{repo_id} not found", response=response)
+        return [p.relative_to(self.repos[repo_id]).as_posix() for p in self.repos[repo_id].rglob("*") if p.is_file()]
+
+    def snapshot_download(self, repo_id, allow_patterns=None, local_files_only=False, **_):
+        import fnmatch
+
+        assert not local_files_only
+        self.requests.append(list(allow_patterns))
+        target = self.cache / repo_id.replace("/", "--")
+        for name in self.list_repo_files(repo_id):
+            if any(fnmatch.fnmatch(name, pattern) for pattern in allow_patterns):
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(self.repos[repo_id] / name, target / name)
+        return str(target)
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    hub = FakeHub({}, tmp_path / "downloads")
+    monkeypatch.setattr(pl, "hub_is_reachable", lambda timeout_seconds=3.0: True)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", hub.list_repo_files)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    return hub
+
+
+def test_hub_download_fetches_only_pipeline_files(tmp_path, fake_hub):
+    # like the course's default model: a pickled .bin only, and TensorBoard logs beside it
+    pipe, remote = saved_tiny(tmp_path, "remote-bin")
+    to_bin(remote)
+    (remote / "logs").mkdir()
+    (remote / "logs" / "events.out.tfevents").write_bytes(b"x" * 100)
+    fake_hub.repos["teticio/like-default"] = remote
+    loaded = load_pipeline("teticio/like-default")
+    assert_same_weights(pipe.unet, loaded.unet)
+    downloaded = fake_hub.cache / "teticio--like-default"
+    assert not (downloaded / "logs").exists()
+    assert fake_hub.requests[-1] == pl.HUB_METADATA_PATTERNS + ["unet/diffusion_pytorch_model.bin"]
+
+    # with safetensors in the repository, a .bin beside it is never fetched
+    pipe2, remote2 = saved_tiny(tmp_path, "remote-st", seed=1)
+    torch.save({"unused": torch.zeros(1)}, remote2 / "unet" / "diffusion_pytorch_model.bin")
+    safetensors.torch.save_file({"unused": torch.zeros(1)}, remote2 / "unet" / "diffusion_pytorch_model.fp16.safetensors")
+    fake_hub.repos["someone/with-safetensors"] = remote2
+    assert_same_weights(pipe2.unet, load_pipeline("someone/with-safetensors").unet)
+    fetched = {p.name for p in (fake_hub.cache / "someone--with-safetensors" / "unet").iterdir()}
+    assert fetched == {"config.json", "diffusion_pytorch_model.safetensors"}
+
+
+def test_hub_latent_model_refused_before_weights(tmp_path, fake_hub):
+    _, remote = saved_tiny(tmp_path, "remote")
+    edit_json(remote / "model_index.json", vqvae=["diffusers", "AutoencoderKL"])
+    fake_hub.repos["someone/latent"] = remote
+    with pytest.raises(PipelineError, match="latent"):
+        load_pipeline("someone/latent")
+    assert len(fake_hub.requests) == 1  # the metadata only
+    assert not list((fake_hub.cache / "someone--latent").rglob("*.safetensors"))
+    with pytest.raises(PipelineError, match="not a model on the Hugging Face hub"):
+        load_pipeline("someone/missing")
+
+
+def test_hub_probe_against_local_servers(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)  # any answer means the server is there
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert hub_is_reachable(2.0, endpoint=f"http://127.0.0.1:{server.server_port}") is True
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    with socket.socket() as closed:  # a port nobody listens on: refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert hub_is_reachable(2.0, endpoint=f"http://127.0.0.1:{port}") is False
+
+    with socket.socket() as silent:  # accepts connections, never answers: the timeout decides
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        start = time.monotonic()
+        assert hub_is_reachable(0.5, endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}") is False
+        assert time.monotonic() - start < 2
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(pl, "_probe_endpoint", lambda *a: pytest.fail("probed while offline"))
+    assert hub_is_reachable() is False
+
+
+# ---- atomic saves -----------------------------------------------------------------------------------
+def test_save_refuses_to_overwrite(tmp_path):
+    first, folder = saved_tiny(tmp_path, seed=0)
+    second = build_preset("tiny", seed=1)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_pipeline(second, folder)
+    assert_same_weights(first.unet, load_pipeline(folder).unet)
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "state.pt").write_bytes(b"keep me")
+    save_pipeline(second, folder, overwrite=True)
+    assert_same_weights(second.unet, load_pipeline(folder).unet)
+    assert (folder / "checkpoints" / "state.pt").read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_save_into_run_folder_keeps_its_contents(tmp_path):
+    run = tmp_path / "runs" / "jazz-20250101-120000"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "logs").mkdir()
+    (run / "run_config.json").write_text("{}")
+    pipe = build_preset("tiny")
+    save_pipeline(pipe, run)
+    assert {p.name for p in run.iterdir()} == {"checkpoints", "logs", "run_config.json", *pl.PIPELINE_ENTRIES} - {"vqvae"}
+    assert_same_weights(pipe.unet, load_pipeline(run).unet)
+
+
+def crash(*args, **kwargs):
+    raise KeyboardInterrupt("killed mid-save")
+
+
+@pytest.mark.parametrize("when", ["writing weights", "writing the index"])
+def test_crash_mid_save_leaves_nothing_that_looks_complete(tmp_path, monkeypatch, when):
+    pipe, old = build_preset("tiny"), build_preset("tiny", seed=1)
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    save_pipeline(old, existing)
+    if when == "writing weights":
+        real_save = safetensors.torch.save_file
+
+        def half_write(tensors, filename, metadata=None):
+            real_save(dict(list(tensors.items())[:3]), filename, metadata=metadata)
+            crash()
+
+        monkeypatch.setattr(safetensors.torch, "save_file", half_write)
+    else:
+        monkeypatch.setattr(pl, "_write_model_index", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_pipeline(pipe, fresh)
+    assert not fresh.exists()  # the pipeline was to arrive by one rename
+    with pytest.raises(KeyboardInterrupt):
+        save_pipeline(pipe, existing, overwrite=True)
+    if when == "writing weights":  # still in the hidden staging folder: the old pipeline is intact
+        assert_same_weights(old.unet, load_pipeline(existing).unet)
+        assert latest_run(tmp_path) == existing
+    else:  # components swapped, index not written: the folder no longer looks complete
+        assert not (existing / "model_index.json").exists()
+        with pytest.raises(PipelineError, match="interrupted save"):
+            load_pipeline(existing)
+        assert latest_run(tmp_path) is None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    save_pipeline(pipe, existing, overwrite=True)  # a later save completes it
+    assert_same_weights(pipe.unet, load_pipeline(existing).unet)
+
+
+# ---- latest_run -------------------------------------------------------------------------------------
+def test_latest_run_picks_newest_complete(tmp_path):
+    runs = tmp_path / "runs"
+    assert latest_run(runs) is None
+    pipe = build_preset("tiny")
+    now = time.time()
+    for name, age in [("jazz-20250101-000000", 300), ("rock-20250102-000000", 200), ("genre/classical-1", 100)]:
+        save_pipeline(pipe, runs / name)
+        os.utime(runs / name / "model_index.json", (now - age, now - age))
+    assert latest_run(runs) == runs / "genre" / "classical-1"
+
+    newest_incomplete = runs / "blues-20250103-000000"  # a run in progress: no index yet
+    (newest_incomplete / "unet").mkdir(parents=True)
+    truncated = runs / "pop-20250104-000000"  # an index that is not valid JSON
+    truncated.mkdir()
+    (truncated / "model_index.json").write_text('{"_class_name": "Audio')
+    hidden = runs / ".jazz.saving-1234"  # a save in progress
+    save_pipeline(pipe, hidden)
+    too_deep = runs / "jazz-20250101-000000" / "checkpoints" / "checkpoint-10"  # three levels down
+    save_pipeline(pipe, too_deep)
+    assert latest_run(runs) == runs / "genre" / "classical-1"
+
+    os.utime(runs / "rock-20250102-000000" / "model_index.json", (now, now))
+    assert latest_run(str(runs)) == runs / "rock-20250102-000000"
