@@ -1,0 +1,567 @@
+"""Fine-tuning: a pretrained (or preset) audio-diffusion pipeline + one genre's audio -> a new pipeline.
+
+Runs on accelerate, so the same code runs on a CPU, one GPU, several GPUs or nodes
+(`accelerate launch scripts/finetune.py ...`): data is sharded across processes and only the main
+process writes checkpoints, logs and the result.
+
+What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
+    checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step);
+                               written under a temporary name and renamed when complete, so a kill
+                               at any moment leaves the previous checkpoint as the latest one
+    logs/                      TensorBoard: loss (and per timestep quarter), lr, validation loss at
+                               fixed timesteps and noise, generated audio and spectrograms
+    training_config.json       this run's configuration (a resumed run reads it back)
+    model_index.json, unet/, scheduler/, mel/, README.md
+                               the fine-tuned pipeline (EMA weights), written last
+
+Determinism: the noise and timesteps of step s come from a generator seeded with (seed, s) and the
+data of epoch e from (seed, e), so a resumed run continues exactly where the killed one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .mel import MelConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATASET = "lewtun/music_genres"
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+CONFIG_FILE = "training_config.json"
+
+# ---- defaults, with the data-budget arithmetic behind them ------------------------------------
+# The course's Jazz subset of lewtun/music_genres has 306 tracks of ~30 s. 10 % are held out
+# (by track) for validation -> 275 training tracks. Each epoch draws one random 5.9 s slice per
+# track, so at batch 8 one epoch is 275 / 8 = 34 optimiser steps, and 20 epochs = ~690 steps: every
+# track is seen 20 times at 20 different offsets (a 30 s track holds ~5 distinct slices, so each
+# region ~4 times) -- enough to move a pretrained model toward the genre, not enough to memorise.
+DEFAULT_EPOCHS = 20
+DEFAULT_BATCH_SIZE = 8  # fits the 256 model in ~10 GB at fp16; small GPUs use batch 1 + --grad-accum 8
+# A pretrained model needs small steps: 5e-5 is half the from-scratch rate of the public
+# checkpoints (1e-4), enough to adapt in a few hundred steps without wiping what it knows. LoRA
+# trains only small low-rank adapters starting at zero, which need a 10x larger rate.
+DEFAULT_LR = 5e-5
+DEFAULT_LORA_LR = 5e-4
+DEFAULT_WARMUP_STEPS = 50  # ~1.5 epochs: AdamW's moment estimates settle before full-size steps
+# EMA with warm-up: the decay grows as 1 - (1 + step)^-0.75 toward 0.9999, so a short fine-tune
+# (~0.995 at step 1000) averages over its own recent steps rather than staying at the base model.
+DEFAULT_EMA_MAX_DECAY = 0.9999
+DEFAULT_EMA_POWER = 0.75
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything a fine-tuning run needs; saved with the run so that it can be resumed and reproduced."""
+
+    genre: str | None = "jazz"
+    pretrained: str | None = None  # hub id, pipeline folder or preset name; None -> the course's model
+    dataset: str | None = None  # hub dataset id or "synthetic"; None with no data_dir -> the course's dataset
+    data_dir: str | None = None
+    split: str = "train"
+    genre_column: str = "genre"
+    audio_column: str = "audio"
+    streaming: bool = False
+    output_dir: str = "runs"
+    run_name: str | None = None
+    max_steps: int | None = None  # overrides epochs
+    epochs: int = DEFAULT_EPOCHS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    grad_accum: int = 1
+    lr: float | None = None  # None -> DEFAULT_LR, or DEFAULT_LORA_LR with LoRA
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    ema: bool = True
+    ema_max_decay: float = DEFAULT_EMA_MAX_DECAY
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    gradient_checkpointing: bool = False
+    lora_rank: int = 0  # 0 = full fine-tune
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    validate_every: int = 100
+    sample_every: int = 500
+    sample_steps: int = 50
+    validation_fraction: float = 0.1
+    num_workers: int = 2
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    device: str | None = None  # None = automatic (CUDA when available); "cpu" forces the CPU
+
+    def __post_init__(self):
+        positive = ("epochs", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "validate_every",
+                    "sample_every", "sample_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max-steps must be at least 1, got {self.max_steps}")
+        if self.lr is not None and not (0 < self.lr < 1):
+            raise ValueError(f"lr must be between 0 and 1, got {self.lr}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.lora_rank < 0 or self.warmup_steps < 0 or self.num_workers < 0:
+            raise ValueError("lora-rank, warmup-steps and num-workers must not be negative")
+        if self.dataset is not None and self.data_dir is not None:
+            raise ValueError("give either --dataset or --data-dir, not both")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LORA_LR if self.lora_rank else DEFAULT_LR
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FinetuneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# ---- the run folder ---------------------------------------------------------------------------
+def new_run_dir(output_dir: str | Path, genre: str | None, run_name: str | None = None) -> Path:
+    """A fresh folder for a run; never an existing one (a suffix is added instead)."""
+    root = Path(output_dir)
+    base = run_name or f"{(genre or 'all').lower().replace(' ', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
+    candidate, n = root / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{base}-{n}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders of an interrupted write are ignored)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    done = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_FILE).is_file()]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def find_resume_checkpoint(resume: str, output_dir: str | Path) -> Path:
+    """`latest` -> the newest checkpoint of the newest run under output_dir; a run folder -> its newest
+    checkpoint; a checkpoint folder -> itself."""
+    if resume == "latest":
+        runs = [p for p in Path(output_dir).glob("*") if list_checkpoints(p)] if Path(output_dir).is_dir() else []
+        if not runs:
+            raise FileNotFoundError(f"--resume latest: no run with a checkpoint under {output_dir}")
+        newest = max(runs, key=lambda p: list_checkpoints(p)[-1].stat().st_mtime)
+        return list_checkpoints(newest)[-1]
+    path = Path(resume)
+    if (path / STATE_FILE).is_file():
+        return path
+    checkpoints = list_checkpoints(path)
+    if not checkpoints:
+        raise FileNotFoundError(f"--resume {resume}: not a run folder with checkpoints, nor a checkpoint folder")
+    return checkpoints[-1]
+
+
+# ---- model pieces -----------------------------------------------------------------------------
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]
+
+
+def add_lora(unet, rank: int) -> None:
+    """Freeze the UNet and add LoRA adapters (peft) to its attention projections and ResNet convs."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    unet.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
+    inject_adapter_in_model(config, unet)
+    for name, parameter in unet.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+
+
+def merged_unet(unet):
+    """A plain UNet2DModel (a copy) with any LoRA adapters merged into its weights."""
+    import copy
+
+    from diffusers import UNet2DModel
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    merged = copy.deepcopy(unet)
+    adapters = [m for m in merged.modules() if isinstance(m, BaseTunerLayer)]
+    if not adapters:
+        return merged
+    for module in adapters:
+        module.merge()
+    plain = UNet2DModel.from_config(merged.config)
+    state = {k.replace(".base_layer.", "."): v for k, v in merged.state_dict().items() if "lora_" not in k}
+    plain.load_state_dict(state)
+    return plain
+
+
+def timestep_quarter_losses(losses: torch.Tensor, timesteps: torch.Tensor, num_train_timesteps: int) -> dict:
+    """Mean loss per quarter of the timestep range (improved-diffusion's loss_q0..q3): which noise
+    levels the genre is hard at."""
+    quarter = (timesteps * 4 // num_train_timesteps).clamp(max=3)
+    return {f"loss_q{q}": losses[quarter == q].mean().item() for q in range(4) if (quarter == q).any()}
+
+
+def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None):
+    """MSE between the added and the predicted noise at uniform random timesteps.
+
+    images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
+    (CPU) so that they do not depend on the device or on the number of processes.
+    Returns (loss over the batch, per-item losses (B,), timesteps (B,)).
+    """
+    batch = images.shape[0]
+    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
+    if timesteps is None:
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
+    timesteps = timesteps.to(images.device)
+    noisy = scheduler.add_noise(images, noise, timesteps)
+    predicted = unet(noisy, timesteps).sample
+    per_item = F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    return per_item.mean(), per_item.detach(), timesteps.detach().cpu()
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+# ---- the run -------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    final_loss: float
+    losses: list[float]
+
+
+def _resolve_sources(config: FinetuneConfig):
+    """Which model and data this run uses, failing fast (within seconds) on an unreachable hub."""
+    from .pipeline import DEFAULT_PRETRAINED
+
+    pretrained = config.pretrained or DEFAULT_PRETRAINED
+    dataset = config.dataset if (config.dataset or config.data_dir) else DEFAULT_DATASET
+    return pretrained, dataset
+
+
+def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool = True) -> RunResult:
+    """Run (or resume) a fine-tune and return where its pipeline was written."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
+    from .data import load_genre, make_dataloader, split_tracks, validation_slices
+    from .mel import audio_to_images
+    from .pipeline import load_pipeline, save_pipeline
+
+    checkpoint = None
+    if resume:
+        checkpoint = find_resume_checkpoint(resume, config.output_dir)
+        run_dir = checkpoint.parent.parent
+        saved = json.loads((run_dir / CONFIG_FILE).read_text())
+        config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
+
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
+        cpu=config.device == "cpu",
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
+    )
+    say = accelerator.print
+    pretrained, dataset = _resolve_sources(config)
+
+    pipe = load_pipeline(pretrained)
+    mel: MelConfig = pipe.mel  # the base model's Mel config travels unchanged into the fine-tuned one
+    data = load_genre(
+        config.genre, mel, dataset=dataset, data_dir=config.data_dir, split=config.split,
+        genre_column=config.genre_column, audio_column=config.audio_column, streaming=config.streaming,
+        progress=progress and accelerator.is_main_process,
+    )
+    train_tracks, val_tracks = split_tracks(data.tracks, config.validation_fraction, seed=config.seed)
+    if not train_tracks:
+        raise ValueError(f"{data.description}: no tracks left for training after holding out validation tracks")
+    loader = make_dataloader(train_tracks, mel, batch_size=config.batch_size, seed=config.seed,
+                             num_workers=config.num_workers, shuffle=True,
+                             drop_last=len(train_tracks) >= config.batch_size)
+    micro_per_epoch = max(1, len(loader) // accelerator.num_processes)
+    steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+
+    if checkpoint is None and accelerator.is_main_process:
+        run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
+        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if checkpoint is None:
+        run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
+    accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
+
+    unet = pipe.unet
+    unet.train()
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    if config.lora_rank:
+        add_lora(unet, config.lora_rank)
+    trainable = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
+    ema = EMAModel(trainable, decay=config.ema_max_decay, use_ema_warmup=True, power=DEFAULT_EMA_POWER) if config.ema else None
+
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
+    # process), and checkpointed with the rest of the state.
+    accelerator.register_for_checkpointing(lr_scheduler)
+    # The loader is not handed to accelerate: each process takes every n-th batch itself, so the
+    # data of a (seed, epoch) is the same whatever the number of processes, and resuming is exact.
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+
+    start_step = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        start_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+
+    val_images = None
+    if val_tracks:
+        val_audio = validation_slices(val_tracks, mel, count=min(8, 2 * len(val_tracks)), seed=config.seed)
+        val_images = audio_to_images(val_audio, mel).to(accelerator.device)
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("logs", config={k: v for k, v in config.to_dict().items() if v is not None and not isinstance(v, (list, dict))})
+        skipped = sum(data.skipped.values())
+        say(
+            f"fine-tuning {pipe.source} ({sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, "
+            f"{mel.x_res}x{mel.y_res} Mel images at {mel.sample_rate} Hz) on {data.description}: "
+            f"{len(train_tracks)} training + {len(val_tracks)} validation tracks, {skipped} files skipped; "
+            f"{total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
+            f"({steps_per_epoch} steps per epoch) on {accelerator.device}"
+            + (f", resuming at step {start_step}" if start_step else "")
+        )
+
+    scheduler = pipe.scheduler
+    losses: list[float] = []
+    step = start_step
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
+               desc="fine-tuning", unit="step", dynamic_ncols=True)
+    micro = start_step * config.grad_accum
+    while step < total_steps:
+        epoch, skip = divmod(micro, micro_per_epoch)
+        loader.dataset.set_epoch(epoch)
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        for index, images in enumerate(loader):
+            position, mine = divmod(index, accelerator.num_processes)
+            if mine != accelerator.process_index or position >= micro_per_epoch:
+                continue
+            if position < skip:
+                continue  # already trained on before the resume
+            images = images.to(accelerator.device)
+            with accelerator.accumulate(unet):
+                generator = step_generator(config.seed, micro * accelerator.num_processes + accelerator.process_index)
+                loss, per_item, timesteps = diffusion_loss(unet, scheduler, images, generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            if ema is not None:
+                ema.step(trainable)
+            loss_value = accelerator.gather(loss.detach()[None]).mean().item()
+            losses.append(loss_value)
+            lr_now = lr_scheduler.get_last_lr()[0]
+            logs = {"loss": loss_value, "lr": lr_now, "epoch": epoch,
+                    **timestep_quarter_losses(per_item, timesteps, scheduler.config.num_train_timesteps)}
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}")
+            if val_images is not None and (step % config.validate_every == 0 or step == total_steps):
+                logs["val_loss"] = validation_loss(accelerator.unwrap_model(unet), ema, trainable, scheduler, val_images)
+            accelerator.log(logs, step=step)
+            if accelerator.is_main_process and step % config.sample_every == 0:
+                log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
+            if step % config.checkpoint_every == 0 or step == total_steps:
+                save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints)
+            if step >= total_steps:
+                break
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(unet)
+        if ema is not None:
+            ema.store(trainable)
+            ema.copy_to(trainable)
+        result_unet = merged_unet(final)
+        if ema is not None:
+            ema.restore(trainable)
+        result_unet.to("cpu", torch.float32)
+        pipe.unet = result_unet
+        save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
+        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses)
+        if config.push_to_hub:
+            push_to_hub(run_dir, config.hub_model_id)
+        say(f"fine-tuned pipeline written to {run_dir}")
+    accelerator.end_training()
+    return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses)
+
+
+def _broadcast_path(accelerator, path):
+    """The main process's run folder, told to every process."""
+    if accelerator.num_processes == 1:
+        return path
+    from accelerate.utils import broadcast_object_list
+
+    holder = [str(path) if path is not None else None]
+    broadcast_object_list(holder, from_process=0)
+    return Path(holder[0])
+
+
+@torch.no_grad()
+def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8) -> float:
+    """Noise-prediction MSE of the (EMA) model on held-out slices at fixed timesteps and fixed noise:
+    comparable from step to step, unlike the training loss."""
+    if ema is not None:
+        ema.store(trainable)
+        ema.copy_to(trainable)
+    was_training = unet.training
+    unet.eval()
+    total = scheduler.config.num_train_timesteps
+    fixed = torch.linspace(0, total - 1, num_timesteps).long()
+    losses = []
+    for t in fixed:
+        generator = torch.Generator().manual_seed(int(t))
+        timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
+        loss, _, _ = diffusion_loss(unet, scheduler, images, generator, timesteps)
+        losses.append(loss.item())
+    unet.train(was_training)
+    if ema is not None:
+        ema.restore(trainable)
+    return sum(losses) / len(losses)
+
+
+def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig, step: int, count: int = 2) -> None:
+    """Generate `count` slices from fixed seeds with the EMA weights and log audio + spectrograms."""
+    from .mel import images_to_audio
+    from .sample import make_scheduler, sample
+
+    tracker = accelerator.get_tracker("tensorboard", unwrap=True)
+    if ema is not None:
+        ema.store(trainable)
+        ema.copy_to(trainable)
+    unet.eval()
+    with torch.no_grad():
+        images = sample(unet, make_scheduler("ddim", pipe.scheduler), batch_size=count, width=pipe.mel.x_res,
+                        num_inference_steps=config.sample_steps, seed=config.seed, progress=False)
+    unet.train()
+    if ema is not None:
+        ema.restore(trainable)
+    audio = images_to_audio(images.float().cpu(), pipe.mel)
+    peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
+    for i in range(count):
+        tracker.add_audio(f"sample_{i}", (audio[i] / peak[i]).unsqueeze(0), step, sample_rate=pipe.mel.sample_rate)
+        tracker.add_image(f"spectrogram_{i}", ((images[i].float().cpu() + 1) / 2).flip(-2), step)
+
+
+def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
+    """Write the full state under a temporary name, then rename: the rename is atomic, so a
+    checkpoint folder named step-N is always complete. Keeps the newest `keep` checkpoints."""
+    accelerator.wait_for_everyone()
+    final = run_dir / CHECKPOINTS / f"step-{step:06d}"
+    if accelerator.is_main_process:
+        temporary = run_dir / CHECKPOINTS / f".tmp-step-{step:06d}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        accelerator.save_state(str(temporary))
+        (temporary / STATE_FILE).write_text(json.dumps({"step": step, "time": time.time()}) + "\n")
+        _fsync_tree(temporary)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
+                     steps: int, losses: list[float]) -> Path:
+    mel = pipe.mel
+    final_loss = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}" if losses else "n/a"
+    card = f"""---
+library_name: diffusers
+tags: [audio-diffusion, audiodiff, music, {(data.genre or 'music').lower()}]
+---
+# {run_dir.name}
+
+An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
+[audiodiff](https://github.com/) on **{data.genre or 'all genres'}**.
+
+| | |
+|---|---|
+| base model | `{pretrained}` |
+| genre | {data.genre or 'all'} |
+| data | {data.description}: {n_train} training tracks, {n_val} held out ({sum(data.skipped.values())} files skipped) |
+| steps | {steps} (batch {config.batch_size} x accumulation {config.grad_accum}) |
+| learning rate | {config.learning_rate:g}, {config.warmup_steps} warm-up steps, cosine decay; AdamW, weight decay {config.weight_decay:g} |
+| EMA | {'yes (max decay %g, warm-up power %g)' % (config.ema_max_decay, DEFAULT_EMA_POWER) if config.ema else 'no'} |
+| LoRA | {('rank %d, merged into the weights' % config.lora_rank) if config.lora_rank else 'no (full fine-tune)'} |
+| mixed precision | {config.mixed_precision} |
+| seed | {config.seed} |
+| final training loss (mean of the last 20 steps) | {final_loss} |
+| Mel | {mel.x_res}x{mel.y_res}, {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, top_db {mel.top_db} (the base model's, unchanged) |
+
+The full configuration is in `{CONFIG_FILE}`; TensorBoard logs in `logs/`.
+
+## Generate
+
+```bash
+python scripts/generate.py --model {run_dir} --seconds 30
+```
+
+It also loads in diffusers: `AudioDiffusionPipeline.from_pretrained("{run_dir}")`
+(`from diffusers.pipelines.deprecated import AudioDiffusionPipeline`).
+"""
+    path = run_dir / "README.md"
+    path.write_text(card)
+    return path
+
+
+def push_to_hub(run_dir: Path, repo_id: str, api=None) -> str:
+    """Upload the pipeline folder (not its checkpoints) to the hub; returns the repo URL."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(run_dir), ignore_patterns=[f"{CHECKPOINTS}/*", ".tmp*"],
+                      commit_message=f"Upload {run_dir.name} (audiodiff fine-tune)")
+    return f"https://huggingface.co/{repo_id}"

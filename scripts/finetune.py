@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Fine-tune a pretrained audio-diffusion pipeline on one genre.
+
+    python scripts/finetune.py --genre jazz
+    python scripts/finetune.py --genre jazz --dataset synthetic --pretrained tiny --max-steps 20
+    python scripts/finetune.py --genre jazz --data-dir ~/music        # DIR/jazz/*.wav, *.flac, *.mp3 ...
+    python scripts/finetune.py --resume latest                        # continue a killed run
+    accelerate launch --num_processes 2 scripts/finetune.py ...       # several GPUs (or CPU processes)
+"""
+
+import argparse
+
+from audiodiff import train
+from audiodiff.cli import non_negative_int, positive_float, positive_int, run
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--genre", default="jazz",
+                      help="genre to fine-tune on, matched case-insensitively against the dataset's labels or the "
+                           "sub-folder names of --data-dir; an unknown genre lists those present (default: jazz)")
+    data.add_argument("--dataset", default=None,
+                      help=f"hub dataset id, or 'synthetic' for the built-in offline genre set "
+                           f"(default: {train.DEFAULT_DATASET})")
+    data.add_argument("--data-dir", default=None,
+                      help="a folder of your own audio instead of --dataset: DIR/<genre>/<files>, any format "
+                           "soundfile reads (wav, flac, ogg, mp3, aiff); broken files are skipped and counted")
+    data.add_argument("--split", default="train", help="dataset split (default: train)")
+    data.add_argument("--genre-column", default="genre", help="dataset column holding the genre label (default: genre)")
+    data.add_argument("--audio-column", default="audio", help="dataset column holding the audio (default: audio)")
+    data.add_argument("--streaming", action="store_true",
+                      help="stream the hub dataset instead of keeping the chosen genre's audio locally")
+    data.add_argument("--num-workers", type=non_negative_int, default=2,
+                      help="data-loading worker processes (decode, resample, slice, Mel) (default: 2)")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--pretrained", default=None,
+                       help="pipeline to start from: a hub id, a pipeline folder, or a preset name "
+                            "(tiny, small, audio-diffusion-256: random weights) "
+                            "(default: teticio/audio-diffusion-instrumental-hiphop-256)")
+    model.add_argument("--lora-rank", type=non_negative_int, default=0,
+                       help="train LoRA adapters of this rank instead of all weights (small GPUs, small data); "
+                            "0 = full fine-tune (default: 0)")
+    model.add_argument("--gradient-checkpointing", action="store_true",
+                       help="recompute activations in the backward pass: less GPU memory, ~30%% slower")
+    model.add_argument("--no-ema", action="store_true", help="save the raw weights instead of their moving average")
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--max-steps", type=positive_int, default=None, help="optimiser steps (overrides --epochs)")
+    opt.add_argument("--epochs", type=positive_int, default=train.DEFAULT_EPOCHS,
+                     help=f"passes over the training tracks, one random slice per track each (default: {train.DEFAULT_EPOCHS})")
+    opt.add_argument("--batch-size", type=positive_int, default=train.DEFAULT_BATCH_SIZE,
+                     help=f"slices per batch and process (default: {train.DEFAULT_BATCH_SIZE})")
+    opt.add_argument("--grad-accum", type=positive_int, default=1,
+                     help="batches accumulated per optimiser step (default: 1)")
+    opt.add_argument("--lr", type=positive_float, default=None,
+                     help=f"peak learning rate (default: {train.DEFAULT_LR:g}, or {train.DEFAULT_LORA_LR:g} with LoRA)")
+    opt.add_argument("--warmup-steps", type=non_negative_int, default=train.DEFAULT_WARMUP_STEPS,
+                     help=f"linear warm-up before the cosine decay (default: {train.DEFAULT_WARMUP_STEPS})")
+    opt.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
+                     help="mixed precision on the GPU: fp16 or bf16 (default: no)")
+    opt.add_argument("--seed", type=non_negative_int, default=0, help="seed for data order, slices, noise (default: 0)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--output-dir", default="runs",
+                     help="where runs go; each run gets a new folder <genre>-<time> (default: runs)")
+    out.add_argument("--run-name", default=None, help="name of the run folder (a suffix is added if it exists)")
+    out.add_argument("--resume", default=None,
+                     help="'latest' (newest run under --output-dir), a run folder or a checkpoint folder; "
+                          "the run continues with its saved configuration")
+    out.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: 500)")
+    out.add_argument("--keep-checkpoints", type=positive_int, default=3, help="checkpoints kept (default: 3)")
+    out.add_argument("--validate-every", type=positive_int, default=100,
+                     help="steps between validation losses on the held-out tracks (default: 100)")
+    out.add_argument("--sample-every", type=positive_int, default=500,
+                     help="steps between audio samples logged to TensorBoard (default: 500)")
+    out.add_argument("--push-to-hub", action="store_true", help="upload the result to the hub (needs --hub-model-id)")
+    out.add_argument("--hub-model-id", default=None, help="hub repository for --push-to-hub, e.g. you/jazz-diffusion")
+    out.add_argument("--device", choices=["auto", "cpu"], default="auto",
+                     help="auto: CUDA when available, else CPU (default: auto)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = train.FinetuneConfig(
+        genre=args.genre, pretrained=args.pretrained, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+        genre_column=args.genre_column, audio_column=args.audio_column, streaming=args.streaming,
+        output_dir=args.output_dir, run_name=args.run_name, max_steps=args.max_steps, epochs=args.epochs,
+        batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
+        ema=not args.no_ema, mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
+        lora_rank=args.lora_rank, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints, validate_every=args.validate_every, sample_every=args.sample_every,
+        num_workers=args.num_workers, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id,
+        device=None if args.device == "auto" else args.device,
+    )
+    result = train.finetune(config, resume=args.resume)
+    print(result.run_dir)
+
+
+if __name__ == "__main__":
+    run(main)

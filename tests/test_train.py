@@ -1,0 +1,209 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff import train
+from audiodiff.mel import MelConfig, audio_to_images
+from audiodiff.pipeline import build_preset, load_pipeline, save_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_music_dir(root: Path, sample_rate: int = 16000, seconds: float = 3.0, per_genre: int = 4) -> Path:
+    """DIR/<genre>/*.wav: 'jazz' = soft chords, 'rock' = loud pulses of noise; a broken file among them."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    for genre in ("jazz", "rock"):
+        (root / genre).mkdir(parents=True)
+        for i in range(per_genre):
+            if genre == "jazz":
+                f = 110.0 * (1 + i / 7)
+                audio = sum(0.2 * np.sin(2 * np.pi * f * k * t) / k for k in (1, 1.25, 1.5, 1.875))
+            else:
+                audio = 0.4 * rng.standard_normal(t.size) * (np.sin(2 * np.pi * 2 * t) > 0)
+            sf.write(root / genre / f"{genre}{i}.wav", audio.astype(np.float32), sample_rate)
+    (root / "jazz" / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
+    return root
+
+
+def tiny_config(tmp_path, **overrides) -> train.FinetuneConfig:
+    values = dict(genre="jazz", pretrained="tiny", data_dir=str(tmp_path / "music"), output_dir=str(tmp_path / "runs"),
+                  max_steps=6, batch_size=2, checkpoint_every=3, validate_every=3, sample_every=1000,
+                  num_workers=0, warmup_steps=1, lr=1e-3, device="cpu", validation_fraction=0.25)
+    values.update(overrides)
+    return train.FinetuneConfig(**values)
+
+
+@pytest.fixture
+def music(tmp_path):
+    return make_music_dir(tmp_path / "music")
+
+
+def test_loss_goes_down_when_overfitting_one_batch():
+    pipe = build_preset("tiny", seed=0)
+    mel = pipe.mel
+    t = torch.arange(mel.slice_samples) / mel.sample_rate
+    audio = torch.stack([0.5 * torch.sin(2 * torch.pi * f * t) for f in (220.0, 330.0, 440.0, 550.0)])
+    images = audio_to_images(audio, mel)
+    optimizer = torch.optim.AdamW(pipe.unet.parameters(), lr=2e-3)
+    losses = []
+    for step in range(40):
+        # the same noise and timesteps every step: a fixed regression target the model can fit
+        loss, _, _ = train.diffusion_loss(pipe.unet, pipe.scheduler, images, torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5]), losses
+
+
+def test_finetune_writes_a_pipeline_that_loads_here_and_in_diffusers(tmp_path, music):
+    result = train.finetune(tiny_config(tmp_path), progress=False)
+    run_dir = result.run_dir
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("jazz-")
+    assert result.steps == 6 and len(result.losses) == 6 and all(np.isfinite(result.losses))
+    ours = load_pipeline(run_dir)
+    base = build_preset("tiny", seed=0)
+    assert ours.mel == base.mel
+    # the weights moved away from the base model
+    moved = sum((a - b).abs().sum().item() for a, b in zip(ours.unet.parameters(), base.unet.parameters()))
+    assert moved > 0
+    from diffusers.pipelines.deprecated import AudioDiffusionPipeline
+
+    theirs = AudioDiffusionPipeline.from_pretrained(run_dir)
+    for a, b in zip(ours.unet.parameters(), theirs.unet.parameters()):
+        assert torch.equal(a, b)
+    card = (run_dir / "README.md").read_text()
+    assert "tiny" in card and "jazz" in card.lower() and "6 (batch 2" in card and "generate.py --model" in card
+    saved = json.loads((run_dir / train.CONFIG_FILE).read_text())
+    assert saved["genre"] == "jazz" and saved["max_steps"] == 6
+    assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000003", "step-000006"]
+    assert list((run_dir / "logs").rglob("events.out.tfevents*")), "no TensorBoard log"
+    # a second run never overwrites the first
+    second = train.finetune(tiny_config(tmp_path, max_steps=1, checkpoint_every=1), progress=False)
+    assert second.run_dir != run_dir and (run_dir / "model_index.json").exists()
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, music):
+    full = train.finetune(tiny_config(tmp_path, run_name="full"), progress=False)
+    # pretend the run was killed after step 3: resume from that checkpoint of a copy of the run
+    import shutil
+
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(full.run_dir, killed)
+    shutil.rmtree(killed / "checkpoints" / "step-000006")
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = train.finetune(tiny_config(tmp_path), resume=str(killed), progress=False)
+    assert resumed.run_dir == killed and resumed.steps == 6
+    np.testing.assert_allclose(resumed.losses, full.losses[3:], rtol=1e-5, atol=1e-7)
+    a, b = load_pipeline(full.run_dir), load_pipeline(killed)
+    for p, q in zip(a.unet.parameters(), b.unet.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
+    from accelerate import Accelerator
+
+    real_save = Accelerator.save_state
+    calls = {"n": 0}
+
+    def dying_save(self, output_dir=None, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the kill arrives while the second checkpoint is being written
+            real_save(self, output_dir, **kwargs)
+            raise KeyboardInterrupt("killed mid-checkpoint")
+        return real_save(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.finetune(tiny_config(tmp_path, run_name="dying"), progress=False)
+    run_dir = tmp_path / "runs" / "dying"
+    assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000003"]
+    assert not (run_dir / "model_index.json").exists()
+    assert train.find_resume_checkpoint("latest", tmp_path / "runs").name == "step-000003"
+
+
+def test_non_default_mel_config_survives_finetuning(tmp_path, music):
+    base = build_preset("tiny", seed=1)
+    base.mel = MelConfig(**{**base.mel.to_dict(), "top_db": 60, "n_iter": 7})
+    save_pipeline(base, tmp_path / "base")
+    result = train.finetune(tiny_config(tmp_path, pretrained=str(tmp_path / "base"), max_steps=2), progress=False)
+    assert MelConfig.from_pretrained(result.run_dir) == base.mel
+
+
+def test_lora_finetune_saves_a_plain_merged_unet(tmp_path, music):
+    result = train.finetune(tiny_config(tmp_path, lora_rank=2, max_steps=3, lr=1e-2), progress=False)
+    tuned = load_pipeline(result.run_dir)
+    keys = tuned.unet.state_dict().keys()
+    assert not any("lora" in k for k in keys)
+    base = build_preset("tiny", seed=0)
+    assert keys == base.unet.state_dict().keys()
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.unet.parameters(), base.unet.parameters()))
+
+
+def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
+    class FakeApi:
+        def __init__(self):
+            self.calls = []
+
+        def create_repo(self, repo_id, exist_ok):
+            self.calls.append(("create", repo_id, exist_ok))
+
+        def upload_folder(self, **kwargs):
+            self.calls.append(("upload", kwargs))
+
+    api = FakeApi()
+    url = train.push_to_hub(tmp_path, "me/jazz", api=api)
+    assert url.endswith("me/jazz")
+    assert api.calls[0] == ("create", "me/jazz", True)
+    upload = api.calls[1][1]
+    assert upload["repo_id"] == "me/jazz" and upload["folder_path"] == str(tmp_path)
+    assert "checkpoints/*" in upload["ignore_patterns"]
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"batch_size": 0}, "batch-size"), ({"mixed_precision": "fp8"}, "mixed-precision"),
+    ({"push_to_hub": True}, "hub-model-id"), ({"dataset": "x", "data_dir": "y"}, "not both"),
+])
+def test_bad_config_values_are_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        train.FinetuneConfig(**values)
+
+
+def run_script(args, cwd, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_finetune_script_as_a_user_runs_it(tmp_path, music):
+    done = run_script(["--genre", "JAZZ", "--data-dir", str(music), "--pretrained", "tiny", "--max-steps", "2",
+                       "--batch-size", "2", "--num-workers", "0", "--output-dir", str(tmp_path / "out")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "out" and (run_dir / "model_index.json").is_file()
+    assert "fine-tuning tiny" in done.stdout and "1 files skipped" in done.stdout
+    from diffusers.pipelines.deprecated import AudioDiffusionPipeline
+
+    assert AudioDiffusionPipeline.from_pretrained(run_dir).mel.config.sample_rate == load_pipeline("tiny").mel.sample_rate
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch-size", "0"], "at least 1"),
+    (["--genre", "polka", "--pretrained", "tiny"], "polka"),
+    (["--pretrained", "someone/not-a-model", "--dataset", "synthetic"], "--pretrained"),
+])
+def test_finetune_script_user_errors_are_one_line(tmp_path, music, args, message):
+    extra = [] if "--dataset" in args else ["--data-dir", str(music)]
+    done = run_script([*args, *extra, "--output-dir", str(tmp_path / "out"), "--num-workers", "0"], cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
