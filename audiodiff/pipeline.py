@@ -171,6 +171,18 @@ PRESETS: dict[str, Preset] = {
         layers_per_block=2, norm_num_groups=8,
         description="in between: 128x128 Mel, 22050 Hz, 2.97 s per image, 4.48 M parameters",
     ),
+    # 1.99 M parameters: the architecture of the bundled base model (BUNDLED below). 64x64
+    # images of 1.02 s at 16 kHz (64 mel bands up to 8 kHz, n_fft 1024, the public 4x overlap):
+    # what a 2-core CPU can pre-train in under an hour (batch 16 in ~1-2 s) and generate from in
+    # real time (one forward ~60 ms), and 8 MB of weights, small enough to ship in the package.
+    "compact": Preset(
+        mel=MelConfig(x_res=64, y_res=64, sample_rate=16000, n_fft=1024, hop_length=256),
+        block_out_channels=(32, 48, 64, 96),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        layers_per_block=1, norm_num_groups=8,
+        description="the bundled model's layout: 64x64 Mel, 16 kHz, 1.02 s per image, 1.99 M parameters",
+    ),
     # 113.7 M parameters, 496 GFLOP per image: the layout of teticio/audio-diffusion-*-256
     # (DESIGN section 1).
     "audio-diffusion-256": Preset(
@@ -182,6 +194,21 @@ PRESETS: dict[str, Preset] = {
         description="the public 256 layout: 256x256 Mel, 22050 Hz, 5.94 s per image, 113.7 M parameters",
     ),
 }
+
+
+# The bundled base model: the "compact" preset pre-trained on every genre of the built-in set
+# (scripts/make_bundled.py), shipped inside the package so that everything runs offline.
+BUNDLED = "bundled"
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled" / "base"
+
+
+def bundled_path() -> Path:
+    """The folder of the bundled base model; a clear error when the package was built without it."""
+    if not (BUNDLED_DIR / MODEL_INDEX).is_file():
+        raise PipelineError(
+            f"the bundled base model is missing from {BUNDLED_DIR}; rebuild it with python scripts/make_bundled.py"
+        )
+    return BUNDLED_DIR
 
 
 def default_scheduler() -> DDPMScheduler:
@@ -321,13 +348,15 @@ def load_pipeline(name_or_path: str | os.PathLike, *, device=None) -> AudioDiffu
         pipe = _load_folder(path, source=text)
     elif path.exists():
         raise PipelineError(f"{text} is a file; --pretrained takes a pipeline folder, a preset or a hub id")
+    elif isinstance(name_or_path, str) and text == BUNDLED:
+        pipe = _load_folder(bundled_path(), source=BUNDLED)
     elif isinstance(name_or_path, str) and text in PRESETS:
         pipe = build_preset(text)
     elif isinstance(name_or_path, str) and _HUB_ID.match(text):
         pipe = _load_folder(_download(text), source=text)
     else:
         raise PipelineError(
-            f"{text!r} is not a pipeline folder, a preset ({', '.join(PRESETS)}) or a hub id (owner/name)"
+            f"{text!r} is not a pipeline folder, a preset ({', '.join([BUNDLED, *PRESETS])}) or a hub id (owner/name)"
         )
     return pipe.to(device) if device is not None else pipe
 

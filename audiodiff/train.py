@@ -76,10 +76,12 @@ class FinetuneConfig:
     genre_column: str = "genre"
     audio_column: str = "audio"
     streaming: bool = False
+    synthetic_clips_per_genre: int = 32  # size of the built-in set (--dataset synthetic)
+    synthetic_seconds: float = 30.0
     output_dir: str = "runs"
     run_name: str | None = None
     max_steps: int | None = None  # overrides epochs
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None  # None -> DEFAULT_EPOCHS (or FALLBACK_MAX_STEPS on the bundled model)
     batch_size: int = DEFAULT_BATCH_SIZE
     grad_accum: int = 1
     lr: float | None = None  # None -> DEFAULT_LR, or DEFAULT_LORA_LR with LoRA
@@ -104,13 +106,14 @@ class FinetuneConfig:
     device: str | None = None  # None = automatic (CUDA when available); "cpu" forces the CPU
 
     def __post_init__(self):
-        positive = ("epochs", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "validate_every",
+        positive = ("batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "validate_every",
                     "sample_every", "sample_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max-steps must be at least 1, got {self.max_steps}")
+        for name in ("max_steps", "epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and not (0 < self.lr < 1):
             raise ValueError(f"lr must be between 0 and 1, got {self.lr}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -249,15 +252,53 @@ class RunResult:
     steps: int
     final_loss: float
     losses: list[float]
+    step_seconds: list[float] = dataclasses.field(default_factory=list)  # wall time of each optimiser step
 
 
-def _resolve_sources(config: FinetuneConfig):
-    """Which model and data this run uses, failing fast (within seconds) on an unreachable hub."""
-    from .pipeline import DEFAULT_PRETRAINED
+@dataclass(frozen=True)
+class Sources:
+    pretrained: str
+    dataset: str | None
+    fallback: str | None  # the one-line notice when the defaults fell back to the bundled model, else None
 
+
+def resolve_sources(config: FinetuneConfig, hub_reachable=None) -> Sources:
+    """Which model and data a run uses (DESIGN section 6).
+
+    The defaults are the course's hub model and dataset. When the hub can't be reached (no network
+    or HF_HUB_OFFLINE=1, decided within seconds) a default falls back to the bundled base model /
+    the built-in genre set, with a notice; a value the user typed never falls back (an unreachable
+    hub id given explicitly fails fast with a message on how to work offline).
+    """
+    from .data import SYNTHETIC
+    from .pipeline import BUNDLED, DEFAULT_PRETRAINED, hub_is_reachable
+
+    default_model = config.pretrained is None
+    default_data = config.dataset is None and config.data_dir is None
     pretrained = config.pretrained or DEFAULT_PRETRAINED
-    dataset = config.dataset if (config.dataset or config.data_dir) else DEFAULT_DATASET
-    return pretrained, dataset
+    dataset = config.dataset if not default_data else (None if config.data_dir else DEFAULT_DATASET)
+    if not (default_model or default_data):
+        return Sources(pretrained, dataset, None)
+    if (hub_reachable or hub_is_reachable)():
+        return Sources(pretrained, dataset, None)
+    used = []
+    if default_model:
+        pretrained = BUNDLED
+        used.append(f"the bundled base model instead of {DEFAULT_PRETRAINED}")
+    if default_data:
+        dataset = SYNTHETIC
+        used.append(f"the built-in synthetic genre set instead of {DEFAULT_DATASET}")
+    notice = (f"the Hugging Face hub can't be reached (offline), so this run uses {' and '.join(used)}; "
+              f"for real music pass --pretrained <hub id|folder> and --dataset <hub id> or --data-dir DIR")
+    return Sources(pretrained, dataset, notice)
+
+
+# On the bundled model (1.02 s images, 2 M parameters) an "epoch" of one slice per track is tiny,
+# so a fallback run without --max-steps/--epochs trains a fixed budget instead: 300 steps of batch 8
+# at a learning rate suited to a small model (2e-4) moves it clearly toward the genre and takes a
+# few minutes on a 2-core CPU.
+FALLBACK_MAX_STEPS = 300
+FALLBACK_LR = 2e-4
 
 
 def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool = True) -> RunResult:
@@ -286,13 +327,21 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
     )
     say = accelerator.print
-    pretrained, dataset = _resolve_sources(config)
+    sources = resolve_sources(config)
+    pretrained, dataset = sources.pretrained, sources.dataset
+    if sources.fallback:
+        say(sources.fallback)
+        if config.max_steps is None and config.epochs is None:
+            config = dataclasses.replace(config, max_steps=FALLBACK_MAX_STEPS, lr=config.lr or FALLBACK_LR)
+    # Saved with the run: a resumed run uses the same model and data whatever the network does.
+    config = dataclasses.replace(config, pretrained=pretrained, dataset=dataset)
 
     pipe = load_pipeline(pretrained)
     mel: MelConfig = pipe.mel  # the base model's Mel config travels unchanged into the fine-tuned one
     data = load_genre(
         config.genre, mel, dataset=dataset, data_dir=config.data_dir, split=config.split,
         genre_column=config.genre_column, audio_column=config.audio_column, streaming=config.streaming,
+        synthetic_clips_per_genre=config.synthetic_clips_per_genre, synthetic_seconds=config.synthetic_seconds,
         progress=progress and accelerator.is_main_process,
     )
     train_tracks, val_tracks = split_tracks(data.tracks, config.validation_fraction, seed=config.seed)
@@ -303,11 +352,11 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
                              drop_last=len(train_tracks) >= config.batch_size)
     micro_per_epoch = max(1, len(loader) // accelerator.num_processes)
     steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
 
     if checkpoint is None and accelerator.is_main_process:
         run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
-        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "fallback": sources.fallback}, indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
@@ -361,6 +410,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
                desc="fine-tuning", unit="step", dynamic_ncols=True)
     micro = start_step * config.grad_accum
+    step_seconds: list[float] = []
+    last_step_time = time.perf_counter()
     while step < total_steps:
         epoch, skip = divmod(micro, micro_per_epoch)
         loader.dataset.set_epoch(epoch)
@@ -403,6 +454,9 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
                 log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
             if step % config.checkpoint_every == 0 or step == total_steps:
                 save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints)
+            now = time.perf_counter()
+            step_seconds.append(now - last_step_time)
+            last_step_time = now
             if step >= total_steps:
                 break
     bar.close()
@@ -416,15 +470,17 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         result_unet = merged_unet(final)
         if ema is not None:
             ema.restore(trainable)
-        result_unet.to("cpu", torch.float32)
+        result_unet.to("cpu")  # master weights are float32 even under mixed precision
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
-        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses)
+        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses,
+                         fallback=sources.fallback)
         if config.push_to_hub:
             push_to_hub(run_dir, config.hub_model_id)
         say(f"fine-tuned pipeline written to {run_dir}")
     accelerator.end_training()
-    return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses)
+    return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
+                     step_seconds=step_seconds)
 
 
 def _broadcast_path(accelerator, path):
@@ -513,7 +569,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
-                     steps: int, losses: list[float]) -> Path:
+                     steps: int, losses: list[float], fallback: str | None = None) -> Path:
     mel = pipe.mel
     final_loss = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}" if losses else "n/a"
     card = f"""---
@@ -539,6 +595,7 @@ An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
 | final training loss (mean of the last 20 steps) | {final_loss} |
 | Mel | {mel.x_res}x{mel.y_res}, {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, top_db {mel.top_db} (the base model's, unchanged) |
 
+{('> Note: ' + fallback + chr(10)) if fallback else ''}
 The full configuration is in `{CONFIG_FILE}`; TensorBoard logs in `logs/`.
 
 ## Generate

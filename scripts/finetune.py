@@ -19,7 +19,8 @@ def parse_args(argv=None):
     data = p.add_argument_group("data")
     data.add_argument("--genre", default="jazz",
                       help="genre to fine-tune on, matched case-insensitively against the dataset's labels or the "
-                           "sub-folder names of --data-dir; an unknown genre lists those present (default: jazz)")
+                           "sub-folder names of --data-dir; 'all' trains on every genre; an unknown genre lists "
+                           "those present (default: jazz)")
     data.add_argument("--dataset", default=None,
                       help=f"hub dataset id, or 'synthetic' for the built-in offline genre set "
                            f"(default: {train.DEFAULT_DATASET})")
@@ -48,14 +49,16 @@ def parse_args(argv=None):
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--max-steps", type=positive_int, default=None, help="optimiser steps (overrides --epochs)")
-    opt.add_argument("--epochs", type=positive_int, default=train.DEFAULT_EPOCHS,
-                     help=f"passes over the training tracks, one random slice per track each (default: {train.DEFAULT_EPOCHS})")
+    opt.add_argument("--epochs", type=positive_int, default=None,
+                     help=f"passes over the training tracks, one random slice per track each (default: "
+                          f"{train.DEFAULT_EPOCHS}; on the bundled offline fallback {train.FALLBACK_MAX_STEPS} steps instead)")
     opt.add_argument("--batch-size", type=positive_int, default=train.DEFAULT_BATCH_SIZE,
                      help=f"slices per batch and process (default: {train.DEFAULT_BATCH_SIZE})")
     opt.add_argument("--grad-accum", type=positive_int, default=1,
                      help="batches accumulated per optimiser step (default: 1)")
     opt.add_argument("--lr", type=positive_float, default=None,
-                     help=f"peak learning rate (default: {train.DEFAULT_LR:g}, or {train.DEFAULT_LORA_LR:g} with LoRA)")
+                     help=f"peak learning rate (default: {train.DEFAULT_LR:g}, {train.DEFAULT_LORA_LR:g} with LoRA, "
+                          f"{train.FALLBACK_LR:g} on the bundled offline fallback)")
     opt.add_argument("--warmup-steps", type=non_negative_int, default=train.DEFAULT_WARMUP_STEPS,
                      help=f"linear warm-up before the cosine decay (default: {train.DEFAULT_WARMUP_STEPS})")
     opt.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
@@ -85,7 +88,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     config = train.FinetuneConfig(
-        genre=args.genre, pretrained=args.pretrained, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+        genre=None if args.genre.lower() == "all" else args.genre, pretrained=args.pretrained, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
         genre_column=args.genre_column, audio_column=args.audio_column, streaming=args.streaming,
         output_dir=args.output_dir, run_name=args.run_name, max_steps=args.max_steps, epochs=args.epochs,
         batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,

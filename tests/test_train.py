@@ -207,3 +207,59 @@ def test_finetune_script_user_errors_are_one_line(tmp_path, music, args, message
     done = run_script([*args, *extra, "--output-dir", str(tmp_path / "out"), "--num-workers", "0"], cwd=tmp_path, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+# ---- defaults that adapt (DESIGN section 6) ----------------------------------------------------
+def test_defaults_fall_back_only_when_the_hub_cannot_be_reached():
+    from audiodiff.pipeline import BUNDLED, DEFAULT_PRETRAINED
+
+    down, up = (lambda: False), (lambda: True)
+    plain = train.FinetuneConfig()
+    fallen = train.resolve_sources(plain, hub_reachable=down)
+    assert (fallen.pretrained, fallen.dataset) == (BUNDLED, "synthetic")
+    assert "can't be reached" in fallen.fallback and "--data-dir" in fallen.fallback
+    online = train.resolve_sources(plain, hub_reachable=up)
+    assert (online.pretrained, online.dataset, online.fallback) == (DEFAULT_PRETRAINED, train.DEFAULT_DATASET, None)
+    # a typed model never falls back; only the default dataset does
+    typed_model = train.resolve_sources(train.FinetuneConfig(pretrained="me/model"), hub_reachable=down)
+    assert (typed_model.pretrained, typed_model.dataset) == ("me/model", "synthetic")
+    assert "bundled" not in typed_model.fallback
+    # everything typed: the hub is not even probed
+    def probe():
+        raise AssertionError("probed the hub although every source was given")
+
+    typed = train.resolve_sources(train.FinetuneConfig(pretrained="me/model", data_dir="/music"), hub_reachable=probe)
+    assert (typed.pretrained, typed.dataset, typed.fallback) == ("me/model", None, None)
+
+
+def test_offline_default_run_uses_the_bundled_model_and_says_so(tmp_path, monkeypatch, capsys):
+    from audiodiff import pipeline
+
+    # a stand-in for the bundled model (the real one is tested in test_bundled.py)
+    stand_in = build_preset("tiny", seed=3)
+    save_pipeline(stand_in, tmp_path / "bundled")
+    monkeypatch.setattr(pipeline, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setattr(pipeline, "hub_is_reachable", lambda *a, **k: False)
+    config = train.FinetuneConfig(genre="Jazz", output_dir=str(tmp_path / "runs"), synthetic_clips_per_genre=3,
+                                  synthetic_seconds=3.0, max_steps=2, batch_size=2, num_workers=0, device="cpu")
+    result = train.finetune(config, progress=False)
+    out = capsys.readouterr().out
+    assert out.count("can't be reached") == 1 and "bundled base model" in out
+    saved = json.loads((result.run_dir / train.CONFIG_FILE).read_text())
+    assert saved["pretrained"] == "bundled" and saved["dataset"] == "synthetic" and "bundled" in saved["fallback"]
+    assert "Note: the Hugging Face hub can't be reached" in (result.run_dir / "README.md").read_text()
+    assert load_pipeline(result.run_dir).mel == stand_in.mel
+
+
+def test_fallback_without_step_flags_trains_the_fallback_budget(tmp_path, monkeypatch):
+    from audiodiff import pipeline
+
+    save_pipeline(build_preset("tiny", seed=3), tmp_path / "bundled")
+    monkeypatch.setattr(pipeline, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setattr(pipeline, "hub_is_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(train, "FALLBACK_MAX_STEPS", 3)
+    config = train.FinetuneConfig(genre="rock", output_dir=str(tmp_path / "runs"), synthetic_clips_per_genre=3,
+                                  synthetic_seconds=3.0, batch_size=2, num_workers=0, device="cpu")
+    result = train.finetune(config, progress=False)
+    saved = json.loads((result.run_dir / train.CONFIG_FILE).read_text())
+    assert result.steps == 3 and saved["max_steps"] == 3 and saved["lr"] == train.FALLBACK_LR
