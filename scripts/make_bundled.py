@@ -5,8 +5,8 @@
     python scripts/make_bundled.py --resume latest  # continue an interrupted build
     python scripts/make_bundled.py --install-from runs/bundled/base   # only copy a finished run into the package
 
-The recipe (the "compact" preset on all genres of the built-in set, 1300 steps of batch 16) is
-fixed so that anyone gets the same model; it took about 50 minutes on a 2-core CPU.
+The recipe (the "compact" preset on all genres of the built-in set, 900 steps of batch 16) is
+fixed so that anyone can rebuild it; it took 48 minutes on a (shared) 2-core CPU.
 """
 
 import argparse
