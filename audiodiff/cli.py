@@ -61,6 +61,8 @@ def run(main: Callable[[], object]) -> None:
     Set AUDIODIFF_DEBUG=1 to see the full traceback instead."""
     try:
         main()
+    except SystemExit:  # argparse's --help and usage errors: already reported
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

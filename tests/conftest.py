@@ -5,11 +5,15 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 # Tests never touch the network: the hub is unreachable by construction.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
+# One thread: the tests' models are tiny, and on a small shared CI machine torch's thread pool
+# fighting other processes costs far more than a second thread gains.
+torch.set_num_threads(1)
 
 SAMPLE_RATE = 22050
 

@@ -1,0 +1,298 @@
+"""`python scripts/generate.py --seconds 30`: a pipeline -> NAME.wav, NAME.png, NAME.json.
+
+What a user gets for each generated clip:
+- `NAME.wav`: 16-bit PCM at the model's sample rate, exactly `seconds` long, loudness
+  normalised once (audiodiff.sample.generate_long does the work);
+- `NAME.png`: the spectrogram the audio was decoded from, low frequencies at the bottom, with
+  a time axis under it. Its PNG text metadata carries the Mel configuration, the crop box of
+  the spectrogram inside the picture and the clip's length, so the PNG alone can be turned
+  back into audio (`png_to_audio`, riffusion's habit);
+- `NAME.json`: how it was made (model, seed, steps, scheduler, seconds, overlap, versions), so a
+  clip can be reproduced.
+
+Files are never overwritten: when NAME is taken, NAME-1, NAME-2, ... is used and said.
+With no model given, the most recent fine-tuned run under runs/ is used, else the course's
+pretrained hub model; offline with neither, the error says what to run first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from .audio import write_wav
+from .mel import MelConfig, images_to_audio
+from .metrics import normalize_loudness
+from .sample import (
+    DEFAULT_SCHEDULER,
+    DEFAULT_TARGET_LUFS,
+    DEFAULT_PEAK_CEILING,
+    SCHEDULERS,
+    default_overlap_seconds,
+    default_steps,
+    generate_long,
+    make_scheduler,
+)
+
+DEFAULT_OUTPUT_DIR = Path("samples")
+AXIS_HEIGHT = 16  # pixels of time axis under the spectrogram
+PNG_KEY_MEL = "audiodiff:mel_config"
+PNG_KEY_BOX = "audiodiff:spectrogram_box"  # [left, top, right, bottom] of the spectrogram, PIL crop order
+PNG_KEY_SAMPLES = "audiodiff:samples"
+PNG_KEY_LAYOUT = "audiodiff:layout"
+PNG_LAYOUT = "grey = (x + 1) * 127.5; row 0 = highest mel band (low frequencies at the bottom)"
+
+
+class GenerationError(ValueError):
+    """A generation request that can't be carried out; the message says what to do."""
+
+
+# ---- which model -----------------------------------------------------------------------------
+def resolve_model(model: str | os.PathLike | None, *, runs_dir: str | os.PathLike | None = None, device=None):
+    """Load the pipeline to generate with -> (AudioDiffusion, how it was chosen).
+
+    None: the most recent fine-tuned run under `runs_dir` (default runs/), else the course's
+    pretrained hub model; when that can't be reached either (offline), the bundled base model,
+    with a notice that is printed and recorded in the JSON sidecar (DESIGN section 6).
+    """
+    from .pipeline import (BUNDLED, DEFAULT_PRETRAINED, DEFAULT_RUNS_DIR, HubUnreachableError, PipelineError,
+                           latest_run, load_pipeline)
+
+    runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    if model is None:
+        run = latest_run(runs_dir)
+        if run is not None:
+            return load_pipeline(run, device=device), f"latest fine-tuned run ({run})"
+        try:
+            return load_pipeline(DEFAULT_PRETRAINED, device=device), f"default pretrained model (no run under {runs_dir}/)"
+        except HubUnreachableError:
+            notice = (f"no fine-tuned run under {runs_dir}/ and the hub can't be reached (offline), so this uses the "
+                      f"bundled base model instead of {DEFAULT_PRETRAINED}; run `python scripts/finetune.py --genre jazz` "
+                      f"first for a genre, or pass --model <pipeline folder|preset>")
+            try:
+                return load_pipeline(BUNDLED, device=device), notice
+            except PipelineError as exc:
+                raise GenerationError(
+                    f"no model to generate with: there is no fine-tuned run under {runs_dir}/, the default pretrained "
+                    f"model {DEFAULT_PRETRAINED} can't be reached and {exc}. Run `python scripts/finetune.py "
+                    f"--genre jazz` first, or pass --model <pipeline folder|preset> (e.g. --model tiny)."
+                ) from exc
+    try:
+        return load_pipeline(model, device=device), "given"
+    except HubUnreachableError as exc:
+        raise HubUnreachableError(
+            f"can't load model {os.fspath(model)!r}: it is not a local folder or preset, and as a hub id it can't be "
+            f"fetched (the hub can't be reached and it is not cached). Pass --model <pipeline folder|preset>."
+        ) from exc
+
+
+# ---- names -----------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return slug[:60] or "clip"
+
+
+def default_name(source: str, seed: int) -> str:
+    """e.g. `jazz-20260101-120000-seed0` for a run folder, `tiny-seed3` for a preset."""
+    return f"{_slug(Path(os.fspath(source)).name or str(source))}-seed{seed}"
+
+
+def _stems(base: str, batch_size: int) -> list[str]:
+    return [base] if batch_size == 1 else [f"{base}_{i + 1}" for i in range(batch_size)]
+
+
+def free_name(output_dir: Path, name: str, batch_size: int = 1) -> str:
+    """`name`, or the first `name-N` (N = 1, 2, ...) for which no output file exists yet."""
+    candidate, n = name, 0
+    while any((output_dir / f"{stem}{ext}").exists() for stem in _stems(candidate, batch_size) for ext in (".wav", ".png", ".json")):
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+# ---- the PNG -----------------------------------------------------------------------------------
+def _tick_seconds(seconds: float, width: int) -> float:
+    """A round tick spacing leaving ~60+ pixels between labels."""
+    pixels_per_second = width / max(seconds, 1e-9)
+    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300):
+        if step * pixels_per_second >= 60:
+            return step
+    return 600
+
+
+def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Path) -> Path:
+    """Write one (1, H, W) or (H, W) image in [-1, 1] as a PNG with a time axis and metadata."""
+    grey = ((image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]) + 1.0) * 127.5)
+    grey = grey.round().clamp(0, 255).to(torch.uint8).numpy()  # (H, W), row 0 = lowest band
+    height, width = grey.shape
+    picture = Image.new("L", (width, height + AXIS_HEIGHT), color=255)
+    picture.paste(Image.fromarray(np.ascontiguousarray(grey[::-1])), (0, 0))  # low frequencies at the bottom
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    seconds = samples / mel.sample_rate
+    step = _tick_seconds(seconds, width)
+    columns_per_second = mel.sample_rate / mel.hop_length
+    for i in range(int(seconds / step + 1e-9) + 1):
+        t = i * step
+        x = min(int(round(t * columns_per_second)), width - 1)
+        draw.line([(x, height), (x, height + 4)], fill=0)
+        label = f"{t:g}s"
+        text_width = draw.textlength(label, font=font)
+        draw.text((min(max(x - text_width / 2, 0), width - text_width), height + 4), label, fill=0, font=font)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_KEY_MEL, json.dumps(mel.to_dict(), sort_keys=True))
+    info.add_text(PNG_KEY_BOX, json.dumps([0, 0, width, height]))
+    info.add_text(PNG_KEY_SAMPLES, str(samples))
+    info.add_text(PNG_KEY_LAYOUT, PNG_LAYOUT)
+    picture.save(path, pnginfo=info)
+    return path
+
+
+def png_to_image(path: str | os.PathLike) -> tuple[torch.Tensor, MelConfig, int]:
+    """Read a PNG written by `spectrogram_png` -> (image (1, 1, H, W) in [-1, 1], MelConfig, samples)."""
+    path = Path(path)
+    with Image.open(path) as picture:
+        text = dict(getattr(picture, "text", {}) or {})
+        if PNG_KEY_MEL not in text or PNG_KEY_BOX not in text:
+            raise GenerationError(f"{path} carries no audiodiff spectrogram metadata (was it written by scripts/generate.py?)")
+        mel = MelConfig.from_dict(json.loads(text[PNG_KEY_MEL]))
+        box = tuple(json.loads(text[PNG_KEY_BOX]))
+        grey = np.asarray(picture.convert("L").crop(box), dtype=np.float32)[::-1]  # back to row 0 = lowest band
+    samples = int(text.get(PNG_KEY_SAMPLES, mel.frames_to_samples(grey.shape[1])))
+    image = torch.from_numpy(grey.copy()).div(127.5).sub(1.0).reshape(1, 1, *grey.shape)
+    return image, mel, samples
+
+
+def png_to_audio(path: str | os.PathLike, *, target_lufs: float | None = DEFAULT_TARGET_LUFS) -> tuple[torch.Tensor, int]:
+    """Turn a spectrogram PNG (with its metadata) back into audio -> ((T,), sample_rate)."""
+    image, mel, samples = png_to_image(path)
+    audio = images_to_audio(image, mel)[0, :samples]
+    if target_lufs is not None:
+        audio = normalize_loudness(audio, mel.sample_rate, target_lufs, DEFAULT_PEAK_CEILING)
+    return audio, mel.sample_rate
+
+
+# ---- generate ----------------------------------------------------------------------------------
+def _versions() -> dict:
+    import diffusers
+
+    from . import __version__
+
+    return {"audiodiff": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
+
+
+def pick_device(device: str | None) -> torch.device:
+    """None or "auto": CUDA when available, else CPU."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise GenerationError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise GenerationError(f"--device {device} asked for CUDA, but no CUDA GPU is available; use --device cpu")
+    return chosen
+
+
+def generate(
+    model: str | os.PathLike | None,
+    seconds: float,
+    *,
+    output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR,
+    name: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    scheduler: str = DEFAULT_SCHEDULER,
+    overlap_seconds: float | None = None,
+    batch_size: int = 1,
+    repaint_jumps: int = 0,
+    device: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> list[Path]:
+    """Generate `batch_size` clips of exactly `seconds` and write NAME.wav/.png/.json for each.
+
+    Returns the written paths (wav, png, json per clip). `steps` defaults to the scheduler's
+    usual count (50 for DDIM), `overlap_seconds` to 1 s (at most 40 % of a slice). See the module docstring for the model default.
+    """
+    say = log or (lambda message: None)
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise GenerationError(f"seconds must be a positive number, got {seconds}")
+    if steps is not None and steps < 1:
+        raise GenerationError(f"steps must be at least 1, got {steps}")
+    if batch_size < 1:
+        raise GenerationError(f"batch size must be at least 1, got {batch_size}")
+    if repaint_jumps < 0:
+        raise GenerationError(f"repaint jumps must be >= 0, got {repaint_jumps}")
+    if scheduler not in SCHEDULERS:
+        raise GenerationError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if overlap_seconds is not None and not overlap_seconds >= 0:
+        raise GenerationError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
+    if name is not None and (Path(name).name != name or name in ("", ".", "..")):
+        raise GenerationError(f"--name must be a plain file name without folders, got {name!r}; use --output-dir for the folder")
+    target = pick_device(device)
+    pipe, chosen = resolve_model(model, runs_dir=runs_dir)
+    pipe.unet.to(target)
+    if overlap_seconds is None:
+        overlap_seconds = default_overlap_seconds(pipe.mel)
+    if overlap_seconds >= pipe.mel.slice_seconds:
+        raise GenerationError(
+            f"overlap ({overlap_seconds:g} s) must be shorter than one slice of this model ({pipe.mel.slice_seconds:.2f} s)"
+        )
+    if model is None:
+        say(f"model: {pipe.source} ({chosen})")
+    num_steps = steps or default_steps(make_scheduler(scheduler, pipe.scheduler))
+
+    clip = generate_long(
+        pipe, seconds, overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps,
+        scheduler=scheduler, batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress,
+    )
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wanted = name or default_name(pipe.source, seed)
+    base = free_name(output_dir, wanted, batch_size)
+    if base != wanted:
+        say(f"{wanted} already exists in {output_dir}; writing {base} instead")
+    samples = clip.audio.shape[-1]
+    written: list[Path] = []
+    for index, stem in enumerate(_stems(base, batch_size)):
+        wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
+        png = spectrogram_png(clip.image[index], pipe.mel, samples, output_dir / f"{stem}.png")
+        record = {
+            "model": str(pipe.source),
+            "model_choice": chosen,
+            "seed": seed,
+            "batch_size": batch_size,
+            "batch_index": index,
+            "steps": num_steps,
+            "scheduler": scheduler,
+            "seconds": seconds,
+            "samples": samples,
+            "sample_rate": clip.sample_rate,
+            "overlap_seconds": overlap_seconds,
+            "repaint_jumps": repaint_jumps,
+            "target_lufs": DEFAULT_TARGET_LUFS,
+            "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
+            "mel": pipe.mel.to_dict(),
+            "device": str(target),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": {"wav": wav.name, "png": png.name},
+            "versions": _versions(),
+        }
+        meta = output_dir / f"{stem}.json"
+        with open(meta, "x") as handle:  # exclusive: never replaces a file written meanwhile
+            json.dump(record, handle, indent=2)
+            handle.write("\n")
+        written += [wav, png, meta]
+    return written

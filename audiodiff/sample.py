@@ -1,0 +1,502 @@
+"""Sampling: one explicit denoising loop, masked (inpainting) sampling, and long clips.
+
+Everything that generates goes through `sample`, one short loop in diffusers' style (UNet call,
+`scheduler.step`). A mask of *known* pixels (usually whole columns, i.e. moments in time) turns
+it into inpainting: after every scheduler step to timestep t_prev the known pixels are
+overwritten with the known clean image noised to t_prev, so the generated pixels are always
+denoised next to known pixels at the *same* noise level. (The reference pipeline pastes them at
+the level of the step's input, one step behind; after its last step the known part is still
+noisy.) After the last step the known pixels equal the clean known image exactly. Any mask
+works: a prefix (continuation), both ends (gap filling), the start of a clip at its end
+(loops), so the edits of issue 7 are this loop with other masks or other starting noise.
+
+Long clips (DESIGN section 5), `generate_long`:
+1. slice 0 is sampled from noise;
+2. each next slice's first K columns (K = overlap seconds * sample_rate / hop_length) are the
+   previous slice's last K columns, known to the masked loop; the rest is generated;
+3. the slices are stitched in the *image* domain (the known columns are the previous slice's
+   pixels, so the level reference carries over: no loudness jumps at the joins) and the phase is
+   reconstructed once for the whole clip (no phase seam can exist);
+4. the audio is trimmed to exactly `seconds`, faded out, and its loudness normalised once
+   (BS.1770, `audiodiff.metrics.normalize_loudness`).
+
+Determinism: every random tensor (initial noise, DDPM step noise, RePaint noise) is drawn on the
+CPU from one seeded `torch.Generator`, so a seed gives the same noise on every device and the
+same bytes on the same device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .mel import MelConfig, images_to_audio
+from .metrics import normalize_loudness
+
+SCHEDULERS = ("ddim", "ddpm", "dpm")
+DEFAULT_SCHEDULER = "ddim"
+# 50 DDIM steps is the reference pipeline's default and where DDIM's output stops changing
+# audibly on the public 256 models; DDPM needs its full 1000.
+DEFAULT_STEPS = {"ddim": 50, "dpm": 25, "ddpm": 1000}
+# Overlap between consecutive slices of a long clip, in seconds: 1 s (43 columns, ~2 beats at
+# 120 bpm) of context for each next slice. Measured with benchmarks/long_clip.py (tiny UNet
+# briefly trained on jazz, 30 s, DDIM 20): overlaps of 0.5 / 1 / 2 / 3 s gave seam scores
+# 1.02 / 1.01 / 1.06 / 1.08, 4 s loudness spreads 0.61 / 0.80 / 1.08 / 1.21 LU and drifts
+# -3.9 / -4.9 / -6.4 / -6.7 LU/min, with 6 / 6 / 8 / 10 slices to sample: every measure gets
+# worse and the cost grows with the overlap, while below ~1 s the context no longer holds a beat.
+# The reference notebook's 2 s is a flag away (--overlap 2). Models with short slices (the
+# tiny preset's 1.02 s) get at most 40 % of a slice.
+DEFAULT_OVERLAP_SECONDS = 1.0
+MAX_DEFAULT_OVERLAP_FRACTION = 0.4
+DEFAULT_TARGET_LUFS = -16.0  # streaming-platform level; the peak ceiling below wins over it
+DEFAULT_PEAK_CEILING = 0.89  # -1 dBFS
+DEFAULT_FADE_OUT_SECONDS = 0.5
+FADE_IN_SECONDS = 0.005  # removes a click if the first sample is far from zero
+
+
+# ---- schedulers ------------------------------------------------------------------------------
+def _scheduler_classes() -> dict:
+    """diffusers' scheduler classes by short name (imported on first use: diffusers takes seconds
+    to import, and `scripts/generate.py --help` should not wait for it)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    return {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "dpm": DPMSolverMultistepScheduler}
+
+
+def make_scheduler(name: str | None, base_scheduler):
+    """A fresh scheduler of kind `name` ("ddim", "ddpm", "dpm" or None: the base's own kind),
+    built from `base_scheduler`'s config, so it shares the noise schedule (betas) the UNet was
+    trained with. Never the same object: set_timesteps mutates a scheduler."""
+    config = base_scheduler.config
+    if name is None:
+        return type(base_scheduler).from_config(config)
+    key = name.lower()
+    classes = _scheduler_classes()
+    if key in ("ddim", "ddpm"):
+        return classes[key].from_config(config)
+    if key in ("dpm", "dpm++", "dpmsolver++"):
+        return classes["dpm"].from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def scheduler_name(scheduler) -> str:
+    """Short name of a scheduler instance ("ddim", "ddpm", "dpm") or its class name."""
+    for name, cls in _scheduler_classes().items():
+        if isinstance(scheduler, cls):
+            return name
+    return type(scheduler).__name__
+
+
+def default_steps(scheduler) -> int:
+    return DEFAULT_STEPS.get(scheduler_name(scheduler), 50)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    if generator is not None:
+        if generator.device.type != "cpu":
+            raise ValueError("pass a CPU torch.Generator: noise is drawn on the CPU so a seed gives the same noise on every device")
+        return generator
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    return torch.Generator("cpu").manual_seed(int(seed))
+
+
+def _sample_shape(unet) -> tuple[int, int]:
+    """(height, width) of the images the UNet was trained on."""
+    size = unet.config.sample_size
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def downsampling_factor(unet) -> int:
+    """Image sizes must be multiples of this: 2 ** (number of downsampling blocks)."""
+    return 2 ** (len(unet.config.down_block_types) - 1)
+
+
+def _alpha_bar(scheduler, timestep) -> float:
+    """Cumulative alpha at `timestep` (None: the clean end of the chain, alpha_bar = 1)."""
+    if timestep is None:
+        return 1.0
+    return float(scheduler.alphas_cumprod[int(timestep)])
+
+
+def _noised(known: torch.Tensor, noise: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """q(x_t | x_0): sqrt(a) x0 + sqrt(1 - a) eps (the same formula as scheduler.add_noise)."""
+    return math.sqrt(alpha_bar) * known + math.sqrt(1.0 - alpha_bar) * noise
+
+
+def _expand_mask(mask: torch.Tensor, batch_size: int, height: int, width: int) -> torch.Tensor:
+    """Known-pixel mask -> bool (B, 1, H, W). (W,) = known columns for every item, (B, W) =
+    known columns per item, (B|1, 1, H|1, W) = any pixels."""
+    mask = torch.as_tensor(mask).bool()
+    if mask.dim() == 1:
+        mask = mask.view(1, 1, 1, -1)
+    elif mask.dim() == 2:
+        mask = mask.view(mask.shape[0], 1, 1, mask.shape[1])
+    elif mask.dim() != 4:
+        raise ValueError(f"mask must be (W,), (B, W) or (B, 1, H, W), got shape {tuple(mask.shape)}")
+    if mask.shape[-1] != width:
+        raise ValueError(f"mask covers {mask.shape[-1]} columns but the image is {width} wide")
+    try:
+        return mask.expand(batch_size, 1, height, width)
+    except RuntimeError as exc:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {(batch_size, 1, height, width)}") from exc
+
+
+def _is_stateless(scheduler) -> bool:
+    """DDIM and DDPM steps depend only on (t, sample): a step can be redone (RePaint)."""
+    return scheduler_name(scheduler) in ("ddim", "ddpm")
+
+
+# ---- the denoising loop ----------------------------------------------------------------------
+@torch.no_grad()
+def sample(
+    unet,
+    scheduler,
+    *,
+    batch_size: int = 1,
+    width: int | None = None,
+    num_inference_steps: int = 50,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    known: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    start_noise: torch.Tensor | None = None,
+    strength: float | None = None,
+    repaint_jumps: int = 0,
+    progress: bool = True,
+    eta: float = 0.0,
+) -> torch.Tensor:
+    """Generate (B, 1, H, width) images in [-1, 1] with `unet` and `scheduler`.
+
+    known: (B|1, 1, H, width) clean image in [-1, 1]; mask: which of its pixels are known
+        (True), as (width,) columns, (B, width) columns per item, or (B|1, 1, H|1, width).
+        Known pixels are re-imposed after every step at the step's output noise level and
+        equal `known` exactly in the result.
+    strength: in (0, 1]: start from `known` (all of it) noised to that fraction of the chain
+        and run only the last `strength * num_inference_steps` steps (variations).
+    start_noise: (B, 1, H, width) starting sample at the first timestep run (pure noise, or at
+        the `strength` level, e.g. from a DDIM inversion); default: fresh seeded noise.
+    repaint_jumps: RePaint resampling (Lugmayr et al. 2022): after each step, re-noise one step
+        and denoise again this many times, so generated and known pixels agree better. Needs a
+        stateless scheduler (DDIM or DDPM); costs (1 + jumps) UNet calls per step.
+    width: any width; the UNet is fully convolutional. Widths that are not a multiple of its
+        downsampling factor are padded with generated columns and cropped.
+    """
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if repaint_jumps < 0:
+        raise ValueError(f"repaint_jumps must be >= 0, got {repaint_jumps}")
+    if repaint_jumps and not _is_stateless(scheduler):
+        raise ValueError(f"repaint_jumps needs a scheduler whose steps can be redone (ddim or ddpm), not {scheduler_name(scheduler)}")
+    if strength is not None and not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    if (mask is not None or strength is not None) and known is None:
+        raise ValueError("a mask or a strength needs the known image (`known`)")
+    height, sample_width = _sample_shape(unet)
+    width = int(width or sample_width)
+    device, dtype = unet.device, unet.dtype
+    generator = _make_generator(generator, seed)
+
+    # Pad to a multiple of the UNet's downsampling factor; the padding is generated, then cropped.
+    factor = downsampling_factor(unet)
+    padded_width = math.ceil(width / factor) * factor
+    pad = padded_width - width
+    shape = (batch_size, unet.config.in_channels, height, padded_width)
+
+    if known is not None:
+        known = torch.as_tensor(known).to(device=device, dtype=torch.float32)
+        if known.dim() != 4 or known.shape[-2:] != (height, width) or known.shape[0] not in (1, batch_size):
+            raise ValueError(f"known image must be (B or 1, 1, {height}, {width}), got {tuple(known.shape)}")
+        known_exact = torch.nn.functional.pad(known.expand(batch_size, -1, -1, -1), (0, pad))  # float32
+        known = known_exact.to(dtype)
+        if mask is None:
+            mask_full = torch.zeros(shape, dtype=torch.bool, device=device)
+        else:
+            mask_full = torch.nn.functional.pad(_expand_mask(mask, batch_size, height, width).to(device), (0, pad), value=False)
+        if not mask_full.any():
+            mask_full = None
+    else:
+        mask_full = None
+
+    # One noise tensor, drawn on the CPU: it starts the chain and noises the known pixels at
+    # every level, so known pixels follow the same deterministic path DDIM would take.
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+
+    if _accepts_device(scheduler):
+        scheduler.set_timesteps(num_inference_steps, device=device)
+    else:
+        scheduler.set_timesteps(num_inference_steps)
+    timesteps = scheduler.timesteps
+    start_index = 0
+    if strength is not None:
+        start_index = min(int(round(num_inference_steps * (1.0 - strength))), num_inference_steps - 1)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start_index * getattr(scheduler, "order", 1))
+    timesteps = timesteps[start_index:]
+
+    if start_noise is not None:
+        start_noise = torch.as_tensor(start_noise).to(device=device, dtype=dtype)
+        if start_noise.shape != (batch_size, shape[1], height, width):
+            raise ValueError(f"start_noise must have shape {(batch_size, shape[1], height, width)}, got {tuple(start_noise.shape)}")
+        x = torch.cat([start_noise, noise[..., width:]], dim=-1)
+    elif strength is not None:
+        x = _noised(known, noise, _alpha_bar(scheduler, timesteps[0]))
+    else:
+        x = noise * scheduler.init_noise_sigma
+    if mask_full is not None:
+        x = torch.where(mask_full, _noised(known, noise, _alpha_bar(scheduler, timesteps[0])), x)
+
+    is_ddim = scheduler_name(scheduler) == "ddim"
+
+    def denoise(x: torch.Tensor, t) -> torch.Tensor:
+        model_input = scheduler.scale_model_input(x, t)
+        noise_pred = unet(model_input, t).sample  # (B, 1, H, W)
+        kwargs = {"eta": eta} if is_ddim else {}
+        return scheduler.step(noise_pred, t, x, generator=generator, **kwargs).prev_sample
+
+    iterator = range(len(timesteps))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="sampling", leave=False)
+    for i in iterator:
+        t = timesteps[i]
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else None
+        for jump in range(repaint_jumps + 1 if t_prev is not None else 1):
+            if jump > 0:
+                # RePaint: go back up one step, q(x_t | x_t_prev), and denoise again.
+                ratio = _alpha_bar(scheduler, t) / _alpha_bar(scheduler, t_prev)
+                fresh = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+                x = math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * fresh
+            x = denoise(x, t)
+            if mask_full is not None:
+                # the known pixels at the level of this step's *output* (t_prev): no lag
+                x = torch.where(mask_full, _noised(known, noise, _alpha_bar(scheduler, t_prev)), x)
+    x = x.float().clamp(-1.0, 1.0)
+    if mask_full is not None:
+        x = torch.where(mask_full, known_exact, x)  # exactly the clean known image, in float32
+    return x[..., :width]
+
+
+def _accepts_device(scheduler) -> bool:
+    import inspect
+
+    return "device" in inspect.signature(scheduler.set_timesteps).parameters
+
+
+# ---- long clips ------------------------------------------------------------------------------
+@dataclass
+class LongClip:
+    """A generated clip: the stitched image, its audio, and where the slices join."""
+
+    image: torch.Tensor  # (B, 1, H, W_total) in [-1, 1], before decoding
+    audio: torch.Tensor  # (B, T), T = round(seconds * sample_rate) exactly
+    sample_rate: int
+    slice_starts_seconds: list[float] = field(default_factory=list)  # where each slice begins
+    seam_seconds: list[float] = field(default_factory=list)  # where generated audio meets known audio
+    slice_columns: list[tuple[int, int]] = field(default_factory=list)  # (start, end) column of each slice
+    slices: list[torch.Tensor] = field(default_factory=list, repr=False)  # each slice as sampled (B, 1, H, w)
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.shape[-1] / self.sample_rate
+
+
+def _components(pipe) -> tuple[Any, Any, MelConfig]:
+    try:
+        return pipe.unet, pipe.scheduler, pipe.mel
+    except AttributeError as exc:
+        raise TypeError("expected a pipeline with .unet, .scheduler and .mel (audiodiff.pipeline.AudioDiffusion)") from exc
+
+
+def columns_for_samples(samples: int, mel: MelConfig) -> int:
+    """Fewest image columns whose decoded audio, (W - 1) * hop_length samples, covers `samples`."""
+    return max(2, math.ceil(samples / mel.hop_length) + 1)
+
+
+def default_overlap_seconds(mel: MelConfig) -> float:
+    """DEFAULT_OVERLAP_SECONDS (1 s), or 40 % of a slice for models whose slices are shorter."""
+    return min(DEFAULT_OVERLAP_SECONDS, round(MAX_DEFAULT_OVERLAP_FRACTION * mel.slice_seconds, 3))
+
+
+def overlap_columns(overlap_seconds: float, mel: MelConfig, slice_width: int) -> int:
+    """K, the known columns each continued slice starts with; must leave new columns to make."""
+    if overlap_seconds < 0:
+        raise ValueError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
+    k = int(round(overlap_seconds * mel.sample_rate / mel.hop_length))
+    if k >= slice_width:
+        raise ValueError(
+            f"overlap of {overlap_seconds} s ({k} columns) must be shorter than one slice "
+            f"({mel.slice_seconds:.2f} s, {slice_width} columns)"
+        )
+    return k
+
+
+def extend_image(
+    unet,
+    scheduler,
+    image: torch.Tensor,
+    total_width: int,
+    *,
+    overlap: int,
+    num_inference_steps: int,
+    generator: torch.Generator,
+    repaint_jumps: int = 0,
+    progress: bool = True,
+    end_known: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
+    """Continue `image` (B, 1, H, W0) to `total_width` columns, one slice at a time.
+
+    Every slice is sampled at the UNet's training width and starts with the last `overlap`
+    columns made so far as known columns; its new columns are appended. `end_known`
+    (B|1, 1, H, We), when given, is known content the generated part must lead into (gap
+    filling, loops): it becomes the last We columns of the result, and the last slice holds
+    [overlap | the rest of the gap | end_known]. Returns the image (B, 1, H, total_width), the
+    column where each new slice starts, and each slice as sampled (B, 1, H, width), before it
+    was cut into the image.
+    """
+    _, slice_width = _sample_shape(unet)
+    batch, _, height, _ = image.shape
+    tail = 0 if end_known is None else end_known.shape[-1]
+    gap_end = total_width - tail  # columns [gap_end, total_width) are end_known
+    if tail and overlap + tail >= slice_width:
+        raise ValueError(f"overlap ({overlap}) plus the known end ({tail} columns) must be narrower than one slice ({slice_width})")
+    starts: list[int] = []
+    slices: list[torch.Tensor] = []
+    while image.shape[-1] < gap_end:
+        k = min(overlap, image.shape[-1])
+        remaining = gap_end - image.shape[-1]
+        known = torch.zeros(batch, 1, height, slice_width, dtype=torch.float32)
+        mask = torch.zeros(slice_width, dtype=torch.bool)
+        known[..., :k] = image[..., image.shape[-1] - k :].cpu()
+        mask[:k] = True
+        final = bool(tail) and k + remaining + tail <= slice_width
+        if final:
+            width = k + remaining + tail
+            known, mask = known[..., :width], mask[:width]
+            known[..., width - tail :] = end_known.cpu().float()
+            mask[width - tail :] = True
+            keep = remaining + tail
+        else:
+            width = slice_width
+            # with a known end ahead, stop early enough that the last slice still fits it
+            keep = min(slice_width - k, remaining + k + tail - slice_width) if tail else slice_width - k
+        slice_image = sample(
+            unet, scheduler, batch_size=batch, width=width, num_inference_steps=num_inference_steps,
+            generator=generator, known=known, mask=mask, repaint_jumps=repaint_jumps, progress=progress,
+        )  # (B, 1, H, width)
+        starts.append(image.shape[-1] - k)
+        slices.append(slice_image.cpu())
+        image = torch.cat([image, slice_image[..., k : k + keep].to(image.device)], dim=-1)
+    if tail and image.shape[-1] == gap_end:  # nothing left to generate: the end is pasted as is
+        image = torch.cat([image, end_known.expand(batch, -1, -1, -1).to(image)], dim=-1)
+    return image[..., :total_width], starts, slices
+
+
+def _fade(audio: torch.Tensor, sample_rate: int, fade_out_seconds: float) -> torch.Tensor:
+    """Raised-cosine fade-out (at most a quarter of the clip) and a 5 ms fade-in: (B, T)."""
+    length = audio.shape[-1]
+    out = audio.clone()
+    fade_out = min(int(round(fade_out_seconds * sample_rate)), length // 4)
+    if fade_out > 1:
+        ramp = 0.5 * (1 + torch.cos(torch.linspace(0, math.pi, fade_out, device=audio.device)))
+        out[..., length - fade_out :] *= ramp
+    fade_in = min(int(round(FADE_IN_SECONDS * sample_rate)), length // 4)
+    if fade_in > 1:
+        out[..., :fade_in] *= torch.linspace(0, 1, fade_in, device=audio.device)
+    return out
+
+
+def finish_audio(
+    image: torch.Tensor,
+    mel: MelConfig,
+    samples: int,
+    *,
+    fade_out_seconds: float = DEFAULT_FADE_OUT_SECONDS,
+    target_lufs: float | None = DEFAULT_TARGET_LUFS,
+    peak_ceiling: float = DEFAULT_PEAK_CEILING,
+) -> torch.Tensor:
+    """Decode a whole stitched image (B, 1, H, W) once, trim to `samples`, fade, normalise -> (B, T)."""
+    audio = images_to_audio(image, mel)  # (B, (W - 1) * hop): one phase reconstruction for all of it
+    if audio.shape[-1] < samples:
+        raise ValueError(f"image of {image.shape[-1]} columns decodes to {audio.shape[-1]} samples, fewer than {samples}")
+    audio = torch.nan_to_num(audio[..., :samples].float().cpu())
+    audio = _fade(audio, mel.sample_rate, fade_out_seconds)
+    if target_lufs is not None:
+        audio = normalize_loudness(audio, mel.sample_rate, target_lufs, peak_ceiling)
+    else:
+        peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-9)
+        audio = audio * torch.clamp(peak_ceiling / peak, max=1.0)
+    return audio
+
+
+def generate_long(
+    pipe,
+    seconds: float,
+    *,
+    overlap_seconds: float | None = None,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+    num_inference_steps: int | None = None,
+    scheduler: str | None = DEFAULT_SCHEDULER,
+    batch_size: int = 1,
+    repaint_jumps: int = 0,
+    progress: bool = True,
+    fade_out_seconds: float = DEFAULT_FADE_OUT_SECONDS,
+    target_lufs: float | None = DEFAULT_TARGET_LUFS,
+) -> LongClip:
+    """A clip of exactly `seconds` (round(seconds * sample_rate) samples) per batch item.
+
+    pipe: anything with .unet, .scheduler, .mel (audiodiff.pipeline.AudioDiffusion).
+    scheduler: "ddim" (default), "ddpm", "dpm", or None for the pipeline's own.
+    num_inference_steps: default 50 for DDIM, 25 for DPM-Solver++, 1000 for DDPM.
+    overlap_seconds: default `default_overlap_seconds(mel)` (1 s on the public models).
+    """
+    unet, base_scheduler, mel = _components(pipe)
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    height, slice_width = _sample_shape(unet)
+    if height != mel.y_res:
+        raise ValueError(f"the UNet makes images {height} rows high but the Mel config has {mel.y_res} mel bands")
+    sched = make_scheduler(scheduler, base_scheduler)
+    steps = num_inference_steps or default_steps(sched)
+    if overlap_seconds is None:
+        overlap_seconds = default_overlap_seconds(mel)
+    k = overlap_columns(overlap_seconds, mel, slice_width)
+    generator = _make_generator(generator, seed)
+
+    samples = int(round(seconds * mel.sample_rate))
+    total_width = columns_for_samples(samples, mel)
+    image = sample(
+        unet, sched, batch_size=batch_size, width=slice_width, num_inference_steps=steps,
+        generator=generator, repaint_jumps=repaint_jumps, progress=progress,
+    ).cpu()  # (B, 1, H, slice_width)
+    slice0 = image
+    image, starts, slices = extend_image(
+        unet, sched, image, total_width, overlap=k, num_inference_steps=steps, generator=generator,
+        repaint_jumps=repaint_jumps, progress=progress,
+    )
+    image = image[..., :total_width]
+    audio = finish_audio(image.to(unet.device), mel, samples, fade_out_seconds=fade_out_seconds, target_lufs=target_lufs)
+    seconds_per_column = mel.hop_length / mel.sample_rate
+    slice_starts = [0] + starts
+    ends = [s + slice_width for s in slice_starts]
+    return LongClip(
+        image=image,
+        audio=audio,
+        sample_rate=mel.sample_rate,
+        slice_starts_seconds=[s * seconds_per_column for s in slice_starts],
+        seam_seconds=[(s + k) * seconds_per_column for s in starts if (s + k) * seconds_per_column < seconds],
+        slice_columns=[(s, min(e, total_width)) for s, e in zip(slice_starts, ends)],
+        slices=[slice0] + slices,
+    )

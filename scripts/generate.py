@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Generate clips of any length with a (fine-tuned) audio-diffusion pipeline.
+
+    python scripts/generate.py --seconds 30                       # latest run under runs/, else the hub model
+    python scripts/generate.py --model runs/jazz-... --seconds 60 --seed 3
+    python scripts/generate.py --model tiny --seconds 5 --steps 10 --batch-size 4
+
+Writes NAME.wav (16-bit PCM), NAME.png (spectrogram, time axis; turn it back into audio with
+audiodiff.generate.png_to_audio) and NAME.json (how it was made) into --output-dir. An existing
+file is never overwritten: NAME-1, NAME-2, ... is used instead.
+"""
+
+import argparse
+
+from audiodiff.cli import non_negative_int, positive_float, positive_int, run
+from audiodiff.generate import DEFAULT_OUTPUT_DIR, generate
+from audiodiff.sample import DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER, SCHEDULERS
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None,
+                   help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), a preset "
+                        "(tiny, small, audio-diffusion-256: random weights) or a hub id "
+                        "(default: the most recent fine-tuned run under runs/, else "
+                        "teticio/audio-diffusion-instrumental-hiphop-256)")
+    p.add_argument("--seconds", type=positive_float, default=30.0,
+                   help="length of each clip in seconds, exact to the sample; longer than one slice of the "
+                        "model is made by continuation (default: 30)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same WAV (default: 0)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="denoising steps per slice (default: 50 for ddim, 25 for dpm, 1000 for ddpm)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
+                   help="sampler, built from the pipeline's noise schedule: ddim (deterministic), "
+                        "ddpm (the training chain, slow), dpm (DPM-Solver++, fewest steps) (default: ddim)")
+    p.add_argument("--overlap", type=non_negative_float, default=None,
+                   help="seconds of the previous slice each next slice continues from; must be shorter than "
+                        f"one slice (5.94 s on the public models) (default: {DEFAULT_OVERLAP_SECONDS:g}, at most "
+                        "40%% of a slice for models with shorter slices)")
+    p.add_argument("--batch-size", type=positive_int, default=1,
+                   help="clips generated at once, written as NAME_1, NAME_2, ... (default: 1)")
+    p.add_argument("--repaint-jumps", type=non_negative_int, default=0,
+                   help="RePaint resampling: re-noise and denoise each step this many extra times so the new "
+                        "part agrees better with the part it continues; each costs one more UNet call per "
+                        "step; ddim and ddpm only (default: 0)")
+    p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR), help="folder for the outputs (default: samples/)")
+    p.add_argument("--name", default=None,
+                   help="base name of the output files (default: <model>-seed<seed>); never overwrites: "
+                        "NAME-1, NAME-2, ... when taken")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    paths = generate(
+        args.model, args.seconds, output_dir=args.output_dir, name=args.name, seed=args.seed, steps=args.steps,
+        scheduler=args.scheduler, overlap_seconds=args.overlap, batch_size=args.batch_size,
+        repaint_jumps=args.repaint_jumps, device=args.device, progress=not args.no_progress,
+    )
+    for path in paths:
+        print(path)
+
+
+if __name__ == "__main__":
+    run(main)

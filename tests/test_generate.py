@@ -1,0 +1,179 @@
+"""generate(): files, names, metadata, the PNG round trip, model defaults, and the script as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from audiodiff.generate import (
+    AXIS_HEIGHT,
+    GenerationError,
+    generate,
+    png_to_audio,
+    png_to_image,
+    resolve_model,
+    spectrogram_png,
+)
+from audiodiff.mel import MelConfig, mel_power
+from audiodiff.pipeline import build_preset, save_pipeline
+from audiodiff.sample import generate_long
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "generate.py"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_pipeline(build_preset("tiny", seed=0), tmp_path_factory.mktemp("models") / "model")
+
+
+def run_generate(model_dir, output_dir, **kwargs):
+    kwargs.setdefault("seconds", 1.5)
+    kwargs.setdefault("steps", 2)
+    kwargs.setdefault("name", "clip")
+    messages = []
+    paths = generate(str(model_dir), output_dir=output_dir, progress=False, log=messages.append, **kwargs)
+    return paths, messages
+
+
+def test_writes_wav_png_json(model_dir, tmp_path):
+    paths, _ = run_generate(model_dir, tmp_path / "out", seed=4, scheduler="dpm")
+    assert [p.name for p in paths] == ["clip.wav", "clip.png", "clip.json"]
+    info = sf.info(paths[0])
+    assert info.subtype == "PCM_16" and info.samplerate == 16000 and info.frames == 24000
+    audio, _ = sf.read(paths[0], dtype="float32")
+    assert np.isfinite(audio).all() and 0.01 < np.abs(audio).max() <= 0.9
+    record = json.loads(paths[2].read_text())
+    assert record["model"] == str(model_dir)
+    assert (record["seed"], record["steps"], record["scheduler"], record["seconds"]) == (4, 2, "dpm", 1.5)
+    assert record["overlap_seconds"] == pytest.approx(0.41)  # 40 % of the tiny model's 1.02 s slice
+    assert record["samples"] == 24000 and record["sample_rate"] == 16000
+    assert record["mel"] == build_preset("tiny").mel.to_dict()
+    assert set(record["versions"]) == {"audiodiff", "torch", "diffusers"}
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["files"] == {"wav": "clip.wav", "png": "clip.png"}
+
+
+def test_never_overwrites_and_same_seed_same_bytes(model_dir, tmp_path):
+    first, _ = run_generate(model_dir, tmp_path, seed=1)
+    before = {p: p.read_bytes() for p in first}
+    second, messages = run_generate(model_dir, tmp_path, seed=1)
+    third, _ = run_generate(model_dir, tmp_path, seed=2)
+    assert [p.name for p in second] == ["clip-1.wav", "clip-1.png", "clip-1.json"]
+    assert [p.name for p in third] == ["clip-2.wav", "clip-2.png", "clip-2.json"]
+    assert any("clip-1" in m for m in messages)
+    assert all(p.read_bytes() == data for p, data in before.items())  # untouched
+    assert first[0].read_bytes() == second[0].read_bytes()  # same seed: byte-identical WAV
+    assert first[0].read_bytes() != third[0].read_bytes()
+
+
+def test_batch_names_and_taken_names(model_dir, tmp_path):
+    (tmp_path / "clip_2.png").write_bytes(b"someone else's")
+    paths, _ = run_generate(model_dir, tmp_path, batch_size=2, seconds=0.5)
+    assert [p.name for p in paths] == [f"clip-1_{i}.{ext}" for i in (1, 2) for ext in ("wav", "png", "json")]
+    assert (tmp_path / "clip_2.png").read_bytes() == b"someone else's"
+    a, _ = sf.read(paths[0])
+    b, _ = sf.read(paths[3])
+    assert len(a) == len(b) == 8000 and not np.array_equal(a, b)
+
+
+def test_png_round_trip(model_dir, tmp_path):
+    pipe = build_preset("tiny")
+    seconds = 2.0
+    clip = generate_long(pipe, seconds, seed=0, num_inference_steps=2, progress=False)
+    samples = clip.audio.shape[-1]
+    png = spectrogram_png(clip.image[0], pipe.mel, samples, tmp_path / "x.png")
+    image, mel, read_samples = png_to_image(png)
+    assert mel == pipe.mel and read_samples == samples
+    assert image.shape == clip.image[:1].shape
+    assert (image - clip.image[:1]).abs().max() <= 1 / 127.5 + 1e-6  # uint8 quantisation only
+    audio, sample_rate = png_to_audio(png)
+    assert sample_rate == 16000 and audio.shape == (samples,) and torch.isfinite(audio).all()
+    # the PNG's audio sounds like the generated audio: same Mel spectrogram, up to a dB or two
+    def db(x):
+        return 10 * torch.log10(mel_power(x, pipe.mel).clamp_min(1e-8))
+
+    a, b = db(audio), db(clip.audio[0])
+    a, b = a - a.amax(), b - b.amax()
+    assert (a - b).abs().clamp(max=80).mean() < 3.0
+
+
+def test_png_layout_low_frequencies_at_the_bottom_with_a_time_axis(tmp_path):
+    mel = MelConfig(x_res=64, y_res=16, sample_rate=8000, n_fft=256, hop_length=64)
+    image = -torch.ones(1, 16, 300)
+    image[:, 0] = 1.0  # the lowest mel band is loud
+    path = spectrogram_png(image, mel, mel.frames_to_samples(300), tmp_path / "s.png")
+    picture = np.asarray(Image.open(path))
+    assert picture.shape == (16 + AXIS_HEIGHT, 300)
+    assert (picture[15] == 255).all() and (picture[:15] == 0).all()  # bottom row of the spectrogram
+    axis = picture[16:]
+    assert (axis < 128).any() and (axis > 128).any()  # ticks and labels drawn on white
+    with pytest.raises(GenerationError, match="no audiodiff spectrogram metadata"):
+        Image.new("L", (4, 4)).save(tmp_path / "plain.png")
+        png_to_image(tmp_path / "plain.png")
+
+
+def test_default_model_is_the_latest_run_else_the_bundled_model_offline(model_dir, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    pipe, chosen = resolve_model(None, runs_dir=runs)  # offline (conftest) and no run: the bundled model, said so
+    assert pipe.source == "bundled" and "can't be reached" in chosen and "scripts/finetune.py" in chosen
+    from audiodiff import pipeline
+
+    monkeypatch.setattr(pipeline, "BUNDLED_DIR", tmp_path / "no-bundled-model")
+    with pytest.raises(GenerationError, match="scripts/finetune.py"):
+        resolve_model(None, runs_dir=runs)  # and without it, an error that says what to run
+    monkeypatch.undo()
+    save_pipeline(build_preset("tiny", seed=1), runs / "jazz-1")
+    pipe, chosen = resolve_model(None, runs_dir=runs)
+    assert Path(pipe.source) == runs / "jazz-1" and "latest fine-tuned run" in chosen
+
+
+def test_bad_values_are_clear_errors(model_dir, tmp_path):
+    with pytest.raises(GenerationError, match="positive"):
+        run_generate(model_dir, tmp_path, seconds=0)
+    with pytest.raises(GenerationError, match="shorter than one slice"):
+        run_generate(model_dir, tmp_path, overlap_seconds=2.0)
+    with pytest.raises(GenerationError, match="at least 1"):
+        run_generate(model_dir, tmp_path, steps=0)
+    with pytest.raises(GenerationError, match="plain file name"):
+        run_generate(model_dir, tmp_path, name="../escape")
+    assert not any(tmp_path.iterdir())  # nothing written on a refused request
+
+
+def _script(args, cwd):
+    # one thread: on a small shared CI machine, torch's thread pool fighting other processes is
+    # what makes a subprocess slow, not the work
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_script_as_a_user_runs_it(model_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "demo.json").write_text("{}")  # taken: the script must pick demo-1
+    args = ["--model", str(model_dir), "--seconds", "2.5", "--steps", "2", "--seed", "3", "--scheduler", "ddim",
+            "--output-dir", str(tmp_path / "out"), "--name", "demo", "--no-progress"]
+    done = _script(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "writing demo-1 instead" in done.stdout
+    printed = [Path(line) for line in done.stdout.splitlines() if line.endswith((".wav", ".png", ".json"))]
+    assert [p.name for p in printed] == ["demo-1.wav", "demo-1.png", "demo-1.json"]
+    assert all(p.is_file() for p in printed)
+    assert sf.info(printed[0]).frames == 40000 and sf.info(printed[0]).samplerate == 16000
+    assert json.loads(printed[2].read_text())["seed"] == 3
+    assert (tmp_path / "out" / "demo.json").read_text() == "{}"
+
+
+def test_script_user_mistakes_are_one_line_errors(tmp_path):
+    nothing = _script(["--model", str(tmp_path / "no-such-model"), "--seconds", "1", "--output-dir", str(tmp_path / "none")],
+                      tmp_path)
+    assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
+    assert nothing.stderr.strip().startswith("error:") and "no-such-model" in nothing.stderr
+    assert len(nothing.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()

@@ -1,0 +1,120 @@
+"""Seam score and loudness measures on audio made in the test."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchaudio.functional as AF
+from conftest import tone
+
+from audiodiff.metrics import (
+    loudness,
+    loudness_drift,
+    loudness_range,
+    loudness_spread,
+    loudness_windows,
+    normalize_loudness,
+    seam_score,
+    spectral_flux,
+)
+
+SR = 22050
+SEAMS = [2.0, 4.5, 7.0, 9.5, 12.0]
+
+
+def noise(seconds=14.0, seed=0, amplitude=0.2):
+    return (amplitude * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def test_spectral_flux_frames_and_onsets():
+    audio = np.zeros(3 * SR, dtype=np.float32)
+    audio[SR:] = tone(1000.0, 2.0, SR)  # a tone starting at 1.0 s
+    flux = spectral_flux(audio, SR)
+    assert flux.shape == (1 + audio.size // 512,)
+    assert abs(int(np.argmax(flux)) - round(SR / 512)) <= 2  # the onset is found where it is
+
+
+def test_seam_score_is_about_one_for_stationary_noise():
+    audio = noise()
+    score = seam_score(audio, SR, SEAMS)
+    assert 0.8 < score < 1.2
+
+
+def test_seam_score_is_high_when_seams_click():
+    audio = noise(amplitude=0.05)
+    for s in SEAMS:
+        i = int(s * SR)
+        audio[i : i + 40] = 0.9  # a click (a short DC step) at each seam
+    clicked = seam_score(audio, SR, SEAMS)
+    elsewhere = seam_score(audio, SR, [s + 1.0 for s in SEAMS])
+    assert clicked > 1.5
+    assert elsewhere < 1.1
+
+
+def test_seam_score_sees_a_level_jump_at_a_plain_concatenation():
+    quiet, loud = noise(3.0, 1, 0.02), noise(3.0, 2, 0.3)
+    audio = np.concatenate([quiet, loud, quiet, loud, quiet])
+    assert seam_score(audio, SR, [3.0, 9.0]) > 2.0  # the quiet -> loud joins
+
+
+def test_seam_score_accepts_torch_and_rejects_seams_outside_the_clip():
+    audio = torch.from_numpy(noise(4.0))
+    assert seam_score(audio, SR, [1.0, 2.0]) == pytest.approx(seam_score(audio.numpy(), SR, [1.0, 2.0]))
+    with pytest.raises(ValueError, match="outside the clip"):
+        seam_score(audio, SR, [10.0])
+    with pytest.raises(ValueError, match="at least one seam"):
+        seam_score(audio, SR, [])
+
+
+def test_loudness_matches_torchaudio_and_a_known_level():
+    sine = tone(1000.0, 5.0, SR, amplitude=1.0)
+    assert loudness(sine, SR) == pytest.approx(float(AF.loudness(torch.from_numpy(sine)[None], SR)))
+    # a full-scale 1 kHz sine reads about -3 LUFS (K-weighting is ~+0.7 dB at 1 kHz, minus 0.691)
+    assert -3.5 < loudness(sine, SR) < -2.0
+    assert loudness(np.zeros(SR, dtype=np.float32), SR) == -math.inf
+
+
+def test_loudness_spread_steady_tone_is_zero_and_level_jumps_are_not():
+    steady = tone(440.0, 24.0, SR, amplitude=0.3)
+    assert loudness_spread(steady, SR) < 0.05
+    assert abs(loudness_drift(steady, SR)) < 0.05
+    gains = np.repeat(np.array([1.0, 0.5, 1.0, 0.5, 1.0, 0.5], dtype=np.float32), 4 * SR)  # +-6 dB every 4 s
+    jumpy = steady * gains
+    assert loudness_spread(jumpy, SR) == pytest.approx(3.0, abs=0.2)  # std of +-3 LU around the mean
+    assert loudness_range(jumpy, SR) == pytest.approx(6.0, abs=0.3)
+
+
+def test_loudness_drift_is_the_slope_in_lu_per_minute():
+    steady = tone(440.0, 24.0, SR, amplitude=0.3)
+    db_per_window = np.repeat(np.arange(6, dtype=np.float32), 4 * SR)  # +1 dB every 4 s = +15 LU/min
+    rising = steady * 10 ** (db_per_window / 20)
+    assert loudness_drift(rising, SR) == pytest.approx(15.0, abs=0.5)
+    assert loudness_drift(rising[::-1].copy(), SR) == pytest.approx(-15.0, abs=0.5)
+
+
+def test_loudness_windows_leave_out_silence_and_the_partial_window():
+    audio = np.concatenate([tone(440.0, 8.0, SR, 0.3), np.zeros(4 * SR, np.float32), tone(440.0, 5.0, SR, 0.3)])
+    values = loudness_windows(audio, SR, window_seconds=4.0)
+    assert values.shape == (4,)  # 17 s -> four whole 4 s windows
+    assert torch.isnan(values[2]) and torch.isfinite(values[[0, 1, 3]]).all()
+    assert loudness_spread(audio, SR) < 0.05  # the silent window does not count as a level change
+    with pytest.raises(ValueError, match="shorter than one"):
+        loudness_windows(audio[: SR], SR)
+
+
+def test_normalize_loudness_hits_the_target_and_respects_the_peak_ceiling():
+    quiet = torch.from_numpy(noise(6.0, amplitude=0.01))
+    out = normalize_loudness(quiet, SR, target_lufs=-20.0, peak_ceiling=0.99)
+    assert loudness(out, SR) == pytest.approx(-20.0, abs=0.1)
+    # a peaky signal: the target would clip it, the ceiling wins
+    peaky = torch.from_numpy(noise(6.0, amplitude=0.001))
+    peaky[SR] = 0.5
+    out = normalize_loudness(peaky, SR, target_lufs=-10.0, peak_ceiling=0.89)
+    assert float(out.abs().max()) == pytest.approx(0.89, abs=1e-5)
+    # batches get one gain per clip; silence stays silence; short clips work; never NaN
+    batch = torch.stack([quiet, torch.zeros_like(quiet)])
+    out = normalize_loudness(batch, SR)
+    assert out.shape == batch.shape and torch.equal(out[1], torch.zeros_like(quiet))
+    short = normalize_loudness(torch.from_numpy(noise(0.1, amplitude=0.01)), SR)
+    assert torch.isfinite(short).all() and 0.01 < float(short.abs().max()) <= 0.89

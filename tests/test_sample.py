@@ -1,0 +1,238 @@
+"""The denoising loop, masked sampling and long clips, on a tiny random-weight UNet (CPU, seconds)."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+
+from audiodiff.mel import MelConfig, images_to_audio
+from audiodiff.metrics import loudness
+from audiodiff.sample import (
+    DEFAULT_PEAK_CEILING,
+    LongClip,
+    extend_image,
+    generate_long,
+    make_scheduler,
+    overlap_columns,
+    sample,
+)
+
+# 32 mel bands x 64 frames at 8 kHz, hop 64: one slice is 0.51 s, so a few seconds is many slices.
+MEL = MelConfig(x_res=64, y_res=32, sample_rate=8000, n_fft=256, hop_length=64, n_iter=4)
+STEPS = 4
+
+
+def tiny_unet(seed=0):
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=(MEL.y_res, MEL.x_res), in_channels=1, out_channels=1, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return SimpleNamespace(unet=tiny_unet(), scheduler=DDPMScheduler(num_train_timesteps=1000), mel=MEL)
+
+
+def long_clip(pipe, seconds, **kwargs) -> LongClip:
+    kwargs.setdefault("overlap_seconds", 0.2)
+    kwargs.setdefault("num_inference_steps", STEPS)
+    return generate_long(pipe, seconds, progress=False, **kwargs)
+
+
+# ---- long clips --------------------------------------------------------------------------------
+@pytest.mark.parametrize("seconds", [0.05, 0.3, MEL.slice_seconds, 1.0, 1.37, 2.5])
+def test_exact_length_finite_and_unclipped(pipe, seconds):
+    clip = long_clip(pipe, seconds)
+    assert clip.audio.shape == (1, round(seconds * MEL.sample_rate))
+    assert torch.isfinite(clip.audio).all()
+    assert clip.audio.abs().max() <= DEFAULT_PEAK_CEILING + 1e-6
+    assert clip.audio.abs().max() > 0.01  # not silence
+    # the image is exactly as wide as the audio needs: (W - 1) * hop >= T > (W - 2) * hop
+    width = clip.image.shape[-1]
+    assert (width - 1) * MEL.hop_length >= clip.audio.shape[-1] > (width - 2) * MEL.hop_length
+    assert clip.sample_rate == MEL.sample_rate
+
+
+def test_overlap_columns_equal_previous_slice_before_decoding(pipe):
+    clip = long_clip(pipe, 2.0, overlap_seconds=0.25)
+    k = overlap_columns(0.25, MEL, MEL.x_res)
+    assert k == 31
+    assert len(clip.slices) >= 4 and len(clip.slices) == len(clip.slice_columns)
+    for previous, current in zip(clip.slices, clip.slices[1:]):
+        assert torch.equal(current[..., :k], previous[..., -k:])
+        assert not torch.equal(current[..., k:], previous[..., : MEL.x_res - k])  # the rest is new
+    # the stitched image is made of the slices, each at its place
+    for (start, end), piece in zip(clip.slice_columns, clip.slices):
+        assert torch.equal(clip.image[..., start:end], piece[..., : end - start])
+    # seams sit where the generated columns of each slice begin
+    assert clip.seam_seconds == pytest.approx([(s + k) * MEL.hop_length / MEL.sample_rate for s, _ in clip.slice_columns[1:]])
+
+
+def test_phase_is_reconstructed_once_for_the_whole_clip(pipe):
+    """Without normalisation and fade, the audio is the decoder's output for the whole stitched image."""
+    clip = long_clip(pipe, 1.5, target_lufs=None, fade_out_seconds=0.0)
+    whole = images_to_audio(clip.image, MEL)[..., : clip.audio.shape[-1]]
+    scale = clip.audio.abs().max() / whole.abs().max()
+    torch.testing.assert_close(clip.audio[..., 400:], whole[..., 400:] * scale, atol=1e-4, rtol=1e-3)
+
+
+def test_loudness_normalised_once(pipe):
+    clip = long_clip(pipe, 2.0)
+    level = loudness(clip.audio[0], MEL.sample_rate)
+    peak = float(clip.audio.abs().max())
+    # either on target, or held back by the peak ceiling
+    assert abs(level - (-16.0)) < 0.5 or peak == pytest.approx(DEFAULT_PEAK_CEILING, abs=1e-3)
+    # faded out: the last samples are near zero
+    assert clip.audio[0, -5:].abs().max() < 0.01
+
+
+def test_same_seed_same_audio_other_seed_other_audio(pipe):
+    a = long_clip(pipe, 1.2, seed=3)
+    b = long_clip(pipe, 1.2, seed=3)
+    c = long_clip(pipe, 1.2, seed=4)
+    assert torch.equal(a.audio, b.audio) and torch.equal(a.image, b.image)
+    assert not torch.equal(a.image, c.image)
+
+
+def test_batch_of_clips(pipe):
+    clip = long_clip(pipe, 1.2, batch_size=3, seed=1)
+    assert clip.audio.shape == (3, round(1.2 * MEL.sample_rate))
+    assert clip.image.shape[0] == 3
+    assert not torch.equal(clip.image[0], clip.image[1])
+    for previous, current in zip(clip.slices, clip.slices[1:]):
+        k = overlap_columns(0.2, MEL, MEL.x_res)
+        assert torch.equal(current[..., :k], previous[..., -k:])
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddpm", "dpm", None])
+def test_scheduler_swap(pipe, name):
+    clip = long_clip(pipe, 1.0, scheduler=name, seed=0)
+    assert clip.audio.shape == (1, 8000) and torch.isfinite(clip.audio).all()
+
+
+def test_make_scheduler_keeps_the_noise_schedule():
+    base = DDPMScheduler(num_train_timesteps=1000, beta_start=2e-4, beta_end=0.03)
+    for name, cls in (("ddim", DDIMScheduler), ("ddpm", DDPMScheduler), ("dpm", DPMSolverMultistepScheduler)):
+        scheduler = make_scheduler(name, base)
+        assert isinstance(scheduler, cls)
+        torch.testing.assert_close(scheduler.alphas_cumprod, base.alphas_cumprod)
+    assert make_scheduler("dpm", base).config.algorithm_type == "dpmsolver++"
+    own = make_scheduler(None, base)
+    assert type(own) is DDPMScheduler and own is not base
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        make_scheduler("euler", base)
+
+
+def test_bad_arguments_raise_clear_errors(pipe):
+    with pytest.raises(ValueError, match="shorter than one slice"):
+        long_clip(pipe, 2.0, overlap_seconds=MEL.slice_seconds)
+    with pytest.raises(ValueError, match="positive"):
+        long_clip(pipe, 0.0)
+    with pytest.raises(ValueError, match="at least 1"):
+        sample(pipe.unet, DDIMScheduler(), num_inference_steps=0, progress=False)
+    with pytest.raises(ValueError, match="ddim or ddpm"):
+        sample(pipe.unet, DPMSolverMultistepScheduler(), num_inference_steps=2, repaint_jumps=1, progress=False)
+
+
+# ---- the masked loop ---------------------------------------------------------------------------
+def _known(batch, width, seed=7):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, MEL.y_res, width, generator=generator) * 2 - 1
+
+
+@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler])
+def test_arbitrary_known_columns_are_kept_exactly(pipe, scheduler_cls):
+    width = 70  # not a multiple of the UNet's downsampling factor: padded, then cropped
+    known = _known(2, width)
+    mask = torch.zeros(2, width, dtype=torch.bool)  # per item, scattered, not a prefix
+    mask[0, [0, 5, 6, 7, 40, 69]] = True
+    mask[1, 20:35] = True
+    out = sample(pipe.unet, scheduler_cls(), batch_size=2, width=width, num_inference_steps=STEPS, seed=0,
+                 known=known, mask=mask, progress=False)
+    assert out.shape == (2, 1, MEL.y_res, width)
+    full = mask[:, None, None, :].expand_as(out)
+    assert torch.equal(out[full], known[full])
+    assert not torch.allclose(out[~full], known[~full], atol=0.1)
+
+
+def test_pixel_mask_and_shared_known_image(pipe):
+    known = _known(1, 64)
+    mask = torch.rand(1, 1, MEL.y_res, 64, generator=torch.Generator().manual_seed(1)) > 0.5
+    out = sample(pipe.unet, DDIMScheduler(), batch_size=3, width=64, num_inference_steps=STEPS, seed=0,
+                 known=known, mask=mask, progress=False)
+    full = mask.expand_as(out)
+    assert torch.equal(out[full], known.expand_as(out)[full])
+
+
+class RecordingUNet(torch.nn.Module):
+    """Wraps a UNet and keeps every input it is called with."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet, self.inputs, self.timesteps = unet, [], []
+        self.config, self.device, self.dtype = unet.config, unet.device, unet.dtype
+
+    def forward(self, x, t):
+        self.inputs.append(x.clone())
+        self.timesteps.append(int(t))
+        return self.unet(x, t)
+
+
+def test_known_columns_enter_each_step_at_its_own_noise_level(pipe):
+    """No one-step lag: the UNet sees the known columns noised to the timestep it is asked about."""
+    scheduler = DDIMScheduler()
+    unet = RecordingUNet(pipe.unet)
+    known, k, seed = _known(1, 64), 20, 5
+    mask = torch.arange(64) < k
+    sample(unet, scheduler, width=64, num_inference_steps=5, seed=seed, known=known, mask=mask, progress=False)
+    noise = torch.randn((1, 1, MEL.y_res, 64), generator=torch.Generator().manual_seed(seed))
+    assert len(unet.inputs) == 5
+    for x, t in zip(unet.inputs, unet.timesteps):
+        alpha_bar = float(scheduler.alphas_cumprod[t])
+        expected = math.sqrt(alpha_bar) * known + math.sqrt(1 - alpha_bar) * noise
+        torch.testing.assert_close(x[..., :k], expected[..., :k], atol=1e-5, rtol=0)
+
+
+def test_repaint_resampling(pipe):
+    unet = RecordingUNet(pipe.unet)
+    known = _known(1, 64)
+    mask = torch.arange(64) >= 40
+    out = sample(unet, DDIMScheduler(), width=64, num_inference_steps=3, seed=0, known=known, mask=mask,
+                 repaint_jumps=2, progress=False)
+    assert len(unet.inputs) == 3 * 3 - 2  # (1 + jumps) calls per step, none extra on the last
+    assert torch.equal(out[..., 40:], known[..., 40:])
+    plain = sample(pipe.unet, DDIMScheduler(), width=64, num_inference_steps=3, seed=0, known=known, mask=mask, progress=False)
+    assert not torch.equal(out, plain)
+
+
+def test_strength_keeps_more_of_the_known_image_when_low(pipe):
+    known = _known(1, 64)
+    distances = []
+    for strength in (0.25, 1.0):
+        out = sample(pipe.unet, DDIMScheduler(), width=64, num_inference_steps=8, seed=0, known=known,
+                     strength=strength, progress=False)
+        distances.append(float((out - known).abs().mean()))
+    assert distances[0] < distances[1]
+
+
+def test_wide_unmasked_sampling_any_width(pipe):
+    out = sample(pipe.unet, DDIMScheduler(), width=150, num_inference_steps=2, seed=0, progress=False)
+    assert out.shape == (1, 1, MEL.y_res, 150) and out.abs().max() <= 1
+
+
+def test_gap_fill_hook_keeps_both_ends(pipe):
+    """extend_image with a known end (issue 7's gap fill and loop): starts with A, ends with B."""
+    start, end = _known(1, 64, seed=1), _known(1, 10, seed=2)
+    scheduler = DDIMScheduler()
+    generator = torch.Generator().manual_seed(0)
+    for total in (90, 200):
+        image, starts, slices = extend_image(pipe.unet, scheduler, start, total, overlap=12, num_inference_steps=2,
+                                             generator=generator, end_known=end, progress=False)
+        assert image.shape[-1] == total
+        assert torch.equal(image[..., :64], start) and torch.equal(image[..., -10:], end)
+        assert torch.equal(slices[-1][..., -10:], end)  # B was known while the last slice was sampled
