@@ -5,10 +5,12 @@
     python scripts/finetune.py --genre jazz --dataset synthetic --pretrained tiny --max-steps 20
     python scripts/finetune.py --genre jazz --data-dir ~/music        # DIR/jazz/*.wav, *.flac, *.mp3 ...
     python scripts/finetune.py --resume latest                        # continue a killed run
-    accelerate launch --num_processes 2 scripts/finetune.py ...       # several GPUs (or CPU processes)
+    accelerate launch --multi_gpu --num_processes 2 scripts/finetune.py ...   # several GPUs
+    torchrun --nproc_per_node 2 scripts/finetune.py --device cpu ...          # several CPU processes
 """
 
 import argparse
+import os
 
 from audiodiff import train
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
@@ -23,7 +25,7 @@ def parse_args(argv=None):
                            "those present (default: jazz)")
     data.add_argument("--dataset", default=None,
                       help=f"hub dataset id, or 'synthetic' for the built-in offline genre set "
-                           f"(default: {train.DEFAULT_DATASET})")
+                           f"(default: {train.DEFAULT_DATASET}, or 'synthetic' when the hub can't be reached)")
     data.add_argument("--data-dir", default=None,
                       help="a folder of your own audio instead of --dataset: DIR/<genre>/<files>, any format "
                            "soundfile reads (wav, flac, ogg, mp3, aiff); broken files are skipped and counted")
@@ -37,9 +39,10 @@ def parse_args(argv=None):
 
     model = p.add_argument_group("model")
     model.add_argument("--pretrained", default=None,
-                       help="pipeline to start from: a hub id, a pipeline folder, or a preset name "
-                            "(tiny, small, audio-diffusion-256: random weights) "
-                            "(default: teticio/audio-diffusion-instrumental-hiphop-256)")
+                       help="pipeline to start from: a hub id, a pipeline folder, 'bundled' (the small model shipped "
+                            "in the package), or a preset with random weights (tiny, compact, small, "
+                            "audio-diffusion-256) (default: teticio/audio-diffusion-instrumental-hiphop-256, or "
+                            "'bundled' when the hub can't be reached)")
     model.add_argument("--lora-rank", type=non_negative_int, default=0,
                        help="train LoRA adapters of this rank instead of all weights (small GPUs, small data); "
                             "0 = full fine-tune (default: 0)")
@@ -99,7 +102,8 @@ def main(argv=None):
         device=None if args.device == "auto" else args.device,
     )
     result = train.finetune(config, resume=args.resume)
-    print(result.run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # one line, from the main process only
+        print(result.run_dir)
 
 
 if __name__ == "__main__":

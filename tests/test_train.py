@@ -263,3 +263,20 @@ def test_fallback_without_step_flags_trains_the_fallback_budget(tmp_path, monkey
     result = train.finetune(config, progress=False)
     saved = json.loads((result.run_dir / train.CONFIG_FILE).read_text())
     assert result.steps == 3 and saved["max_steps"] == 3 and saved["lr"] == train.FALLBACK_LR
+
+
+def test_two_processes_shard_the_data_and_write_once(tmp_path, music):
+    """Scale-out on this machine: 2 CPU processes (torchrun), one writer, one run folder."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "scripts" / "finetune.py"),
+         "--genre", "jazz", "--data-dir", str(music), "--pretrained", "tiny", "--max-steps", "2", "--batch-size", "1",
+         "--num-workers", "0", "--output-dir", str(tmp_path / "out"), "--checkpoint-every", "1", "--device", "cpu"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batch 1x1x2" in done.stdout  # two processes, each its own share of every step's batch
+    runs = list((tmp_path / "out").iterdir())
+    assert len(runs) == 1 and (runs[0] / "model_index.json").is_file()
+    assert [p.name for p in train.list_checkpoints(runs[0])] == ["step-000001", "step-000002"]
+    assert done.stdout.count(str(runs[0])) == 2  # "written to ..." and the final line, from the main process only
+    assert load_pipeline(runs[0]).mel == build_preset("tiny").mel
