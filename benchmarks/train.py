@@ -28,8 +28,8 @@ from audiodiff.train import FinetuneConfig, diffusion_loss, finetune  # noqa: E4
 DEFAULT_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "music"
 
 
-def clip_folder(music: Path, root: Path, seconds: float = 30.0) -> Path:
-    """The recordings cut into 30 s clips (the length of the course dataset's rows), one folder per genre."""
+def clip_folder(music: Path, root: Path, seconds: float = 20.0) -> Path:
+    """The recordings cut into 20 s clips (enough tracks for a full batch of 8 after the validation split)."""
     import soundfile as sf
 
     from audiodiff.audio import AUDIO_EXTENSIONS, read_audio
