@@ -73,6 +73,18 @@ def load_audio(source: AudioSource, sample_rate: int | None = None) -> torch.Ten
     return audio
 
 
+def to_mono_numpy(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(T,) or (1, T) audio, tensor or array -> float32 numpy (T,). NaNs are left to the caller."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().float().numpy()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2 and audio.shape[0] == 1:
+        audio = audio[0]
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (T,) or (1, T), got {audio.shape}")
+    return audio
+
+
 def to_pcm16(audio: torch.Tensor | np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] -> int16 samples, clipped, rounded to nearest."""
     data = audio.detach().cpu().float().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio, dtype=np.float32)

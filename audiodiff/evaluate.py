@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample, to_mono_numpy
 from .mel import MelConfig, audio_to_images, images_to_audio, spectral_convergence
 
 __all__ = [
@@ -98,14 +98,8 @@ class EvaluationError(ValueError):
 
 # ---- features --------------------------------------------------------------------------------------
 def _to_numpy(audio) -> np.ndarray:
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().float().numpy()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2 and audio.shape[0] == 1:
-        audio = audio[0]
-    if audio.ndim != 1:
-        raise ValueError(f"expected mono audio of shape (T,), got {audio.shape}")
-    return np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
+    """Mono float32 numpy (T,); NaN and infinite samples count as silence for the features."""
+    return np.nan_to_num(to_mono_numpy(audio), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _window_starts(frames: int, window_frames: int, hop_frames: int) -> list[tuple[int, int]]:

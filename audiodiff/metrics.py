@@ -36,20 +36,16 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
+from .audio import to_mono_numpy
+
 FLUX_HOP_LENGTH = 512  # onset-strength frame hop, in samples (23 ms at 22050 Hz, librosa's default)
 SEAM_NEIGHBOURHOOD_FRAMES = 2  # a seam's score is the largest flux within +-2 frames of it
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: a window entirely below it has no loudness
 
 
 def _mono_numpy(audio) -> np.ndarray:
-    """(T,) or (1, T) tensor/array -> float32 numpy (T,)."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().float().numpy()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2 and audio.shape[0] == 1:
-        audio = audio[0]
-    if audio.ndim != 1:
-        raise ValueError(f"expected mono audio of shape (T,) or (1, T), got {audio.shape}")
+    """(T,) or (1, T) tensor/array -> float32 numpy (T,); NaN or infinite samples are an error."""
+    audio = to_mono_numpy(audio)
     if not np.all(np.isfinite(audio)):
         raise ValueError("audio contains NaN or infinite samples; cannot measure it")
     return audio
