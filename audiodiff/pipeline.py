@@ -550,6 +550,10 @@ def _write_unet(unet: UNet2DModel, folder: Path) -> None:
     unet.save_config(folder)
     weights = folder / f"{WEIGHTS_NAME}.safetensors"
     safetensors.torch.save_file(tensors, weights, metadata={"format": "pt"})
+    # safetensors writes owner-only (0600) files; a pipeline folder is meant to be shared like any other file
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(weights, 0o666 & ~umask)
     for path in (weights, folder / "config.json"):
         _fsync(path)
 

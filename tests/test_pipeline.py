@@ -553,3 +553,16 @@ def test_latest_run_picks_newest_complete(tmp_path):
 
     os.utime(runs / "rock-20250102-000000" / "model_index.json", (now, now))
     assert latest_run(str(runs)) == runs / "rock-20250102-000000"
+
+
+def test_saved_weights_are_readable_like_any_other_file(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = save_pipeline(build_preset("tiny"), tmp_path / "pipe")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mode)
+    assert mode == 0o644, oct(mode)
