@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import math
 import os
 import shutil
 import time
@@ -36,8 +34,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .mel import MelConfig
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "lewtun/music_genres"
 CHECKPOINTS = "checkpoints"
