@@ -255,7 +255,7 @@ def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: in
     most two neighbouring mel bands, so the problem is underdetermined and well posed. We start
     from the smooth non-negative spread A^T (b / A A^T 1) (exact for a spectrum that is flat
     within each band) and refine it with multiplicative NNLS updates, which keep every entry
-    non-negative without projection and run as two batched matmuls per iteration.
+    non-negative without projection and cost two sparse products per iteration.
     (librosa's `mel_to_stft` runs L-BFGS-B per block on the CPU and stops short of the solution.)
     """
     fb = filterbank(config, mel.device, mel.dtype)  # A: (n_mels, n_freqs)

@@ -528,7 +528,8 @@ def _unwrap(unet: torch.nn.Module) -> torch.nn.Module:
             return unet
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush one file to disk (atomic saves rename only what is already durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -555,7 +556,7 @@ def _write_unet(unet: UNet2DModel, folder: Path) -> None:
     os.umask(umask)
     os.chmod(weights, 0o666 & ~umask)
     for path in (weights, folder / "config.json"):
-        _fsync(path)
+        fsync_path(path)
 
 
 def _write_scheduler(scheduler: SchedulerMixin, folder: Path) -> str:
@@ -579,7 +580,7 @@ def _write_model_index(folder: Path, scheduler_class: str) -> None:
     }
     partial = folder / f".{MODEL_INDEX}.partial"
     partial.write_text(json.dumps(index, indent=2) + "\n")
-    _fsync(partial)
+    fsync_path(partial)
     os.replace(partial, folder / MODEL_INDEX)
 
 

@@ -558,10 +558,11 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
 
 
 def _fsync_tree(folder: Path) -> None:
+    from .pipeline import fsync_path
+
     for path in folder.rglob("*"):
         if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_path(path)
 
 
 def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
