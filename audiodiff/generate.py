@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +38,7 @@ from .sample import (
     DEFAULT_TARGET_LUFS,
     DEFAULT_PEAK_CEILING,
     SCHEDULERS,
+    columns_for_samples,
     default_overlap_seconds,
     default_steps,
     generate_long,
@@ -101,9 +103,10 @@ def _slug(text: str) -> str:
     return slug[:60] or "clip"
 
 
-def default_name(source: str, seed: int) -> str:
-    """e.g. `jazz-20260101-120000-seed0` for a run folder, `tiny-seed3` for a preset."""
-    return f"{_slug(Path(os.fspath(source)).name or str(source))}-seed{seed}"
+def default_name(source: str, seed: int, kind: str | None = None) -> str:
+    """e.g. `jazz-20260101-120000-seed0` for a run folder, `tiny-loop-seed3` for a loop from a preset."""
+    model = _slug(Path(os.fspath(source)).name or str(source))
+    return f"{model}-{kind}-seed{seed}" if kind else f"{model}-seed{seed}"
 
 
 def _stems(base: str, batch_size: int) -> list[str]:
@@ -203,9 +206,114 @@ def pick_device(device: str | None) -> torch.device:
     return chosen
 
 
+DEFAULT_SECONDS = 30.0
+EDIT_KINDS = ("continue", "vary", "fill-gap", "loop", "interpolate")
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """Which edit of `generate` to run (None of these: plain generation).
+
+    init_audio: continue this audio by `seconds`; with `strength` (or `invert`), a variation of it.
+    invert: the variation starts from the DDIM inversion of the audio (keeps more of it).
+    fill_gap: (A, B): A, then `seconds` of new audio, then B.
+    loop: a clip of `seconds` whose end flows into its start.
+    interpolate: (A, B): invert both and sample at each of `alphas` between them.
+    """
+
+    init_audio: str | os.PathLike | None = None
+    strength: float | None = None
+    invert: bool = False
+    fill_gap: tuple | None = None
+    loop: bool = False
+    interpolate: tuple | None = None
+    alphas: tuple[float, ...] | None = None
+
+    @property
+    def kind(self) -> str | None:
+        if self.fill_gap is not None:
+            return "fill-gap"
+        if self.interpolate is not None:
+            return "interpolate"
+        if self.init_audio is not None:
+            return "vary" if (self.strength is not None or self.invert) else "continue"
+        return "loop" if self.loop else None
+
+    def check(self) -> None:
+        """Raise GenerationError for combinations that mean nothing."""
+        chosen = [name for name, on in (("--init-audio", self.init_audio is not None), ("--fill-gap", self.fill_gap is not None),
+                                        ("--interpolate", self.interpolate is not None), ("--loop", self.loop)) if on]
+        if len(chosen) > 1:
+            raise GenerationError(f"{' and '.join(chosen)} can't be combined; choose one edit")
+        if (self.strength is not None or self.invert) and self.init_audio is None:
+            raise GenerationError("--strength and --invert make a variation of --init-audio FILE; give the audio to vary")
+        if self.strength is not None and not 0.0 < self.strength <= 1.0:
+            raise GenerationError(f"strength must be in (0, 1], got {self.strength}")
+        if self.alphas is not None:
+            if self.interpolate is None:
+                raise GenerationError("--alpha goes with --interpolate A B")
+            if not self.alphas or any(not 0.0 <= a <= 1.0 for a in self.alphas):
+                raise GenerationError(f"each --alpha must be between 0 and 1, got {list(self.alphas)}")
+        for pair, flag in ((self.fill_gap, "--fill-gap"), (self.interpolate, "--interpolate")):
+            if pair is not None and len(pair) != 2:
+                raise GenerationError(f"{flag} takes two audio files, A and B")
+
+    def files(self) -> list[str]:
+        if self.init_audio is not None:
+            return [os.fspath(self.init_audio)]
+        return [os.fspath(f) for f in (self.fill_gap or self.interpolate or ())]
+
+
+def _load_input(path, sample_rate: int, seconds: float | None = None) -> torch.Tensor:
+    """An input audio file -> mono (T,) at the model's rate (the first `seconds` of it when given)."""
+    from .audio import load_audio
+
+    if not Path(path).is_file():
+        raise GenerationError(f"audio file not found: {path}")
+    audio = load_audio(path, sample_rate)
+    if seconds is not None:
+        audio = audio[: int(round(seconds * sample_rate))]
+    return audio
+
+
+def _run_edit(pipe, edit: EditRequest, seconds: float | None, common: dict):
+    """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
+    from . import edits
+
+    rate = pipe.mel.sample_rate
+    kind = edit.kind
+    if kind == "continue":
+        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        clip = edits.continue_audio(pipe, _load_input(edit.init_audio, rate), seconds, **common)
+        return clip, seconds, {"init_audio": os.fspath(edit.init_audio), "seconds_added": seconds}
+    if kind == "vary":
+        strength = edits.DEFAULT_STRENGTH if edit.strength is None else edit.strength
+        audio = _load_input(edit.init_audio, rate, seconds)
+        common = dict(common)
+        common.pop("repaint_jumps")
+        clip = edits.vary(pipe, audio, strength, invert_audio=edit.invert, **common)
+        return clip, audio.numel() / rate, {"init_audio": os.fspath(edit.init_audio), "strength": strength,
+                                            "invert": edit.invert}
+    if kind == "fill-gap":
+        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        a, b = (_load_input(f, rate) for f in edit.fill_gap)
+        clip = edits.fill_gap(pipe, a, b, seconds, **common)
+        return clip, clip.seconds, {"fill_gap": [os.fspath(f) for f in edit.fill_gap], "gap_seconds": seconds}
+    if kind == "interpolate":
+        a, b = (_load_input(f, rate, seconds) for f in edit.interpolate)
+        alphas = list(edit.alphas or (0.5,))
+        clip = edits.interpolate(pipe, a, b, alphas, overlap_seconds=common["overlap_seconds"],
+                                 num_inference_steps=common["num_inference_steps"], progress=common["progress"])
+        return clip, clip.seconds, {"interpolate": [os.fspath(f) for f in edit.interpolate], "alphas": alphas}
+    seconds = DEFAULT_SECONDS if seconds is None else seconds
+    if kind == "loop":
+        return edits.make_loop(pipe, seconds, **common), seconds, {"loop": True}
+    return generate_long(pipe, seconds, **common), seconds, {}
+
+
 def generate(
     model: str | os.PathLike | None,
-    seconds: float,
+    seconds: float | None = None,
     *,
     output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR,
     name: str | None = None,
@@ -219,14 +327,31 @@ def generate(
     runs_dir: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    pipe=None,
+    init_audio: str | os.PathLike | None = None,
+    strength: float | None = None,
+    invert: bool = False,
+    fill_gap: tuple | None = None,
+    loop: bool = False,
+    interpolate: tuple | None = None,
+    alphas: tuple[float, ...] | None = None,
 ) -> list[Path]:
-    """Generate `batch_size` clips of exactly `seconds` and write NAME.wav/.png/.json for each.
+    """Generate `batch_size` clips and write NAME.wav/.png/.json for each; returns the paths
+    (wav, png, json per clip).
 
-    Returns the written paths (wav, png, json per clip). `steps` defaults to the scheduler's
-    usual count (50 for DDIM), `overlap_seconds` to 1 s (at most 40 % of a slice). See the module docstring for the model default.
+    seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
+        seconds of new audio; for variations and interpolation, how much of the input to use
+        (default: all of it).
+    `steps` defaults to the scheduler's usual count (50 for DDIM), `overlap_seconds` to 1 s (at
+    most 40 % of a slice). See the module docstring for the model default.
+    pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
+        then only recorded.
+    init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
+        `EditRequest` and `audiodiff.edits`. Interpolation makes one clip per alpha (default 0.5)
+        and ignores `batch_size`.
     """
     say = log or (lambda message: None)
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise GenerationError(f"seconds must be a positive number, got {seconds}")
     if steps is not None and steps < 1:
         raise GenerationError(f"steps must be at least 1, got {steps}")
@@ -240,8 +365,20 @@ def generate(
         raise GenerationError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
     if name is not None and (Path(name).name != name or name in ("", ".", "..")):
         raise GenerationError(f"--name must be a plain file name without folders, got {name!r}; use --output-dir for the folder")
+    edit = EditRequest(init_audio=init_audio, strength=strength, invert=invert, fill_gap=tuple(fill_gap) if fill_gap else None,
+                       loop=loop, interpolate=tuple(interpolate) if interpolate else None,
+                       alphas=tuple(alphas) if alphas is not None else None)
+    edit.check()
+    if edit.invert and scheduler != "ddim" or edit.kind == "interpolate" and scheduler != "ddim":
+        raise GenerationError(f"inversion is DDIM's: --invert and --interpolate need --scheduler ddim, not {scheduler}")
+    for path in edit.files():
+        if not Path(path).is_file():
+            raise GenerationError(f"audio file not found: {path}")
     target = pick_device(device)
-    pipe, chosen = resolve_model(model, runs_dir=runs_dir)
+    if pipe is None:
+        pipe, chosen = resolve_model(model, runs_dir=runs_dir)
+    else:
+        chosen = "given (already loaded)"
     pipe.unet.to(target)
     if overlap_seconds is None:
         overlap_seconds = default_overlap_seconds(pipe.mel)
@@ -253,14 +390,14 @@ def generate(
         say(f"model: {pipe.source} ({chosen})")
     num_steps = steps or default_steps(make_scheduler(scheduler, pipe.scheduler))
 
-    clip = generate_long(
-        pipe, seconds, overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps,
-        scheduler=scheduler, batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress,
-    )
+    common = dict(overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps, scheduler=scheduler,
+                  batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress)
+    clip, seconds, edit_record = _run_edit(pipe, edit, seconds, common)
+    batch_size = clip.audio.shape[0]
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    wanted = name or default_name(pipe.source, seed)
+    wanted = name or default_name(pipe.source, seed, edit.kind)
     base = free_name(output_dir, wanted, batch_size)
     if base != wanted:
         say(f"{wanted} already exists in {output_dir}; writing {base} instead")
@@ -268,21 +405,23 @@ def generate(
     written: list[Path] = []
     for index, stem in enumerate(_stems(base, batch_size)):
         wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
-        png = spectrogram_png(clip.image[index], pipe.mel, samples, output_dir / f"{stem}.png")
+        png = spectrogram_png(clip.image[index][..., : columns_for_samples(samples, pipe.mel)], pipe.mel, samples,
+                              output_dir / f"{stem}.png")
         record = {
             "model": str(pipe.source),
             "model_choice": chosen,
+            "edit": edit.kind or "generate",
+            **edit_record,
             "seed": seed,
             "batch_size": batch_size,
             "batch_index": index,
             "steps": num_steps,
             "scheduler": scheduler,
-            "seconds": seconds,
+            "seconds": round(samples / clip.sample_rate, 6),
             "samples": samples,
             "sample_rate": clip.sample_rate,
             "overlap_seconds": overlap_seconds,
             "repaint_jumps": repaint_jumps,
-            "target_lufs": DEFAULT_TARGET_LUFS,
             "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
             "mel": pipe.mel.to_dict(),
             "device": str(target),
@@ -290,6 +429,10 @@ def generate(
             "files": {"wav": wav.name, "png": png.name},
             "versions": _versions(),
         }
+        if edit.kind == "interpolate":
+            record["alpha"] = edit_record["alphas"][index]
+        if edit.kind in (None, "loop"):
+            record["target_lufs"] = DEFAULT_TARGET_LUFS
         meta = output_dir / f"{stem}.json"
         with open(meta, "x") as handle:  # exclusive: never replaces a file written meanwhile
             json.dump(record, handle, indent=2)

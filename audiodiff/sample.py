@@ -230,14 +230,11 @@ def sample(
     # every level, so known pixels follow the same deterministic path DDIM would take.
     noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
 
-    if _accepts_device(scheduler):
-        scheduler.set_timesteps(num_inference_steps, device=device)
-    else:
-        scheduler.set_timesteps(num_inference_steps)
+    set_timesteps(scheduler, num_inference_steps, device)
     timesteps = scheduler.timesteps
     start_index = 0
     if strength is not None:
-        start_index = min(int(round(num_inference_steps * (1.0 - strength))), num_inference_steps - 1)
+        start_index = strength_start_index(num_inference_steps, strength)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(start_index * getattr(scheduler, "order", 1))
     timesteps = timesteps[start_index:]
@@ -286,6 +283,18 @@ def sample(
     return x[..., :width]
 
 
+def strength_start_index(num_inference_steps: int, strength: float) -> int:
+    """Index of the first timestep run at `strength`: the last strength * steps steps are run."""
+    return min(int(round(num_inference_steps * (1.0 - strength))), num_inference_steps - 1)
+
+
+def set_timesteps(scheduler, num_inference_steps: int, device) -> None:
+    if _accepts_device(scheduler):
+        scheduler.set_timesteps(num_inference_steps, device=device)
+    else:
+        scheduler.set_timesteps(num_inference_steps)
+
+
 def _accepts_device(scheduler) -> bool:
     import inspect
 
@@ -304,6 +313,7 @@ class LongClip:
     seam_seconds: list[float] = field(default_factory=list)  # where generated audio meets known audio
     slice_columns: list[tuple[int, int]] = field(default_factory=list)  # (start, end) column of each slice
     slices: list[torch.Tensor] = field(default_factory=list, repr=False)  # each slice as sampled (B, 1, H, w)
+    known_columns: torch.Tensor | None = None  # (W_total,) bool: columns taken from given audio (edits)
 
     @property
     def seconds(self) -> float:

@@ -5,6 +5,15 @@
     python scripts/generate.py --model runs/jazz-... --seconds 60 --seed 3
     python scripts/generate.py --model tiny --seconds 5 --steps 10 --batch-size 4
 
+Edits of your own audio (any format soundfile reads; resampled to the model's rate):
+
+    python scripts/generate.py --init-audio my.wav --seconds 20              # my.wav, then 20 s that continue it
+    python scripts/generate.py --init-audio my.wav --strength 0.4            # a variation of my.wav
+    python scripts/generate.py --init-audio my.wav --strength 0.4 --invert   # one that keeps more of it
+    python scripts/generate.py --interpolate a.wav b.wav --alpha 0.25 0.5 0.75   # between two clips
+    python scripts/generate.py --loop --seconds 8                            # 8 s that repeat seamlessly
+    python scripts/generate.py --fill-gap a.wav b.wav --seconds 10           # a.wav, 10 new s, b.wav
+
 Writes NAME.wav (16-bit PCM), NAME.png (spectrogram, time axis; turn it back into audio with
 audiodiff.generate.png_to_audio) and NAME.json (how it was made) into --output-dir. An existing
 file is never overwritten: NAME-1, NAME-2, ... is used instead.
@@ -34,9 +43,11 @@ def parse_args(argv=None):
                         "(tiny, small, audio-diffusion-256: random weights) or a hub id "
                         "(default: the most recent fine-tuned run under runs/, else "
                         "teticio/audio-diffusion-instrumental-hiphop-256)")
-    p.add_argument("--seconds", type=positive_float, default=30.0,
+    p.add_argument("--seconds", type=positive_float, default=None,
                    help="length of each clip in seconds, exact to the sample; longer than one slice of the "
-                        "model is made by continuation (default: 30)")
+                        "model is made by continuation (default: 30). With --init-audio (continuation) and "
+                        "--fill-gap: the seconds of new audio; with --strength/--invert and --interpolate: how "
+                        "much of the input to use (default: all of it)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same WAV (default: 0)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="denoising steps per slice (default: 50 for ddim, 25 for dpm, 1000 for ddpm)")
@@ -53,6 +64,25 @@ def parse_args(argv=None):
                    help="RePaint resampling: re-noise and denoise each step this many extra times so the new "
                         "part agrees better with the part it continues; each costs one more UNet call per "
                         "step; ddim and ddpm only (default: 0)")
+    edits = p.add_argument_group("edits of your own audio (choose one)")
+    edits.add_argument("--init-audio", metavar="FILE", default=None,
+                       help="continue FILE from its end by --seconds (the output is FILE unchanged, then the new "
+                            "audio); with --strength or --invert, make a variation of FILE instead")
+    edits.add_argument("--strength", type=positive_float, default=None,
+                       help="with --init-audio: make a variation; how much of the denoising chain to rerun, in "
+                            "(0, 1]: 0.2 keeps most of FILE, 1 keeps little (default with --invert: 0.5)")
+    edits.add_argument("--invert", action="store_true",
+                       help="with --init-audio: start the variation from a DDIM inversion of FILE instead of "
+                            "noise; keeps more of FILE at the same --strength (ddim only)")
+    edits.add_argument("--interpolate", nargs=2, metavar=("A", "B"), default=None,
+                       help="invert A and B and generate between them (the shorter length, or --seconds); "
+                            "one clip per --alpha (ddim only)")
+    edits.add_argument("--alpha", type=float, nargs="+", default=None,
+                       help="with --interpolate: where between A (0) and B (1), one clip each (default: 0.5)")
+    edits.add_argument("--loop", action="store_true",
+                       help="make a clip of --seconds whose end flows into its start: it repeats without a click")
+    edits.add_argument("--fill-gap", nargs=2, metavar=("A", "B"), default=None,
+                       help="write A, then --seconds of new audio that leads out of A into B, then B")
     p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR), help="folder for the outputs (default: samples/)")
     p.add_argument("--name", default=None,
                    help="base name of the output files (default: <model>-seed<seed>); never overwrites: "
@@ -68,6 +98,8 @@ def main(argv=None):
         args.model, args.seconds, output_dir=args.output_dir, name=args.name, seed=args.seed, steps=args.steps,
         scheduler=args.scheduler, overlap_seconds=args.overlap, batch_size=args.batch_size,
         repaint_jumps=args.repaint_jumps, device=args.device, progress=not args.no_progress,
+        init_audio=args.init_audio, strength=args.strength, invert=args.invert, fill_gap=args.fill_gap,
+        loop=args.loop, interpolate=args.interpolate, alphas=args.alpha,
     )
     for path in paths:
         print(path)
