@@ -120,7 +120,7 @@ class AudioStudio:
         wav, png, meta = generate(
             self.pipe.source, seconds, output_dir=self.output_dir, seed=int(seed),
             steps=None if steps is None else int(steps), scheduler=scheduler, overlap_seconds=overlap_seconds,
-            device=self.device, progress=progress, log=log, pipe=self.pipe, **edits,
+            device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice, **edits,
         )
         return Clip(wav=wav, png=png, json=meta)
 

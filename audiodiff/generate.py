@@ -328,6 +328,7 @@ def generate(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     pipe=None,
+    model_choice: str | None = None,
     init_audio: str | os.PathLike | None = None,
     strength: float | None = None,
     invert: bool = False,
@@ -345,7 +346,7 @@ def generate(
     `steps` defaults to the scheduler's usual count (50 for DDIM), `overlap_seconds` to 1 s (at
     most 40 % of a slice). See the module docstring for the model default.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
-        then only recorded.
+        then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
     init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
         `EditRequest` and `audiodiff.edits`. Interpolation makes one clip per alpha (default 0.5)
         and ignores `batch_size`.
@@ -378,7 +379,7 @@ def generate(
     if pipe is None:
         pipe, chosen = resolve_model(model, runs_dir=runs_dir)
     else:
-        chosen = "given (already loaded)"
+        chosen = model_choice or "given (already loaded)"
     pipe.unet.to(target)
     if overlap_seconds is None:
         overlap_seconds = default_overlap_seconds(pipe.mel)

@@ -211,6 +211,7 @@ def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
     record = page.request.get(next(link for link in links if ".json" in link)).json()
     assert (record["seconds"], record["seed"], record["steps"], record["scheduler"]) == (seconds, 7, 3, "ddim")
     assert record["samples"] == round(seconds * SAMPLE_RATE)
+    assert record["model_choice"] == "given"  # how the app's model was chosen, not "already loaded"
     assert json.loads((output_dir / "tiny-pipeline-seed7.json").read_text()) == record
     assert "tiny-pipeline-seed7.wav" in page.locator("#summary").inner_text()
 
