@@ -276,7 +276,15 @@ def _load_input(path, sample_rate: int, seconds: float | None = None) -> torch.T
     return audio
 
 
-def _run_edit(pipe, edit: EditRequest, seconds: float | None, common: dict):
+def ends_quietly(audio: torch.Tensor, sample_rate: int, tail_seconds: float = 0.25, below_db: float = 20.0) -> bool:
+    """True when the last `tail_seconds` are more than `below_db` quieter (RMS) than the whole:
+    a fade-out, which a continuation would continue from silence."""
+    tail = audio[-int(tail_seconds * sample_rate) :]
+    rms = lambda x: float(x.pow(2).mean().sqrt()) + 1e-12
+    return 20 * math.log10(rms(tail) / rms(audio)) < -below_db
+
+
+def _run_edit(pipe, edit: EditRequest, seconds: float | None, common: dict, say: Callable[[str], None]):
     """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
     from . import edits
 
@@ -284,7 +292,11 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, common: dict):
     kind = edit.kind
     if kind == "continue":
         seconds = DEFAULT_SECONDS if seconds is None else seconds
-        clip = edits.continue_audio(pipe, _load_input(edit.init_audio, rate), seconds, **common)
+        audio = _load_input(edit.init_audio, rate)
+        if audio.numel() > rate and ends_quietly(audio, rate):
+            say(f"note: {edit.init_audio} ends much quieter than it plays (a fade-out?); the continuation starts from "
+                "that quiet end. Cut the fade off first for a continuation of the music itself.")
+        clip = edits.continue_audio(pipe, audio, seconds, **common)
         return clip, seconds, {"init_audio": os.fspath(edit.init_audio), "seconds_added": seconds}
     if kind == "vary":
         strength = edits.DEFAULT_STRENGTH if edit.strength is None else edit.strength
@@ -393,7 +405,7 @@ def generate(
 
     common = dict(overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps, scheduler=scheduler,
                   batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress)
-    clip, seconds, edit_record = _run_edit(pipe, edit, seconds, common)
+    clip, seconds, edit_record = _run_edit(pipe, edit, seconds, common, say)
     batch_size = clip.audio.shape[0]
 
     output_dir = Path(output_dir)

@@ -216,6 +216,20 @@ def test_bad_audio_is_a_clear_error(pipe):
                    progress=False)
 
 
+def test_continuing_a_faded_out_file_says_so(tmp_path):
+    from audiodiff.generate import ends_quietly
+
+    audio = clip("jazz", 1, 2.0)
+    faded = audio.clone()
+    faded[-8000:] *= torch.linspace(1, 0, 8000) ** 4
+    assert ends_quietly(faded, 16000) and not ends_quietly(audio, 16000)
+    wav = write_wav(tmp_path / "faded.wav", faded, 16000)
+    messages = []
+    generate("bundled", 0.5, init_audio=wav, steps=2, output_dir=tmp_path / "out", progress=False,
+             log=messages.append)
+    assert any("fade-out" in m for m in messages)
+
+
 def test_generate_rejects_edits_that_mean_nothing(tmp_path):
     wav = write_wav(tmp_path / "a.wav", clip("jazz", 1, 1.0), 16000)
     cases = [
