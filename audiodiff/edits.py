@@ -32,9 +32,10 @@ audio's spectrogram: each slice starts from the original's columns noised to the
 the last s * steps steps begin (SDEdit), except the first columns of every slice after the first,
 which are the previous slice's output (known columns), so slices join without seams. With
 `invert=True` each slice starts instead from the DDIM inversion of the original's columns
-(diffusers' `DDIMInverseScheduler`, the same timesteps in reverse) and is sampled with a
-stochastic DDIM (eta = 1): the inverted latent carries the original's structure, the seeded
-step noise makes the variation. With eta = 0, inversion then sampling reproduces the original
+(diffusers' `DDIMInverseScheduler`, the same timesteps in reverse, no clipping) and is sampled
+with a stochastic DDIM (eta = 1): the inverted latent carries the original's structure, the
+seeded step noise makes the variation. Inverted slices are not masked but blended across the
+columns they share (`_resample_slices` says why). With eta = 0, inversion then sampling reproduces the original
 (the test for the inversion). `interpolate` inverts two clips fully and samples from the
 spherical interpolation (slerp) of their latents, one batch item per alpha, as the deprecated
 `AudioDiffusionPipeline.encode`/`slerp` did for one slice, here for any length.
@@ -435,17 +436,6 @@ def invert(
     return x[..., :width].float()
 
 
-def implied_noise(latents: torch.Tensor, clean: torch.Tensor, scheduler, num_inference_steps: int,
-                  strength: float) -> torch.Tensor:
-    """The noise eps with latents = sqrt(a) clean + sqrt(1 - a) eps at the level where
-    `sample(strength=strength)` starts (a = alpha_bar there)."""
-    forward = inversion_scheduler(scheduler)
-    forward.set_timesteps(num_inference_steps)
-    t = int(forward.timesteps[strength_start_index(num_inference_steps, strength)])
-    alpha_bar = float(forward.alphas_cumprod[t])
-    return (latents.float() - math.sqrt(alpha_bar) * clean.float().to(latents.device)) / math.sqrt(1.0 - alpha_bar)
-
-
 def slerp(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
     """Spherical interpolation between a and b (per batch item); alpha 0 gives a, 1 gives b exactly."""
     if alpha == 0:
@@ -565,19 +555,18 @@ def vary(
     setup = _Setup(pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator)
     audio = _check_audio(audio, setup.mel, "the audio to vary")
     image, reference = _image_of(audio, setup.mel)
-    latents = None
+    def inverted(start: int, end: int) -> torch.Tensor:
+        latents = invert(setup.unet, setup.base_scheduler, image[..., start:end], num_inference_steps=setup.steps,
+                         strength=strength)
+        return latents.expand(batch_size, -1, -1, -1)
+
     if invert_audio:
         if scheduler_name(setup.scheduler) != "ddim":
             raise EditError(f"inversion is DDIM's: use --scheduler ddim with --invert, not {scheduler_name(setup.scheduler)}")
         eta = INVERTED_VARIATION_ETA if eta is None else eta
         setup.scheduler = inversion_scheduler(setup.base_scheduler)
-
-        def latents(start: int, end: int) -> torch.Tensor:
-            inverted = invert(setup.unet, setup.base_scheduler, image[..., start:end],
-                              num_inference_steps=setup.steps, strength=strength)
-            return inverted.expand(batch_size, -1, -1, -1)
-
-    made, starts, slices = _resample_slices(setup, image, batch_size, strength, latents, eta or 0.0, progress)
+    start_latents = inverted if invert_audio else None
+    made, starts, slices = _resample_slices(setup, image, batch_size, strength, start_latents, eta or 0.0, progress)
     return _clip_from_image(setup, made, audio.numel(), math.sqrt(reference), starts, slices)
 
 
