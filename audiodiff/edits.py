@@ -65,6 +65,7 @@ from .sample import (
     extend_image,
     make_scheduler,
     overlap_columns,
+    peak_protect,
     sample,
     scheduler_name,
     set_timesteps,
@@ -98,12 +99,6 @@ def _equal_power(length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(fade_out, fade_in), each (length,), with fade_out^2 + fade_in^2 = 1."""
     u = (torch.arange(length, dtype=torch.float32) + 0.5) / max(length, 1)
     return torch.cos(0.5 * math.pi * u), torch.sin(0.5 * math.pi * u)
-
-
-def _peak_protect(audio: torch.Tensor, ceiling: float = DEFAULT_PEAK_CEILING) -> torch.Tensor:
-    """Scale each item down (never up) so that its peak is at most `ceiling`."""
-    peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-9)
-    return audio * torch.clamp(ceiling / peak, max=1.0)
 
 
 def _crossfade_samples(mel: MelConfig, *lengths: int) -> int:
@@ -234,7 +229,7 @@ def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: in
     decoded, decoded_start = _decode_span(result, mel, gap_start - crossfade, min(gap_end + crossfade, timeline.total),
                                           math.sqrt(reference))
     # the given audio keeps its level; only if the new part would clip is the whole item turned down
-    audio = _peak_protect(_splice(decoded, decoded_start, timeline, crossfade), ceiling=1.0)
+    audio = peak_protect(_splice(decoded, decoded_start, timeline, crossfade), ceiling=1.0)
     spc = setup.seconds_per_column()
     seams = [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])
     return LongClip(
@@ -512,7 +507,7 @@ def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, streng
 def _clip_from_image(setup: _Setup, image: torch.Tensor, samples: int, gain, starts, slices) -> LongClip:
     mel = setup.mel
     decoded = torch.nan_to_num(images_to_audio(image, mel).float().cpu())[:, :samples]
-    audio = _peak_protect(decoded * torch.as_tensor(gain, dtype=torch.float32).reshape(-1, 1))
+    audio = peak_protect(decoded * torch.as_tensor(gain, dtype=torch.float32).reshape(-1, 1))
     spc = setup.seconds_per_column()
     return LongClip(
         image=image, audio=audio, sample_rate=mel.sample_rate,

@@ -268,9 +268,7 @@ def _load_input(path, sample_rate: int, seconds: float | None = None) -> torch.T
     """An input audio file -> mono (T,) at the model's rate (the first `seconds` of it when given)."""
     from .audio import load_audio
 
-    if not Path(path).is_file():
-        raise GenerationError(f"audio file not found: {path}")
-    audio = load_audio(path, sample_rate)
+    audio = load_audio(path, sample_rate)  # generate() has checked that the file exists
     if seconds is not None:
         audio = audio[: int(round(seconds * sample_rate))]
     return audio
@@ -382,7 +380,7 @@ def generate(
                        loop=loop, interpolate=tuple(interpolate) if interpolate else None,
                        alphas=tuple(alphas) if alphas is not None else None)
     edit.check()
-    if edit.invert and scheduler != "ddim" or edit.kind == "interpolate" and scheduler != "ddim":
+    if (edit.invert or edit.kind == "interpolate") and scheduler != "ddim":
         raise GenerationError(f"inversion is DDIM's: --invert and --interpolate need --scheduler ddim, not {scheduler}")
     for path in edit.files():
         if not Path(path).is_file():

@@ -443,9 +443,14 @@ def finish_audio(
     if target_lufs is not None:
         audio = normalize_loudness(audio, mel.sample_rate, target_lufs, peak_ceiling)
     else:
-        peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-9)
-        audio = audio * torch.clamp(peak_ceiling / peak, max=1.0)
+        audio = peak_protect(audio, peak_ceiling)
     return audio
+
+
+def peak_protect(audio: torch.Tensor, ceiling: float = DEFAULT_PEAK_CEILING) -> torch.Tensor:
+    """Scale each item of (B, T) down (never up) so that its peak is at most `ceiling`."""
+    peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-9)
+    return audio * torch.clamp(ceiling / peak, max=1.0)
 
 
 def generate_long(
