@@ -1,7 +1,7 @@
 """The bundled base model: how it is made, reproducibly, and installed into the package.
 
-`python scripts/make_bundled.py` pre-trains the "compact" preset (1.99 M parameters, 64x64 Mel
-images at 16 kHz) on every genre of the built-in synthetic set and writes the EMA weights to
+`python scripts/make_bundled.py` pre-trains the "compact-4s" preset (1.99 M parameters, 64x128 Mel
+images of 4.10 s at 16 kHz) on every genre of the built-in synthetic set and writes the EMA weights to
 audiodiff/bundled/base/, where `load_pipeline("bundled")` finds them. It is what the scripts
 fall back to when the course's hub model can't be reached (DESIGN section 6).
 """
@@ -14,17 +14,23 @@ from pathlib import Path
 from .pipeline import BUNDLED_DIR, load_pipeline, save_pipeline
 from .train import FinetuneConfig, finetune
 
-# The recipe. 4 genres x 64 clips x 30 s = 2 h of audio; each epoch draws one 1.02 s slice per
-# clip, so at batch 16 an epoch is 16 steps and 900 steps = 56 epochs: every clip is seen at
-# ~56 offsets (~29 slices per clip, so each region about twice). A model trained from scratch can
-# take a 10x larger learning rate than a fine-tune (5e-4 vs 5e-5) at this size.
-# The shipped model: 900 steps, 48 minutes on the 2-core CPU while other jobs shared it (final
-# training loss ~0.02). History, for honesty: its run began with a 1300-step schedule and was
-# stopped at step 300 and resumed (--resume latest --max-steps 900), which compressed the tail of
-# the cosine schedule; rerunning this recipe gives a model of the same recipe, not the same bytes.
+# The recipe. The "compact-4s" preset (pipeline.py says why that Mel image and UNet): 4.10 s per
+# image, so the model learns beat patterns two bars long at 120 bpm and a continued slice can be
+# handed whole beats of the past (issue 15: the 1.02 s model saw less than one beat).
+# Data budget: 4 genres x 64 clips x 30 s = 2 h 8 min of audio, ~7 distinct 4.1 s regions per
+# clip (1,792 in all). 10 % of the clips are held out for validation, so each epoch draws one
+# slice from each of 230 clips at a random offset: at batch 16 an epoch is ~14.4 steps and 1,500
+# steps = 104 epochs; every clip is seen at 104 offsets, each region ~15 times (the 1.02 s
+# model's 900 steps saw each of its regions ~2 times), for a model that must now also learn what
+# a bar sounds like.
+# Cost: a batch-16 step is ~2.0 s on one quiet CPU thread (1.0 s for the 1.02 s model), so
+# 1,500 steps are ~50 min alone on the 2-core CPU, ~1.5 h while other work shares it; on a GPU,
+# minutes. Same recipe on either: only the device differs.
+# A model trained from scratch can take a 10x larger learning rate than a fine-tune (5e-4 vs
+# 5e-5) at this size; 100 warm-up steps (6 epochs) let AdamW's moments settle first.
 RECIPE = FinetuneConfig(
-    genre=None, pretrained="compact", dataset="synthetic", synthetic_clips_per_genre=64, synthetic_seconds=30.0,
-    max_steps=900, batch_size=16, lr=5e-4, warmup_steps=100, checkpoint_every=100, keep_checkpoints=2,
+    genre=None, pretrained="compact-4s", dataset="synthetic", synthetic_clips_per_genre=64, synthetic_seconds=30.0,
+    max_steps=1500, batch_size=16, lr=5e-4, warmup_steps=100, checkpoint_every=100, keep_checkpoints=2,
     validate_every=100, sample_every=600, sample_steps=50, num_workers=0, seed=0, output_dir="runs/bundled",
     run_name="base",
 )

@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
         layers_per_block=2, norm_num_groups=8,
         description="in between: 128x128 Mel, 22050 Hz, 2.97 s per image, 4.48 M parameters",
     ),
-    # 1.99 M parameters: the architecture of the bundled base model (BUNDLED below). 64x64
+    # 1.99 M parameters: the architecture of the first bundled base model (session 1). 64x64
     # images of 1.02 s at 16 kHz (64 mel bands up to 8 kHz, n_fft 1024, the public 4x overlap):
     # what a 2-core CPU can pre-train in under an hour (batch 16 in ~1-2 s) and generate from in
     # real time (one forward ~60 ms), and 8 MB of weights, small enough to ship in the package.
@@ -181,7 +181,29 @@ PRESETS: dict[str, Preset] = {
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         layers_per_block=1, norm_num_groups=8,
-        description="the bundled model's layout: 64x64 Mel, 16 kHz, 1.02 s per image, 1.99 M parameters",
+        description="the first bundled model's layout: 64x64 Mel, 16 kHz, 1.02 s per image, 1.99 M parameters",
+    ),
+    # 1.99 M parameters: the architecture of the bundled base model (BUNDLED below) since
+    # session 3. The compact UNet on 64x128 images of 4.10 s at 16 kHz (n_fft 1024, hop 512:
+    # 32 ms frames, 2x overlap), so one image holds two bars at 120 bpm and a continued slice
+    # can see whole beats of the past. Chosen by measurement (OMP_NUM_THREADS=1, one run; codec
+    # = spectral convergence of a Griffin-Lim round trip on 6 slices of real jazz):
+    #   64x64   16 kHz hop 256 (the 1.02 s compact)    fwd  29 ms  train step 1.0 s  codec 0.032
+    #   64x256  16 kHz hop 256 n_fft 1024 (4.1 s)      fwd  94 ms  train step 7.7 s  codec 0.026
+    #   64x176  11 kHz hop 256 n_fft 1024 (4.1 s)      fwd  60 ms  train step 3.1 s  codec 0.038
+    #   64x128  16 kHz hop 512 n_fft 2048 (4.1 s)      fwd  41 ms  train step 1.9 s  codec 0.016
+    #   64x128  16 kHz hop 512 n_fft 1024 (4.1 s)      fwd  41 ms  train step 2.0 s  codec 0.013  <- this
+    #   the same, channels (48,64,96,128), 2 attn      fwd  74 ms  train step 3.8 s  codec 0.013
+    # 4x the audio per image for 1.4x the forward time of the 1.02 s model (half the columns
+    # per second), and the best round trip of the four 4 s candidates; the wider UNet doubles
+    # the cost for a pre-training budget that then buys half the steps.
+    "compact-4s": Preset(
+        mel=MelConfig(x_res=128, y_res=64, sample_rate=16000, n_fft=1024, hop_length=512),
+        block_out_channels=(32, 48, 64, 96),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        layers_per_block=1, norm_num_groups=8,
+        description="the bundled model's layout: 64x128 Mel, 16 kHz, 4.10 s per image, 1.99 M parameters",
     ),
     # 113.7 M parameters, 496 GFLOP per image: the layout of teticio/audio-diffusion-*-256
     # (DESIGN section 1).
@@ -196,7 +218,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-# The bundled base model: the "compact" preset pre-trained on every genre of the built-in set
+# The bundled base model: the "compact-4s" preset pre-trained on every genre of the built-in set
 # (scripts/make_bundled.py), shipped inside the package so that everything runs offline.
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled" / "base"
