@@ -295,7 +295,7 @@ def test_preset_deterministic_by_seed_and_keeps_global_rng():
 
 
 def test_preset_errors():
-    with pytest.raises(ValueError, match="tiny, small, compact, audio-diffusion-256"):
+    with pytest.raises(ValueError, match="tiny, small, compact, compact-4s, audio-diffusion-256"):
         build_preset("huge")
     with pytest.raises(PipelineError, match="multiples of 4"):
         build_preset("tiny", mel=MelConfig(x_res=30, y_res=32))
