@@ -5,7 +5,8 @@ Runs on accelerate, so the same code runs on a CPU, one GPU, several GPUs or nod
 process writes checkpoints, logs and the result.
 
 What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
-    checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step);
+    checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step,
+                               loss history) as safetensors + JSON, no pickle (checkpoint.py);
                                written under a temporary name and renamed when complete, so a kill
                                at any moment leaves the previous checkpoint as the latest one
     logs/                      TensorBoard: loss (and per timestep quarter), lr, validation loss at
@@ -33,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import checkpoint as checkpoint_io
 from .mel import MelConfig
 
 DEFAULT_DATASET = "lewtun/music_genres"
 CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.json"
+STATE_FILE = checkpoint_io.STATE_FILE
 CONFIG_FILE = "training_config.json"
 
 # ---- defaults, with the data-budget arithmetic behind them ------------------------------------
@@ -311,6 +313,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     checkpoint = None
     if resume:
         checkpoint = find_resume_checkpoint(resume, config.output_dir)
+        checkpoint_io.check_loadable(checkpoint)  # a pickled (old or tampered) checkpoint: refused before any work
         run_dir = checkpoint.parent.parent
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
@@ -371,17 +374,16 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     unet, optimizer = accelerator.prepare(unet, optimizer)
     # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
     # process), and checkpointed with the rest of the state.
-    accelerator.register_for_checkpointing(lr_scheduler)
     # The loader is not handed to accelerate: each process takes every n-th batch itself, so the
     # data of a (seed, epoch) is the same whatever the number of processes, and resuming is exact.
     if ema is not None:
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
 
-    start_step = 0
+    start_step, loss_history = 0, []  # loss_history: the losses of steps before this invocation (a resume)
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        start_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        start_step, loss_history = checkpoint_io.restore(
+            checkpoint, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
+            grad_scaler=accelerator.scaler, process_index=accelerator.process_index)
 
     val_images = None
     if val_tracks:
@@ -449,7 +451,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
             if accelerator.is_main_process and step % config.sample_every == 0:
                 log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
             if step % config.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints)
+                save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints, unet=unet, optimizer=optimizer,
+                                lr_scheduler=lr_scheduler, ema=ema, loss_history=loss_history + losses, config=config)
             now = time.perf_counter()
             step_seconds.append(now - last_step_time)
             last_step_time = now
@@ -469,8 +472,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         result_unet.to("cpu")  # master weights are float32 even under mixed precision
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
-        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses,
-                         fallback=sources.fallback)
+        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step,
+                         loss_history + losses, fallback=sources.fallback)
         if config.push_to_hub:
             push_to_hub(run_dir, config.hub_model_id)
         say(f"fine-tuned pipeline written to {run_dir}")
@@ -536,17 +539,26 @@ def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig,
         tracker.add_image(f"spectrogram_{i}", ((images[i].float().cpu() + 1) / 2).flip(-2), step)
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
-    """Write the full state under a temporary name, then rename: the rename is atomic, so a
-    checkpoint folder named step-N is always complete. Keeps the newest `keep` checkpoints."""
+def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, *, unet, optimizer, lr_scheduler, ema,
+                    loss_history: list[float], config: FinetuneConfig) -> Path:
+    """Write the full state (checkpoint.py: safetensors + JSON) under a temporary name, then rename:
+    the rename is atomic, so a checkpoint folder named step-N is always complete. Only the main
+    process writes; every process hands it its RNG state. Keeps the newest `keep` checkpoints."""
     accelerator.wait_for_everyone()
+    rng_states = [checkpoint_io.rng_state()]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        rng_states = [json.loads(text) for text in gather_object([json.dumps(rng_states[0])])]
     final = run_dir / CHECKPOINTS / f"step-{step:06d}"
     if accelerator.is_main_process:
         temporary = run_dir / CHECKPOINTS / f".tmp-step-{step:06d}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
-        accelerator.save_state(str(temporary))
-        (temporary / STATE_FILE).write_text(json.dumps({"step": step, "time": time.time()}) + "\n")
+        checkpoint_io.write_checkpoint(
+            temporary, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
+            grad_scaler=accelerator.scaler, step=step, loss_history=loss_history, rng_states=rng_states,
+            config=config.to_dict())
         _fsync_tree(temporary)
         if final.exists():
             shutil.rmtree(final)

@@ -108,28 +108,110 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, music):
     a, b = load_pipeline(full.run_dir), load_pipeline(killed)
     for p, q in zip(a.unet.parameters(), b.unet.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        assert torch.equal(p, q)  # the same arithmetic in the same order: byte-identical EMA weights
+    # the loss history survives the resume: the model card averages all 6 steps, as the full run's does
+    assert card_loss(killed) == card_loss(full.run_dir) == f"{np.mean(full.losses):.4f}"
+    history = json.loads((train.list_checkpoints(killed)[-1] / train.STATE_FILE).read_text())["loss_history"]
+    np.testing.assert_allclose(history, full.losses, rtol=1e-5, atol=1e-7)
+
+
+def card_loss(run_dir: Path) -> str:
+    """The model card's "final training loss" cell."""
+    line = next(x for x in (run_dir / "README.md").read_text().splitlines() if x.startswith("| final training loss"))
+    return line.rstrip(" |").rsplit("|", 1)[1].strip()
+
+
+def test_resume_from_the_last_checkpoint_keeps_the_loss_history(tmp_path, music):
+    """A kill during the final pipeline save: resuming from the last checkpoint trains no step, and
+    the model card still reports the run's final loss (not n/a)."""
+    import shutil
+
+    full = train.finetune(tiny_config(tmp_path, run_name="full", max_steps=3, validate_every=1000), progress=False)
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(full.run_dir, killed)
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(killed), progress=False)
+    assert resumed.steps == 3 and resumed.losses == []
+    assert card_loss(killed) == card_loss(full.run_dir) == f"{np.mean(full.losses):.4f}"
+    a, b = load_pipeline(full.run_dir), load_pipeline(killed)
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
 
 
 def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
-    from accelerate import Accelerator
+    from audiodiff import checkpoint
 
-    real_save = Accelerator.save_state
+    real_write = checkpoint.write_checkpoint
     calls = {"n": 0}
 
-    def dying_save(self, output_dir=None, **kwargs):
+    def dying_write(folder, **kwargs):
         calls["n"] += 1
+        real_write(folder, **kwargs)
         if calls["n"] == 2:  # the kill arrives while the second checkpoint is being written
-            real_save(self, output_dir, **kwargs)
             raise KeyboardInterrupt("killed mid-checkpoint")
-        return real_save(self, output_dir, **kwargs)
 
-    monkeypatch.setattr(Accelerator, "save_state", dying_save)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", dying_write)
     with pytest.raises(KeyboardInterrupt):
         train.finetune(tiny_config(tmp_path, run_name="dying"), progress=False)
     run_dir = tmp_path / "runs" / "dying"
     assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000003"]
     assert not (run_dir / "model_index.json").exists()
     assert train.find_resume_checkpoint("latest", tmp_path / "runs").name == "step-000003"
+
+
+class Poison:
+    """Unpickling this creates `marker`: stands for any code a shared checkpoint could run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoints_hold_no_pickle_and_a_poisoned_one_is_never_unpickled(tmp_path, music):
+    import pickle
+
+    result = train.finetune(tiny_config(tmp_path, max_steps=3, validate_every=1000), progress=False)
+    checkpoint = train.list_checkpoints(result.run_dir)[-1]
+    # safetensors for tensors, JSON for everything else, nothing else anywhere in the run folder
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "ema.safetensors", "model.safetensors", "optimizer.safetensors", "trainer_state.json"]
+    assert not [p for p in result.run_dir.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth")]
+    state = json.loads((checkpoint / train.STATE_FILE).read_text())
+    assert state["step"] == 3 and len(state["loss_history"]) == 3 and state["config"]["seed"] == 0
+    # someone plants a pickle (accelerate's name for the LR-schedule state) in the shared run folder
+    marker = tmp_path / "pwned"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Poison(marker)))
+    with pytest.raises(ValueError, match="pickle"):
+        train.finetune(tiny_config(tmp_path, max_steps=6), resume=str(result.run_dir), progress=False)
+    assert not marker.exists()
+
+
+def old_pickled_checkpoint(root: Path, marker: Path) -> Path:
+    """A run folder as older audiodiff wrote it (accelerate's save_state), its pickle poisoned."""
+    import pickle
+
+    checkpoint = root / "old" / "checkpoints" / "step-000003"
+    checkpoint.mkdir(parents=True)
+    (root / "old" / train.CONFIG_FILE).write_text(json.dumps({"genre": "jazz", "pretrained": "tiny"}))
+    (checkpoint / train.STATE_FILE).write_text(json.dumps({"step": 3, "time": 0.0}))
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin"):
+        (checkpoint / name).write_bytes(pickle.dumps(Poison(marker)))
+    return checkpoint
+
+
+def test_old_pickled_checkpoint_is_refused_in_one_line_by_the_script(tmp_path):
+    marker = tmp_path / "pwned"
+    checkpoint = old_pickled_checkpoint(tmp_path / "runs", marker)
+    done = run_script(["--resume", str(checkpoint), "--output-dir", str(tmp_path / "runs")], cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "pickle" in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="pickle"):  # --resume latest finds it, and refuses it too
+        train.finetune(train.FinetuneConfig(output_dir=str(tmp_path / "runs")), resume="latest", progress=False)
+    assert not marker.exists()
 
 
 def test_non_default_mel_config_survives_finetuning(tmp_path, music):
