@@ -60,6 +60,9 @@ DEFAULT_WARMUP_STEPS = 50  # ~1.5 epochs: AdamW's moment estimates settle before
 # (~0.995 at step 1000) averages over its own recent steps rather than staying at the base model.
 DEFAULT_EMA_MAX_DECAY = 0.9999
 DEFAULT_EMA_POWER = 0.75
+# Step s draws its noise from a torch generator seeded with seed * 1_000_003 + s, which must fit in
+# 64 bits; 32-bit seeds (numpy's classic range) keep that true for any number of steps.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,12 @@ class FinetuneConfig:
             raise ValueError("give either --dataset or --data-dir, not both")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED} (2**32 - 1), got {self.seed}")
+        name = self.run_name
+        if name is not None and (Path(name).name != name or name in ("", ".", "..") or name.startswith(".")):
+            raise ValueError(f"--run-name must be a plain folder name (no '/', not absolute, not starting with '.'), "
+                             f"got {name!r}; use --output-dir for where runs go")
 
     @property
     def learning_rate(self) -> float:
@@ -151,6 +160,25 @@ def new_run_dir(output_dir: str | Path, genre: str | None, run_name: str | None 
         candidate = root / f"{base}-{n}"
     candidate.mkdir(parents=True)
     return candidate
+
+
+def check_writable_folder(folder: str | Path, flag: str = "--output-dir") -> None:
+    """Refuse, before any work, a folder that can't be written: a file, under a file, or read-only.
+    Creates nothing (a missing folder is probed in its nearest existing parent)."""
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder} is a file, not a folder; choose a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {folder} can't be created: {existing} is a file, not a folder")
+    try:  # a real write: permissions, read-only file systems and ACLs all show up here
+        tempfile.TemporaryDirectory(prefix=".write-test-", dir=existing).cleanup()
+    except OSError as exc:
+        raise ValueError(f"{flag} {folder} is not writable ({exc.strerror or exc}); choose a folder you can write to") from exc
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -299,8 +327,30 @@ FALLBACK_MAX_STEPS = 300
 FALLBACK_LR = 2e-4
 
 
+@dataclass
+class _NewRun:
+    """The run folder this call made, and whether its first optimiser step is done."""
+
+    folder: Path | None = None
+    trained: bool = False
+
+
 def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool = True) -> RunResult:
-    """Run (or resume) a fine-tune and return where its pipeline was written."""
+    """Run (or resume) a fine-tune and return where its pipeline was written.
+
+    An error before the first optimiser step (a bad input found after the run folder was made, an
+    interrupted start) removes the new run folder: no half-made run is left behind.
+    """
+    new_run = _NewRun()
+    try:
+        return _finetune(config, resume, progress, new_run)
+    except BaseException:
+        if new_run.folder is not None and not new_run.trained and not list_checkpoints(new_run.folder):
+            shutil.rmtree(new_run.folder, ignore_errors=True)
+        raise
+
+
+def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -317,6 +367,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         run_dir = checkpoint.parent.parent
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
+    check_writable_folder(run_dir if checkpoint is not None else config.output_dir,
+                          "the run folder" if checkpoint is not None else "--output-dir")
 
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
@@ -354,7 +406,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
 
     if checkpoint is None and accelerator.is_main_process:
-        run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
+        run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
         (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "fallback": sources.fallback}, indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
@@ -436,6 +488,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            new_run.trained = True
             if ema is not None:
                 ema.step(trainable)
             loss_value = accelerator.gather(loss.detach()[None]).mean().item()

@@ -255,6 +255,8 @@ def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
 @pytest.mark.parametrize("values,message", [
     ({"batch_size": 0}, "batch-size"), ({"mixed_precision": "fp8"}, "mixed-precision"),
     ({"push_to_hub": True}, "hub-model-id"), ({"dataset": "x", "data_dir": "y"}, "not both"),
+    ({"run_name": "../x"}, "run-name"), ({"run_name": "/tmp/x"}, "run-name"), ({"run_name": "a/b"}, "run-name"),
+    ({"run_name": ".."}, "run-name"), ({"seed": 2**70}, "seed"), ({"seed": -1}, "seed"),
 ])
 def test_bad_config_values_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
@@ -283,12 +285,53 @@ def test_finetune_script_as_a_user_runs_it(tmp_path, music):
     (["--batch-size", "0"], "at least 1"),
     (["--genre", "polka", "--pretrained", "tiny"], "polka"),
     (["--pretrained", "someone/not-a-model", "--dataset", "synthetic"], "--pretrained"),
+    (["--run-name", "../escaped", "--pretrained", "tiny"], "--run-name"),
+    (["--seed", str(2**70), "--pretrained", "tiny"], "seed"),
 ])
 def test_finetune_script_user_errors_are_one_line(tmp_path, music, args, message):
     extra = [] if "--dataset" in args else ["--data-dir", str(music)]
     done = run_script([*args, *extra, "--output-dir", str(tmp_path / "out"), "--num-workers", "0"], cwd=tmp_path, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1, done.stderr
+    # nothing was written: no run folder (half-made or escaped) anywhere
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_output_dir_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    missing_data = str(tmp_path / "no-such-music")  # data loading would fail with another message
+    for output_dir, message in ((a_file, "is a file"), (a_file / "runs", "is a file")):
+        with pytest.raises(ValueError, match=message) as error:
+            train.finetune(tiny_config(tmp_path, data_dir=missing_data, output_dir=str(output_dir)), progress=False)
+        assert "--output-dir" in str(error.value)
+    assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_dir_is_refused_before_any_work(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match="not writable"):
+            train.finetune(tiny_config(tmp_path, data_dir=str(tmp_path / "no-such-music"),
+                                       output_dir=str(locked / "runs")), progress=False)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_an_error_before_the_first_step_leaves_no_run_folder(tmp_path, music, monkeypatch):
+    from audiodiff import data
+
+    def broken(*args, **kwargs):
+        raise ValueError("validation slices failed")
+
+    monkeypatch.setattr(data, "validation_slices", broken)  # runs after the run folder is made
+    with pytest.raises(ValueError, match="validation slices failed"):
+        train.finetune(tiny_config(tmp_path, run_name="early"), progress=False)
+    assert not (tmp_path / "runs" / "early").exists()
 
 
 # ---- defaults that adapt (DESIGN section 6) ----------------------------------------------------
