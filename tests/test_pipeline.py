@@ -240,6 +240,42 @@ def test_conditional_unet_refused(tmp_path, where):
         load_pipeline(folder)
 
 
+@pytest.mark.parametrize("changes,message", [
+    ({"attention_head_dim": 0}, "attention_head_dim 0"),  # a ZeroDivisionError while building the UNet
+    ({"attention_head_dim": 1000}, "attention_head_dim 1000"),
+    ({"layers_per_block": 100000}, "layers_per_block 100000"),  # hung while building the UNet
+    ({"layers_per_block": 0}, "layers_per_block 0"),
+    ({"block_out_channels": [16] * 100, "down_block_types": ["DownBlock2D"] * 100,
+      "up_block_types": ["UpBlock2D"] * 100}, "block_out_channels"),
+    ({"block_out_channels": [16, 32, 10**9]}, "block_out_channels"),
+    ({"down_block_types": ["DownBlock2D"] * 2}, "down_block_types"),
+    ({"norm_num_groups": 7}, "norm_num_groups 7"),
+    # images of another size than the Mel config's: was fine-tuned and saved, then refused by generate
+    ({"sample_size": 64}, "sample_size 64.*32x32"),
+    ({"sample_size": [32, 64]}, "sample_size"),
+    ({"sample_size": None}, "sample_size None"),
+])
+def test_unusable_unet_config_refused_in_one_line_before_building(tmp_path, changes, message):
+    _, folder = saved_tiny(tmp_path)
+    edit_json(folder / "unet" / "config.json", **changes)
+    started = time.perf_counter()
+    with pytest.raises(PipelineError, match=message) as error:
+        load_pipeline(folder)
+    assert time.perf_counter() - started < 2 and "\n" not in str(error.value)
+
+
+def test_unet_config_checked_against_a_non_square_mel(tmp_path):
+    _, folder = saved_tiny(tmp_path, mel=ODD_MEL)  # 64 wide, 32 high: sample_size [32, 64]
+    assert tuple(load_pipeline(folder).unet.config.sample_size) == (32, 64)
+    edit_json(folder / "unet" / "config.json", sample_size=[64, 32])  # transposed
+    with pytest.raises(PipelineError, match=r"sample_size \[64, 32\].*expected sample_size \[32, 64\]"):
+        load_pipeline(folder)
+    edit_json(folder / "mel" / "mel_config.json", x_res=66)  # not a multiple of the UNet's downsampling
+    edit_json(folder / "unet" / "config.json", sample_size=[32, 66])
+    with pytest.raises(PipelineError, match="multiples of 4"):
+        load_pipeline(folder)
+
+
 def test_missing_mel_refused(tmp_path):
     _, folder = saved_tiny(tmp_path)
     shutil.rmtree(folder / "mel")
