@@ -21,17 +21,22 @@ DDPM scheduler, so everything downstream works without the network.
 
 Saving is atomic: the components are written into a hidden sibling folder, moved into place,
 and `model_index.json` is written last, so its presence means "complete" (what `latest_run`
-relies on) and a killed save never leaves a folder that looks loadable.
+relies on) and a killed save never leaves a folder that looks loadable. The hidden folder's name
+carries the saving process's host and id, so the next save into that folder (or the next
+fine-tuning start) removes one whose process is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -660,6 +665,58 @@ def _write_model_index(folder: Path, scheduler_class: str) -> None:
     os.replace(partial, folder / MODEL_INDEX)
 
 
+STAGING_MARK = ".saving-"
+# Staging folders named by older versions carry no process id: removed once this old (seconds)
+LEGACY_STAGING_SECONDS = 600
+
+
+def _host_tag() -> str:
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def staging_folder(folder: Path, pid: int | None = None) -> Path:
+    """The hidden sibling a save into `folder` stages in: .NAME.saving-<random>-<host>-<pid>."""
+    folder = Path(folder)
+    pid = os.getpid() if pid is None else pid
+    return folder.parent / f".{folder.name}{STAGING_MARK}{uuid.uuid4().hex[:8]}-{_host_tag()}-{pid}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def clean_stale_staging(parent: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the staging folders in `parent` (of saves into `parent/name`, or of any save when name
+    is None) that a killed save left behind: those whose process, on this host, is gone, and
+    unnamed ones of older versions once LEGACY_STAGING_SECONDS old. Another host's or a running
+    save's staging folder is left alone. Returns the folders removed."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    prefix = f".{name}{STAGING_MARK}" if name is not None else "."
+    removed = []
+    for path in parent.iterdir():
+        if not (path.name.startswith(prefix) and STAGING_MARK in path.name) or path.is_symlink() or not path.is_dir():
+            continue
+        owner = path.name.rsplit(STAGING_MARK, 1)[1].split("-")
+        if len(owner) == 3 and owner[2].isdigit():
+            if owner[1] != _host_tag() or _process_alive(int(owner[2])):
+                continue
+        elif len(owner) != 1 or time.time() - path.stat().st_mtime < LEGACY_STAGING_SECONDS:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def save_pipeline(
     pipe: AudioDiffusion, folder: str | os.PathLike, unet: UNet2DModel | None = None, *, overwrite: bool = False
 ) -> Path:
@@ -682,9 +739,10 @@ def save_pipeline(
         raise FileExistsError(
             f"{folder} already holds a pipeline ({', '.join(existing)}); choose another folder or pass overwrite=True"
         )
+    clean_stale_staging(folder.parent, folder.name)  # what a killed save into this folder left
     fresh = not folder.exists() or not any(folder.iterdir())
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.saving-{uuid.uuid4().hex[:8]}"  # same file system: renames are atomic
+    staging = staging_folder(folder)  # a sibling, on the same file system: renames are atomic
     staging.mkdir()
     try:
         _write_unet(unet if unet is not None else pipe.unet, staging / "unet")

@@ -378,6 +378,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
     )
     say = accelerator.print
+    if accelerator.is_main_process:
+        _clean_leftovers(config.output_dir if checkpoint is None else run_dir, resumed=checkpoint is not None)
     sources = resolve_sources(config)
     pretrained, dataset = sources.pretrained, sources.dataset
     if sources.fallback:
@@ -533,6 +535,21 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     accelerator.end_training()
     return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
                      step_seconds=step_seconds)
+
+
+def _clean_leftovers(folder: Path, resumed: bool) -> None:
+    """What kills left behind: staging folders of final pipeline saves (in --output-dir, or the resumed
+    run's), and the resumed run's unfinished checkpoint folders (never the latest complete one)."""
+    from .pipeline import clean_stale_staging
+
+    folder = Path(folder)
+    if not resumed:
+        clean_stale_staging(folder)
+        return
+    clean_stale_staging(folder.parent, folder.name)
+    checkpoints = folder / CHECKPOINTS
+    for temporary in checkpoints.glob(".tmp-step-*") if checkpoints.is_dir() else []:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _broadcast_path(accelerator, path):

@@ -565,6 +565,35 @@ def test_crash_mid_save_leaves_nothing_that_looks_complete(tmp_path, monkeypatch
     assert_same_weights(pipe.unet, load_pipeline(existing).unet)
 
 
+def test_next_save_cleans_what_a_killed_save_left(tmp_path):
+    pipe = build_preset("tiny")
+    folder = tmp_path / "pipe"
+    child = os.fork()
+    if child == 0:  # a save killed just before its last rename: like SIGKILL, no clean-up code runs
+        try:
+            pl._write_model_index = lambda *args: os._exit(9)
+            save_pipeline(pipe, folder)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 9
+    left = [p for p in tmp_path.iterdir() if ".saving-" in p.name]
+    assert len(left) == 1 and (left[0] / "unet").is_dir() and not folder.exists()
+    # staging folders that may still be in use stay: a running save (this process), another host's,
+    # a recent one named by an older version, a dead save into another folder (not this save's business)
+    live = pl.staging_folder(folder)
+    other_host = tmp_path / f".pipe.saving-12345678-{'0' * 8 if pl._host_tag() != '0' * 8 else '1' * 8}-{child}"
+    legacy_recent, legacy_old = tmp_path / ".pipe.saving-abcdef12", tmp_path / ".pipe.saving-0123abcd"
+    other_folder = pl.staging_folder(tmp_path / "other", pid=child)
+    for path in (live, other_host, legacy_recent, legacy_old, other_folder):
+        path.mkdir()
+    os.utime(legacy_old, (0, 0))
+    save_pipeline(pipe, folder)
+    remaining = sorted(p.name for p in tmp_path.iterdir() if ".saving-" in p.name)
+    assert remaining == sorted(p.name for p in (live, other_host, legacy_recent, other_folder))
+    assert_same_weights(pipe.unet, load_pipeline(folder).unet)
+
+
 # ---- latest_run -------------------------------------------------------------------------------------
 def test_latest_run_picks_newest_complete(tmp_path):
     runs = tmp_path / "runs"

@@ -132,8 +132,17 @@ def test_resume_from_the_last_checkpoint_keeps_the_loss_history(tmp_path, music)
     for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
         path = killed / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # what the kill left: the final save's staging folder (its process is gone), an unfinished checkpoint
+    from audiodiff.pipeline import staging_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = staging_folder(killed, pid=int(gone.stdout))
+    (stale / "unet").mkdir(parents=True)
+    (killed / "checkpoints" / ".tmp-step-000004").mkdir()
     resumed = train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(killed), progress=False)
     assert resumed.steps == 3 and resumed.losses == []
+    assert not stale.exists() and not (killed / "checkpoints" / ".tmp-step-000004").exists()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["full", "killed"]
     assert card_loss(killed) == card_loss(full.run_dir) == f"{np.mean(full.losses):.4f}"
     a, b = load_pipeline(full.run_dir), load_pipeline(killed)
     assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
