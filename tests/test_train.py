@@ -241,6 +241,32 @@ def test_lora_finetune_saves_a_plain_merged_unet(tmp_path, music):
     assert any(not torch.equal(a, b) for a, b in zip(tuned.unet.parameters(), base.unet.parameters()))
 
 
+def test_lora_run_resumes_exactly(tmp_path, music):
+    import shutil
+
+    values = dict(lora_rank=2, max_steps=4, checkpoint_every=2, validate_every=1000, lr=1e-2)
+    full = train.finetune(tiny_config(tmp_path, run_name="full", **values), progress=False)
+    checkpoint = train.list_checkpoints(full.run_dir)[0]
+    assert any("lora_" in k for k in safetensors_keys(checkpoint / "model.safetensors"))  # adapters, unmerged
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(full.run_dir, killed)
+    shutil.rmtree(killed / "checkpoints" / "step-000004")
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = train.finetune(tiny_config(tmp_path, **values), resume=str(killed), progress=False)
+    assert resumed.losses == full.losses[2:]
+    a, b = load_pipeline(full.run_dir), load_pipeline(killed)
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return list(f.keys())
+
+
 def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
     class FakeApi:
         def __init__(self):
