@@ -378,6 +378,10 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
     )
     say = accelerator.print
+    if accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
+        # their optimiser state is sharded across processes; checkpoint.py writes whole tensors from one
+        raise ValueError(f"checkpoints under {accelerator.distributed_type.name} are not supported yet (the optimiser "
+                         f"state is sharded); launch with plain data parallelism (accelerate launch --multi_gpu)")
     if accelerator.is_main_process:
         _clean_leftovers(config.output_dir if checkpoint is None else run_dir, resumed=checkpoint is not None)
     sources = resolve_sources(config)
