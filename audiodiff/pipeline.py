@@ -21,17 +21,22 @@ DDPM scheduler, so everything downstream works without the network.
 
 Saving is atomic: the components are written into a hidden sibling folder, moved into place,
 and `model_index.json` is written last, so its presence means "complete" (what `latest_run`
-relies on) and a killed save never leaves a folder that looks loadable.
+relies on) and a killed save never leaves a folder that looks loadable. The hidden folder's name
+carries the saving process's host and id, so the next save into that folder (or the next
+fine-tuning start) removes one whose process is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -430,12 +435,65 @@ def _check_supported(folder: Path, index: dict, source: str) -> None:
 def _load_folder(folder: Path, source: str) -> AudioDiffusion:
     index = _read_model_index(folder, source)
     _check_supported(folder, index, source)
+    mel = _load_mel(folder, index, source)
     return AudioDiffusion(
-        unet=_load_unet(folder / "unet", source),
+        unet=_load_unet(folder / "unet", source, mel),
         scheduler=_load_scheduler(folder, index, source),
-        mel=_load_mel(folder, index, source),
+        mel=mel,
         source=source,
     )
+
+
+# Bounds on a UNet configuration read from a folder, far beyond any real model (the public 256
+# layout: 6 blocks, 2 layers each, at most 512 channels) but small enough that building the model
+# can't hang or exhaust memory before the weights are even read.
+MAX_UNET_BLOCKS = 8
+MAX_LAYERS_PER_BLOCK = 16
+MAX_UNET_CHANNELS = 4096
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_unet_config(config: Mapping, mel: MelConfig, source: str) -> None:
+    """Refuse, before the UNet is built, a configuration that can't work with this Mel image: one
+    that would hang or crash while being built (absurd sizes, attention_head_dim 0) or whose images
+    are not the Mel config's (sample_size must be (y_res, x_res), an int when square)."""
+    where = f"{source}: unet/config.json"
+    layers = config.get("layers_per_block", 2)
+    if not (_positive_int(layers) and layers <= MAX_LAYERS_PER_BLOCK):
+        raise PipelineError(f"{where} has layers_per_block {layers!r}; expected a whole number from 1 to {MAX_LAYERS_PER_BLOCK}")
+    channels = config.get("block_out_channels", (64, 128, 256, 512))
+    if (not isinstance(channels, (list, tuple)) or not 1 <= len(channels) <= MAX_UNET_BLOCKS
+            or not all(_positive_int(c) and c <= MAX_UNET_CHANNELS for c in channels)):
+        raise PipelineError(f"{where} has block_out_channels {channels!r}; expected 1 to {MAX_UNET_BLOCKS} whole "
+                            f"numbers from 1 to {MAX_UNET_CHANNELS}")
+    for key in ("down_block_types", "up_block_types"):
+        types = config.get(key)
+        if types is not None and (not isinstance(types, (list, tuple)) or len(types) != len(channels)):
+            raise PipelineError(f"{where} has {len(types) if isinstance(types, (list, tuple)) else types!r} {key} "
+                                f"for {len(channels)} block_out_channels; expected one per block")
+    groups = config.get("norm_num_groups", 32)
+    if groups is not None and not (_positive_int(groups) and all(c % groups == 0 for c in channels)):
+        raise PipelineError(f"{where} has norm_num_groups {groups!r}; it must be a whole number that divides every "
+                            f"block_out_channels entry {list(channels)}")
+    head_dim = config.get("attention_head_dim", 8)
+    head_dims = head_dim if isinstance(head_dim, (list, tuple)) else [head_dim]
+    if not all(d is None or (_positive_int(d) and d <= min(channels)) for d in head_dims):
+        raise PipelineError(f"{where} has attention_head_dim {head_dim!r}; expected a whole number from 1 to "
+                            f"{min(channels)} (the smallest block width)")
+    size = config.get("sample_size")
+    shape = (size, size) if _positive_int(size) else tuple(size) if isinstance(size, (list, tuple)) else None
+    if shape != (mel.y_res, mel.x_res):
+        expected = mel.x_res if mel.x_res == mel.y_res else [mel.y_res, mel.x_res]
+        raise PipelineError(f"{where} has sample_size {size!r}, but its Mel config (mel/mel_config.json) makes "
+                            f"{mel.y_res}x{mel.x_res} images (y_res x x_res): the UNet was not trained on these images; "
+                            f"expected sample_size {expected}")
+    factor = 2 ** (len(channels) - 1)
+    if mel.x_res % factor or mel.y_res % factor:
+        raise PipelineError(f"{where} downsamples {len(channels) - 1} times, so the Mel image's x_res and y_res must "
+                            f"be multiples of {factor}; got {mel.x_res}x{mel.y_res}")
 
 
 def _load_mel(folder: Path, index: dict, source: str) -> MelConfig:
@@ -518,7 +576,7 @@ def _rename_deprecated_attention_keys(unet: UNet2DModel, state: dict) -> dict:
     return state
 
 
-def _load_unet(unet_dir: Path, source: str) -> UNet2DModel:
+def _load_unet(unet_dir: Path, source: str, mel: MelConfig) -> UNet2DModel:
     config_path = unet_dir / "config.json"
     if not config_path.is_file():
         raise PipelineError(f"{source} has no unet/config.json")
@@ -526,6 +584,7 @@ def _load_unet(unet_dir: Path, source: str) -> UNet2DModel:
     if weights is None:
         raise PipelineError(f"{source} has no UNet weights ({WEIGHTS_NAME}.safetensors or .bin in {unet_dir})")
     config = _read_json(config_path, "UNet configuration")
+    check_unet_config(config, mel, source)
     with torch.device("meta"):  # no random initialisation: every parameter comes from the file
         unet = UNet2DModel.from_config(config)
     state = _rename_deprecated_attention_keys(unet, _load_file(weights))
@@ -606,6 +665,58 @@ def _write_model_index(folder: Path, scheduler_class: str) -> None:
     os.replace(partial, folder / MODEL_INDEX)
 
 
+STAGING_MARK = ".saving-"
+# Staging folders named by older versions carry no process id: removed once this old (seconds)
+LEGACY_STAGING_SECONDS = 600
+
+
+def _host_tag() -> str:
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def staging_folder(folder: Path, pid: int | None = None) -> Path:
+    """The hidden sibling a save into `folder` stages in: .NAME.saving-<random>-<host>-<pid>."""
+    folder = Path(folder)
+    pid = os.getpid() if pid is None else pid
+    return folder.parent / f".{folder.name}{STAGING_MARK}{uuid.uuid4().hex[:8]}-{_host_tag()}-{pid}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def clean_stale_staging(parent: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the staging folders in `parent` (of saves into `parent/name`, or of any save when name
+    is None) that a killed save left behind: those whose process, on this host, is gone, and
+    unnamed ones of older versions once LEGACY_STAGING_SECONDS old. Another host's or a running
+    save's staging folder is left alone. Returns the folders removed."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    prefix = f".{name}{STAGING_MARK}" if name is not None else "."
+    removed = []
+    for path in parent.iterdir():
+        if not (path.name.startswith(prefix) and STAGING_MARK in path.name) or path.is_symlink() or not path.is_dir():
+            continue
+        owner = path.name.rsplit(STAGING_MARK, 1)[1].split("-")
+        if len(owner) == 3 and owner[2].isdigit():
+            if owner[1] != _host_tag() or _process_alive(int(owner[2])):
+                continue
+        elif len(owner) != 1 or time.time() - path.stat().st_mtime < LEGACY_STAGING_SECONDS:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def save_pipeline(
     pipe: AudioDiffusion, folder: str | os.PathLike, unet: UNet2DModel | None = None, *, overwrite: bool = False
 ) -> Path:
@@ -628,9 +739,10 @@ def save_pipeline(
         raise FileExistsError(
             f"{folder} already holds a pipeline ({', '.join(existing)}); choose another folder or pass overwrite=True"
         )
+    clean_stale_staging(folder.parent, folder.name)  # what a killed save into this folder left
     fresh = not folder.exists() or not any(folder.iterdir())
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.saving-{uuid.uuid4().hex[:8]}"  # same file system: renames are atomic
+    staging = staging_folder(folder)  # a sibling, on the same file system: renames are atomic
     staging.mkdir()
     try:
         _write_unet(unet if unet is not None else pipe.unet, staging / "unet")

@@ -5,7 +5,8 @@ Runs on accelerate, so the same code runs on a CPU, one GPU, several GPUs or nod
 process writes checkpoints, logs and the result.
 
 What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
-    checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step);
+    checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step,
+                               loss history) as safetensors + JSON, no pickle (checkpoint.py);
                                written under a temporary name and renamed when complete, so a kill
                                at any moment leaves the previous checkpoint as the latest one
     logs/                      TensorBoard: loss (and per timestep quarter), lr, validation loss at
@@ -33,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import checkpoint as checkpoint_io
 from .mel import MelConfig
 
 DEFAULT_DATASET = "lewtun/music_genres"
 CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.json"
+STATE_FILE = checkpoint_io.STATE_FILE
 CONFIG_FILE = "training_config.json"
 
 # ---- defaults, with the data-budget arithmetic behind them ------------------------------------
@@ -58,6 +60,9 @@ DEFAULT_WARMUP_STEPS = 50  # ~1.5 epochs: AdamW's moment estimates settle before
 # (~0.995 at step 1000) averages over its own recent steps rather than staying at the base model.
 DEFAULT_EMA_MAX_DECAY = 0.9999
 DEFAULT_EMA_POWER = 0.75
+# Step s draws its noise from a torch generator seeded with seed * 1_000_003 + s, which must fit in
+# 64 bits; 32-bit seeds (numpy's classic range) keep that true for any number of steps.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,12 @@ class FinetuneConfig:
             raise ValueError("give either --dataset or --data-dir, not both")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED} (2**32 - 1), got {self.seed}")
+        name = self.run_name
+        if name is not None and (Path(name).name != name or name in ("", ".", "..") or name.startswith(".")):
+            raise ValueError(f"--run-name must be a plain folder name (no '/', not absolute, not starting with '.'), "
+                             f"got {name!r}; use --output-dir for where runs go")
 
     @property
     def learning_rate(self) -> float:
@@ -149,6 +160,25 @@ def new_run_dir(output_dir: str | Path, genre: str | None, run_name: str | None 
         candidate = root / f"{base}-{n}"
     candidate.mkdir(parents=True)
     return candidate
+
+
+def check_writable_folder(folder: str | Path, flag: str = "--output-dir") -> None:
+    """Refuse, before any work, a folder that can't be written: a file, under a file, or read-only.
+    Creates nothing (a missing folder is probed in its nearest existing parent)."""
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder} is a file, not a folder; choose a folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {folder} can't be created: {existing} is a file, not a folder")
+    try:  # a real write: permissions, read-only file systems and ACLs all show up here
+        tempfile.TemporaryDirectory(prefix=".write-test-", dir=existing).cleanup()
+    except OSError as exc:
+        raise ValueError(f"{flag} {folder} is not writable ({exc.strerror or exc}); choose a folder you can write to") from exc
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -297,8 +327,30 @@ FALLBACK_MAX_STEPS = 300
 FALLBACK_LR = 2e-4
 
 
+@dataclass
+class _NewRun:
+    """The run folder this call made, and whether its first optimiser step is done."""
+
+    folder: Path | None = None
+    trained: bool = False
+
+
 def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool = True) -> RunResult:
-    """Run (or resume) a fine-tune and return where its pipeline was written."""
+    """Run (or resume) a fine-tune and return where its pipeline was written.
+
+    An error before the first optimiser step (a bad input found after the run folder was made, an
+    interrupted start) removes the new run folder: no half-made run is left behind.
+    """
+    new_run = _NewRun()
+    try:
+        return _finetune(config, resume, progress, new_run)
+    except BaseException:
+        if new_run.folder is not None and not new_run.trained and not list_checkpoints(new_run.folder):
+            shutil.rmtree(new_run.folder, ignore_errors=True)
+        raise
+
+
+def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -311,9 +363,12 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     checkpoint = None
     if resume:
         checkpoint = find_resume_checkpoint(resume, config.output_dir)
+        checkpoint_io.check_loadable(checkpoint)  # a pickled (old or tampered) checkpoint: refused before any work
         run_dir = checkpoint.parent.parent
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
+    check_writable_folder(run_dir if checkpoint is not None else config.output_dir,
+                          "the run folder" if checkpoint is not None else "--output-dir")
 
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
@@ -323,6 +378,12 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
     )
     say = accelerator.print
+    if accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
+        # their optimiser state is sharded across processes; checkpoint.py writes whole tensors from one
+        raise ValueError(f"checkpoints under {accelerator.distributed_type.name} are not supported yet (the optimiser "
+                         f"state is sharded); launch with plain data parallelism (accelerate launch --multi_gpu)")
+    if accelerator.is_main_process:
+        _clean_leftovers(config.output_dir if checkpoint is None else run_dir, resumed=checkpoint is not None)
     sources = resolve_sources(config)
     pretrained, dataset = sources.pretrained, sources.dataset
     if sources.fallback:
@@ -351,7 +412,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
 
     if checkpoint is None and accelerator.is_main_process:
-        run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
+        run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
         (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "fallback": sources.fallback}, indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
@@ -371,17 +432,16 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     unet, optimizer = accelerator.prepare(unet, optimizer)
     # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
     # process), and checkpointed with the rest of the state.
-    accelerator.register_for_checkpointing(lr_scheduler)
     # The loader is not handed to accelerate: each process takes every n-th batch itself, so the
     # data of a (seed, epoch) is the same whatever the number of processes, and resuming is exact.
     if ema is not None:
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
 
-    start_step = 0
+    start_step, loss_history = 0, []  # loss_history: the losses of steps before this invocation (a resume)
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        start_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        start_step, loss_history = checkpoint_io.restore(
+            checkpoint, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
+            grad_scaler=accelerator.scaler, process_index=accelerator.process_index)
 
     val_images = None
     if val_tracks:
@@ -434,6 +494,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            new_run.trained = True
             if ema is not None:
                 ema.step(trainable)
             loss_value = accelerator.gather(loss.detach()[None]).mean().item()
@@ -449,7 +510,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
             if accelerator.is_main_process and step % config.sample_every == 0:
                 log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
             if step % config.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints)
+                save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints, unet=unet, optimizer=optimizer,
+                                lr_scheduler=lr_scheduler, ema=ema, loss_history=loss_history + losses, config=config)
             now = time.perf_counter()
             step_seconds.append(now - last_step_time)
             last_step_time = now
@@ -469,14 +531,29 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         result_unet.to("cpu")  # master weights are float32 even under mixed precision
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
-        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses,
-                         fallback=sources.fallback)
+        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step,
+                         loss_history + losses, fallback=sources.fallback)
         if config.push_to_hub:
             push_to_hub(run_dir, config.hub_model_id)
         say(f"fine-tuned pipeline written to {run_dir}")
     accelerator.end_training()
     return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
                      step_seconds=step_seconds)
+
+
+def _clean_leftovers(folder: Path, resumed: bool) -> None:
+    """What kills left behind: staging folders of final pipeline saves (in --output-dir, or the resumed
+    run's), and the resumed run's unfinished checkpoint folders (never the latest complete one)."""
+    from .pipeline import clean_stale_staging
+
+    folder = Path(folder)
+    if not resumed:
+        clean_stale_staging(folder)
+        return
+    clean_stale_staging(folder.parent, folder.name)
+    checkpoints = folder / CHECKPOINTS
+    for temporary in checkpoints.glob(".tmp-step-*") if checkpoints.is_dir() else []:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _broadcast_path(accelerator, path):
@@ -536,17 +613,26 @@ def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig,
         tracker.add_image(f"spectrogram_{i}", ((images[i].float().cpu() + 1) / 2).flip(-2), step)
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
-    """Write the full state under a temporary name, then rename: the rename is atomic, so a
-    checkpoint folder named step-N is always complete. Keeps the newest `keep` checkpoints."""
+def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, *, unet, optimizer, lr_scheduler, ema,
+                    loss_history: list[float], config: FinetuneConfig) -> Path:
+    """Write the full state (checkpoint.py: safetensors + JSON) under a temporary name, then rename:
+    the rename is atomic, so a checkpoint folder named step-N is always complete. Only the main
+    process writes; every process hands it its RNG state. Keeps the newest `keep` checkpoints."""
     accelerator.wait_for_everyone()
+    rng_states = [checkpoint_io.rng_state()]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        rng_states = [json.loads(text) for text in gather_object([json.dumps(rng_states[0])])]
     final = run_dir / CHECKPOINTS / f"step-{step:06d}"
     if accelerator.is_main_process:
         temporary = run_dir / CHECKPOINTS / f".tmp-step-{step:06d}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
-        accelerator.save_state(str(temporary))
-        (temporary / STATE_FILE).write_text(json.dumps({"step": step, "time": time.time()}) + "\n")
+        checkpoint_io.write_checkpoint(
+            temporary, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
+            grad_scaler=accelerator.scaler, step=step, loss_history=loss_history, rng_states=rng_states,
+            config=config.to_dict())
         _fsync_tree(temporary)
         if final.exists():
             shutil.rmtree(final)

@@ -66,15 +66,20 @@ def parse_args(argv=None):
                      help=f"linear warm-up before the cosine decay (default: {train.DEFAULT_WARMUP_STEPS})")
     opt.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
                      help="mixed precision on the GPU: fp16 or bf16 (default: no)")
-    opt.add_argument("--seed", type=non_negative_int, default=0, help="seed for data order, slices, noise (default: 0)")
+    opt.add_argument("--seed", type=non_negative_int, default=0,
+                     help=f"seed for data order, slices, noise: 0 to {train.MAX_SEED} (default: 0)")
 
     out = p.add_argument_group("output")
     out.add_argument("--output-dir", default="runs",
-                     help="where runs go; each run gets a new folder <genre>-<time> (default: runs)")
-    out.add_argument("--run-name", default=None, help="name of the run folder (a suffix is added if it exists)")
+                     help="where runs go; each run gets a new folder <genre>-<time>; a file, or a folder you can't "
+                          "write to, is refused before any work (default: runs)")
+    out.add_argument("--run-name", default=None,
+                     help="name of the run folder inside --output-dir: a plain name, no '/', not starting with '.' "
+                          "(a suffix is added if it exists)")
     out.add_argument("--resume", default=None,
                      help="'latest' (newest run under --output-dir), a run folder or a checkpoint folder; "
-                          "the run continues with its saved configuration")
+                          "the run continues with its saved configuration; a checkpoint holding pickle files "
+                          "(written by older versions) is refused, since loading pickle can run code")
     out.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: 500)")
     out.add_argument("--keep-checkpoints", type=positive_int, default=3, help="checkpoints kept (default: 3)")
     out.add_argument("--validate-every", type=positive_int, default=100,

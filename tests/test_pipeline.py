@@ -240,6 +240,42 @@ def test_conditional_unet_refused(tmp_path, where):
         load_pipeline(folder)
 
 
+@pytest.mark.parametrize("changes,message", [
+    ({"attention_head_dim": 0}, "attention_head_dim 0"),  # a ZeroDivisionError while building the UNet
+    ({"attention_head_dim": 1000}, "attention_head_dim 1000"),
+    ({"layers_per_block": 100000}, "layers_per_block 100000"),  # hung while building the UNet
+    ({"layers_per_block": 0}, "layers_per_block 0"),
+    ({"block_out_channels": [16] * 100, "down_block_types": ["DownBlock2D"] * 100,
+      "up_block_types": ["UpBlock2D"] * 100}, "block_out_channels"),
+    ({"block_out_channels": [16, 32, 10**9]}, "block_out_channels"),
+    ({"down_block_types": ["DownBlock2D"] * 2}, "down_block_types"),
+    ({"norm_num_groups": 7}, "norm_num_groups 7"),
+    # images of another size than the Mel config's: was fine-tuned and saved, then refused by generate
+    ({"sample_size": 64}, "sample_size 64.*32x32"),
+    ({"sample_size": [32, 64]}, "sample_size"),
+    ({"sample_size": None}, "sample_size None"),
+])
+def test_unusable_unet_config_refused_in_one_line_before_building(tmp_path, changes, message):
+    _, folder = saved_tiny(tmp_path)
+    edit_json(folder / "unet" / "config.json", **changes)
+    started = time.perf_counter()
+    with pytest.raises(PipelineError, match=message) as error:
+        load_pipeline(folder)
+    assert time.perf_counter() - started < 2 and "\n" not in str(error.value)
+
+
+def test_unet_config_checked_against_a_non_square_mel(tmp_path):
+    _, folder = saved_tiny(tmp_path, mel=ODD_MEL)  # 64 wide, 32 high: sample_size [32, 64]
+    assert tuple(load_pipeline(folder).unet.config.sample_size) == (32, 64)
+    edit_json(folder / "unet" / "config.json", sample_size=[64, 32])  # transposed
+    with pytest.raises(PipelineError, match=r"sample_size \[64, 32\].*expected sample_size \[32, 64\]"):
+        load_pipeline(folder)
+    edit_json(folder / "mel" / "mel_config.json", x_res=66)  # not a multiple of the UNet's downsampling
+    edit_json(folder / "unet" / "config.json", sample_size=[32, 66])
+    with pytest.raises(PipelineError, match="multiples of 4"):
+        load_pipeline(folder)
+
+
 def test_missing_mel_refused(tmp_path):
     _, folder = saved_tiny(tmp_path)
     shutil.rmtree(folder / "mel")
@@ -527,6 +563,35 @@ def test_crash_mid_save_leaves_nothing_that_looks_complete(tmp_path, monkeypatch
     monkeypatch.undo()
     save_pipeline(pipe, existing, overwrite=True)  # a later save completes it
     assert_same_weights(pipe.unet, load_pipeline(existing).unet)
+
+
+def test_next_save_cleans_what_a_killed_save_left(tmp_path):
+    pipe = build_preset("tiny")
+    folder = tmp_path / "pipe"
+    child = os.fork()
+    if child == 0:  # a save killed just before its last rename: like SIGKILL, no clean-up code runs
+        try:
+            pl._write_model_index = lambda *args: os._exit(9)
+            save_pipeline(pipe, folder)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 9
+    left = [p for p in tmp_path.iterdir() if ".saving-" in p.name]
+    assert len(left) == 1 and (left[0] / "unet").is_dir() and not folder.exists()
+    # staging folders that may still be in use stay: a running save (this process), another host's,
+    # a recent one named by an older version, a dead save into another folder (not this save's business)
+    live = pl.staging_folder(folder)
+    other_host = tmp_path / f".pipe.saving-12345678-{'0' * 8 if pl._host_tag() != '0' * 8 else '1' * 8}-{child}"
+    legacy_recent, legacy_old = tmp_path / ".pipe.saving-abcdef12", tmp_path / ".pipe.saving-0123abcd"
+    other_folder = pl.staging_folder(tmp_path / "other", pid=child)
+    for path in (live, other_host, legacy_recent, legacy_old, other_folder):
+        path.mkdir()
+    os.utime(legacy_old, (0, 0))
+    save_pipeline(pipe, folder)
+    remaining = sorted(p.name for p in tmp_path.iterdir() if ".saving-" in p.name)
+    assert remaining == sorted(p.name for p in (live, other_host, legacy_recent, other_folder))
+    assert_same_weights(pipe.unet, load_pipeline(folder).unet)
 
 
 # ---- latest_run -------------------------------------------------------------------------------------

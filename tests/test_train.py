@@ -108,28 +108,119 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, music):
     a, b = load_pipeline(full.run_dir), load_pipeline(killed)
     for p, q in zip(a.unet.parameters(), b.unet.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        assert torch.equal(p, q)  # the same arithmetic in the same order: byte-identical EMA weights
+    # the loss history survives the resume: the model card averages all 6 steps, as the full run's does
+    assert card_loss(killed) == card_loss(full.run_dir) == f"{np.mean(full.losses):.4f}"
+    history = json.loads((train.list_checkpoints(killed)[-1] / train.STATE_FILE).read_text())["loss_history"]
+    np.testing.assert_allclose(history, full.losses, rtol=1e-5, atol=1e-7)
+
+
+def card_loss(run_dir: Path) -> str:
+    """The model card's "final training loss" cell."""
+    line = next(x for x in (run_dir / "README.md").read_text().splitlines() if x.startswith("| final training loss"))
+    return line.rstrip(" |").rsplit("|", 1)[1].strip()
+
+
+def test_resume_from_the_last_checkpoint_keeps_the_loss_history(tmp_path, music):
+    """A kill during the final pipeline save: resuming from the last checkpoint trains no step, and
+    the model card still reports the run's final loss (not n/a)."""
+    import shutil
+
+    full = train.finetune(tiny_config(tmp_path, run_name="full", max_steps=3, validate_every=1000), progress=False)
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(full.run_dir, killed)
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # what the kill left: the final save's staging folder (its process is gone), an unfinished checkpoint
+    from audiodiff.pipeline import staging_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = staging_folder(killed, pid=int(gone.stdout))
+    (stale / "unet").mkdir(parents=True)
+    (killed / "checkpoints" / ".tmp-step-000004").mkdir()
+    resumed = train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(killed), progress=False)
+    assert resumed.steps == 3 and resumed.losses == []
+    assert not stale.exists() and not (killed / "checkpoints" / ".tmp-step-000004").exists()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["full", "killed"]
+    assert card_loss(killed) == card_loss(full.run_dir) == f"{np.mean(full.losses):.4f}"
+    a, b = load_pipeline(full.run_dir), load_pipeline(killed)
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
 
 
 def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
-    from accelerate import Accelerator
+    from audiodiff import checkpoint
 
-    real_save = Accelerator.save_state
+    real_write = checkpoint.write_checkpoint
     calls = {"n": 0}
 
-    def dying_save(self, output_dir=None, **kwargs):
+    def dying_write(folder, **kwargs):
         calls["n"] += 1
+        real_write(folder, **kwargs)
         if calls["n"] == 2:  # the kill arrives while the second checkpoint is being written
-            real_save(self, output_dir, **kwargs)
             raise KeyboardInterrupt("killed mid-checkpoint")
-        return real_save(self, output_dir, **kwargs)
 
-    monkeypatch.setattr(Accelerator, "save_state", dying_save)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", dying_write)
     with pytest.raises(KeyboardInterrupt):
         train.finetune(tiny_config(tmp_path, run_name="dying"), progress=False)
     run_dir = tmp_path / "runs" / "dying"
     assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000003"]
     assert not (run_dir / "model_index.json").exists()
     assert train.find_resume_checkpoint("latest", tmp_path / "runs").name == "step-000003"
+
+
+class Poison:
+    """Unpickling this creates `marker`: stands for any code a shared checkpoint could run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoints_hold_no_pickle_and_a_poisoned_one_is_never_unpickled(tmp_path, music):
+    import pickle
+
+    result = train.finetune(tiny_config(tmp_path, max_steps=3, validate_every=1000), progress=False)
+    checkpoint = train.list_checkpoints(result.run_dir)[-1]
+    # safetensors for tensors, JSON for everything else, nothing else anywhere in the run folder
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "ema.safetensors", "model.safetensors", "optimizer.safetensors", "trainer_state.json"]
+    assert not [p for p in result.run_dir.rglob("*") if p.suffix in (".pkl", ".bin", ".pt", ".pth")]
+    state = json.loads((checkpoint / train.STATE_FILE).read_text())
+    assert state["step"] == 3 and len(state["loss_history"]) == 3 and state["config"]["seed"] == 0
+    # someone plants a pickle (accelerate's name for the LR-schedule state) in the shared run folder
+    marker = tmp_path / "pwned"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(Poison(marker)))
+    with pytest.raises(ValueError, match="pickle"):
+        train.finetune(tiny_config(tmp_path, max_steps=6), resume=str(result.run_dir), progress=False)
+    assert not marker.exists()
+
+
+def old_pickled_checkpoint(root: Path, marker: Path) -> Path:
+    """A run folder as older audiodiff wrote it (accelerate's save_state), its pickle poisoned."""
+    import pickle
+
+    checkpoint = root / "old" / "checkpoints" / "step-000003"
+    checkpoint.mkdir(parents=True)
+    (root / "old" / train.CONFIG_FILE).write_text(json.dumps({"genre": "jazz", "pretrained": "tiny"}))
+    (checkpoint / train.STATE_FILE).write_text(json.dumps({"step": 3, "time": 0.0}))
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin"):
+        (checkpoint / name).write_bytes(pickle.dumps(Poison(marker)))
+    return checkpoint
+
+
+def test_old_pickled_checkpoint_is_refused_in_one_line_by_the_script(tmp_path):
+    marker = tmp_path / "pwned"
+    checkpoint = old_pickled_checkpoint(tmp_path / "runs", marker)
+    done = run_script(["--resume", str(checkpoint), "--output-dir", str(tmp_path / "runs")], cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "pickle" in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="pickle"):  # --resume latest finds it, and refuses it too
+        train.finetune(train.FinetuneConfig(output_dir=str(tmp_path / "runs")), resume="latest", progress=False)
+    assert not marker.exists()
 
 
 def test_non_default_mel_config_survives_finetuning(tmp_path, music):
@@ -148,6 +239,32 @@ def test_lora_finetune_saves_a_plain_merged_unet(tmp_path, music):
     base = build_preset("tiny", seed=0)
     assert keys == base.unet.state_dict().keys()
     assert any(not torch.equal(a, b) for a, b in zip(tuned.unet.parameters(), base.unet.parameters()))
+
+
+def test_lora_run_resumes_exactly(tmp_path, music):
+    import shutil
+
+    values = dict(lora_rank=2, max_steps=4, checkpoint_every=2, validate_every=1000, lr=1e-2)
+    full = train.finetune(tiny_config(tmp_path, run_name="full", **values), progress=False)
+    checkpoint = train.list_checkpoints(full.run_dir)[0]
+    assert any("lora_" in k for k in safetensors_keys(checkpoint / "model.safetensors"))  # adapters, unmerged
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(full.run_dir, killed)
+    shutil.rmtree(killed / "checkpoints" / "step-000004")
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = train.finetune(tiny_config(tmp_path, **values), resume=str(killed), progress=False)
+    assert resumed.losses == full.losses[2:]
+    a, b = load_pipeline(full.run_dir), load_pipeline(killed)
+    assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return list(f.keys())
 
 
 def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
@@ -173,6 +290,8 @@ def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
 @pytest.mark.parametrize("values,message", [
     ({"batch_size": 0}, "batch-size"), ({"mixed_precision": "fp8"}, "mixed-precision"),
     ({"push_to_hub": True}, "hub-model-id"), ({"dataset": "x", "data_dir": "y"}, "not both"),
+    ({"run_name": "../x"}, "run-name"), ({"run_name": "/tmp/x"}, "run-name"), ({"run_name": "a/b"}, "run-name"),
+    ({"run_name": ".."}, "run-name"), ({"seed": 2**70}, "seed"), ({"seed": -1}, "seed"),
 ])
 def test_bad_config_values_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
@@ -201,12 +320,53 @@ def test_finetune_script_as_a_user_runs_it(tmp_path, music):
     (["--batch-size", "0"], "at least 1"),
     (["--genre", "polka", "--pretrained", "tiny"], "polka"),
     (["--pretrained", "someone/not-a-model", "--dataset", "synthetic"], "--pretrained"),
+    (["--run-name", "../escaped", "--pretrained", "tiny"], "--run-name"),
+    (["--seed", str(2**70), "--pretrained", "tiny"], "seed"),
 ])
 def test_finetune_script_user_errors_are_one_line(tmp_path, music, args, message):
     extra = [] if "--dataset" in args else ["--data-dir", str(music)]
     done = run_script([*args, *extra, "--output-dir", str(tmp_path / "out"), "--num-workers", "0"], cwd=tmp_path, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1, done.stderr
+    # nothing was written: no run folder (half-made or escaped) anywhere
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_output_dir_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    missing_data = str(tmp_path / "no-such-music")  # data loading would fail with another message
+    for output_dir, message in ((a_file, "is a file"), (a_file / "runs", "is a file")):
+        with pytest.raises(ValueError, match=message) as error:
+            train.finetune(tiny_config(tmp_path, data_dir=missing_data, output_dir=str(output_dir)), progress=False)
+        assert "--output-dir" in str(error.value)
+    assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_dir_is_refused_before_any_work(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match="not writable"):
+            train.finetune(tiny_config(tmp_path, data_dir=str(tmp_path / "no-such-music"),
+                                       output_dir=str(locked / "runs")), progress=False)
+    finally:
+        locked.chmod(0o755)
+
+
+def test_an_error_before_the_first_step_leaves_no_run_folder(tmp_path, music, monkeypatch):
+    from audiodiff import data
+
+    def broken(*args, **kwargs):
+        raise ValueError("validation slices failed")
+
+    monkeypatch.setattr(data, "validation_slices", broken)  # runs after the run folder is made
+    with pytest.raises(ValueError, match="validation slices failed"):
+        train.finetune(tiny_config(tmp_path, run_name="early"), progress=False)
+    assert not (tmp_path / "runs" / "early").exists()
 
 
 # ---- defaults that adapt (DESIGN section 6) ----------------------------------------------------

@@ -1,0 +1,202 @@
+"""Training checkpoints as safe to open as pipelines: safetensors for tensors, JSON for the rest.
+
+A run folder gets shared (copied to a cluster, sent to a colleague), and `--resume` opens what is
+in it, so a checkpoint must not be able to run code: nothing here is ever unpickled, and a
+checkpoint holding pickle files (what accelerate's `save_state` wrote, and what older audiodiff
+versions wrote) is refused before anything is read.
+
+One checkpoint folder (`checkpoints/step-000500/`):
+    model.safetensors       the UNet's state dict (with its LoRA adapters, unmerged, on a LoRA run)
+    optimizer.safetensors   the optimiser's per-parameter tensors, named state.<index>.<name>
+    ema.safetensors         the EMA's shadow weights, named shadow.<index> (absent without EMA)
+    trainer_state.json      format and version, step, loss history, optimiser parameter groups,
+                            LR-schedule state, EMA counters, gradient-scaler state, the RNG states
+                            of every process, and the run's configuration; written last
+
+train.py writes these files into a temporary folder and renames it, so a folder named step-N is
+complete. Writing is the main process's job; every process takes part in collecting RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+
+FORMAT = "audiodiff-checkpoint"
+VERSION = 1
+STATE_FILE = "trainer_state.json"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that can't (or must not) be resumed from; the message says why and what to do."""
+
+
+# ---- RNG states: plain JSON values -----------------------------------------------------------------
+def rng_state() -> dict:
+    """This process's Python, NumPy and torch (CPU, and CUDA when in use) RNG states as JSON values."""
+    version, internal, gauss = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    try:
+        version, internal, gauss = state["python"]
+        random.setstate((int(version), tuple(int(x) for x in internal), None if gauss is None else float(gauss)))
+        kind, keys, position, has_gauss, cached = state["numpy"]
+        np.random.set_state((str(kind), np.asarray(keys, dtype=np.uint32), int(position), int(has_gauss), float(cached)))
+        torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+        if "cuda" in state and torch.cuda.is_available():
+            cuda = state["cuda"]
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in cuda])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"the checkpoint's RNG state is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    # detached CPU copies: safetensors refuses tensors that share memory or are not contiguous
+    safetensors.torch.save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, path,
+                                metadata={"format": "pt"})
+
+
+def write_checkpoint(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema, grad_scaler, step: int,
+                     loss_history: list[float], rng_states: list[dict], config: dict) -> None:
+    """Write a full training state into `folder` (an existing, empty folder); trainer_state.json last.
+
+    `unet` is the bare model (unwrapped from DDP); `rng_states` holds one rng_state() per process.
+    """
+    folder = Path(folder)
+    _save_tensors(unet.state_dict(), folder / MODEL_FILE)
+
+    optimizer_state = optimizer.state_dict()
+    tensors, values = {}, {}
+    for index, per_parameter in optimizer_state["state"].items():
+        for name, value in per_parameter.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{name}"] = value
+            else:
+                values.setdefault(str(index), {})[name] = value
+    _save_tensors(tensors, folder / OPTIMIZER_FILE)
+
+    ema_values = None
+    if ema is not None:
+        ema_state = ema.state_dict()
+        _save_tensors({f"shadow.{i}": p for i, p in enumerate(ema_state.pop("shadow_params"))}, folder / EMA_FILE)
+        ema_values = {k: v for k, v in ema_state.items() if not isinstance(v, torch.Tensor)}
+
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": int(step),
+        "loss_history": [float(x) for x in loss_history],
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "values": values},
+        "lr_scheduler": {k: v for k, v in lr_scheduler.state_dict().items() if k != "lr_lambdas"},
+        "ema": ema_values,
+        "grad_scaler": grad_scaler.state_dict() if grad_scaler is not None else None,
+        "rng": rng_states,
+        "config": config,
+    }
+    # json refuses anything that is not a plain value: a state that would need pickle fails here, loudly
+    (folder / STATE_FILE).write_text(json.dumps(state) + "\n")
+
+
+# ---- reading ----------------------------------------------------------------------------------------
+def check_loadable(folder: Path) -> dict:
+    """The checkpoint's JSON state, or CheckpointError when the folder holds pickle files or was not
+    written in this format. Reads nothing but the JSON file (and the folder's file names)."""
+    folder = Path(folder)
+    pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"refusing to resume from {folder}: it holds pickle files ({', '.join(pickles)}), which can run code when "
+            f"loaded, so audiodiff never reads them (a checkpoint of an older audiodiff, or one altered by someone); "
+            f"start a new run, or resume from a checkpoint written by this version (safetensors + JSON only)"
+        )
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"can't read the checkpoint {folder / STATE_FILE}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"refusing to resume from {folder}: it was not written in audiodiff's checkpoint format (safetensors + "
+            f"JSON; older versions wrote pickle files, which are never read); start a new run"
+        )
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{folder} is checkpoint format version {state.get('version')}; this audiodiff reads "
+                              f"version {VERSION}")
+    return state
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return safetensors.torch.load_file(path, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - missing, truncated or corrupt file
+        raise CheckpointError(f"can't read the checkpoint file {path}: {exc}") from exc
+
+
+def restore(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema, grad_scaler,
+            process_index: int = 0) -> tuple[int, list[float]]:
+    """Load a checkpoint written by write_checkpoint into the run's objects (which must have been built
+    the same way: same model, LoRA, optimiser). Returns (step, loss history of steps 1..step)."""
+    folder = Path(folder)
+    state = check_loadable(folder)
+    try:
+        unet.load_state_dict(_load_tensors(folder / MODEL_FILE), strict=True)
+
+        tensors = _load_tensors(folder / OPTIMIZER_FILE)
+        per_parameter: dict[int, dict] = {}
+        for key, value in tensors.items():
+            _, index, name = key.split(".", 2)
+            per_parameter.setdefault(int(index), {})[name] = value
+        for index, values in state["optimizer"].get("values", {}).items():
+            per_parameter.setdefault(int(index), {}).update(values)
+        groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group
+                  for group in state["optimizer"]["param_groups"]]
+        optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
+
+        lr_scheduler.load_state_dict({**state["lr_scheduler"], "lr_lambdas": [None] * len(lr_scheduler.lr_lambdas)})
+
+        if ema is not None:
+            if state.get("ema") is None:
+                raise CheckpointError(f"{folder} holds no EMA weights, but this run uses EMA")
+            shadow = _load_tensors(folder / EMA_FILE)
+            if len(shadow) != len(ema.shadow_params):
+                raise CheckpointError(f"{folder} holds {len(shadow)} EMA tensors, this model has {len(ema.shadow_params)}")
+            devices = [p.device for p in ema.shadow_params]
+            ema.load_state_dict({**state["ema"], "shadow_params": [shadow[f"shadow.{i}"] for i in range(len(shadow))]})
+            ema.shadow_params = [p.to(device) for p, device in zip(ema.shadow_params, devices)]
+
+        if grad_scaler is not None and state.get("grad_scaler"):
+            grad_scaler.load_state_dict(state["grad_scaler"])
+
+        rng = state["rng"]
+        if rng:
+            set_rng_state(rng[process_index] if process_index < len(rng) else rng[0])
+        step = int(state["step"])
+        history = [float(x) for x in state.get("loss_history", [])]
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"can't resume from {folder}: it does not fit this run's model and optimiser "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    return step, history
