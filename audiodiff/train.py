@@ -58,6 +58,30 @@ DEFAULT_WARMUP_STEPS = 50  # ~1.5 epochs: AdamW's moment estimates settle before
 # (~0.995 at step 1000) averages over its own recent steps rather than staying at the base model.
 DEFAULT_EMA_MAX_DECAY = 0.9999
 DEFAULT_EMA_POWER = 0.75
+MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+
+def resolve_mixed_precision(requested: str, device_type: str, capability: tuple[int, int] | None = None) -> str:
+    """The precision `--mixed-precision auto` means on a device: bf16 on GPUs with native bf16
+    (compute capability 8.0+: A100, RTX 30xx and newer), fp16 with loss scaling on older GPUs
+    (V100, T4, RTX 20xx: accelerate adds the GradScaler), full precision ("no") on a CPU or any
+    other device. An explicit choice is returned unchanged.
+
+    capability: the CUDA device's (major, minor), read from torch when None. (torch's own
+    `is_bf16_supported()` also says yes for emulated bf16, which is slower than fp16.)
+    """
+    if requested != "auto":
+        return requested
+    if device_type != "cuda":
+        return "no"
+    if capability is None:
+        capability = torch.cuda.get_device_capability()
+    return "bf16" if tuple(capability) >= (8, 0) else "fp16"
+
+
+def _device_type(config: "FinetuneConfig") -> str:
+    """The device accelerate will train on: CUDA when present unless --device cpu."""
+    return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)
@@ -86,7 +110,7 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     ema: bool = True
     ema_max_decay: float = DEFAULT_EMA_MAX_DECAY
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    mixed_precision: str = "auto"  # auto | no | fp16 | bf16 (auto: resolve_mixed_precision)
     gradient_checkpointing: bool = False
     lora_rank: int = 0  # 0 = full fine-tune
     seed: int = 0
@@ -112,8 +136,8 @@ class FinetuneConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and not (0 < self.lr < 1):
             raise ValueError(f"lr must be between 0 and 1, got {self.lr}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed-precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation fraction must be in [0, 1), got {self.validation_fraction}")
         if self.lora_rank < 0 or self.warmup_steps < 0 or self.num_workers < 0:
@@ -315,8 +339,9 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
 
+    mixed_precision = resolve_mixed_precision(config.mixed_precision, _device_type(config))
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=config.grad_accum,
         cpu=config.device == "cpu",
         log_with="tensorboard",
@@ -352,7 +377,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 
     if checkpoint is None and accelerator.is_main_process:
         run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
-        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "fallback": sources.fallback}, indent=2) + "\n")
+        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
+                                                        "fallback": sources.fallback}, indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
@@ -470,7 +496,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
         write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses,
-                         fallback=sources.fallback)
+                         fallback=sources.fallback, mixed_precision_used=mixed_precision)
         if config.push_to_hub:
             push_to_hub(run_dir, config.hub_model_id)
         say(f"fine-tuned pipeline written to {run_dir}")
@@ -566,8 +592,12 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
-                     steps: int, losses: list[float], fallback: str | None = None) -> Path:
+                     steps: int, losses: list[float], fallback: str | None = None,
+                     mixed_precision_used: str | None = None) -> Path:
     mel = pipe.mel
+    precision = mixed_precision_used or config.mixed_precision
+    if config.mixed_precision == "auto" and mixed_precision_used:
+        precision += " (chosen by --mixed-precision auto)"
     final_loss = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}" if losses else "n/a"
     card = f"""---
 library_name: diffusers
@@ -587,7 +617,7 @@ An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
 | learning rate | {config.learning_rate:g}, {config.warmup_steps} warm-up steps, cosine decay; AdamW, weight decay {config.weight_decay:g} |
 | EMA | {'yes (max decay %g, warm-up power %g)' % (config.ema_max_decay, DEFAULT_EMA_POWER) if config.ema else 'no'} |
 | LoRA | {('rank %d, merged into the weights' % config.lora_rank) if config.lora_rank else 'no (full fine-tune)'} |
-| mixed precision | {config.mixed_precision} |
+| mixed precision | {precision} |
 | seed | {config.seed} |
 | final training loss (mean of the last 20 steps) | {final_loss} |
 | Mel | {mel.x_res}x{mel.y_res}, {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, top_db {mel.top_db} (the base model's, unchanged) |

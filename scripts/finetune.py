@@ -64,8 +64,11 @@ def parse_args(argv=None):
                           f"{train.FALLBACK_LR:g} on the bundled offline fallback)")
     opt.add_argument("--warmup-steps", type=non_negative_int, default=train.DEFAULT_WARMUP_STEPS,
                      help=f"linear warm-up before the cosine decay (default: {train.DEFAULT_WARMUP_STEPS})")
-    opt.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
-                     help="mixed precision on the GPU: fp16 or bf16 (default: no)")
+    opt.add_argument("--mixed-precision", choices=list(train.MIXED_PRECISIONS), default="auto",
+                     help="auto: bf16 on GPUs that support it natively (A100, RTX 30xx and newer), fp16 with loss "
+                          "scaling on older GPUs, full precision on the CPU; no: full precision everywhere; "
+                          "fp16 or bf16: force one. The choice is recorded in training_config.json and the model "
+                          "card (default: auto)")
     opt.add_argument("--seed", type=non_negative_int, default=0, help="seed for data order, slices, noise (default: 0)")
 
     out = p.add_argument_group("output")

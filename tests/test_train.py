@@ -84,6 +84,9 @@ def test_finetune_writes_a_pipeline_that_loads_here_and_in_diffusers(tmp_path, m
     assert "tiny" in card and "jazz" in card.lower() and "6 (batch 2" in card and "generate.py --model" in card
     saved = json.loads((run_dir / train.CONFIG_FILE).read_text())
     assert saved["genre"] == "jazz" and saved["max_steps"] == 6
+    # --mixed-precision auto (the default) means full precision on the CPU, and says so
+    assert saved["mixed_precision"] == "auto" and saved["mixed_precision_used"] == "no"
+    assert "| mixed precision | no (chosen by --mixed-precision auto) |" in card
     assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000003", "step-000006"]
     assert list((run_dir / "logs").rglob("events.out.tfevents*")), "no TensorBoard log"
     # a second run never overwrites the first
@@ -148,6 +151,17 @@ def test_lora_finetune_saves_a_plain_merged_unet(tmp_path, music):
     base = build_preset("tiny", seed=0)
     assert keys == base.unet.state_dict().keys()
     assert any(not torch.equal(a, b) for a, b in zip(tuned.unet.parameters(), base.unet.parameters()))
+
+
+def test_auto_precision_is_full_on_cpu_bf16_on_new_gpus_fp16_on_old_ones():
+    assert train.FinetuneConfig().mixed_precision == "auto"
+    assert train.resolve_mixed_precision("auto", "cpu") == "no"
+    assert train.resolve_mixed_precision("auto", "mps") == "no"
+    assert train.resolve_mixed_precision("auto", "cuda", capability=(8, 0)) == "bf16"  # A100
+    assert train.resolve_mixed_precision("auto", "cuda", capability=(9, 0)) == "bf16"  # H100
+    assert train.resolve_mixed_precision("auto", "cuda", capability=(7, 5)) == "fp16"  # T4
+    assert train.resolve_mixed_precision("fp16", "cpu") == "fp16"  # an explicit choice is kept
+    assert train._device_type(train.FinetuneConfig(device="cpu")) == "cpu"
 
 
 def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
