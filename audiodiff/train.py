@@ -39,6 +39,7 @@ DEFAULT_DATASET = "lewtun/music_genres"
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 CONFIG_FILE = "training_config.json"
+SPLIT_FILE = "validation_split.json"  # exactly what was held out: recording ids and time ranges
 
 # ---- defaults, with the data-budget arithmetic behind them ------------------------------------
 # The course's Jazz subset of lewtun/music_genres has 306 tracks of ~30 s. 10 % are held out
@@ -95,6 +96,7 @@ class FinetuneConfig:
     split: str = "train"
     genre_column: str = "genre"
     audio_column: str = "audio"
+    recording_column: str | None = None  # None: song_id when the dataset has it (the split never divides a recording)
     streaming: bool = False
     synthetic_clips_per_genre: int = 32  # size of the built-in set (--dataset synthetic)
     synthetic_seconds: float = 30.0
@@ -328,7 +330,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
-    from .data import load_genre, make_dataloader, split_tracks, validation_slices
+    from .data import load_genre, make_dataloader, split_validation, validation_slices
     from .mel import audio_to_images
     from .pipeline import load_pipeline, save_pipeline
 
@@ -361,11 +363,13 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     mel: MelConfig = pipe.mel  # the base model's Mel config travels unchanged into the fine-tuned one
     data = load_genre(
         config.genre, mel, dataset=dataset, data_dir=config.data_dir, split=config.split,
-        genre_column=config.genre_column, audio_column=config.audio_column, streaming=config.streaming,
-        synthetic_clips_per_genre=config.synthetic_clips_per_genre, synthetic_seconds=config.synthetic_seconds,
+        genre_column=config.genre_column, audio_column=config.audio_column, recording_column=config.recording_column,
+        streaming=config.streaming, synthetic_clips_per_genre=config.synthetic_clips_per_genre, synthetic_seconds=config.synthetic_seconds,
         progress=progress and accelerator.is_main_process,
     )
-    train_tracks, val_tracks = split_tracks(data.tracks, config.validation_fraction, seed=config.seed)
+    split = split_validation(data.tracks, config.validation_fraction, seed=config.seed, durations=data.durations,
+                             min_held_out_seconds=mel.slice_seconds)
+    train_tracks, val_tracks = split.train, split.validation
     if not train_tracks:
         raise ValueError(f"{data.description}: no tracks left for training after holding out validation tracks")
     loader = make_dataloader(train_tracks, mel, batch_size=config.batch_size, seed=config.seed,
@@ -379,6 +383,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
         (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
                                                         "fallback": sources.fallback}, indent=2) + "\n")
+        (run_dir / SPLIT_FILE).write_text(json.dumps(split.record(), indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
@@ -420,7 +425,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         say(
             f"fine-tuning {pipe.source} ({sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, "
             f"{mel.x_res}x{mel.y_res} Mel images at {mel.sample_rate} Hz) on {data.description}: "
-            f"{len(train_tracks)} training + {len(val_tracks)} validation tracks, {skipped} files skipped; "
+            f"{len(train_tracks)} training + {len(val_tracks)} validation tracks ({split.describe()}), "
+            f"{skipped} files skipped; "
             f"{total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
             f"({steps_per_epoch} steps per epoch) on {accelerator.device}"
             + (f", resuming at step {start_step}" if start_step else "")
@@ -496,7 +502,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
         write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step, losses,
-                         fallback=sources.fallback, mixed_precision_used=mixed_precision)
+                         fallback=sources.fallback, mixed_precision_used=mixed_precision, split=split.describe())
         if config.push_to_hub:
             push_to_hub(run_dir, config.hub_model_id)
         say(f"fine-tuned pipeline written to {run_dir}")
@@ -593,7 +599,7 @@ def _fsync_tree(folder: Path) -> None:
 
 def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
                      steps: int, losses: list[float], fallback: str | None = None,
-                     mixed_precision_used: str | None = None) -> Path:
+                     mixed_precision_used: str | None = None, split: str | None = None) -> Path:
     mel = pipe.mel
     precision = mixed_precision_used or config.mixed_precision
     if config.mixed_precision == "auto" and mixed_precision_used:
@@ -613,6 +619,7 @@ An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
 | base model | `{pretrained}` |
 | genre | {data.genre or 'all'} |
 | data | {data.description}: {n_train} training tracks, {n_val} held out ({sum(data.skipped.values())} files skipped) |
+| validation | {split or 'n/a'}; exactly what: `{SPLIT_FILE}` |
 | steps | {steps} (batch {config.batch_size} x accumulation {config.grad_accum}) |
 | learning rate | {config.learning_rate:g}, {config.warmup_steps} warm-up steps, cosine decay; AdamW, weight decay {config.weight_decay:g} |
 | EMA | {'yes (max decay %g, warm-up power %g)' % (config.ema_max_decay, DEFAULT_EMA_POWER) if config.ema else 'no'} |

@@ -135,6 +135,21 @@ def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatc
     assert train.find_resume_checkpoint("latest", tmp_path / "runs").name == "step-000003"
 
 
+def test_a_two_track_folder_trains_on_both_tracks(tmp_path):
+    """Two recordings: the end of each is held out, not one whole recording (which left one to train on)."""
+    make_music_dir(tmp_path / "music", per_genre=2)
+    result = train.finetune(tiny_config(tmp_path, max_steps=2, batch_size=2, validate_every=2), progress=False)
+    split = json.loads((result.run_dir / train.SPLIT_FILE).read_text())
+    assert split["held_out_by"] == "time_range"
+    assert split["training_recordings"] == split["held_out_recordings"] == ["jazz/jazz0.wav", "jazz/jazz1.wav"]
+    slice_seconds = load_pipeline("tiny").mel.slice_seconds  # 3 s tracks: 25 % is 0.75 s < one 1.02 s image
+    for held in split["held_out"]:
+        assert held["end_seconds"] == pytest.approx(3.0)
+        assert held["start_seconds"] == pytest.approx(3.0 - slice_seconds, abs=1e-3)
+    assert "the last part of each of 2 recordings held out" in (result.run_dir / "README.md").read_text()
+    assert result.steps == 2 and all(np.isfinite(result.losses))
+
+
 def test_non_default_mel_config_survives_finetuning(tmp_path, music):
     base = build_preset("tiny", seed=1)
     base.mel = MelConfig(**{**base.mel.to_dict(), "top_db": 60, "n_iter": 7})
