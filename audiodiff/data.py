@@ -46,7 +46,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -61,8 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .synthetic import SyntheticClip
 
 __all__ = [
-    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "SliceDataset", "StreamSliceDataset", "SYNTHETIC",
-    "Track", "TrackSampler", "TrackStream", "ValidationSplit", "describe_skips", "format_counts", "load_genre",
+    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "Shard", "SliceDataset", "StreamSliceDataset", "SYNTHETIC",
+    "Track", "TrackSampler", "TrackStream", "ValidationSplit", "decoded_track_count", "describe_skips", "format_counts", "load_genre",
     "make_dataloader", "match_genre", "split_tracks", "split_validation", "track_audio", "validation_slices",
 ]
 
@@ -123,10 +123,22 @@ class GenreData:
     durations: dict[str, float] = field(default_factory=dict)  # track name -> seconds (not when streaming)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (name, reason), in source order
     min_seconds: float = 0.0  # the too-short threshold used
+    owners: dict[str, int] = field(default_factory=dict)  # track name -> the process that decoded it (with a Shard)
 
     @property
     def total_seconds(self) -> float:
         return float(sum(self.durations.values()))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the work when `count` processes train together: track k of a
+    source is decoded and checked by process k % count only. `gather(obj)` must return every
+    process's obj, in process order (e.g. `lambda obj: accelerate.utils.gather_object([obj])`)."""
+
+    index: int
+    count: int
+    gather: Callable[[Any], list]
 
 
 class DataError(ValueError):
@@ -181,16 +193,31 @@ def _source_key(source: Any) -> tuple:
     return ("synthetic", source.genre, source.seed, source.seconds)
 
 
+_DECODED: set = set()  # source keys this process has decoded or rendered (see decoded_track_count)
+_DECODED_LOCK = threading.Lock()
+
+
 def _decode(source: Any, sample_rate: int) -> tuple[np.ndarray, int]:
     """Native-rate mono float32 audio of a track (a synthetic clip is rendered at `sample_rate`).
 
     Raises AudioError for anything that cannot be decoded."""
     if isinstance(source, (str, os.PathLike, bytes, bytearray)):
-        return read_audio(source)
-    from .synthetic import render
+        decoded = read_audio(source)
+    else:
+        from .synthetic import render
 
-    audio = render(source.genre, source.seed, source.seconds, sample_rate)
-    return np.asarray(audio, dtype=np.float32).reshape(-1), int(sample_rate)
+        audio = render(source.genre, source.seed, source.seconds, sample_rate)
+        decoded = np.asarray(audio, dtype=np.float32).reshape(-1), int(sample_rate)
+    with _DECODED_LOCK:
+        _DECODED.add(_source_key(source))
+    return decoded
+
+
+def decoded_track_count(tracks) -> int:
+    """How many of `tracks` this process has decoded (or rendered) so far: with a Shard, about
+    1/count of them."""
+    with _DECODED_LOCK:
+        return sum(1 for key in {_source_key(t.source) for t in tracks} if key in _DECODED)
 
 
 def _rms_db(audio: np.ndarray | torch.Tensor) -> float:
@@ -343,10 +370,20 @@ def _inspect_all(tracks: list[Track], config: MelConfig, min_seconds: float, pro
     return results
 
 
-def _finish(tracks, config, min_seconds, progress, genre, genre_counts, description, skipped, skipped_files) -> GenreData:
-    """Check every track, count skips, report them once, refuse an empty result."""
-    usable, durations = [], {}
-    for track, (reason, seconds) in zip(tracks, _inspect_all(tracks, config, min_seconds, progress, genre or "tracks")):
+def _finish(tracks, config, min_seconds, progress, genre, genre_counts, description, skipped, skipped_files,
+            shard: "Shard | None" = None) -> GenreData:
+    """Check every track (this process's share of them, with a shard), count skips, report them
+    once, refuse an empty result."""
+    usable, durations, owners = [], {}, {}
+    if shard is None or shard.count == 1:
+        results = _inspect_all(tracks, config, min_seconds, progress, genre or "tracks")
+    else:  # track k is checked, and so decoded and cached, by process k % count only
+        mine = _inspect_all(tracks[shard.index :: shard.count], config, min_seconds, progress, genre or "tracks")
+        results = [None] * len(tracks)
+        for index, share in enumerate(shard.gather(mine)):
+            results[index :: shard.count] = share
+            owners.update((track.name, index) for track in tracks[index :: shard.count])
+    for track, (reason, seconds) in zip(tracks, results):
         if reason is None:
             usable.append(track)
             durations[track.name] = seconds
@@ -354,7 +391,7 @@ def _finish(tracks, config, min_seconds, progress, genre, genre_counts, descript
             skipped[reason] += 1
             skipped_files.append((track.name, reason))
             logger.debug("skipping %s: %s", track.name, reason)
-    data = GenreData(usable, genre, genre_counts, skipped, description, durations, skipped_files, min_seconds)
+    data = GenreData(usable, genre, genre_counts, skipped, description, durations, skipped_files, min_seconds, owners)
     if skipped:
         level = logging.WARNING if progress else logging.INFO
         logger.log(level, "%s: skipped %s", description, describe_skips(skipped, min_seconds))
@@ -386,7 +423,7 @@ def _audio_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return audio, other
 
 
-def _load_folder(data_dir, genre, config, min_seconds, progress) -> GenreData:
+def _load_folder(data_dir, genre, config, min_seconds, progress, shard=None) -> GenreData:
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder")
@@ -423,10 +460,10 @@ def _load_folder(data_dir, genre, config, min_seconds, progress) -> GenreData:
     for path in others:
         skipped["not_audio"] += 1
         skipped_files.append((path.relative_to(root).as_posix(), "not_audio"))
-    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files)
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files, shard)
 
 
-def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress) -> GenreData:
+def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress, shard=None) -> GenreData:
     from .synthetic import GENRES, synthetic_clips
 
     genre_counts = {name: clips_per_genre for name in GENRES}
@@ -438,7 +475,7 @@ def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progre
     tracks = [Track(clip.name, clip.genre, clip) for clip in clips]
     description = "built-in synthetic set" + (f", genre {label}" if label else "")
     return _finish(tracks, config, min_seconds, progress, label, genre_counts, description,
-                   collections.Counter(), [])
+                   collections.Counter(), [], shard)
 
 
 # -- hub datasets and datasets.Dataset objects ----------------------------------------------
@@ -630,7 +667,7 @@ def _recording_of(row: dict, column: str | None) -> str:
 
 
 def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, recording_column, streaming, min_seconds,
-               progress) -> GenreData:
+               progress, shard=None) -> GenreData:
     from tqdm.auto import tqdm
 
     source = _Rows(dataset, split, genre_column, audio_column)
@@ -674,7 +711,7 @@ def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, rec
         raise HubUnreachableError(f"lost the connection while reading {source.where} ({exc}); {UNREACHABLE_HINT}") from exc
     except FileNotFoundError as exc:
         raise DataError(f"cannot read {source.where}: {exc}") from exc
-    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files)
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files, shard)
 
 
 def _as_iterable(rows):
@@ -700,6 +737,7 @@ def load_genre(
     synthetic_seconds: float = 30.0,
     min_seconds: float | None = None,
     progress: bool = True,
+    shard: "Shard | None" = None,
 ) -> GenreData:
     """The usable tracks of one genre from exactly one source.
 
@@ -712,7 +750,9 @@ def load_genre(
     genre: matched case-insensitively; None takes every track. min_seconds: shorter tracks are
     skipped (default half a slice). streaming: hub/dataset sources only; `tracks` is then a
     TrackStream read again every epoch. progress: progress bars and the one-line skip report
-    at warning level (pass False on non-main processes).
+    at warning level (pass False on non-main processes). shard: when several processes train
+    together, each decodes and checks only its share of the tracks (`Shard`) and they exchange
+    the results, so every process gets the same GenreData (`owners` says who decoded what).
     Raises DataError (HubUnreachableError when the hub can't be reached) with what to do.
     """
     if (dataset is None) == (data_dir is None):
@@ -726,9 +766,9 @@ def load_genre(
     if data_dir is not None:
         if streaming:
             logger.info("streaming applies to hub datasets only; reading folder %s directly", data_dir)
-        return _load_folder(data_dir, genre, config, min_seconds, progress)
+        return _load_folder(data_dir, genre, config, min_seconds, progress, shard)
     if isinstance(dataset, str) and dataset.strip().lower() == SYNTHETIC:
-        return _load_synthetic(genre, config, synthetic_clips_per_genre, synthetic_seconds, min_seconds, progress)
+        return _load_synthetic(genre, config, synthetic_clips_per_genre, synthetic_seconds, min_seconds, progress, shard)
     if isinstance(dataset, (str, os.PathLike)):
         local = Path(dataset).expanduser()
         if local.exists():
@@ -738,7 +778,8 @@ def load_genre(
         else:
             _probe_hub(str(dataset))
     return _load_rows(dataset, genre, config, split=split, genre_column=genre_column, audio_column=audio_column,
-                      recording_column=recording_column, streaming=streaming, min_seconds=min_seconds, progress=progress)
+                      recording_column=recording_column, streaming=streaming, min_seconds=min_seconds, progress=progress,
+                      shard=shard)
 
 
 # ---- the validation split ----------------------------------------------------------------------
@@ -803,8 +844,8 @@ class ValidationSplit:
         if self.held_out_by == "recording":
             held = {t.recording_id for t in self.validation}
             return f"{len(held)} of {len(recordings)} recordings held out whole for validation"
-        return (f"the last part of each of {len(recordings)} recordings held out for validation (fewer than "
-                f"{MIN_RECORDINGS_TO_HOLD_OUT} recordings: whole ones would be lost to training)")
+        return (f"the last part of each of {len(recordings)} recordings held out for validation, as there are "
+                f"fewer than {MIN_RECORDINGS_TO_HOLD_OUT} to hold out whole ones")
 
     def record(self) -> dict:
         """Exactly what was held out, JSON-able (the run folder's validation_split.json):
@@ -937,21 +978,37 @@ class SliceDataset(Dataset):
 class TrackSampler(Sampler):
     """Yields (track index, epoch) in an order fixed by (seed, epoch). The epoch is read from the
     dataset in the main process, so `loader.dataset.set_epoch` and `loader.sampler.set_epoch` are
-    the same call and workers (persistent or not) see the right epoch."""
+    the same call and workers (persistent or not) see the right epoch.
 
-    def __init__(self, dataset: SliceDataset, shuffle: bool = True, seed: int = 0):
+    Several processes (`num_processes` > 1): process p draws only from the tracks `owners` gives
+    it (default: track i belongs to process i % num_processes), the same ones every epoch, so it
+    decodes only those; each epoch it takes as many as the smallest share holds (every process
+    must run the same number of steps), in an order fixed by (seed, epoch, p)."""
+
+    def __init__(self, dataset: SliceDataset, shuffle: bool = True, seed: int = 0, process_index: int = 0,
+                 num_processes: int = 1, owners: Sequence[int] | None = None):
         self.dataset, self.shuffle, self.seed = dataset, shuffle, int(seed)
+        self.process_index, self.num_processes = int(process_index), int(num_processes)
+        owners = list(owners) if owners is not None else [i % self.num_processes for i in range(len(dataset))]
+        if len(owners) != len(dataset) or not all(0 <= o < self.num_processes for o in owners):
+            raise ValueError("owners must give a process in [0, num_processes) for every track")
+        self.mine = [i for i, owner in enumerate(owners) if owner == self.process_index]
+        self.per_epoch = min(owners.count(p) for p in range(self.num_processes))
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return self.per_epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.dataset.epoch
-        order = _rng(self.seed, _ORDER, epoch).permutation(len(self.dataset)) if self.shuffle else range(len(self.dataset))
-        for i in order:
+        if self.num_processes == 1:
+            order = _rng(self.seed, _ORDER, epoch).permutation(len(self.dataset)) if self.shuffle else range(len(self.dataset))
+        else:
+            mine = np.asarray(self.mine, dtype=np.int64)
+            order = _rng(self.seed, _ORDER, epoch, self.process_index).permutation(mine) if self.shuffle else mine
+        for i in list(order)[: self.per_epoch]:
             yield int(i), epoch
 
 
@@ -968,12 +1025,16 @@ class MelCollate:
 
 
 def make_dataloader(tracks, config: MelConfig, *, batch_size: int, seed: int = 0, num_workers: int = 0,
-                    shuffle: bool = True, drop_last: bool = True, silence_db: float = SILENCE_DB) -> DataLoader:
+                    shuffle: bool = True, drop_last: bool = True, silence_db: float = SILENCE_DB,
+                    process_index: int = 0, num_processes: int = 1, owners: Sequence[int] | None = None) -> DataLoader:
     """A DataLoader of Mel image batches (B, 1, y_res, x_res), one slice per track per epoch.
 
     Call `loader.dataset.set_epoch(epoch)` (or `loader.sampler.set_epoch`) before each epoch:
     the order and the offsets are fixed by (seed, epoch), the same for any num_workers.
-    A TrackStream gives a loader over a StreamSliceDataset (shuffled by a buffer instead).
+    num_processes > 1: this process's loader draws only from its share of the tracks
+    (`TrackSampler`; `owners[i]` is the process of track i), so each process decodes only its
+    share; every process's loader has the same length.
+    A TrackStream gives a loader over a StreamSliceDataset (shuffled by a buffer instead; not sharded).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -984,14 +1045,17 @@ def make_dataloader(tracks, config: MelConfig, *, batch_size: int, seed: int = 0
         return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, collate_fn=collate, num_workers=num_workers)
     # Persistent workers keep their decoded tracks between epochs; the sampler hands them the epoch.
     dataset = SliceDataset(tracks, config, seed=seed, silence_db=silence_db)
-    sampler = TrackSampler(dataset, shuffle=shuffle, seed=seed)
+    sampler = TrackSampler(dataset, shuffle=shuffle, seed=seed, process_index=process_index,
+                           num_processes=num_processes, owners=owners)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate,
                       num_workers=num_workers, persistent_workers=num_workers > 0)
 
 
-def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, silence_db: float = SILENCE_DB) -> torch.Tensor:
+def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, silence_db: float = SILENCE_DB,
+                      indices: Sequence[int] | None = None) -> torch.Tensor:
     """(count, slice_samples) fixed slices for a validation loss: slice k comes from track
-    k % len(tracks) at an offset fixed by (seed, k). The same inputs give the same slices."""
+    k % len(tracks) at an offset fixed by (seed, k). The same inputs give the same slices.
+    indices: make only these k (a process's share), (len(indices), slice_samples)."""
     if count <= 0:
         return torch.zeros(0, config.slice_samples)
     if isinstance(tracks, TrackStream):
@@ -1001,10 +1065,12 @@ def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, sile
         raise ValueError("validation_slices needs at least one track")
     dataset = SliceDataset(tracks, config, seed=seed, silence_db=silence_db)
     slices = []
-    for k in range(count):
+    for k in range(count) if indices is None else indices:
         item = dataset.prepared(k % len(tracks))
         first, stop = tracks[k % len(tracks)].sample_range(config.sample_rate)
         slices.append(_cut(item, _draw_offset(item, config, silence_db, _rng(seed, _VALIDATION, k), first, stop), config, stop))
+    if not slices:
+        return torch.zeros(0, config.slice_samples)
     return torch.stack(slices)  # (count, slice_samples)
 
 

@@ -245,15 +245,18 @@ def timestep_quarter_losses(losses: torch.Tensor, timesteps: torch.Tensor, num_t
     return {f"loss_q{q}": losses[quarter == q].mean().item() for q in range(4) if (quarter == q).any()}
 
 
-def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None):
+def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None):
     """MSE between the added and the predicted noise at uniform random timesteps.
 
     images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
     (CPU) so that they do not depend on the device or on the number of processes.
+    noise: the noise to add instead of drawing it (then only the timesteps come from `generator`).
     Returns (loss over the batch, per-item losses (B,), timesteps (B,)).
     """
     batch = images.shape[0]
-    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
+    if noise is None:
+        noise = torch.randn(images.shape, generator=generator)
+    noise = noise.to(images.device, images.dtype)
     if timesteps is None:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
     timesteps = timesteps.to(images.device)
@@ -275,6 +278,7 @@ class RunResult:
     final_loss: float
     losses: list[float]
     step_seconds: list[float] = dataclasses.field(default_factory=list)  # wall time of each optimiser step
+    decoded_tracks: list[int] | None = None  # tracks each process decoded (one entry per process); None when streaming
 
 
 @dataclass(frozen=True)
@@ -330,7 +334,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
-    from .data import load_genre, make_dataloader, split_validation, validation_slices
+    from .data import decoded_track_count, load_genre, make_dataloader, split_validation, validation_slices
     from .mel import audio_to_images
     from .pipeline import load_pipeline, save_pipeline
 
@@ -350,6 +354,11 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
     )
     say = accelerator.print
+    if checkpoint is not None and not config.streaming:  # checked before any data is read
+        trained_by = int(saved.get("num_processes", 1))
+        if trained_by != accelerator.num_processes:
+            raise ValueError(f"{run_dir} was trained by {trained_by} process(es), each on its own share of the tracks; "
+                             f"resume it with {trained_by} (e.g. torchrun --nproc_per_node {trained_by}) to continue exactly")
     sources = resolve_sources(config)
     pretrained, dataset = sources.pretrained, sources.dataset
     if sources.fallback:
@@ -364,25 +373,39 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     data = load_genre(
         config.genre, mel, dataset=dataset, data_dir=config.data_dir, split=config.split,
         genre_column=config.genre_column, audio_column=config.audio_column, recording_column=config.recording_column,
-        streaming=config.streaming, synthetic_clips_per_genre=config.synthetic_clips_per_genre, synthetic_seconds=config.synthetic_seconds,
-        progress=progress and accelerator.is_main_process,
+        streaming=config.streaming, synthetic_clips_per_genre=config.synthetic_clips_per_genre,
+        synthetic_seconds=config.synthetic_seconds, progress=progress and accelerator.is_main_process,
+        shard=_shard(accelerator),
     )
     split = split_validation(data.tracks, config.validation_fraction, seed=config.seed, durations=data.durations,
                              min_held_out_seconds=mel.slice_seconds)
     train_tracks, val_tracks = split.train, split.validation
     if not train_tracks:
         raise ValueError(f"{data.description}: no tracks left for training after holding out validation tracks")
+    # Each process trains on, and so decodes, only its share of the tracks: the ones it checked in
+    # load_genre (data.owners). A stream is read whole by every process, which keeps every n-th batch.
+    sharded = not config.streaming
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    owner_of = lambda k, track: data.owners.get(track.name, k % processes)  # noqa: E731
+    train_owners = [owner_of(k, t) for k, t in enumerate(train_tracks)] if sharded else None
+    per_process = min(train_owners.count(p) for p in range(processes)) if sharded else len(train_tracks)
+    if sharded and per_process == 0:
+        raise ValueError(f"{data.description}: {len(train_tracks)} training tracks cannot be shared among "
+                         f"{processes} processes; use fewer processes or more tracks")
     loader = make_dataloader(train_tracks, mel, batch_size=config.batch_size, seed=config.seed,
                              num_workers=config.num_workers, shuffle=True,
-                             drop_last=len(train_tracks) >= config.batch_size)
-    micro_per_epoch = max(1, len(loader) // accelerator.num_processes)
+                             drop_last=per_process >= config.batch_size,
+                             **(dict(process_index=rank, num_processes=processes, owners=train_owners) if sharded else {}))
+    stride = 1 if sharded else processes  # batches of the loader per micro-step of this process
+    micro_per_epoch = max(1, len(loader) // stride)
     steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
     total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
 
     if checkpoint is None and accelerator.is_main_process:
         run_dir = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
         (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
-                                                        "fallback": sources.fallback}, indent=2) + "\n")
+                                                        "num_processes": processes, "fallback": sources.fallback},
+                                                       indent=2) + "\n")
         (run_dir / SPLIT_FILE).write_text(json.dumps(split.record(), indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
@@ -403,8 +426,9 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
     # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
     # process), and checkpointed with the rest of the state.
     accelerator.register_for_checkpointing(lr_scheduler)
-    # The loader is not handed to accelerate: each process takes every n-th batch itself, so the
-    # data of a (seed, epoch) is the same whatever the number of processes, and resuming is exact.
+    # The loader is not handed to accelerate: each process's sampler draws from its own share of the
+    # tracks, in an order fixed by (seed, epoch, process), so resuming with the same number of
+    # processes is exact.
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
@@ -414,10 +438,17 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         accelerator.load_state(str(checkpoint))
         start_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
 
-    val_images = None
+    val_images, val_rows, val_count = None, None, 0
     if val_tracks:
-        val_audio = validation_slices(val_tracks, mel, count=min(8, 2 * len(val_tracks)), seed=config.seed)
-        val_images = audio_to_images(val_audio, mel).to(accelerator.device)
+        # Each process makes (decodes) only the validation slices of tracks it owns; the loss is summed over processes.
+        val_count = min(8, 2 * len(val_tracks))
+        val_rows = list(range(val_count))
+        if sharded and processes > 1:
+            val_owner = [owner_of(k, t) for k, t in enumerate(val_tracks)]
+            val_rows = [k for k in val_rows if val_owner[k % len(val_tracks)] == rank]
+        val_audio = validation_slices(val_tracks, mel, count=val_count, seed=config.seed, indices=val_rows)
+        val_images = (audio_to_images(val_audio, mel) if val_rows else torch.zeros(0, 1, mel.y_res, mel.x_res))
+        val_images = val_images.to(accelerator.device)
 
     if accelerator.is_main_process:
         accelerator.init_trackers("logs", config={k: v for k, v in config.to_dict().items() if v is not None and not isinstance(v, (list, dict))})
@@ -446,8 +477,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         for index, images in enumerate(loader):
-            position, mine = divmod(index, accelerator.num_processes)
-            if mine != accelerator.process_index or position >= micro_per_epoch:
+            position, mine = divmod(index, stride)
+            if mine != (rank if stride > 1 else 0) or position >= micro_per_epoch:
                 continue
             if position < skip:
                 continue  # already trained on before the resume
@@ -476,7 +507,9 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}")
             if val_images is not None and (step % config.validate_every == 0 or step == total_steps):
-                logs["val_loss"] = validation_loss(accelerator.unwrap_model(unet), ema, trainable, scheduler, val_images)
+                logs["val_loss"] = validation_loss(accelerator.unwrap_model(unet), ema, trainable, scheduler, val_images,
+                                                   rows=val_rows, total_rows=val_count,
+                                                   reduce_sum=lambda t: accelerator.reduce(t, "sum"))
             accelerator.log(logs, step=step)
             if accelerator.is_main_process and step % config.sample_every == 0:
                 log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
@@ -489,6 +522,12 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
                 break
     bar.close()
 
+    decoded = [decoded_track_count(data.tracks)] if sharded else None
+    if sharded and processes > 1:
+        from accelerate.utils import gather_object
+
+        decoded = gather_object(decoded)
+        say(f"tracks decoded per process: {', '.join(map(str, decoded))} (of {len(data.tracks)})")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(unet)
@@ -508,7 +547,18 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         say(f"fine-tuned pipeline written to {run_dir}")
     accelerator.end_training()
     return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
-                     step_seconds=step_seconds)
+                     step_seconds=step_seconds, decoded_tracks=decoded)
+
+
+def _shard(accelerator):
+    """Each process decodes and checks its share of the tracks (data.Shard); None for one process."""
+    if accelerator.num_processes == 1:
+        return None
+    from accelerate.utils import gather_object
+
+    from .data import Shard
+
+    return Shard(accelerator.process_index, accelerator.num_processes, lambda obj: gather_object([obj]))
 
 
 def _broadcast_path(accelerator, path):
@@ -523,9 +573,14 @@ def _broadcast_path(accelerator, path):
 
 
 @torch.no_grad()
-def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8) -> float:
+def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8,
+                    rows: list[int] | None = None, total_rows: int | None = None, reduce_sum=None) -> float:
     """Noise-prediction MSE of the (EMA) model on held-out slices at fixed timesteps and fixed noise:
-    comparable from step to step, unlike the training loss."""
+    comparable from step to step, unlike the training loss.
+
+    Spread over processes: `images` are rows `rows` of the run's `total_rows` validation slices
+    (possibly none), each keeps the noise it would have in one batch, and `reduce_sum` (a sum over
+    processes) makes every process return the mean over all of them."""
     if ema is not None:
         ema.store(trainable)
         ema.copy_to(trainable)
@@ -533,16 +588,22 @@ def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_t
     unet.eval()
     total = scheduler.config.num_train_timesteps
     fixed = torch.linspace(0, total - 1, num_timesteps).long()
-    losses = []
+    rows = list(range(images.shape[0])) if rows is None else rows
+    total_rows = images.shape[0] if total_rows is None else total_rows
+    sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
     for t in fixed:
         generator = torch.Generator().manual_seed(int(t))
-        timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
-        loss, _, _ = diffusion_loss(unet, scheduler, images, generator, timesteps)
-        losses.append(loss.item())
+        noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
+        if images.shape[0]:
+            timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
+            _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
+            sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
     unet.train(was_training)
     if ema is not None:
         ema.restore(trainable)
-    return sum(losses) / len(losses)
+    if reduce_sum is not None:
+        sums = reduce_sum(sums.float().to(images.device)).double().cpu()
+    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
 def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig, step: int, count: int = 2) -> None:

@@ -411,6 +411,39 @@ def test_few_recordings_hold_out_the_end_of_each_instead_of_whole_ones(tmp_path)
         split_validation(data.tracks, 0.1)
 
 
+def test_two_processes_each_check_and_draw_only_their_share_of_the_tracks(tmp_path):
+    from audiodiff.data import Shard, TrackSampler, decoded_track_count
+
+    root = tmp_path / "music" / "jazz"
+    root.mkdir(parents=True)
+    for k in range(7):
+        sf.write(root / f"t{k}.wav", music(0.5, 8000, k), 8000)
+    # one process plays both; the gather hands over what the other process would have found
+    whole = load_genre("jazz", CONFIG, data_dir=tmp_path / "music", progress=False)
+    found = [[(None, whole.durations[t.name]) for t in whole.tracks[p::2]] for p in (0, 1)]
+    for index in (0, 1):
+        TRACK_CACHE.clear()
+        data_module._DECODED.clear()
+
+        def gather(mine, index=index):
+            assert mine == found[index]
+            return found
+
+        data = load_genre("jazz", CONFIG, data_dir=tmp_path / "music", progress=False, shard=Shard(index, 2, gather))
+        assert data.tracks == whole.tracks and data.durations == whole.durations
+        assert decoded_track_count(data.tracks) == len(data.tracks[index::2])  # 4 and 3 of 7
+        assert data.owners == {t.name: k % 2 for k, t in enumerate(data.tracks)}
+    owners = [data.owners[t.name] for t in data.tracks]
+    seen = {0: set(), 1: set()}
+    for rank in (0, 1):
+        sampler = TrackSampler(SliceDataset(data.tracks, CONFIG), seed=0, process_index=rank, num_processes=2, owners=owners)
+        assert len(sampler) == 3  # the smaller share: both processes run the same number of steps
+        for epoch in range(6):
+            sampler.set_epoch(epoch)
+            seen[rank] |= {i for i, _ in sampler}
+    assert seen == {0: {0, 2, 4, 6}, 1: {1, 3, 5}}  # the larger share is covered over epochs
+
+
 # ---- slices, batches, workers ---------------------------------------------------------------------
 @pytest.fixture
 def long_tracks(tmp_path):

@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -294,18 +296,43 @@ def test_fallback_without_step_flags_trains_the_fallback_budget(tmp_path, monkey
     assert result.steps == 3 and saved["max_steps"] == 3 and saved["lr"] == train.FALLBACK_LR
 
 
-def test_two_processes_shard_the_data_and_write_once(tmp_path, music):
-    """Scale-out on this machine: 2 CPU processes (torchrun), one writer, one run folder."""
+def torchrun_finetune(args, cwd, processes=2):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "scripts" / "finetune.py"),
-         "--genre", "jazz", "--data-dir", str(music), "--pretrained", "tiny", "--max-steps", "2", "--batch-size", "1",
-         "--num-workers", "0", "--output-dir", str(tmp_path / "out"), "--checkpoint-every", "1", "--device", "cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+         str(REPO / "scripts" / "finetune.py"), *args, "--pretrained", "tiny", "--num-workers", "0", "--device", "cpu"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_each_decode_half_the_tracks_write_once_and_resume_exactly(tmp_path):
+    """Scale-out on this machine: 2 CPU processes (torchrun), each decoding its own share of the
+    tracks, one writer, one run folder; a run killed after step 2 resumes to the same weights."""
+    music = make_music_dir(tmp_path / "music", per_genre=6)  # 6 jazz tracks + a broken file
+    args = ["--genre", "jazz", "--data-dir", str(music), "--max-steps", "4", "--batch-size", "1",
+            "--checkpoint-every", "2", "--validate-every", "2", "--output-dir", str(tmp_path / "out")]
+    done = torchrun_finetune(args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "batch 1x1x2" in done.stdout  # two processes, each its own share of every step's batch
+    decoded = re.search(r"tracks decoded per process: (\d+), (\d+) \(of (\d+)\)", done.stdout)
+    assert decoded and decoded.groups() == ("3", "3", "6"), done.stdout
     runs = list((tmp_path / "out").iterdir())
     assert len(runs) == 1 and (runs[0] / "model_index.json").is_file()
-    assert [p.name for p in train.list_checkpoints(runs[0])] == ["step-000001", "step-000002"]
-    assert done.stdout.count(str(runs[0])) == 2  # "written to ..." and the final line, from the main process only
-    assert load_pipeline(runs[0]).mel == build_preset("tiny").mel
+    full = runs[0]
+    assert [p.name for p in train.list_checkpoints(full)] == ["step-000002", "step-000004"]
+    assert done.stdout.count(str(full)) == 2  # "written to ..." and the final line, from the main process only
+    assert json.loads((full / train.CONFIG_FILE).read_text())["num_processes"] == 2
+
+    killed = tmp_path / "killed"
+    shutil.copytree(full, killed)
+    shutil.rmtree(killed / "checkpoints" / "step-000004")
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = torchrun_finetune(["--resume", str(killed)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step 2" in resumed.stdout
+    for p, q in zip(load_pipeline(full).unet.parameters(), load_pipeline(killed).unet.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # one process cannot continue a two-process run exactly: said before any data is read
+    with pytest.raises(ValueError, match="trained by 2 process.*resume it with 2"):
+        train.finetune(train.FinetuneConfig(device="cpu", data_dir=str(tmp_path / "gone")), resume=str(killed), progress=False)
