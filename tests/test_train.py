@@ -170,6 +170,16 @@ def test_lora_finetune_saves_a_plain_merged_unet(tmp_path, music):
     assert any(not torch.equal(a, b) for a, b in zip(tuned.unet.parameters(), base.unet.parameters()))
 
 
+@pytest.mark.parametrize("name,processes,machines", [
+    ("cpu-2proc", 2, 1), ("one-machine-multi-gpu", 2, 1), ("multi-node", 16, 2)])
+def test_launch_configurations_load_in_accelerate(name, processes, machines):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
+    assert (config.num_processes, config.num_machines, config.distributed_type.value) == (processes, machines, "MULTI_GPU")
+    assert f"configs/accelerate/{name}.yaml" in (REPO / "README.md").read_text()
+
+
 def test_auto_precision_is_full_on_cpu_bf16_on_new_gpus_fp16_on_old_ones():
     assert train.FinetuneConfig().mixed_precision == "auto"
     assert train.resolve_mixed_precision("auto", "cpu") == "no"
