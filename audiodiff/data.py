@@ -21,6 +21,9 @@ Why it looks like this:
   (and rebuilds nothing it could keep). Here each track is decoded and resampled once per
   process (an LRU cache shared by the index check, the dataset and forked DataLoader workers),
   a slice is a view into it, and the Mel encoder runs on the whole batch at once.
+- Several processes (`Shard`, `TrackSampler(num_processes=...)`): track k is checked, decoded
+  and trained on by process k % N only, every epoch, and the processes exchange what they
+  found, so decoding is shared instead of repeated N times.
 - Slice offsets are a pure function of (seed, epoch, track), drawn among the offsets whose
   slice is not near-silent (found once per track from a running energy sum, so there is no
   retry loop), so a resumed run and any number of workers see exactly the same data.
@@ -61,9 +64,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .synthetic import SyntheticClip
 
 __all__ = [
-    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "Shard", "SliceDataset", "StreamSliceDataset", "SYNTHETIC",
-    "Track", "TrackSampler", "TrackStream", "ValidationSplit", "decoded_track_count", "describe_skips", "format_counts", "load_genre",
-    "make_dataloader", "match_genre", "split_tracks", "split_validation", "track_audio", "validation_slices",
+    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "Shard", "SliceDataset", "StreamSliceDataset",
+    "SYNTHETIC", "Track", "TrackSampler", "TrackStream", "ValidationSplit", "decoded_track_count", "describe_skips",
+    "format_counts", "load_genre", "make_dataloader", "match_genre", "split_tracks", "split_validation", "track_audio",
+    "validation_slices",
 ]
 
 logger = logging.getLogger(__name__)

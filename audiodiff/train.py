@@ -1,8 +1,9 @@
 """Fine-tuning: a pretrained (or preset) audio-diffusion pipeline + one genre's audio -> a new pipeline.
 
 Runs on accelerate, so the same code runs on a CPU, one GPU, several GPUs or nodes
-(`accelerate launch scripts/finetune.py ...`): data is sharded across processes and only the main
-process writes checkpoints, logs and the result.
+(`accelerate launch --config_file configs/accelerate/<setup>.yaml scripts/finetune.py ...`): each
+process reads and decodes only its share of the tracks, and only the main process writes
+checkpoints, logs and the result.
 
 What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
     checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step);
@@ -10,12 +11,15 @@ What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
                                at any moment leaves the previous checkpoint as the latest one
     logs/                      TensorBoard: loss (and per timestep quarter), lr, validation loss at
                                fixed timesteps and noise, generated audio and spectrograms
-    training_config.json       this run's configuration (a resumed run reads it back)
+    training_config.json       this run's configuration (a resumed run reads it back), the precision
+                               --mixed-precision auto chose and the number of processes
+    validation_split.json      exactly what was held out for validation: recordings, time ranges
     model_index.json, unet/, scheduler/, mel/, README.md
                                the fine-tuned pipeline (EMA weights), written last
 
 Determinism: the noise and timesteps of step s come from a generator seeded with (seed, s) and the
-data of epoch e from (seed, e), so a resumed run continues exactly where the killed one stopped.
+data of epoch e from (seed, e) (and the process), so a resumed run continues exactly where the
+killed one stopped, given the same number of processes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
     python scripts/finetune.py --genre jazz --data-dir ~/music        # DIR/jazz/*.wav, *.flac, *.mp3 ...
     python scripts/finetune.py --resume latest                        # continue a killed run
     accelerate launch --multi_gpu --num_processes 2 scripts/finetune.py ...   # several GPUs
+    accelerate launch --config_file configs/accelerate/one-machine-multi-gpu.yaml scripts/finetune.py ...
     torchrun --nproc_per_node 2 scripts/finetune.py --device cpu ...          # several CPU processes
 """
 

@@ -152,6 +152,24 @@ def test_a_two_track_folder_trains_on_both_tracks(tmp_path):
     assert result.steps == 2 and all(np.isfinite(result.losses))
 
 
+def test_validation_loss_spread_over_processes_equals_the_one_process_loss():
+    pipe = build_preset("tiny", seed=0)
+    mel = pipe.mel
+    t = torch.arange(mel.slice_samples) / mel.sample_rate
+    images = audio_to_images(torch.stack([0.4 * torch.sin(2 * torch.pi * f * t) for f in (200.0, 310.0, 450.0)]), mel)
+    whole = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images)
+    # process 0 holds slices 0 and 2, process 1 slice 1; the stub "all-reduce" adds the other's sums
+    sums = {}
+    first = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images[[0, 2]], rows=[0, 2], total_rows=3,
+                                  reduce_sum=lambda x: sums.setdefault("zero", x.clone()))
+    shared = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images[[1]], rows=[1], total_rows=3,
+                                   reduce_sum=lambda x: x + sums["zero"])
+    assert shared == pytest.approx(whole, rel=1e-5) and first != pytest.approx(whole, rel=1e-3)
+    empty = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images[:0], rows=[], total_rows=3,
+                                  reduce_sum=lambda x: x + sums["zero"])  # a process with no held-out slice
+    assert empty == pytest.approx(first, rel=1e-6)
+
+
 def test_non_default_mel_config_survives_finetuning(tmp_path, music):
     base = build_preset("tiny", seed=1)
     base.mel = MelConfig(**{**base.mel.to_dict(), "top_db": 60, "n_iter": 7})
