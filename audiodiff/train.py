@@ -47,8 +47,9 @@ SPLIT_FILE = "validation_split.json"  # exactly what was held out: recording ids
 
 # ---- defaults, with the data-budget arithmetic behind them ------------------------------------
 # The course's Jazz subset of lewtun/music_genres has 306 tracks of ~30 s. 10 % are held out
-# (by track) for validation -> 275 training tracks. Each epoch draws one random 5.9 s slice per
-# track, so at batch 8 one epoch is 275 / 8 = 34 optimiser steps, and 20 epochs = ~690 steps: every
+# (whole songs, by song_id) for validation -> ~275 training tracks. Each epoch draws one random 5.9 s
+# slice per track, so at batch 8 one epoch is 275 / 8 = 34 optimiser steps (34 / N on N processes,
+# each taking its own batch of its share), and 20 epochs = ~690 steps: every
 # track is seen 20 times at 20 different offsets (a 30 s track holds ~5 distinct slices, so each
 # region ~4 times) -- enough to move a pretrained model toward the genre, not enough to memorise.
 DEFAULT_EPOCHS = 20
