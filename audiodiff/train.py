@@ -151,6 +151,9 @@ class FinetuneConfig:
             raise ValueError("lora-rank, warmup-steps and num-workers must not be negative")
         if self.dataset is not None and self.data_dir is not None:
             raise ValueError("give either --dataset or --data-dir, not both")
+        if self.recording_column is not None and (self.data_dir is not None or str(self.dataset).lower() == "synthetic"):
+            raise ValueError("--recording-column applies to datasets with columns; in a --data-dir each file, "
+                             "in the built-in set each clip, is one recording")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
 

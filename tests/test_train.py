@@ -232,6 +232,7 @@ def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
 @pytest.mark.parametrize("values,message", [
     ({"batch_size": 0}, "batch-size"), ({"mixed_precision": "fp8"}, "mixed-precision"),
     ({"push_to_hub": True}, "hub-model-id"), ({"dataset": "x", "data_dir": "y"}, "not both"),
+    ({"data_dir": "y", "recording_column": "song_id"}, "recording-column"),
 ])
 def test_bad_config_values_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
