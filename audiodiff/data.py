@@ -21,16 +21,26 @@ Why it looks like this:
   (and rebuilds nothing it could keep). Here each track is decoded and resampled once per
   process (an LRU cache shared by the index check, the dataset and forked DataLoader workers),
   a slice is a view into it, and the Mel encoder runs on the whole batch at once.
+- Several processes (`Shard`, `TrackSampler(num_processes=...)`): track k is checked, decoded
+  and trained on by process k % N only, every epoch, and the processes exchange what they
+  found, so decoding is shared instead of repeated N times.
 - Slice offsets are a pure function of (seed, epoch, track), drawn among the offsets whose
   slice is not near-silent (found once per track from a running energy sum, so there is no
   retry loop), so a resumed run and any number of workers see exactly the same data.
-- The validation split is by track and by a hash of the track's name, so a track lands on the
-  same side for a given seed whatever the order or the other tracks, streamed or not.
+- The validation split (`split_validation`, the one split function: the trainer and the
+  evaluation both ask it) never puts one recording on both sides. A recording is a row group of
+  the dataset's recording column (`song_id` in lewtun/music_genres, where one song has several
+  rows), else one file or clip. With at least MIN_RECORDINGS_TO_HOLD_OUT recordings whole
+  recordings are held out, chosen by a hash of the recording id, so a recording lands on the
+  same side for a given seed whatever the order or the other tracks, streamed or not. With fewer
+  (a folder of two recordings), holding whole ones out would lose most of the data, so the last
+  part of every track is held out instead, as a time range (`Track.start_seconds/end_seconds`).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import math
@@ -39,7 +49,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -54,9 +64,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .synthetic import SyntheticClip
 
 __all__ = [
-    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "SliceDataset", "StreamSliceDataset", "SYNTHETIC",
-    "Track", "TrackSampler", "TrackStream", "describe_skips", "format_counts", "load_genre", "make_dataloader",
-    "match_genre", "split_tracks", "validation_slices",
+    "DataError", "GenreData", "HubUnreachableError", "MelCollate", "Shard", "SliceDataset", "StreamSliceDataset",
+    "SYNTHETIC", "Track", "TrackSampler", "TrackStream", "ValidationSplit", "decoded_track_count", "describe_skips",
+    "format_counts", "load_genre", "make_dataloader", "match_genre", "split_tracks", "split_validation", "track_audio",
+    "validation_slices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +78,10 @@ SILENCE_DB = -60.0  # RMS level (dBFS) below which a file or a slice counts as s
 # the 306 jazz tracks of lewtun/music_genres (30 s each) take ~0.8 GB.
 CACHE_MAX_BYTES = int(float(os.environ.get("AUDIODIFF_CACHE_GB", "4")) * (1 << 30))
 SHUFFLE_BUFFER = 64  # rows of encoded audio held by the streaming shuffle buffer (~25 MB of mp3)
+DEFAULT_RECORDING_COLUMN = "song_id"  # lewtun/music_genres: several rows (clips) per song
+# Below this many recordings, validation holds out the last part of each track instead of whole
+# recordings: holding 1 of 2 recordings out would train on half the data and validate on one song.
+MIN_RECORDINGS_TO_HOLD_OUT = 10
 
 UNREACHABLE_HINT = (
     "to work offline, use the built-in genre set (--dataset synthetic) or a folder of audio files "
@@ -82,6 +97,18 @@ class Track:
     name: str  # unique id: relative path, hub file name + content hash, or synthetic clip name
     genre: str  # the label as the source spells it ("Jazz"); "" for an unnamed genre
     source: Union[str, bytes, "SyntheticClip"]  # a file path, encoded audio bytes, or a clip spec
+    recording: str = ""  # the recording (song) the track is part of; "" = the track is a recording of its own
+    start_seconds: float = 0.0  # the part of the track used (a validation split by time sets these)
+    end_seconds: float | None = None  # None = to the end of the track
+
+    @property
+    def recording_id(self) -> str:
+        return self.recording or self.name
+
+    def sample_range(self, sample_rate: int) -> tuple[int, int | None]:
+        """(first sample, stop sample or None for the end) of the part used, at `sample_rate`."""
+        stop = None if self.end_seconds is None else int(round(self.end_seconds * sample_rate))
+        return int(round(self.start_seconds * sample_rate)), stop
 
     def __repr__(self) -> str:  # the bytes of a hub track would flood any log
         kind = f"<{len(self.source)} bytes>" if isinstance(self.source, (bytes, bytearray)) else repr(self.source)
@@ -100,10 +127,22 @@ class GenreData:
     durations: dict[str, float] = field(default_factory=dict)  # track name -> seconds (not when streaming)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (name, reason), in source order
     min_seconds: float = 0.0  # the too-short threshold used
+    owners: dict[str, int] = field(default_factory=dict)  # track name -> the process that decoded it (with a Shard)
 
     @property
     def total_seconds(self) -> float:
         return float(sum(self.durations.values()))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the work when `count` processes train together: track k of a
+    source is decoded and checked by process k % count only. `gather(obj)` must return every
+    process's obj, in process order (e.g. `lambda obj: accelerate.utils.gather_object([obj])`)."""
+
+    index: int
+    count: int
+    gather: Callable[[Any], list]
 
 
 class DataError(ValueError):
@@ -158,16 +197,31 @@ def _source_key(source: Any) -> tuple:
     return ("synthetic", source.genre, source.seed, source.seconds)
 
 
+_DECODED: set = set()  # source keys this process has decoded or rendered (see decoded_track_count)
+_DECODED_LOCK = threading.Lock()
+
+
 def _decode(source: Any, sample_rate: int) -> tuple[np.ndarray, int]:
     """Native-rate mono float32 audio of a track (a synthetic clip is rendered at `sample_rate`).
 
     Raises AudioError for anything that cannot be decoded."""
     if isinstance(source, (str, os.PathLike, bytes, bytearray)):
-        return read_audio(source)
-    from .synthetic import render
+        decoded = read_audio(source)
+    else:
+        from .synthetic import render
 
-    audio = render(source.genre, source.seed, source.seconds, sample_rate)
-    return np.asarray(audio, dtype=np.float32).reshape(-1), int(sample_rate)
+        audio = render(source.genre, source.seed, source.seconds, sample_rate)
+        decoded = np.asarray(audio, dtype=np.float32).reshape(-1), int(sample_rate)
+    with _DECODED_LOCK:
+        _DECODED.add(_source_key(source))
+    return decoded
+
+
+def decoded_track_count(tracks) -> int:
+    """How many of `tracks` this process has decoded (or rendered) so far: with a Shard, about
+    1/count of them."""
+    with _DECODED_LOCK:
+        return sum(1 for key in {_source_key(t.source) for t in tracks} if key in _DECODED)
 
 
 def _rms_db(audio: np.ndarray | torch.Tensor) -> float:
@@ -320,10 +374,20 @@ def _inspect_all(tracks: list[Track], config: MelConfig, min_seconds: float, pro
     return results
 
 
-def _finish(tracks, config, min_seconds, progress, genre, genre_counts, description, skipped, skipped_files) -> GenreData:
-    """Check every track, count skips, report them once, refuse an empty result."""
-    usable, durations = [], {}
-    for track, (reason, seconds) in zip(tracks, _inspect_all(tracks, config, min_seconds, progress, genre or "tracks")):
+def _finish(tracks, config, min_seconds, progress, genre, genre_counts, description, skipped, skipped_files,
+            shard: "Shard | None" = None) -> GenreData:
+    """Check every track (this process's share of them, with a shard), count skips, report them
+    once, refuse an empty result."""
+    usable, durations, owners = [], {}, {}
+    if shard is None or shard.count == 1:
+        results = _inspect_all(tracks, config, min_seconds, progress, genre or "tracks")
+    else:  # track k is checked, and so decoded and cached, by process k % count only
+        mine = _inspect_all(tracks[shard.index :: shard.count], config, min_seconds, progress, genre or "tracks")
+        results = [None] * len(tracks)
+        for index, share in enumerate(shard.gather(mine)):
+            results[index :: shard.count] = share
+            owners.update((track.name, index) for track in tracks[index :: shard.count])
+    for track, (reason, seconds) in zip(tracks, results):
         if reason is None:
             usable.append(track)
             durations[track.name] = seconds
@@ -331,7 +395,7 @@ def _finish(tracks, config, min_seconds, progress, genre, genre_counts, descript
             skipped[reason] += 1
             skipped_files.append((track.name, reason))
             logger.debug("skipping %s: %s", track.name, reason)
-    data = GenreData(usable, genre, genre_counts, skipped, description, durations, skipped_files, min_seconds)
+    data = GenreData(usable, genre, genre_counts, skipped, description, durations, skipped_files, min_seconds, owners)
     if skipped:
         level = logging.WARNING if progress else logging.INFO
         logger.log(level, "%s: skipped %s", description, describe_skips(skipped, min_seconds))
@@ -363,7 +427,7 @@ def _audio_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return audio, other
 
 
-def _load_folder(data_dir, genre, config, min_seconds, progress) -> GenreData:
+def _load_folder(data_dir, genre, config, min_seconds, progress, shard=None) -> GenreData:
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder")
@@ -400,10 +464,10 @@ def _load_folder(data_dir, genre, config, min_seconds, progress) -> GenreData:
     for path in others:
         skipped["not_audio"] += 1
         skipped_files.append((path.relative_to(root).as_posix(), "not_audio"))
-    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files)
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files, shard)
 
 
-def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress) -> GenreData:
+def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress, shard=None) -> GenreData:
     from .synthetic import GENRES, synthetic_clips
 
     genre_counts = {name: clips_per_genre for name in GENRES}
@@ -415,7 +479,7 @@ def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progre
     tracks = [Track(clip.name, clip.genre, clip) for clip in clips]
     description = "built-in synthetic set" + (f", genre {label}" if label else "")
     return _finish(tracks, config, min_seconds, progress, label, genre_counts, description,
-                   collections.Counter(), [])
+                   collections.Counter(), [], shard)
 
 
 # -- hub datasets and datasets.Dataset objects ----------------------------------------------
@@ -495,6 +559,7 @@ class _Rows:
     def __init__(self, dataset, split: str, genre_column: str, audio_column: str):
         self.dataset, self.split = dataset, split
         self.genre_column, self.audio_column = genre_column, audio_column
+        self.recording_column: str | None = None  # set by resolve_recording_column
         self.is_object = not isinstance(dataset, (str, os.PathLike))
         if self.is_object:
             self.where = f"in-memory dataset ({split})"
@@ -536,7 +601,8 @@ class _Rows:
             return
         missing = [c for c in columns if c not in features]
         if missing:
-            flag = {self.genre_column: "--genre-column", self.audio_column: "--audio-column"}
+            flag = {self.genre_column: "--genre-column", self.audio_column: "--audio-column",
+                    self.recording_column: "--recording-column"}
             raise DataError(f"{self.where} has no column {missing[0]!r} (columns: {', '.join(features)}); "
                             f"choose one with {flag.get(missing[0], '--genre-column/--audio-column')}")
 
@@ -563,11 +629,24 @@ class _Rows:
         bar.close()
         return feature, values
 
+    def resolve_recording_column(self, requested: str | None) -> str | None:
+        """The column that groups rows into recordings: `requested` (which must exist), else
+        DEFAULT_RECORDING_COLUMN when the dataset has it, else None (each row is a recording).
+        Call after `labels` (which opens the dataset)."""
+        features = self.dataset.features if self.is_object else (self._plain.features if self._plain is not None else None)
+        if requested is None:
+            present = features is not None and DEFAULT_RECORDING_COLUMN in features
+            self.recording_column = DEFAULT_RECORDING_COLUMN if present else None
+        else:
+            self.recording_column = requested
+            self._check_columns(features, [requested])
+        return self.recording_column
+
     def rows(self, value, labels: list) -> "datasets.IterableDataset | datasets.Dataset":
         """Rows of one label value (all when None) with the audio column cast to encoded bytes."""
         import datasets
 
-        columns = [self.genre_column, self.audio_column]
+        columns = [self.genre_column, self.audio_column] + ([self.recording_column] if self.recording_column else [])
         audio = datasets.Audio(decode=False)  # datasets hands over the bytes; we decode with soundfile
         if isinstance(self.dataset, datasets.Dataset):
             self._check_columns(self.dataset.features, columns)
@@ -586,12 +665,19 @@ class _Rows:
         return stream
 
 
-def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, streaming, min_seconds, progress) -> GenreData:
+def _recording_of(row: dict, column: str | None) -> str:
+    value = row.get(column) if column else None
+    return "" if value is None else str(value)
+
+
+def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, recording_column, streaming, min_seconds,
+               progress, shard=None) -> GenreData:
     from tqdm.auto import tqdm
 
     source = _Rows(dataset, split, genre_column, audio_column)
     try:
         feature, labels = source.labels(progress)
+        recording_column = source.resolve_recording_column(recording_column)
         names = [_label_name(feature, v) for v in labels]
         genre_counts = dict(collections.Counter(n for n in names if n))
         seen = {}
@@ -603,7 +689,8 @@ def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, str
         description = source.where + (f", genre {label}" if label else "")
         expected = genre_counts.get(label, 0) if label else len(labels)
         if streaming:
-            stream = TrackStream(_as_iterable(rows), audio_column, label, expected, description, min_seconds)
+            stream = TrackStream(_as_iterable(rows), audio_column, label, expected, description, min_seconds,
+                                 recording_column=recording_column)
             return GenreData(stream, label, genre_counts, collections.Counter(),
                              description + " (streamed: files are checked as they arrive)", min_seconds=min_seconds)
         tracks, used = [], set()
@@ -618,7 +705,8 @@ def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, str
                 skipped["missing_audio"] += 1
                 skipped_files.append((name, "missing_audio"))
             else:
-                tracks.append(Track(name, label or _label_name(feature, row[genre_column]), data))
+                tracks.append(Track(name, label or _label_name(feature, row[genre_column]), data,
+                                    _recording_of(row, recording_column)))
             bar.update(1)
         bar.close()
     except DataError:
@@ -627,7 +715,7 @@ def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, str
         raise HubUnreachableError(f"lost the connection while reading {source.where} ({exc}); {UNREACHABLE_HINT}") from exc
     except FileNotFoundError as exc:
         raise DataError(f"cannot read {source.where}: {exc}") from exc
-    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files)
+    return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files, shard)
 
 
 def _as_iterable(rows):
@@ -647,33 +735,44 @@ def load_genre(
     split: str = "train",
     genre_column: str = "genre",
     audio_column: str = "audio",
+    recording_column: str | None = None,
     streaming: bool = False,
     synthetic_clips_per_genre: int = 32,
     synthetic_seconds: float = 30.0,
     min_seconds: float | None = None,
     progress: bool = True,
+    shard: "Shard | None" = None,
 ) -> GenreData:
     """The usable tracks of one genre from exactly one source.
 
     dataset: a hub id ("lewtun/music_genres"), a local dataset folder `load_dataset` reads,
     `"synthetic"` (the built-in set), or a `datasets.Dataset`/`IterableDataset` object.
     data_dir: a folder, one sub-folder per genre (a folder without sub-folders is one genre).
+    recording_column: the dataset column that groups rows into recordings (the validation split
+    never divides one); None: DEFAULT_RECORDING_COLUMN (`song_id`) when present, else every row
+    is a recording. In a folder every file, in the built-in set every clip, is a recording.
     genre: matched case-insensitively; None takes every track. min_seconds: shorter tracks are
     skipped (default half a slice). streaming: hub/dataset sources only; `tracks` is then a
     TrackStream read again every epoch. progress: progress bars and the one-line skip report
-    at warning level (pass False on non-main processes).
+    at warning level (pass False on non-main processes). shard: when several processes train
+    together, each decodes and checks only its share of the tracks (`Shard`) and they exchange
+    the results, so every process gets the same GenreData (`owners` says who decoded what).
     Raises DataError (HubUnreachableError when the hub can't be reached) with what to do.
     """
     if (dataset is None) == (data_dir is None):
         raise DataError("give exactly one data source: a dataset (--dataset ID, or --dataset synthetic) or a folder (--data-dir DIR)")
     if min_seconds is None:
         min_seconds = config.slice_seconds / 2
+    tabular = data_dir is None and not (isinstance(dataset, str) and dataset.strip().lower() == SYNTHETIC)
+    if recording_column is not None and not tabular:
+        raise DataError(f"--recording-column {recording_column} applies to datasets with columns; in a folder each "
+                        f"file, in the built-in set each clip, is one recording")
     if data_dir is not None:
         if streaming:
             logger.info("streaming applies to hub datasets only; reading folder %s directly", data_dir)
-        return _load_folder(data_dir, genre, config, min_seconds, progress)
+        return _load_folder(data_dir, genre, config, min_seconds, progress, shard)
     if isinstance(dataset, str) and dataset.strip().lower() == SYNTHETIC:
-        return _load_synthetic(genre, config, synthetic_clips_per_genre, synthetic_seconds, min_seconds, progress)
+        return _load_synthetic(genre, config, synthetic_clips_per_genre, synthetic_seconds, min_seconds, progress, shard)
     if isinstance(dataset, (str, os.PathLike)):
         local = Path(dataset).expanduser()
         if local.exists():
@@ -683,7 +782,8 @@ def load_genre(
         else:
             _probe_hub(str(dataset))
     return _load_rows(dataset, genre, config, split=split, genre_column=genre_column, audio_column=audio_column,
-                      streaming=streaming, min_seconds=min_seconds, progress=progress)
+                      recording_column=recording_column, streaming=streaming, min_seconds=min_seconds, progress=progress,
+                      shard=shard)
 
 
 # ---- the validation split ----------------------------------------------------------------------
@@ -698,29 +798,113 @@ def _name_number(name: str) -> int:
 
 
 def split_tracks(tracks, validation_fraction: float = 0.1, seed: int = 0):
-    """(training, validation) tracks, split by track.
+    """(training, validation) tracks, whole recordings held out (`split_validation`'s rule for
+    sets of at least MIN_RECORDINGS_TO_HOLD_OUT recordings).
 
-    A track is held out when a hash of (seed, name) falls below `validation_fraction`, so it
-    lands on the same side for a given seed whatever the order or the other tracks. With at
-    least 2 tracks and a positive fraction, at least one is held out (the lowest hash) and at
-    least one is kept for training. A TrackStream splits into two TrackStreams the same way
-    (without the at-least-one guarantee: a stream's length is unknown in advance).
+    A recording (`Track.recording_id`: the track itself unless the dataset groups tracks into
+    recordings) is held out when a hash of (seed, recording id) falls below
+    `validation_fraction`, so it lands on the same side for a given seed whatever the order or
+    the other tracks, and all its tracks land together. With at least 2 recordings and a
+    positive fraction, at least one is held out (the lowest hash) and at least one is kept for
+    training. A TrackStream splits into two TrackStreams the same way (without the at-least-one
+    guarantee: a stream's length is unknown in advance).
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     if isinstance(tracks, TrackStream):
         return tracks.split(validation_fraction, seed)
     tracks = list(tracks)
-    scores = [_unit_hash(seed, t.name) for t in tracks]
-    held = [s < validation_fraction for s in scores]
-    if validation_fraction > 0 and len(tracks) >= 2:
-        if not any(held):
-            held[int(np.argmin(scores))] = True
-        if all(held):
-            held[int(np.argmax(scores))] = False
-    train = [t for t, h in zip(tracks, held) if not h]
-    validation = [t for t, h in zip(tracks, held) if h]
+    scores = {r: _unit_hash(seed, r) for r in {t.recording_id for t in tracks}}
+    held = {r: score < validation_fraction for r, score in scores.items()}
+    if validation_fraction > 0 and len(scores) >= 2:
+        if not any(held.values()):
+            held[min(scores, key=scores.get)] = True
+        if all(held.values()):
+            held[max(scores, key=scores.get)] = False
+    train = [t for t in tracks if not held[t.recording_id]]
+    validation = [t for t in tracks if held[t.recording_id]]
     return train, validation
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """What `split_validation` decided: the training and validation tracks (lists of Tracks,
+    or TrackStreams when streaming), and how."""
+
+    train: Any
+    validation: Any
+    held_out_by: str  # "recording" (whole recordings), "time_range" (the end of every track) or "none"
+    validation_fraction: float
+    seed: int
+    durations: dict = field(default_factory=dict, repr=False)  # track name -> seconds, when known
+
+    def describe(self) -> str:
+        """One line for logs and model cards."""
+        if self.held_out_by == "none":
+            return "nothing held out for validation"
+        if isinstance(self.validation, TrackStream):
+            return f"whole recordings held out as the stream is read (~{self.validation_fraction:.0%})"
+        recordings = {t.recording_id for t in self.train} | {t.recording_id for t in self.validation}
+        if self.held_out_by == "recording":
+            held = {t.recording_id for t in self.validation}
+            return f"{len(held)} of {len(recordings)} recordings held out whole for validation"
+        return (f"the last part of each of {len(recordings)} recordings held out for validation, as there are "
+                f"fewer than {MIN_RECORDINGS_TO_HOLD_OUT} to hold out whole ones")
+
+    def record(self) -> dict:
+        """Exactly what was held out, JSON-able (the run folder's validation_split.json):
+        recording ids, and for each held-out track the time range (seconds) of it."""
+        info = {"held_out_by": self.held_out_by, "validation_fraction": self.validation_fraction, "seed": self.seed,
+                "min_recordings_to_hold_out_whole": MIN_RECORDINGS_TO_HOLD_OUT}
+        if isinstance(self.validation, TrackStream):
+            info["held_out"] = ("decided per row as the stream is read: a recording is held out when a hash of "
+                                "(seed, recording id) is below validation_fraction")
+            return info
+        info["held_out_recordings"] = sorted({t.recording_id for t in self.validation})
+        info["training_recordings"] = sorted({t.recording_id for t in self.train})
+        info["held_out"] = [
+            {"recording": t.recording_id, "track": t.name, "start_seconds": t.start_seconds,
+             "end_seconds": t.end_seconds if t.end_seconds is not None else self.durations.get(t.name)}
+            for t in self.validation
+        ]
+        return info
+
+
+def split_validation(tracks, validation_fraction: float = 0.1, seed: int = 0, *, durations: dict | None = None,
+                     min_held_out_seconds: float = 0.0) -> ValidationSplit:
+    """The validation split: the trainer's, and the one the evaluation re-asks for.
+
+    No recording is ever on both sides as a whole: with at least MIN_RECORDINGS_TO_HOLD_OUT
+    recordings, whole recordings are held out (`split_tracks`). With fewer, every track keeps
+    its start for training and holds out its last `validation_fraction` (at least
+    `min_held_out_seconds`, e.g. one Mel slice, so validation is not mostly padding; at most
+    half the track), so no recording is lost to training. That needs `durations` (track name ->
+    seconds, `GenreData.durations`). A TrackStream is split by recording as it is read.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    durations = dict(durations or {})
+    if isinstance(tracks, TrackStream):
+        train, validation = tracks.split(validation_fraction, seed)
+        return ValidationSplit(train, validation, "recording" if validation_fraction > 0 else "none",
+                               validation_fraction, seed)
+    tracks = list(tracks)
+    if validation_fraction == 0 or not tracks:
+        return ValidationSplit(tracks, [], "none", validation_fraction, seed, durations)
+    if len({t.recording_id for t in tracks}) >= MIN_RECORDINGS_TO_HOLD_OUT:
+        train, validation = split_tracks(tracks, validation_fraction, seed)
+        return ValidationSplit(train, validation, "recording", validation_fraction, seed, durations)
+    missing = [t.name for t in tracks if t.name not in durations]
+    if missing:
+        raise ValueError(f"a split by time needs the duration of every track; missing: {', '.join(missing[:3])}")
+    train, validation = [], []
+    for track in tracks:
+        seconds = durations[track.name]
+        held = min(max(validation_fraction * seconds, min_held_out_seconds), seconds / 2)
+        cut = round(seconds - held, 3)
+        train.append(dataclasses.replace(track, end_seconds=cut))
+        validation.append(dataclasses.replace(track, start_seconds=cut, end_seconds=round(seconds, 3)))
+    return ValidationSplit(train, validation, "time_range", validation_fraction, seed, durations)
 
 
 # ---- slices and batches ------------------------------------------------------------------------
@@ -731,22 +915,31 @@ def _rng(*words: int) -> np.random.Generator:
 _TRAIN, _VALIDATION, _ORDER, _STREAM = 0, 1, 2, 3  # rng namespaces
 
 
-def _draw_offset(item: _Prepared, config: MelConfig, silence_db: float, rng: np.random.Generator) -> int:
-    """A random start (samples) for a slice of a prepared track, never a near-silent slice: a
-    hop-grid position drawn among the loud ones, plus a random part of a hop."""
-    spare = item.audio.numel() - config.slice_samples
+def _draw_offset(item: _Prepared, config: MelConfig, silence_db: float, rng: np.random.Generator,
+                 first: int = 0, stop: int | None = None) -> int:
+    """A random start (samples) for a slice of a prepared track within samples [first, stop),
+    never a near-silent slice: a hop-grid position drawn among the loud ones, plus a random part
+    of a hop. A range shorter than a slice starts at `first` (the slice is padded)."""
+    stop = item.audio.numel() if stop is None else min(stop, item.audio.numel())
+    spare = stop - first - config.slice_samples
     if spare <= 0:
-        return 0
-    loud = np.flatnonzero(item.slice_energy_db >= silence_db)
+        return first
+    hop = config.hop_length
+    grid = np.arange(-(-first // hop), min((stop - config.slice_samples) // hop, item.slice_energy_db.size - 1) + 1)
+    if grid.size == 0:  # the range holds no hop-grid start: any start within it
+        return first + int(rng.integers(spare + 1))
+    loud = grid[item.slice_energy_db[grid] >= silence_db]
     if loud.size == 0:  # every slice is quiet (the file passed the whole-file check): any will do
-        loud = np.arange(item.slice_energy_db.size)
-    start = int(loud[rng.integers(loud.size)]) * config.hop_length + int(rng.integers(config.hop_length))
-    return min(start, spare)
+        loud = grid
+    start = int(loud[rng.integers(loud.size)]) * hop + int(rng.integers(hop))
+    return min(start, stop - config.slice_samples)
 
 
-def _cut(item: _Prepared, start: int, config: MelConfig) -> torch.Tensor:
-    """(slice_samples,) from `start`, zero-padded past the end of a short track (a copy)."""
-    piece = item.audio[start : start + config.slice_samples]
+def _cut(item: _Prepared, start: int, config: MelConfig, stop: int | None = None) -> torch.Tensor:
+    """(slice_samples,) from `start`, zero-padded past the end of a short track or of the part
+    ending at `stop` (a copy)."""
+    end = start + config.slice_samples if stop is None else min(start + config.slice_samples, stop)
+    piece = item.audio[start:end]
     return torch.nn.functional.pad(piece, (0, config.slice_samples - piece.numel()))
 
 
@@ -775,33 +968,51 @@ class SliceDataset(Dataset):
 
     def offset(self, i: int, epoch: int) -> int:
         """Where the slice of (track i, epoch) starts, in samples at config.sample_rate."""
-        return _draw_offset(self.prepared(i), self.config, self.silence_db, _rng(self.seed, _TRAIN, epoch, i))
+        first, stop = self.tracks[i].sample_range(self.config.sample_rate)
+        return _draw_offset(self.prepared(i), self.config, self.silence_db, _rng(self.seed, _TRAIN, epoch, i), first, stop)
 
     def __getitem__(self, index) -> torch.Tensor:
         i, epoch = index if isinstance(index, tuple) else (index, self.epoch)
         item = self.prepared(int(i))
-        start = _draw_offset(item, self.config, self.silence_db, _rng(self.seed, _TRAIN, int(epoch), int(i)))
-        return _cut(item, start, self.config)  # (slice_samples,)
+        first, stop = self.tracks[int(i)].sample_range(self.config.sample_rate)
+        start = _draw_offset(item, self.config, self.silence_db, _rng(self.seed, _TRAIN, int(epoch), int(i)), first, stop)
+        return _cut(item, start, self.config, stop)  # (slice_samples,)
 
 
 class TrackSampler(Sampler):
     """Yields (track index, epoch) in an order fixed by (seed, epoch). The epoch is read from the
     dataset in the main process, so `loader.dataset.set_epoch` and `loader.sampler.set_epoch` are
-    the same call and workers (persistent or not) see the right epoch."""
+    the same call and workers (persistent or not) see the right epoch.
 
-    def __init__(self, dataset: SliceDataset, shuffle: bool = True, seed: int = 0):
+    Several processes (`num_processes` > 1): process p draws only from the tracks `owners` gives
+    it (default: track i belongs to process i % num_processes), the same ones every epoch, so it
+    decodes only those; each epoch it takes as many as the smallest share holds (every process
+    must run the same number of steps), in an order fixed by (seed, epoch, p)."""
+
+    def __init__(self, dataset: SliceDataset, shuffle: bool = True, seed: int = 0, process_index: int = 0,
+                 num_processes: int = 1, owners: Sequence[int] | None = None):
         self.dataset, self.shuffle, self.seed = dataset, shuffle, int(seed)
+        self.process_index, self.num_processes = int(process_index), int(num_processes)
+        owners = list(owners) if owners is not None else [i % self.num_processes for i in range(len(dataset))]
+        if len(owners) != len(dataset) or not all(0 <= o < self.num_processes for o in owners):
+            raise ValueError("owners must give a process in [0, num_processes) for every track")
+        self.mine = [i for i, owner in enumerate(owners) if owner == self.process_index]
+        self.per_epoch = min(owners.count(p) for p in range(self.num_processes))
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return self.per_epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.dataset.epoch
-        order = _rng(self.seed, _ORDER, epoch).permutation(len(self.dataset)) if self.shuffle else range(len(self.dataset))
-        for i in order:
+        if self.num_processes == 1:
+            order = _rng(self.seed, _ORDER, epoch).permutation(len(self.dataset)) if self.shuffle else range(len(self.dataset))
+        else:
+            mine = np.asarray(self.mine, dtype=np.int64)
+            order = _rng(self.seed, _ORDER, epoch, self.process_index).permutation(mine) if self.shuffle else mine
+        for i in list(order)[: self.per_epoch]:
             yield int(i), epoch
 
 
@@ -818,12 +1029,16 @@ class MelCollate:
 
 
 def make_dataloader(tracks, config: MelConfig, *, batch_size: int, seed: int = 0, num_workers: int = 0,
-                    shuffle: bool = True, drop_last: bool = True, silence_db: float = SILENCE_DB) -> DataLoader:
+                    shuffle: bool = True, drop_last: bool = True, silence_db: float = SILENCE_DB,
+                    process_index: int = 0, num_processes: int = 1, owners: Sequence[int] | None = None) -> DataLoader:
     """A DataLoader of Mel image batches (B, 1, y_res, x_res), one slice per track per epoch.
 
     Call `loader.dataset.set_epoch(epoch)` (or `loader.sampler.set_epoch`) before each epoch:
     the order and the offsets are fixed by (seed, epoch), the same for any num_workers.
-    A TrackStream gives a loader over a StreamSliceDataset (shuffled by a buffer instead).
+    num_processes > 1: this process's loader draws only from its share of the tracks
+    (`TrackSampler`; `owners[i]` is the process of track i), so each process decodes only its
+    share; every process's loader has the same length.
+    A TrackStream gives a loader over a StreamSliceDataset (shuffled by a buffer instead; not sharded).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -834,14 +1049,17 @@ def make_dataloader(tracks, config: MelConfig, *, batch_size: int, seed: int = 0
         return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last, collate_fn=collate, num_workers=num_workers)
     # Persistent workers keep their decoded tracks between epochs; the sampler hands them the epoch.
     dataset = SliceDataset(tracks, config, seed=seed, silence_db=silence_db)
-    sampler = TrackSampler(dataset, shuffle=shuffle, seed=seed)
+    sampler = TrackSampler(dataset, shuffle=shuffle, seed=seed, process_index=process_index,
+                           num_processes=num_processes, owners=owners)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, collate_fn=collate,
                       num_workers=num_workers, persistent_workers=num_workers > 0)
 
 
-def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, silence_db: float = SILENCE_DB) -> torch.Tensor:
+def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, silence_db: float = SILENCE_DB,
+                      indices: Sequence[int] | None = None) -> torch.Tensor:
     """(count, slice_samples) fixed slices for a validation loss: slice k comes from track
-    k % len(tracks) at an offset fixed by (seed, k). The same inputs give the same slices."""
+    k % len(tracks) at an offset fixed by (seed, k). The same inputs give the same slices.
+    indices: make only these k (a process's share), (len(indices), slice_samples)."""
     if count <= 0:
         return torch.zeros(0, config.slice_samples)
     if isinstance(tracks, TrackStream):
@@ -851,10 +1069,19 @@ def validation_slices(tracks, config: MelConfig, count: int, seed: int = 0, sile
         raise ValueError("validation_slices needs at least one track")
     dataset = SliceDataset(tracks, config, seed=seed, silence_db=silence_db)
     slices = []
-    for k in range(count):
+    for k in range(count) if indices is None else indices:
         item = dataset.prepared(k % len(tracks))
-        slices.append(_cut(item, _draw_offset(item, config, silence_db, _rng(seed, _VALIDATION, k)), config))
+        first, stop = tracks[k % len(tracks)].sample_range(config.sample_rate)
+        slices.append(_cut(item, _draw_offset(item, config, silence_db, _rng(seed, _VALIDATION, k), first, stop), config, stop))
+    if not slices:
+        return torch.zeros(0, config.slice_samples)
     return torch.stack(slices)  # (count, slice_samples)
+
+
+def track_audio(track: Track, config: MelConfig) -> torch.Tensor:
+    """The part of a track the Track stands for, decoded at config.sample_rate: (T,) (cached)."""
+    first, stop = track.sample_range(config.sample_rate)
+    return _load_prepared(track, config).audio[first:stop]
 
 
 # ---- streaming -------------------------------------------------------------------------------
@@ -867,10 +1094,11 @@ class TrackStream:
     """
 
     def __init__(self, rows, audio_column: str, genre: str, count: int, description: str,
-                 min_seconds: float, part: tuple[float, int, bool] | None = None):
-        self.rows = rows  # a datasets.IterableDataset of {genre_column, audio_column} rows
+                 min_seconds: float, part: tuple[float, int, bool] | None = None, recording_column: str | None = None):
+        self.rows = rows  # a datasets.IterableDataset of {genre_column, audio_column[, recording_column]} rows
         self.audio_column, self.genre, self.count = audio_column, genre, count
         self.description, self.min_seconds, self.part = description, min_seconds, part
+        self.recording_column = recording_column
 
     def __repr__(self) -> str:
         side = "" if self.part is None else (", held-out part" if self.part[2] else ", training part")
@@ -884,6 +1112,7 @@ class TrackStream:
         return max(1, round(self.count * share)) if self.count else 0
 
     def keeps(self, name: str) -> bool:
+        """Whether the track or recording of this id is on this side of the split."""
         if self.part is None:
             return True
         fraction, seed, held_out = self.part
@@ -893,7 +1122,7 @@ class TrackStream:
         if self.part is not None:
             raise ValueError("this stream is already one side of a split")
         make = lambda held: TrackStream(self.rows, self.audio_column, self.genre, self.count, self.description,
-                                        self.min_seconds, (validation_fraction, int(seed), held))
+                                        self.min_seconds, (validation_fraction, int(seed), held), self.recording_column)
         return make(False), make(True)
 
     def iter_tracks(self, rows=None) -> Iterator[Track]:
@@ -902,8 +1131,9 @@ class TrackStream:
             audio = row[self.audio_column]
             name = _track_name(audio if isinstance(audio, dict) else {}, used)
             data = _row_source(audio)
-            if data is not None and self.keeps(name):
-                yield Track(name, self.genre, data)
+            track = Track(name, self.genre, data, _recording_of(row, self.recording_column)) if data is not None else None
+            if track is not None and self.keeps(track.recording_id):
+                yield track
 
     def __iter__(self) -> Iterator[Track]:
         return self.iter_tracks()

@@ -27,8 +27,9 @@ the generation benchmark uses, with seams read from each WAV's JSON sidecar
 the report says so.
 
 Before/after. `compare_models` generates clips from two pipelines with the same seeds and
-measures both against the genre's held-out tracks (the split the trainer makes: by track,
-validation_fraction 0.1, seed 0, so the fine-tune never saw them) and against the other genres.
+measures both against the genre's held-out audio (the split the trainer makes, asked of
+`data.split_validation` with the run's fraction and seed: whole recordings, or the last part of
+each track when the genre has few, so the fine-tune never saw it) and against the other genres.
 """
 
 from __future__ import annotations
@@ -427,10 +428,12 @@ DEFAULT_SPLIT_SEED = 0  # the trainer's (FinetuneConfig.seed)
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """Which tracks count as held out: the trainer's split (by track, a hash of (seed, name))."""
+    """Which tracks count as held out: the trainer's split (`data.split_validation`, asked with the
+    run's fraction, seed and recording column)."""
 
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION
     seed: int = DEFAULT_SPLIT_SEED
+    recording_column: str | None = None
     synthetic_pool: int = SYNTHETIC_POOL
     synthetic_seconds: float = 30.0
 
@@ -447,6 +450,7 @@ class SplitSettings:
         return cls(
             validation_fraction=float(saved.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)),
             seed=int(saved.get("seed", DEFAULT_SPLIT_SEED)),
+            recording_column=saved.get("recording_column"),
             synthetic_pool=max(SYNTHETIC_POOL, int(saved.get("synthetic_clips_per_genre") or 0)),
             synthetic_seconds=float(saved.get("synthetic_seconds") or 30.0),
         )
@@ -456,12 +460,12 @@ def _track_clips(tracks, mel: MelConfig) -> list[AudioClip]:
     """Decoded tracks at mel.sample_rate, through the data module's decode cache."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .data import SliceDataset
+    from .data import track_audio
 
-    dataset = SliceDataset(list(tracks), mel)
+    tracks = list(tracks)
     with ThreadPoolExecutor(_workers()) as pool:  # decoding and rendering release the GIL in numpy
-        audio = list(pool.map(lambda i: dataset.prepared(i).audio, range(len(dataset))))
-    return [AudioClip(track.name, samples, mel.sample_rate) for track, samples in zip(dataset.tracks, audio)]
+        audio = list(pool.map(lambda track: track_audio(track, mel), tracks))  # the held-out part of each
+    return [AudioClip(track.name, samples, mel.sample_rate) for track, samples in zip(tracks, audio)]
 
 
 def genre_clips(
@@ -476,15 +480,16 @@ def genre_clips(
 ) -> tuple[ClipSet, list[str]]:
     """One genre's reference audio at mel.sample_rate, and every genre label of the source.
 
-    held_out: only the tracks the trainer holds out (`split_tracks` with the trainer's fraction
-    and seed), i.e. the tracks a fine-tune never trained on. For the built-in set they are
+    held_out: only what the trainer holds out (`split_validation` with the trainer's fraction,
+    seed and recording column: whole recordings, or the last part of each track when the genre
+    has few recordings), i.e. the audio a fine-tune never trained on. For the built-in set they are
     drawn from a pool of `split.synthetic_pool` clips per genre (larger than any training set
     of it), so there are enough of them: a track's side of the split depends on its name only,
     so the pool's held-out tracks are held out of every smaller set too, and the pool's clips
     beyond a training set were never in it. A folder or dataset whose genre has no held-out
     track (a single track) uses all its tracks, and the description says so.
     """
-    from .data import SYNTHETIC, Track, load_genre, match_genre, split_tracks
+    from .data import SYNTHETIC, Track, load_genre, match_genre, split_validation
 
     if dataset is not None and str(dataset).strip().lower() == SYNTHETIC:
         from .synthetic import GENRES, synthetic_clips
@@ -492,14 +497,21 @@ def genre_clips(
         label = match_genre(genre, {g: split.synthetic_pool for g in GENRES}, "the built-in synthetic set")
         pool = synthetic_clips(split.synthetic_pool, split.synthetic_seconds, genres=[label])
         tracks = [Track(clip.name, clip.genre, clip) for clip in pool]  # as load_genre makes them
-        labels, description = list(GENRES), f"built-in synthetic set, genre {label}"
+        labels, description, durations = list(GENRES), f"built-in synthetic set, genre {label}", None
     else:
-        data = load_genre(genre, mel, dataset=dataset, data_dir=data_dir, progress=progress)
-        label, tracks = data.genre, list(data.tracks)
+        tabular = data_dir is None and not (dataset is not None and str(dataset).strip().lower() == SYNTHETIC)
+        data = load_genre(genre, mel, dataset=dataset, data_dir=data_dir, progress=progress,
+                          recording_column=split.recording_column if tabular else None)
+        label, tracks, durations = data.genre, list(data.tracks), data.durations
         labels, description = [g for g in data.genre_counts if g], data.description
     if held_out:
-        _, validation = split_tracks(tracks, split.validation_fraction, seed=split.seed)
-        if validation:
+        chosen = split_validation(tracks, split.validation_fraction, seed=split.seed, durations=durations,
+                                  min_held_out_seconds=mel.slice_seconds)
+        validation = chosen.validation
+        if chosen.held_out_by == "time_range":
+            description += f", the held-out last part of each of {len(tracks)} tracks"
+            tracks = validation
+        elif validation:
             description += f", {len(validation)} held-out of {len(tracks)} tracks"
             tracks = validation
         else:

@@ -1,8 +1,9 @@
 """Fine-tuning: a pretrained (or preset) audio-diffusion pipeline + one genre's audio -> a new pipeline.
 
 Runs on accelerate, so the same code runs on a CPU, one GPU, several GPUs or nodes
-(`accelerate launch scripts/finetune.py ...`): data is sharded across processes and only the main
-process writes checkpoints, logs and the result.
+(`accelerate launch --config_file configs/accelerate/<setup>.yaml scripts/finetune.py ...`): each
+process reads and decodes only its share of the tracks, and only the main process writes
+checkpoints, logs and the result.
 
 What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
     checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step,
@@ -11,12 +12,15 @@ What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
                                at any moment leaves the previous checkpoint as the latest one
     logs/                      TensorBoard: loss (and per timestep quarter), lr, validation loss at
                                fixed timesteps and noise, generated audio and spectrograms
-    training_config.json       this run's configuration (a resumed run reads it back)
+    training_config.json       this run's configuration (a resumed run reads it back), the precision
+                               --mixed-precision auto chose and the number of processes
+    validation_split.json      exactly what was held out for validation: recordings, time ranges
     model_index.json, unet/, scheduler/, mel/, README.md
                                the fine-tuned pipeline (EMA weights), written last
 
 Determinism: the noise and timesteps of step s come from a generator seeded with (seed, s) and the
-data of epoch e from (seed, e), so a resumed run continues exactly where the killed one stopped.
+data of epoch e from (seed, e) (and the process), so a resumed run continues exactly where the
+killed one stopped, given the same number of processes.
 """
 
 from __future__ import annotations
@@ -41,11 +45,13 @@ DEFAULT_DATASET = "lewtun/music_genres"
 CHECKPOINTS = "checkpoints"
 STATE_FILE = checkpoint_io.STATE_FILE
 CONFIG_FILE = "training_config.json"
+SPLIT_FILE = "validation_split.json"  # exactly what was held out: recording ids and time ranges
 
 # ---- defaults, with the data-budget arithmetic behind them ------------------------------------
 # The course's Jazz subset of lewtun/music_genres has 306 tracks of ~30 s. 10 % are held out
-# (by track) for validation -> 275 training tracks. Each epoch draws one random 5.9 s slice per
-# track, so at batch 8 one epoch is 275 / 8 = 34 optimiser steps, and 20 epochs = ~690 steps: every
+# (whole songs, by song_id) for validation -> ~275 training tracks. Each epoch draws one random 5.9 s
+# slice per track, so at batch 8 one epoch is 275 / 8 = 34 optimiser steps (34 / N on N processes,
+# each taking its own batch of its share), and 20 epochs = ~690 steps: every
 # track is seen 20 times at 20 different offsets (a 30 s track holds ~5 distinct slices, so each
 # region ~4 times) -- enough to move a pretrained model toward the genre, not enough to memorise.
 DEFAULT_EPOCHS = 20
@@ -65,6 +71,32 @@ DEFAULT_EMA_POWER = 0.75
 MAX_SEED = 2**32 - 1
 
 
+MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+
+def resolve_mixed_precision(requested: str, device_type: str, capability: tuple[int, int] | None = None) -> str:
+    """The precision `--mixed-precision auto` means on a device: bf16 on GPUs with native bf16
+    (compute capability 8.0+: A100, RTX 30xx and newer), fp16 with loss scaling on older GPUs
+    (V100, T4, RTX 20xx: accelerate adds the GradScaler), full precision ("no") on a CPU or any
+    other device. An explicit choice is returned unchanged.
+
+    capability: the CUDA device's (major, minor), read from torch when None. (torch's own
+    `is_bf16_supported()` also says yes for emulated bf16, which is slower than fp16.)
+    """
+    if requested != "auto":
+        return requested
+    if device_type != "cuda":
+        return "no"
+    if capability is None:
+        capability = torch.cuda.get_device_capability()
+    return "bf16" if tuple(capability) >= (8, 0) else "fp16"
+
+
+def _device_type(config: "FinetuneConfig") -> str:
+    """The device accelerate will train on: CUDA when present unless --device cpu."""
+    return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Everything a fine-tuning run needs; saved with the run so that it can be resumed and reproduced."""
@@ -76,6 +108,7 @@ class FinetuneConfig:
     split: str = "train"
     genre_column: str = "genre"
     audio_column: str = "audio"
+    recording_column: str | None = None  # None: song_id when the dataset has it (the split never divides a recording)
     streaming: bool = False
     synthetic_clips_per_genre: int = 32  # size of the built-in set (--dataset synthetic)
     synthetic_seconds: float = 30.0
@@ -91,7 +124,7 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     ema: bool = True
     ema_max_decay: float = DEFAULT_EMA_MAX_DECAY
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    mixed_precision: str = "auto"  # auto | no | fp16 | bf16 (auto: resolve_mixed_precision)
     gradient_checkpointing: bool = False
     lora_rank: int = 0  # 0 = full fine-tune
     seed: int = 0
@@ -117,14 +150,17 @@ class FinetuneConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and not (0 < self.lr < 1):
             raise ValueError(f"lr must be between 0 and 1, got {self.lr}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed-precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation fraction must be in [0, 1), got {self.validation_fraction}")
         if self.lora_rank < 0 or self.warmup_steps < 0 or self.num_workers < 0:
             raise ValueError("lora-rank, warmup-steps and num-workers must not be negative")
         if self.dataset is not None and self.data_dir is not None:
             raise ValueError("give either --dataset or --data-dir, not both")
+        if self.recording_column is not None and (self.data_dir is not None or str(self.dataset).lower() == "synthetic"):
+            raise ValueError("--recording-column applies to datasets with columns; in a --data-dir each file, "
+                             "in the built-in set each clip, is one recording")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
         if not 0 <= self.seed <= MAX_SEED:
@@ -249,15 +285,18 @@ def timestep_quarter_losses(losses: torch.Tensor, timesteps: torch.Tensor, num_t
     return {f"loss_q{q}": losses[quarter == q].mean().item() for q in range(4) if (quarter == q).any()}
 
 
-def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None):
+def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None):
     """MSE between the added and the predicted noise at uniform random timesteps.
 
     images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
     (CPU) so that they do not depend on the device or on the number of processes.
+    noise: the noise to add instead of drawing it (then only the timesteps come from `generator`).
     Returns (loss over the batch, per-item losses (B,), timesteps (B,)).
     """
     batch = images.shape[0]
-    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
+    if noise is None:
+        noise = torch.randn(images.shape, generator=generator)
+    noise = noise.to(images.device, images.dtype)
     if timesteps is None:
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
     timesteps = timesteps.to(images.device)
@@ -279,6 +318,7 @@ class RunResult:
     final_loss: float
     losses: list[float]
     step_seconds: list[float] = dataclasses.field(default_factory=list)  # wall time of each optimiser step
+    decoded_tracks: list[int] | None = None  # tracks each process decoded (one entry per process); None when streaming
 
 
 @dataclass(frozen=True)
@@ -356,7 +396,7 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
-    from .data import load_genre, make_dataloader, split_tracks, validation_slices
+    from .data import decoded_track_count, load_genre, make_dataloader, split_validation, validation_slices
     from .mel import audio_to_images
     from .pipeline import load_pipeline, save_pipeline
 
@@ -370,8 +410,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     check_writable_folder(run_dir if checkpoint is not None else config.output_dir,
                           "the run folder" if checkpoint is not None else "--output-dir")
 
+    mixed_precision = resolve_mixed_precision(config.mixed_precision, _device_type(config))
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
+        mixed_precision=mixed_precision,
         gradient_accumulation_steps=config.grad_accum,
         cpu=config.device == "cpu",
         log_with="tensorboard",
@@ -384,6 +425,11 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
                          f"state is sharded); launch with plain data parallelism (accelerate launch --multi_gpu)")
     if accelerator.is_main_process:
         _clean_leftovers(config.output_dir if checkpoint is None else run_dir, resumed=checkpoint is not None)
+    if checkpoint is not None and not config.streaming:  # checked before any data is read
+        trained_by = int(saved.get("num_processes", 1))
+        if trained_by != accelerator.num_processes:
+            raise ValueError(f"{run_dir} was trained by {trained_by} process(es), each on its own share of the tracks; "
+                             f"resume it with {trained_by} (e.g. torchrun --nproc_per_node {trained_by}) to continue exactly")
     sources = resolve_sources(config)
     pretrained, dataset = sources.pretrained, sources.dataset
     if sources.fallback:
@@ -397,23 +443,41 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     mel: MelConfig = pipe.mel  # the base model's Mel config travels unchanged into the fine-tuned one
     data = load_genre(
         config.genre, mel, dataset=dataset, data_dir=config.data_dir, split=config.split,
-        genre_column=config.genre_column, audio_column=config.audio_column, streaming=config.streaming,
-        synthetic_clips_per_genre=config.synthetic_clips_per_genre, synthetic_seconds=config.synthetic_seconds,
-        progress=progress and accelerator.is_main_process,
+        genre_column=config.genre_column, audio_column=config.audio_column, recording_column=config.recording_column,
+        streaming=config.streaming, synthetic_clips_per_genre=config.synthetic_clips_per_genre,
+        synthetic_seconds=config.synthetic_seconds, progress=progress and accelerator.is_main_process,
+        shard=_shard(accelerator),
     )
-    train_tracks, val_tracks = split_tracks(data.tracks, config.validation_fraction, seed=config.seed)
+    split = split_validation(data.tracks, config.validation_fraction, seed=config.seed, durations=data.durations,
+                             min_held_out_seconds=mel.slice_seconds)
+    train_tracks, val_tracks = split.train, split.validation
     if not train_tracks:
         raise ValueError(f"{data.description}: no tracks left for training after holding out validation tracks")
+    # Each process trains on, and so decodes, only its share of the tracks: the ones it checked in
+    # load_genre (data.owners). A stream is read whole by every process, which keeps every n-th batch.
+    sharded = not config.streaming
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    owner_of = lambda k, track: data.owners.get(track.name, k % processes)  # noqa: E731
+    train_owners = [owner_of(k, t) for k, t in enumerate(train_tracks)] if sharded else None
+    per_process = min(train_owners.count(p) for p in range(processes)) if sharded else len(train_tracks)
+    if sharded and per_process == 0:
+        raise ValueError(f"{data.description}: {len(train_tracks)} training tracks cannot be shared among "
+                         f"{processes} processes; use fewer processes or more tracks")
     loader = make_dataloader(train_tracks, mel, batch_size=config.batch_size, seed=config.seed,
                              num_workers=config.num_workers, shuffle=True,
-                             drop_last=len(train_tracks) >= config.batch_size)
-    micro_per_epoch = max(1, len(loader) // accelerator.num_processes)
+                             drop_last=per_process >= config.batch_size,
+                             **(dict(process_index=rank, num_processes=processes, owners=train_owners) if sharded else {}))
+    stride = 1 if sharded else processes  # batches of the loader per micro-step of this process
+    micro_per_epoch = max(1, len(loader) // stride)
     steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
     total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
 
     if checkpoint is None and accelerator.is_main_process:
         run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
-        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "fallback": sources.fallback}, indent=2) + "\n")
+        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
+                                                        "num_processes": processes, "fallback": sources.fallback},
+                                                       indent=2) + "\n")
+        (run_dir / SPLIT_FILE).write_text(json.dumps(split.record(), indent=2) + "\n")
     if checkpoint is None:
         run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
@@ -432,8 +496,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     unet, optimizer = accelerator.prepare(unet, optimizer)
     # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
     # process), and checkpointed with the rest of the state.
-    # The loader is not handed to accelerate: each process takes every n-th batch itself, so the
-    # data of a (seed, epoch) is the same whatever the number of processes, and resuming is exact.
+    # The loader is not handed to accelerate: each process's sampler draws from its own share of the
+    # tracks, in an order fixed by (seed, epoch, process), so resuming with the same number of
+    # processes is exact.
     if ema is not None:
         ema.to(accelerator.device)
 
@@ -443,10 +508,17 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
             checkpoint, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
             grad_scaler=accelerator.scaler, process_index=accelerator.process_index)
 
-    val_images = None
+    val_images, val_rows, val_count = None, None, 0
     if val_tracks:
-        val_audio = validation_slices(val_tracks, mel, count=min(8, 2 * len(val_tracks)), seed=config.seed)
-        val_images = audio_to_images(val_audio, mel).to(accelerator.device)
+        # Each process makes (decodes) only the validation slices of tracks it owns; the loss is summed over processes.
+        val_count = min(8, 2 * len(val_tracks))
+        val_rows = list(range(val_count))
+        if sharded and processes > 1:
+            val_owner = [owner_of(k, t) for k, t in enumerate(val_tracks)]
+            val_rows = [k for k in val_rows if val_owner[k % len(val_tracks)] == rank]
+        val_audio = validation_slices(val_tracks, mel, count=val_count, seed=config.seed, indices=val_rows)
+        val_images = (audio_to_images(val_audio, mel) if val_rows else torch.zeros(0, 1, mel.y_res, mel.x_res))
+        val_images = val_images.to(accelerator.device)
 
     if accelerator.is_main_process:
         accelerator.init_trackers("logs", config={k: v for k, v in config.to_dict().items() if v is not None and not isinstance(v, (list, dict))})
@@ -454,7 +526,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         say(
             f"fine-tuning {pipe.source} ({sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, "
             f"{mel.x_res}x{mel.y_res} Mel images at {mel.sample_rate} Hz) on {data.description}: "
-            f"{len(train_tracks)} training + {len(val_tracks)} validation tracks, {skipped} files skipped; "
+            f"{len(train_tracks)} training + {len(val_tracks)} validation tracks ({split.describe()}), "
+            f"{skipped} files skipped; "
             f"{total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
             f"({steps_per_epoch} steps per epoch) on {accelerator.device}"
             + (f", resuming at step {start_step}" if start_step else "")
@@ -474,8 +547,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         for index, images in enumerate(loader):
-            position, mine = divmod(index, accelerator.num_processes)
-            if mine != accelerator.process_index or position >= micro_per_epoch:
+            position, mine = divmod(index, stride)
+            if mine != (rank if stride > 1 else 0) or position >= micro_per_epoch:
                 continue
             if position < skip:
                 continue  # already trained on before the resume
@@ -505,7 +578,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}")
             if val_images is not None and (step % config.validate_every == 0 or step == total_steps):
-                logs["val_loss"] = validation_loss(accelerator.unwrap_model(unet), ema, trainable, scheduler, val_images)
+                logs["val_loss"] = validation_loss(accelerator.unwrap_model(unet), ema, trainable, scheduler, val_images,
+                                                   rows=val_rows, total_rows=val_count,
+                                                   reduce_sum=lambda t: accelerator.reduce(t, "sum"))
             accelerator.log(logs, step=step)
             if accelerator.is_main_process and step % config.sample_every == 0:
                 log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
@@ -519,6 +594,12 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
                 break
     bar.close()
 
+    decoded = [decoded_track_count(data.tracks)] if sharded else None
+    if sharded and processes > 1:
+        from accelerate.utils import gather_object
+
+        decoded = gather_object(decoded)
+        say(f"tracks decoded per process: {', '.join(map(str, decoded))} (of {len(data.tracks)})")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(unet)
@@ -532,13 +613,25 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
         write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step,
-                         loss_history + losses, fallback=sources.fallback)
+                         loss_history + losses, fallback=sources.fallback, mixed_precision_used=mixed_precision,
+                         split=split.describe())
         if config.push_to_hub:
             push_to_hub(run_dir, config.hub_model_id)
         say(f"fine-tuned pipeline written to {run_dir}")
     accelerator.end_training()
     return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
-                     step_seconds=step_seconds)
+                     step_seconds=step_seconds, decoded_tracks=decoded)
+
+
+def _shard(accelerator):
+    """Each process decodes and checks its share of the tracks (data.Shard); None for one process."""
+    if accelerator.num_processes == 1:
+        return None
+    from accelerate.utils import gather_object
+
+    from .data import Shard
+
+    return Shard(accelerator.process_index, accelerator.num_processes, lambda obj: gather_object([obj]))
 
 
 def _clean_leftovers(folder: Path, resumed: bool) -> None:
@@ -568,9 +661,14 @@ def _broadcast_path(accelerator, path):
 
 
 @torch.no_grad()
-def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8) -> float:
+def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8,
+                    rows: list[int] | None = None, total_rows: int | None = None, reduce_sum=None) -> float:
     """Noise-prediction MSE of the (EMA) model on held-out slices at fixed timesteps and fixed noise:
-    comparable from step to step, unlike the training loss."""
+    comparable from step to step, unlike the training loss.
+
+    Spread over processes: `images` are rows `rows` of the run's `total_rows` validation slices
+    (possibly none), each keeps the noise it would have in one batch, and `reduce_sum` (a sum over
+    processes) makes every process return the mean over all of them."""
     if ema is not None:
         ema.store(trainable)
         ema.copy_to(trainable)
@@ -578,16 +676,22 @@ def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_t
     unet.eval()
     total = scheduler.config.num_train_timesteps
     fixed = torch.linspace(0, total - 1, num_timesteps).long()
-    losses = []
+    rows = list(range(images.shape[0])) if rows is None else rows
+    total_rows = images.shape[0] if total_rows is None else total_rows
+    sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
     for t in fixed:
         generator = torch.Generator().manual_seed(int(t))
-        timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
-        loss, _, _ = diffusion_loss(unet, scheduler, images, generator, timesteps)
-        losses.append(loss.item())
+        noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
+        if images.shape[0]:
+            timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
+            _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
+            sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
     unet.train(was_training)
     if ema is not None:
         ema.restore(trainable)
-    return sum(losses) / len(losses)
+    if reduce_sum is not None:
+        sums = reduce_sum(sums.float().to(images.device)).double().cpu()
+    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
 def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig, step: int, count: int = 2) -> None:
@@ -652,8 +756,12 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
-                     steps: int, losses: list[float], fallback: str | None = None) -> Path:
+                     steps: int, losses: list[float], fallback: str | None = None,
+                     mixed_precision_used: str | None = None, split: str | None = None) -> Path:
     mel = pipe.mel
+    precision = mixed_precision_used or config.mixed_precision
+    if config.mixed_precision == "auto" and mixed_precision_used:
+        precision += " (chosen by --mixed-precision auto)"
     final_loss = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}" if losses else "n/a"
     card = f"""---
 library_name: diffusers
@@ -669,11 +777,12 @@ An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
 | base model | `{pretrained}` |
 | genre | {data.genre or 'all'} |
 | data | {data.description}: {n_train} training tracks, {n_val} held out ({sum(data.skipped.values())} files skipped) |
+| validation | {split or 'n/a'}; exactly what: `{SPLIT_FILE}` |
 | steps | {steps} (batch {config.batch_size} x accumulation {config.grad_accum}) |
 | learning rate | {config.learning_rate:g}, {config.warmup_steps} warm-up steps, cosine decay; AdamW, weight decay {config.weight_decay:g} |
 | EMA | {'yes (max decay %g, warm-up power %g)' % (config.ema_max_decay, DEFAULT_EMA_POWER) if config.ema else 'no'} |
 | LoRA | {('rank %d, merged into the weights' % config.lora_rank) if config.lora_rank else 'no (full fine-tune)'} |
-| mixed precision | {config.mixed_precision} |
+| mixed precision | {precision} |
 | seed | {config.seed} |
 | final training loss (mean of the last 20 steps) | {final_loss} |
 | Mel | {mel.x_res}x{mel.y_res}, {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, top_db {mel.top_db} (the base model's, unchanged) |

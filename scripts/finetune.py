@@ -6,6 +6,7 @@
     python scripts/finetune.py --genre jazz --data-dir ~/music        # DIR/jazz/*.wav, *.flac, *.mp3 ...
     python scripts/finetune.py --resume latest                        # continue a killed run
     accelerate launch --multi_gpu --num_processes 2 scripts/finetune.py ...   # several GPUs
+    accelerate launch --config_file configs/accelerate/one-machine-multi-gpu.yaml scripts/finetune.py ...
     torchrun --nproc_per_node 2 scripts/finetune.py --device cpu ...          # several CPU processes
 """
 
@@ -32,6 +33,12 @@ def parse_args(argv=None):
     data.add_argument("--split", default="train", help="dataset split (default: train)")
     data.add_argument("--genre-column", default="genre", help="dataset column holding the genre label (default: genre)")
     data.add_argument("--audio-column", default="audio", help="dataset column holding the audio (default: audio)")
+    data.add_argument("--recording-column", default=None,
+                      help="dataset column naming the recording (song) each row belongs to: validation holds out "
+                           "whole recordings, never part of one (default: song_id when the dataset has it, else "
+                           "each row is a recording; in a --data-dir each file is one). With fewer than 10 "
+                           "recordings the last part of each is held out instead; the run folder's "
+                           "validation_split.json lists exactly what was held out")
     data.add_argument("--streaming", action="store_true",
                       help="stream the hub dataset instead of keeping the chosen genre's audio locally")
     data.add_argument("--num-workers", type=non_negative_int, default=2,
@@ -64,8 +71,11 @@ def parse_args(argv=None):
                           f"{train.FALLBACK_LR:g} on the bundled offline fallback)")
     opt.add_argument("--warmup-steps", type=non_negative_int, default=train.DEFAULT_WARMUP_STEPS,
                      help=f"linear warm-up before the cosine decay (default: {train.DEFAULT_WARMUP_STEPS})")
-    opt.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
-                     help="mixed precision on the GPU: fp16 or bf16 (default: no)")
+    opt.add_argument("--mixed-precision", choices=list(train.MIXED_PRECISIONS), default="auto",
+                     help="auto: bf16 on GPUs that support it natively (A100, RTX 30xx and newer), fp16 with loss "
+                          "scaling on older GPUs, full precision on the CPU; no: full precision everywhere; "
+                          "fp16 or bf16: force one. The choice is recorded in training_config.json and the model "
+                          "card (default: auto)")
     opt.add_argument("--seed", type=non_negative_int, default=0,
                      help=f"seed for data order, slices, noise: 0 to {train.MAX_SEED} (default: 0)")
 
@@ -97,7 +107,8 @@ def main(argv=None):
     args = parse_args(argv)
     config = train.FinetuneConfig(
         genre=None if args.genre.lower() == "all" else args.genre, pretrained=args.pretrained, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-        genre_column=args.genre_column, audio_column=args.audio_column, streaming=args.streaming,
+        genre_column=args.genre_column, audio_column=args.audio_column, recording_column=args.recording_column,
+        streaming=args.streaming,
         output_dir=args.output_dir, run_name=args.run_name, max_steps=args.max_steps, epochs=args.epochs,
         batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
         ema=not args.no_ema, mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,

@@ -13,7 +13,7 @@ from audiodiff import data as data_module
 from audiodiff.audio import load_audio
 from audiodiff.data import (
     TRACK_CACHE, DataError, HubUnreachableError, MelCollate, SliceDataset, Track, TrackStream, load_genre,
-    make_dataloader, split_tracks, validation_slices,
+    make_dataloader, split_tracks, split_validation, validation_slices,
 )
 from audiodiff.mel import MelConfig, audio_to_images
 
@@ -335,6 +335,113 @@ def test_split_by_track_is_seeded_stable_and_disjoint():
     assert split_tracks(named(5), 0.0) == (named(5), [])
     with pytest.raises(ValueError):
         split_tracks(named(5), 1.0)
+
+
+def song_rows(songs, rows_per_song=3, seconds=0.5):
+    """A dataset shaped like lewtun/music_genres with several rows (clips) per song_id."""
+    audio, song_ids = [], []
+    for song in range(songs):
+        for part in range(rows_per_song):
+            audio.append({"bytes": encode(music(seconds, 8000, seed=10 * song + part), 8000), "path": f"s{song}-{part}.wav"})
+            song_ids.append(1000 + song)
+    table = {"genre": ["Jazz"] * len(audio), "audio": audio, "song_id": song_ids}
+    return datasets.Dataset.from_dict(table).cast_column("audio", datasets.Audio(decode=False))
+
+
+def test_a_dataset_with_several_rows_per_recording_never_splits_a_recording():
+    dataset = song_rows(12)
+    data = load_genre("jazz", CONFIG, dataset=dataset, progress=False)
+    assert {t.recording for t in data.tracks} == {str(1000 + k) for k in range(12)}  # song_id found by default
+    for seed in range(5):
+        split = split_validation(data.tracks, 0.25, seed=seed, durations=data.durations)
+        assert split.held_out_by == "recording" and split.validation
+        train_songs = {t.recording for t in split.train}
+        held_songs = {t.recording for t in split.validation}
+        assert train_songs.isdisjoint(held_songs) and len(train_songs | held_songs) == 12
+        assert all(t.start_seconds == 0 and t.end_seconds is None for t in split.train + split.validation)
+        assert sum(1 for t in split.validation if t.recording == sorted(held_songs)[0]) == 3  # all its rows
+        record = split.record()
+        assert record["held_out_recordings"] == sorted(held_songs)
+        assert {(h["recording"], h["track"]) for h in record["held_out"]} == {(t.recording, t.name) for t in split.validation}
+        assert all(h["start_seconds"] == 0 and h["end_seconds"] == pytest.approx(0.5) for h in record["held_out"])
+    # a stream of the same rows splits by song too, and the same way
+    streamed = load_genre("jazz", CONFIG, dataset=dataset, streaming=True, progress=False)
+    stream_split = split_validation(streamed.tracks, 0.25, seed=0)
+    listed = split_validation(data.tracks, 0.25, seed=0, durations=data.durations)
+    assert {t.recording for t in stream_split.validation} == {t.recording for t in listed.validation}
+    assert {t.recording for t in stream_split.train} == {t.recording for t in listed.train}
+    # another column can be named; a missing one is an error that names the flag
+    renamed = dataset.rename_column("song_id", "album")
+    assert {t.recording for t in load_genre("jazz", CONFIG, dataset=renamed, progress=False).tracks} == {""}
+    by_album = load_genre("jazz", CONFIG, dataset=renamed, recording_column="album", progress=False)
+    assert len({t.recording for t in by_album.tracks}) == 12
+    with pytest.raises(DataError, match="no column 'take'.*--recording-column"):
+        load_genre("jazz", CONFIG, dataset=dataset, recording_column="take", progress=False)
+    with pytest.raises(DataError, match="--recording-column.*folder"):
+        load_genre("jazz", CONFIG, dataset="synthetic", recording_column="song_id", progress=False)
+
+
+def test_few_recordings_hold_out_the_end_of_each_instead_of_whole_ones(tmp_path):
+    root = tmp_path / "music" / "jazz"
+    root.mkdir(parents=True)
+    sf.write(root / "one.wav", music(3.0, 8000, 1), 8000)
+    sf.write(root / "two.wav", music(2.0, 8000, 2), 8000)
+    data = load_genre("jazz", CONFIG, data_dir=tmp_path / "music", progress=False)
+    split = split_validation(data.tracks, 0.1, seed=0, durations=data.durations, min_held_out_seconds=CONFIG.slice_seconds)
+    assert split.held_out_by == "time_range"
+    assert [t.name for t in split.train] == [t.name for t in split.validation] == ["jazz/one.wav", "jazz/two.wav"]
+    # 10 % of 3 s is 0.3 s (more than one 0.256 s slice); of 2 s, 0.2 s < a slice: one slice is held out
+    assert [t.end_seconds for t in split.train] == [2.7, round(2.0 - CONFIG.slice_seconds, 3)]
+    assert [(t.start_seconds, t.end_seconds) for t in split.validation] == [(2.7, 3.0), (round(2.0 - CONFIG.slice_seconds, 3), 2.0)]
+    record = split.record()
+    assert record["training_recordings"] == record["held_out_recordings"] == ["jazz/one.wav", "jazz/two.wav"]
+    assert [(h["start_seconds"], h["end_seconds"]) for h in record["held_out"]] == [(2.7, 3.0), (round(2.0 - CONFIG.slice_seconds, 3), 2.0)]
+    # training slices stay before the cut, validation slices after it
+    dataset = SliceDataset(split.train, CONFIG, seed=0)
+    for epoch in range(20):
+        for i, track in enumerate(split.train):
+            assert dataset.offset(i, epoch) + S <= round(track.end_seconds * CONFIG.sample_rate)
+    whole = [data_module.track_audio(t, CONFIG) for t in data.tracks]
+    for k, piece in enumerate(validation_slices(split.validation, CONFIG, 4, seed=0)):
+        start = round(split.validation[k % 2].start_seconds * CONFIG.sample_rate)
+        tail = whole[k % 2][start:]
+        assert any(torch.equal(piece[: 64], tail[j : j + 64]) for j in range(0, tail.numel() - 64 + 1))
+    assert split_validation(data.tracks, 0.0).held_out_by == "none"
+    with pytest.raises(ValueError, match="duration"):
+        split_validation(data.tracks, 0.1)
+
+
+def test_two_processes_each_check_and_draw_only_their_share_of_the_tracks(tmp_path):
+    from audiodiff.data import Shard, TrackSampler, decoded_track_count
+
+    root = tmp_path / "music" / "jazz"
+    root.mkdir(parents=True)
+    for k in range(7):
+        sf.write(root / f"t{k}.wav", music(0.5, 8000, k), 8000)
+    # one process plays both; the gather hands over what the other process would have found
+    whole = load_genre("jazz", CONFIG, data_dir=tmp_path / "music", progress=False)
+    found = [[(None, whole.durations[t.name]) for t in whole.tracks[p::2]] for p in (0, 1)]
+    for index in (0, 1):
+        TRACK_CACHE.clear()
+        data_module._DECODED.clear()
+
+        def gather(mine, index=index):
+            assert mine == found[index]
+            return found
+
+        data = load_genre("jazz", CONFIG, data_dir=tmp_path / "music", progress=False, shard=Shard(index, 2, gather))
+        assert data.tracks == whole.tracks and data.durations == whole.durations
+        assert decoded_track_count(data.tracks) == len(data.tracks[index::2])  # 4 and 3 of 7
+        assert data.owners == {t.name: k % 2 for k, t in enumerate(data.tracks)}
+    owners = [data.owners[t.name] for t in data.tracks]
+    seen = {0: set(), 1: set()}
+    for rank in (0, 1):
+        sampler = TrackSampler(SliceDataset(data.tracks, CONFIG), seed=0, process_index=rank, num_processes=2, owners=owners)
+        assert len(sampler) == 3  # the smaller share: both processes run the same number of steps
+        for epoch in range(6):
+            sampler.set_epoch(epoch)
+            seen[rank] |= {i for i, _ in sampler}
+    assert seen == {0: {0, 2, 4, 6}, 1: {1, 3, 5}}  # the larger share is covered over epochs
 
 
 # ---- slices, batches, workers ---------------------------------------------------------------------

@@ -255,14 +255,20 @@ def test_evaluate_folder_with_a_reference_folder_and_an_embedding(generated_dir,
 
 
 def test_held_out_reference_follows_the_trainer_split(generated_dir, genre_dir):
-    from audiodiff.data import Track, split_tracks
+    from audiodiff.data import load_genre, split_validation
+    from audiodiff.evaluate import genre_clips
 
     report = evaluate_folder(generated_dir, data_dir=genre_dir, genre="tones", extractor=SHORT, compare_genres=False)
-    tracks = [Track(f"tones/clip{i}.wav", "tones", "") for i in range(4)]
-    _, held_out = split_tracks(tracks, 0.1, seed=0)
-    assert report["reference"]["clips"] == len(held_out) == 1
-    assert "1 held-out of 4 tracks" in report["reference"]["description"]
-    assert "first and second half" in report["halves"]  # one track: halved in time
+    # 4 recordings (< 10): the trainer holds out the last part of each, so the reference is those parts
+    data = load_genre("tones", TINY_MEL, data_dir=genre_dir, progress=False)
+    trainer = split_validation(data.tracks, 0.1, seed=0, durations=data.durations, min_held_out_seconds=TINY_MEL.slice_seconds)
+    assert trainer.held_out_by == "time_range"
+    assert report["reference"]["clips"] == len(trainer.validation) == 4
+    assert "held-out last part of each of 4 tracks" in report["reference"]["description"]
+    clips, _ = genre_clips("tones", TINY_MEL, data_dir=genre_dir)
+    for clip, track in zip(clips.clips, trainer.validation):
+        assert clip.name == track.name
+        assert clip.audio.numel() == round(track.end_seconds * TINY_MEL.sample_rate) - round(track.start_seconds * TINY_MEL.sample_rate)
 
 
 # ---- before / after -----------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +86,9 @@ def test_finetune_writes_a_pipeline_that_loads_here_and_in_diffusers(tmp_path, m
     assert "tiny" in card and "jazz" in card.lower() and "6 (batch 2" in card and "generate.py --model" in card
     saved = json.loads((run_dir / train.CONFIG_FILE).read_text())
     assert saved["genre"] == "jazz" and saved["max_steps"] == 6
+    # --mixed-precision auto (the default) means full precision on the CPU, and says so
+    assert saved["mixed_precision"] == "auto" and saved["mixed_precision_used"] == "no"
+    assert "| mixed precision | no (chosen by --mixed-precision auto) |" in card
     assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000003", "step-000006"]
     assert list((run_dir / "logs").rglob("events.out.tfevents*")), "no TensorBoard log"
     # a second run never overwrites the first
@@ -223,6 +228,39 @@ def test_old_pickled_checkpoint_is_refused_in_one_line_by_the_script(tmp_path):
     assert not marker.exists()
 
 
+def test_a_two_track_folder_trains_on_both_tracks(tmp_path):
+    """Two recordings: the end of each is held out, not one whole recording (which left one to train on)."""
+    make_music_dir(tmp_path / "music", per_genre=2)
+    result = train.finetune(tiny_config(tmp_path, max_steps=2, batch_size=2, validate_every=2), progress=False)
+    split = json.loads((result.run_dir / train.SPLIT_FILE).read_text())
+    assert split["held_out_by"] == "time_range"
+    assert split["training_recordings"] == split["held_out_recordings"] == ["jazz/jazz0.wav", "jazz/jazz1.wav"]
+    slice_seconds = load_pipeline("tiny").mel.slice_seconds  # 3 s tracks: 25 % is 0.75 s < one 1.02 s image
+    for held in split["held_out"]:
+        assert held["end_seconds"] == pytest.approx(3.0)
+        assert held["start_seconds"] == pytest.approx(3.0 - slice_seconds, abs=1e-3)
+    assert "the last part of each of 2 recordings held out" in (result.run_dir / "README.md").read_text()
+    assert result.steps == 2 and all(np.isfinite(result.losses))
+
+
+def test_validation_loss_spread_over_processes_equals_the_one_process_loss():
+    pipe = build_preset("tiny", seed=0)
+    mel = pipe.mel
+    t = torch.arange(mel.slice_samples) / mel.sample_rate
+    images = audio_to_images(torch.stack([0.4 * torch.sin(2 * torch.pi * f * t) for f in (200.0, 310.0, 450.0)]), mel)
+    whole = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images)
+    # process 0 holds slices 0 and 2, process 1 slice 1; the stub "all-reduce" adds the other's sums
+    sums = {}
+    first = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images[[0, 2]], rows=[0, 2], total_rows=3,
+                                  reduce_sum=lambda x: sums.setdefault("zero", x.clone()))
+    shared = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images[[1]], rows=[1], total_rows=3,
+                                   reduce_sum=lambda x: x + sums["zero"])
+    assert shared == pytest.approx(whole, rel=1e-5) and first != pytest.approx(whole, rel=1e-3)
+    empty = train.validation_loss(pipe.unet, None, None, pipe.scheduler, images[:0], rows=[], total_rows=3,
+                                  reduce_sum=lambda x: x + sums["zero"])  # a process with no held-out slice
+    assert empty == pytest.approx(first, rel=1e-6)
+
+
 def test_non_default_mel_config_survives_finetuning(tmp_path, music):
     base = build_preset("tiny", seed=1)
     base.mel = MelConfig(**{**base.mel.to_dict(), "top_db": 60, "n_iter": 7})
@@ -267,6 +305,27 @@ def safetensors_keys(path: Path) -> list[str]:
         return list(f.keys())
 
 
+@pytest.mark.parametrize("name,processes,machines", [
+    ("cpu-2proc", 2, 1), ("one-machine-multi-gpu", 2, 1), ("multi-node", 16, 2)])
+def test_launch_configurations_load_in_accelerate(name, processes, machines):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
+    assert (config.num_processes, config.num_machines, config.distributed_type.value) == (processes, machines, "MULTI_GPU")
+    assert f"configs/accelerate/{name}.yaml" in (REPO / "README.md").read_text()
+
+
+def test_auto_precision_is_full_on_cpu_bf16_on_new_gpus_fp16_on_old_ones():
+    assert train.FinetuneConfig().mixed_precision == "auto"
+    assert train.resolve_mixed_precision("auto", "cpu") == "no"
+    assert train.resolve_mixed_precision("auto", "mps") == "no"
+    assert train.resolve_mixed_precision("auto", "cuda", capability=(8, 0)) == "bf16"  # A100
+    assert train.resolve_mixed_precision("auto", "cuda", capability=(9, 0)) == "bf16"  # H100
+    assert train.resolve_mixed_precision("auto", "cuda", capability=(7, 5)) == "fp16"  # T4
+    assert train.resolve_mixed_precision("fp16", "cpu") == "fp16"  # an explicit choice is kept
+    assert train._device_type(train.FinetuneConfig(device="cpu")) == "cpu"
+
+
 def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
     class FakeApi:
         def __init__(self):
@@ -292,6 +351,7 @@ def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
     ({"push_to_hub": True}, "hub-model-id"), ({"dataset": "x", "data_dir": "y"}, "not both"),
     ({"run_name": "../x"}, "run-name"), ({"run_name": "/tmp/x"}, "run-name"), ({"run_name": "a/b"}, "run-name"),
     ({"run_name": ".."}, "run-name"), ({"seed": 2**70}, "seed"), ({"seed": -1}, "seed"),
+    ({"data_dir": "y", "recording_column": "song_id"}, "recording-column"),
 ])
 def test_bad_config_values_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
@@ -425,18 +485,43 @@ def test_fallback_without_step_flags_trains_the_fallback_budget(tmp_path, monkey
     assert result.steps == 3 and saved["max_steps"] == 3 and saved["lr"] == train.FALLBACK_LR
 
 
-def test_two_processes_shard_the_data_and_write_once(tmp_path, music):
-    """Scale-out on this machine: 2 CPU processes (torchrun), one writer, one run folder."""
+def torchrun_finetune(args, cwd, processes=2):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "scripts" / "finetune.py"),
-         "--genre", "jazz", "--data-dir", str(music), "--pretrained", "tiny", "--max-steps", "2", "--batch-size", "1",
-         "--num-workers", "0", "--output-dir", str(tmp_path / "out"), "--checkpoint-every", "1", "--device", "cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+         str(REPO / "scripts" / "finetune.py"), *args, "--pretrained", "tiny", "--num-workers", "0", "--device", "cpu"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_processes_each_decode_half_the_tracks_write_once_and_resume_exactly(tmp_path):
+    """Scale-out on this machine: 2 CPU processes (torchrun), each decoding its own share of the
+    tracks, one writer, one run folder; a run killed after step 2 resumes to the same weights."""
+    music = make_music_dir(tmp_path / "music", per_genre=6)  # 6 jazz tracks + a broken file
+    args = ["--genre", "jazz", "--data-dir", str(music), "--max-steps", "4", "--batch-size", "1",
+            "--checkpoint-every", "2", "--validate-every", "2", "--output-dir", str(tmp_path / "out")]
+    done = torchrun_finetune(args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "batch 1x1x2" in done.stdout  # two processes, each its own share of every step's batch
+    decoded = re.search(r"tracks decoded per process: (\d+), (\d+) \(of (\d+)\)", done.stdout)
+    assert decoded and decoded.groups() == ("3", "3", "6"), done.stdout
     runs = list((tmp_path / "out").iterdir())
     assert len(runs) == 1 and (runs[0] / "model_index.json").is_file()
-    assert [p.name for p in train.list_checkpoints(runs[0])] == ["step-000001", "step-000002"]
-    assert done.stdout.count(str(runs[0])) == 2  # "written to ..." and the final line, from the main process only
-    assert load_pipeline(runs[0]).mel == build_preset("tiny").mel
+    full = runs[0]
+    assert [p.name for p in train.list_checkpoints(full)] == ["step-000002", "step-000004"]
+    assert done.stdout.count(str(full)) == 2  # "written to ..." and the final line, from the main process only
+    assert json.loads((full / train.CONFIG_FILE).read_text())["num_processes"] == 2
+
+    killed = tmp_path / "killed"
+    shutil.copytree(full, killed)
+    shutil.rmtree(killed / "checkpoints" / "step-000004")
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = torchrun_finetune(["--resume", str(killed)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step 2" in resumed.stdout
+    for p, q in zip(load_pipeline(full).unet.parameters(), load_pipeline(killed).unet.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    # one process cannot continue a two-process run exactly: said before any data is read
+    with pytest.raises(ValueError, match="trained by 2 process.*resume it with 2"):
+        train.finetune(train.FinetuneConfig(device="cpu", data_dir=str(tmp_path / "gone")), resume=str(killed), progress=False)
