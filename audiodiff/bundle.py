@@ -32,7 +32,7 @@ RECIPE = FinetuneConfig(
     genre=None, pretrained="compact-4s", dataset="synthetic", synthetic_clips_per_genre=64, synthetic_seconds=30.0,
     max_steps=1500, batch_size=16, lr=5e-4, warmup_steps=100, checkpoint_every=100, keep_checkpoints=2,
     validate_every=100, sample_every=600, sample_steps=50, num_workers=0, seed=0, output_dir="runs/bundled",
-    run_name="base",
+    run_name="base", mixed_precision="no",  # full precision on a GPU too: the same recipe on either device
 )
 
 
