@@ -20,6 +20,7 @@ in the --after run's folder (before-after-GENRE.json), or at --output. Never ove
 
 import argparse
 import sys
+from pathlib import Path
 
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
 from audiodiff.evaluate import (
@@ -37,6 +38,7 @@ from audiodiff.evaluate import (
     format_report,
     save_report,
 )
+from audiodiff.generate import check_output_dir
 
 
 def parse_args(argv=None):
@@ -114,9 +116,20 @@ def check_args(args) -> str:
     return "folder"
 
 
+def check_report_folder(args, mode: str) -> None:
+    """The report is written at the end: its folder must take it before any work starts."""
+    if args.output:
+        check_output_dir(Path(args.output).expanduser().parent, "--output's folder")
+    elif mode == "folder":
+        check_output_dir(default_report_path(args.generated).parent, "the report's folder (beside --generated)")
+    else:
+        check_output_dir(default_comparison_path(args.after, args.genre).parent, "the report's folder")
+
+
 def main(argv=None):
     args = parse_args(argv)
     mode = check_args(args)
+    check_report_folder(args, mode)
     extractor = TorchScriptEmbedding(args.embedding, args.embedding_sample_rate) if args.embedding else None
     progress = not args.no_progress
     if mode == "folder":
