@@ -117,16 +117,6 @@ OUTPUT_SUFFIXES = (".json", ".wav", ".png")  # the JSON first: it is the reserva
 MAX_NAME_BYTES = 200  # file names hold 255 bytes; room for "-N", "_B" and the suffix
 
 
-def free_name(output_dir: Path, name: str, batch_size: int = 1) -> str:
-    """`name`, or the first `name-N` (N = 1, 2, ...) for which no output file exists yet (a look,
-    not a reservation: `reserve_name` is the one that holds under concurrency)."""
-    candidate, n = name, 0
-    while any((output_dir / f"{stem}{ext}").exists() for stem in _stems(candidate, batch_size) for ext in OUTPUT_SUFFIXES):
-        n += 1
-        candidate = f"{name}-{n}"
-    return candidate
-
-
 def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str, list[Path]]:
     """Atomically take `name` (or the first free `name-N`) for a batch -> (name, reserved paths).
 
