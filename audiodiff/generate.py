@@ -403,6 +403,9 @@ def generate(
     init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
         `EditRequest` and `audiodiff.edits`. Interpolation makes one clip per alpha (default 0.5)
         and ignores `batch_size`.
+    A request beyond `audiodiff.limits` (seconds of audio, batch size), an output folder that
+    can't be written, or a device that can't generate is refused before the model is loaded; the
+    files of each clip are reserved atomically (`reserve_name`), so concurrent runs never collide.
     """
     say = log or (lambda message: None)
     if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
@@ -449,7 +452,7 @@ def generate(
         say(f"model: {pipe.source} ({chosen})")
     num_steps = steps or default_steps(make_scheduler(scheduler, pipe.scheduler))
     noise_levels = pipe.scheduler.config.num_train_timesteps
-    if num_steps > noise_levels:  # ddim and ddpm refuse more inside diffusers, dpm silently repeats levels
+    if num_steps > noise_levels:  # diffusers refuses more for ddim and ddpm, but only once sampling starts; dpm ran
         raise GenerationError(f"{num_steps} steps are more than the {noise_levels} noise levels this model was trained "
                               f"with; use at most --steps {noise_levels}")
     column_seconds = pipe.mel.hop_length / pipe.mel.sample_rate
