@@ -102,3 +102,12 @@ def write_wav(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, pcm, int(sample_rate), subtype="PCM_16", format="WAV")
     return path
+
+
+def duration_seconds(source: str | os.PathLike) -> float:
+    """Length of an audio file in seconds, read from its header (nothing is decoded)."""
+    try:
+        info = sf.info(os.fspath(source))
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError...
+        raise AudioError(f"cannot decode {_describe(source)}: {exc}") from exc
+    return info.frames / info.samplerate if info.samplerate else 0.0

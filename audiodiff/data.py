@@ -414,15 +414,40 @@ def describe_skips(skipped: collections.Counter, min_seconds: float = 0.0) -> st
 
 
 # ---- sources -----------------------------------------------------------------------------------
+def _real_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of what `path` points to, links followed; None for a dangling link."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 def _audio_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(audio files, other files) under `folder`, recursively, sorted, hidden entries left out."""
+    """(audio files, other files) under `folder`, recursively, sorted, hidden entries left out.
+
+    Symbolic links are followed, but each real folder is walked once and each real file listed
+    once (by device and inode, at its first path in sorted order): a link back up the tree
+    (`jazz/loop -> .`) adds nothing, instead of every file again on both sides of the split."""
     audio, other = [], []
+    seen_folders: set = set()
+    seen_files: set = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
+        folder_id = _real_id(root)
+        if folder_id in seen_folders:
+            dirs[:] = []  # reached again through a link: already walked
+            continue
+        seen_folders.add(folder_id)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(root) / name
             if name.startswith("."):
                 continue  # .DS_Store and friends: not music, not worth a count
+            file_id = _real_id(path)
+            if file_id is not None:  # a dangling link is kept: decoding it fails and is counted
+                if file_id in seen_files:
+                    continue
+                seen_files.add(file_id)
             (audio if path.suffix.lower() in AUDIO_EXTENSIONS else other).append(path)
     return audio, other
 

@@ -832,6 +832,9 @@ def compare_models(
             raise EvaluationError(f"{name} must be a whole number of at least 1, got {value!r}")
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= MIN_CLIP_SECONDS):
         raise EvaluationError(f"seconds must be a number of at least {MIN_CLIP_SECONDS}, got {seconds!r}")
+    from .limits import RequestLimits
+
+    RequestLimits.from_env().check(seconds=seconds, clips=clips, batch_size=min(batch_size, clips))  # per model
     extractor = extractor or HandcraftedFeatures()
     target_device = pick_device(device)
     split = split or SplitSettings.from_run(after)

@@ -113,13 +113,52 @@ def _stems(base: str, batch_size: int) -> list[str]:
     return [base] if batch_size == 1 else [f"{base}_{i + 1}" for i in range(batch_size)]
 
 
-def free_name(output_dir: Path, name: str, batch_size: int = 1) -> str:
-    """`name`, or the first `name-N` (N = 1, 2, ...) for which no output file exists yet."""
+OUTPUT_SUFFIXES = (".json", ".wav", ".png")  # the JSON first: it is the reservation the others follow
+MAX_NAME_BYTES = 200  # file names hold 255 bytes; room for "-N", "_B" and the suffix
+
+
+def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str, list[Path]]:
+    """Atomically take `name` (or the first free `name-N`) for a batch -> (name, reserved paths).
+
+    Every file of every clip (NAME.json, NAME.wav, NAME.png per stem) is created empty with an
+    exclusive create (O_EXCL): when any of them exists, or another process takes one first, the
+    ones made so far are removed and the next name is tried. So two processes asking for the same
+    name at the same moment get different names, and the files written into the reserved paths
+    never replace a file that was there before.
+    """
     candidate, n = name, 0
-    while any((output_dir / f"{stem}{ext}").exists() for stem in _stems(candidate, batch_size) for ext in (".wav", ".png", ".json")):
-        n += 1
-        candidate = f"{name}-{n}"
-    return candidate
+    while True:
+        made: list[Path] = []
+        try:
+            for stem in _stems(candidate, batch_size):
+                for ext in OUTPUT_SUFFIXES:
+                    path = output_dir / f"{stem}{ext}"
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    made.append(path)
+            return candidate, made
+        except FileExistsError:
+            for path in made:
+                path.unlink(missing_ok=True)
+            n += 1
+            candidate = f"{name}-{n}"
+
+
+def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") -> Path:
+    """Raise GenerationError when outputs can't be written into `output_dir` (it is a file, under a
+    file, or not writable), before any work; nothing is created. Returns it as a Path."""
+    folder = Path(output_dir).expanduser()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise GenerationError(f"{flag} {folder} can't be created: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
+        raise GenerationError(f"{flag} {folder} {where}, not a folder; choose a folder for the outputs")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = folder if existing == folder else f"{existing} (where {folder} would be created)"
+        raise GenerationError(f"{flag} {what} is not writable; choose a folder you can write to")
+    return folder
 
 
 # ---- the PNG -----------------------------------------------------------------------------------
@@ -201,6 +240,10 @@ def pick_device(device: str | None) -> torch.device:
         chosen = torch.device(device)
     except RuntimeError as exc:
         raise GenerationError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if chosen.type not in ("cpu", "cuda", "mps"):  # e.g. "meta": tensors without data, no audio could come out
+        raise GenerationError(f"can't generate on device {device!r}; use auto, cpu, cuda or cuda:N")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise GenerationError(f"--device {device} asked for Apple's MPS, which is not available here; use --device cpu")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise GenerationError(f"--device {device} asked for CUDA, but no CUDA GPU is available; use --device cpu")
     return chosen
@@ -360,6 +403,9 @@ def generate(
     init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
         `EditRequest` and `audiodiff.edits`. Interpolation makes one clip per alpha (default 0.5)
         and ignores `batch_size`.
+    A request beyond `audiodiff.limits` (seconds of audio, batch size), an output folder that
+    can't be written, or a device that can't generate is refused before the model is loaded; the
+    files of each clip are reserved atomically (`reserve_name`), so concurrent runs never collide.
     """
     say = log or (lambda message: None)
     if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
@@ -376,6 +422,9 @@ def generate(
         raise GenerationError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
     if name is not None and (Path(name).name != name or name in ("", ".", "..")):
         raise GenerationError(f"--name must be a plain file name without folders, got {name!r}; use --output-dir for the folder")
+    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise GenerationError(f"--name is {len(os.fsencode(name))} bytes long; file names hold at most {MAX_NAME_BYTES} "
+                              "here (room is left for -N, _N and the suffix): choose a shorter name")
     edit = EditRequest(init_audio=init_audio, strength=strength, invert=invert, fill_gap=tuple(fill_gap) if fill_gap else None,
                        loop=loop, interpolate=tuple(interpolate) if interpolate else None,
                        alphas=tuple(alphas) if alphas is not None else None)
@@ -385,7 +434,9 @@ def generate(
     for path in edit.files():
         if not Path(path).is_file():
             raise GenerationError(f"audio file not found: {path}")
+    _check_limits(edit, seconds, batch_size)
     target = pick_device(device)
+    output_dir = check_output_dir(output_dir)
     if pipe is None:
         pipe, chosen = resolve_model(model, runs_dir=runs_dir)
     else:
@@ -400,53 +451,84 @@ def generate(
     if model is None:
         say(f"model: {pipe.source} ({chosen})")
     num_steps = steps or default_steps(make_scheduler(scheduler, pipe.scheduler))
+    noise_levels = pipe.scheduler.config.num_train_timesteps
+    if num_steps > noise_levels:  # diffusers refuses more for ddim and ddpm, but only once sampling starts; dpm ran
+        raise GenerationError(f"{num_steps} steps are more than the {noise_levels} noise levels this model was trained "
+                              f"with; use at most --steps {noise_levels}")
+    column_seconds = pipe.mel.hop_length / pipe.mel.sample_rate
+    if seconds is not None and seconds < column_seconds:
+        raise GenerationError(f"seconds must be at least one spectrogram column of this model, {column_seconds:.4g} s "
+                              f"({pipe.mel.hop_length} samples at {pipe.mel.sample_rate} Hz), got {seconds:g}")
 
     common = dict(overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps, scheduler=scheduler,
                   batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, common, say)
     batch_size = clip.audio.shape[0]
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked before the work, but the folder may have changed meanwhile
+        raise GenerationError(f"can't create --output-dir {output_dir}: {exc.strerror or exc}") from exc
     wanted = name or default_name(pipe.source, seed, edit.kind)
-    base = free_name(output_dir, wanted, batch_size)
+    base, reserved = reserve_name(output_dir, wanted, batch_size)
     if base != wanted:
         say(f"{wanted} already exists in {output_dir}; writing {base} instead")
     samples = clip.audio.shape[-1]
     written: list[Path] = []
-    for index, stem in enumerate(_stems(base, batch_size)):
-        wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
-        png = spectrogram_png(clip.image[index][..., : columns_for_samples(samples, pipe.mel)], pipe.mel, samples,
-                              output_dir / f"{stem}.png")
-        record = {
-            "model": str(pipe.source),
-            "model_choice": chosen,
-            "edit": edit.kind or "generate",
-            **edit_record,
-            "seed": seed,
-            "batch_size": batch_size,
-            "batch_index": index,
-            "steps": num_steps,
-            "scheduler": scheduler,
-            "seconds": round(samples / clip.sample_rate, 6),
-            "samples": samples,
-            "sample_rate": clip.sample_rate,
-            "overlap_seconds": overlap_seconds,
-            "repaint_jumps": repaint_jumps,
-            "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
-            "mel": pipe.mel.to_dict(),
-            "device": str(target),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": {"wav": wav.name, "png": png.name},
-            "versions": _versions(),
-        }
-        if edit.kind == "interpolate":
-            record["alpha"] = edit_record["alphas"][index]
-        if edit.kind in (None, "loop"):
-            record["target_lufs"] = DEFAULT_TARGET_LUFS
-        meta = output_dir / f"{stem}.json"
-        with open(meta, "x") as handle:  # exclusive: never replaces a file written meanwhile
-            json.dump(record, handle, indent=2)
-            handle.write("\n")
-        written += [wav, png, meta]
+    try:
+        for index, stem in enumerate(_stems(base, batch_size)):
+            wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
+            png = spectrogram_png(clip.image[index][..., : columns_for_samples(samples, pipe.mel)], pipe.mel, samples,
+                                  output_dir / f"{stem}.png")
+            record = {
+                "model": str(pipe.source),
+                "model_choice": chosen,
+                "edit": edit.kind or "generate",
+                **edit_record,
+                "seed": seed,
+                "batch_size": batch_size,
+                "batch_index": index,
+                "steps": num_steps,
+                "scheduler": scheduler,
+                "seconds": round(samples / clip.sample_rate, 6),
+                "samples": samples,
+                "sample_rate": clip.sample_rate,
+                "overlap_seconds": overlap_seconds,
+                "repaint_jumps": repaint_jumps,
+                "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
+                "mel": pipe.mel.to_dict(),
+                "device": str(target),
+                "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (README)
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "files": {"wav": wav.name, "png": png.name},
+                "versions": _versions(),
+            }
+            if edit.kind == "interpolate":
+                record["alpha"] = edit_record["alphas"][index]
+            if edit.kind in (None, "loop"):
+                record["target_lufs"] = DEFAULT_TARGET_LUFS
+            meta = output_dir / f"{stem}.json"
+            with open(meta, "w") as handle:  # the empty file reserve_name made for this clip
+                json.dump(record, handle, indent=2)
+                handle.write("\n")
+            written += [wav, png, meta]
+    except BaseException:
+        for path in reserved:  # ours alone (reserve_name made them): no half-written clip is left behind
+            path.unlink(missing_ok=True)
+        raise
     return written
+
+
+def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> None:
+    """The request's seconds of audio (what comes out, input audio included) against the limits."""
+    from .audio import duration_seconds
+    from .limits import RequestLimits
+
+    inputs = [duration_seconds(f) for f in edit.files()]
+    kind = edit.kind
+    if kind in ("vary", "interpolate"):  # `seconds` is how much of the input to use
+        total = min(inputs + ([seconds] if seconds is not None else []))
+    else:  # continue: the input, then `seconds` more; fill-gap: A, `seconds`, B
+        total = (DEFAULT_SECONDS if seconds is None else seconds) + sum(inputs)
+    clips = len(edit.alphas or (0.5,)) if kind == "interpolate" else batch_size
+    RequestLimits.from_env().check(seconds=total, clips=clips, batch_size=clips)

@@ -20,8 +20,10 @@ in the --after run's folder (before-after-GENRE.json), or at --output. Never ove
 
 import argparse
 import sys
+from pathlib import Path
 
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
+from audiodiff.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SECONDS
 from audiodiff.evaluate import (
     DEFAULT_CLIPS,
     DEFAULT_SECONDS,
@@ -37,6 +39,7 @@ from audiodiff.evaluate import (
     format_report,
     save_report,
 )
+from audiodiff.generate import check_output_dir
 
 
 def parse_args(argv=None):
@@ -59,14 +62,17 @@ def parse_args(argv=None):
                           "(10%% by default; --generated mode only)")
     gen = p.add_argument_group("generation (--before/--after mode)")
     gen.add_argument("--clips", type=positive_int, default=None, metavar="N",
-                     help=f"clips generated per model (default: {DEFAULT_CLIPS})")
+                     help=f"clips generated per model; clips x seconds at most {DEFAULT_MAX_SECONDS:g} s of audio, "
+                          f"raise it with the environment variable AUDIODIFF_MAX_SECONDS (default: {DEFAULT_CLIPS})")
     gen.add_argument("--seconds", type=positive_float, default=None, metavar="S",
                      help=f"length of each generated clip in seconds, at least 0.5 (default: {DEFAULT_SECONDS:g})")
     gen.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                      help="random seed; both models get the same seeds (default: 0)")
     gen.add_argument("--steps", type=positive_int, default=None, metavar="N",
                      help=f"DDIM denoising steps per slice (default: {DEFAULT_STEPS})")
-    gen.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="clips generated at once (default: 8)")
+    gen.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                     help=f"clips generated at once, at most {DEFAULT_MAX_BATCH_SIZE} (raise it with the environment "
+                          "variable AUDIODIFF_MAX_BATCH_SIZE) (default: 8)")
     gen.add_argument("--device", default=None, metavar="DEVICE",
                      help="where to generate: auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
     out = p.add_argument_group("features and output")
@@ -78,7 +84,8 @@ def parse_args(argv=None):
                           "(default: 16000)")
     out.add_argument("--output", metavar="PATH",
                      help="where to write the JSON report (default: beside the generated folder, or in the --after "
-                          "run's folder); an existing file is never overwritten (NAME-1.json, ...)")
+                          "run's folder); its folder is checked before any work; an existing file is never "
+                          "overwritten (NAME-1.json, ...)")
     out.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p.parse_args(argv)
 
@@ -114,9 +121,20 @@ def check_args(args) -> str:
     return "folder"
 
 
+def check_report_folder(args, mode: str) -> None:
+    """The report is written at the end: its folder must take it before any work starts."""
+    if args.output:
+        check_output_dir(Path(args.output).expanduser().parent, "--output's folder")
+    elif mode == "folder":
+        check_output_dir(default_report_path(args.generated).parent, "the report's folder (beside --generated)")
+    else:
+        check_output_dir(default_comparison_path(args.after, args.genre).parent, "the report's folder")
+
+
 def main(argv=None):
     args = parse_args(argv)
     mode = check_args(args)
+    check_report_folder(args, mode)
     extractor = TorchScriptEmbedding(args.embedding, args.embedding_sample_rate) if args.embedding else None
     progress = not args.no_progress
     if mode == "folder":

@@ -17,11 +17,15 @@ Edits of your own audio (any format soundfile reads; resampled to the model's ra
 Writes NAME.wav (16-bit PCM), NAME.png (spectrogram, time axis; turn it back into audio with
 audiodiff.generate.png_to_audio) and NAME.json (how it was made) into --output-dir. An existing
 file is never overwritten: NAME-1, NAME-2, ... is used instead.
+
+Limits on one run (checked before any work): 600 s of audio, 64 clips at once; raise them with the
+environment variables AUDIODIFF_MAX_SECONDS and AUDIODIFF_MAX_BATCH_SIZE.
 """
 
 import argparse
 
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
+from audiodiff.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SECONDS
 from audiodiff.generate import DEFAULT_OUTPUT_DIR, generate
 from audiodiff.sample import DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER, SCHEDULERS
 
@@ -47,10 +51,16 @@ def parse_args(argv=None):
                    help="length of each clip in seconds, exact to the sample; longer than one slice of the "
                         "model is made by continuation (default: 30). With --init-audio (continuation) and "
                         "--fill-gap: the seconds of new audio; with --strength/--invert and --interpolate: how "
-                        "much of the input to use (default: all of it)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same WAV (default: 0)")
+                        f"much of the input to use (default: all of it). At most {DEFAULT_MAX_SECONDS:g} s of audio "
+                        "per run, all clips and input audio together; raise it with the environment variable "
+                        "AUDIODIFF_MAX_SECONDS")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed gives a byte-identical WAV with the same model, settings, versions, "
+                        "device and torch thread count (OMP_NUM_THREADS; recorded in the JSON); another thread count "
+                        "gives the same music, not the same bytes (default: 0)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="denoising steps per slice (default: 50 for ddim, 25 for dpm, 1000 for ddpm)")
+                   help="denoising steps per slice, at most the model's training noise levels (1000 on the public "
+                        "models) (default: 50 for ddim, 25 for dpm, 1000 for ddpm)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
                    help="sampler, built from the pipeline's noise schedule: ddim (deterministic), "
                         "ddpm (the training chain, slow), dpm (DPM-Solver++, fewest steps) (default: ddim)")
@@ -59,7 +69,8 @@ def parse_args(argv=None):
                         f"one slice (5.94 s on the public models) (default: {DEFAULT_OVERLAP_SECONDS:g}, at most "
                         "40%% of a slice for models with shorter slices)")
     p.add_argument("--batch-size", type=positive_int, default=1,
-                   help="clips generated at once, written as NAME_1, NAME_2, ... (default: 1)")
+                   help=f"clips generated at once, written as NAME_1, NAME_2, ... (default: 1; at most "
+                        f"{DEFAULT_MAX_BATCH_SIZE}, raise it with the environment variable AUDIODIFF_MAX_BATCH_SIZE)")
     p.add_argument("--repaint-jumps", type=non_negative_int, default=0,
                    help="RePaint resampling: re-noise and denoise each step this many extra times so the new "
                         "part agrees better with the part it continues; each costs one more UNet call per "
@@ -83,10 +94,11 @@ def parse_args(argv=None):
                        help="make a clip of --seconds whose end flows into its start: it repeats without a click")
     edits.add_argument("--fill-gap", nargs=2, metavar=("A", "B"), default=None,
                        help="write A, then --seconds of new audio that leads out of A into B, then B")
-    p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR), help="folder for the outputs (default: samples/)")
+    p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR),
+                   help="folder for the outputs, made if missing; checked before any work (default: samples/)")
     p.add_argument("--name", default=None,
-                   help="base name of the output files (default: <model>-seed<seed>); never overwrites: "
-                        "NAME-1, NAME-2, ... when taken")
+                   help="base name of the output files, at most 200 bytes (default: <model>-seed<seed>); never "
+                        "overwrites, even with another run at the same moment: NAME-1, NAME-2, ... when taken")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p.parse_args(argv)

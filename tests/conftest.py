@@ -1,6 +1,7 @@
 """Shared fixtures: audio made in the test, never files from the repository or the network."""
 
 import os
+import subprocess
 import warnings
 
 import numpy as np
@@ -49,3 +50,26 @@ def make_signals(seconds=5.9, sample_rate=SAMPLE_RATE, seed=0):
 @pytest.fixture
 def signals():
     return make_signals()
+
+
+class not_writable:
+    """`with not_writable(folder):` the folder can't be written to. chmod makes it read-only; as
+    root (which ignores modes) it is made immutable with chattr; where neither works, the test skips."""
+
+    def __init__(self, folder):
+        self.folder, self.immutable = folder, False
+
+    def __enter__(self):
+        self.folder.chmod(0o555)
+        if os.access(self.folder, os.W_OK):
+            self.immutable = subprocess.run(["chattr", "+i", str(self.folder)], capture_output=True).returncode == 0
+            if not self.immutable or os.access(self.folder, os.W_OK):
+                self.__exit__()
+                pytest.skip("can't make a folder read-only here (root without chattr)")
+        return self.folder
+
+    def __exit__(self, *exc):
+        if self.immutable:
+            subprocess.run(["chattr", "-i", str(self.folder)], check=True)
+            self.immutable = False
+        self.folder.chmod(0o755)

@@ -179,6 +179,24 @@ def test_edit_options_reach_generate_only_when_used(tmp_path):
         edit_kwargs(a, "vary", 0.0, None, False)
 
 
+def test_a_request_beyond_the_limits_is_refused_before_the_shared_model_works(tmp_path, monkeypatch):
+    """One API call with seconds=1e9 used to hold the app's one-at-a-time queue for everyone."""
+    from audiodiff import sample as sample_module
+    from audiodiff.app import AudioStudio
+    from audiodiff.cli import user_errors
+    from audiodiff.pipeline import load_pipeline
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the shared model started on a request beyond the limits")
+
+    monkeypatch.setattr(sample_module, "sample", no_sampling)
+    studio = AudioStudio(load_pipeline("tiny"), output_dir=tmp_path / "clips")
+    for kwargs, message in [(dict(seconds=1e9), "limit of 600 s per request"), (dict(seconds=3000.0), "3000 s")]:
+        with pytest.raises(user_errors(), match=message):  # the page's handler shows these as a message
+            studio.generate(**kwargs, steps=2, progress=False)
+    assert not (tmp_path / "clips").exists()
+
+
 def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
     _, output_dir, log_path, _ = server
     seconds = 2.5

@@ -115,6 +115,23 @@ def test_flat_folder_is_one_unnamed_genre(tmp_path):
         assert data.genre == "" and data.genre_counts == {"": 3} and data.skipped == {"not_audio": 1}
 
 
+def test_symlink_loops_and_linked_duplicates_count_each_real_file_once(tmp_path):
+    jazz = tmp_path / "jazz"
+    (jazz / "sub").mkdir(parents=True)
+    for k in range(4):
+        sf.write((jazz if k < 3 else jazz / "sub") / f"{k}.wav", music(0.5, 8000, k), 8000)
+    (jazz / "loop").symlink_to(".")  # a link back to the folder itself: used to list every file 41 times
+    (jazz / "again.wav").symlink_to(jazz / "0.wav")  # the same real file under a second name
+    (jazz / "zz-sub").symlink_to(jazz / "sub")  # the same real folder under a second name
+    (jazz / "gone.wav").symlink_to(jazz / "missing.wav")  # a dangling link: counted as unreadable, not dropped
+    data = load_genre("jazz", CONFIG, data_dir=tmp_path, progress=False)
+    assert [t.name for t in data.tracks] == ["jazz/0.wav", "jazz/1.wav", "jazz/2.wav", "jazz/sub/3.wav"]
+    assert data.genre_counts == {"jazz": 5} and data.skipped == {"unreadable": 1}
+    training, validation = split_tracks(data.tracks, 0.25)
+    sources = [t.source for t in training + validation]
+    assert len(sources) == 4 and len(set(sources)) == 4  # each real file once, on one side only
+
+
 def test_unknown_genre_lists_genres_with_counts(genre_folder):
     with pytest.raises(DataError, match=r"'polka' is not in folder .*jazz \(10\), rock \(2\)"):
         load_genre("polka", CONFIG, data_dir=genre_folder, progress=False)

@@ -367,6 +367,47 @@ def test_script_as_a_user_runs_it(generated_dir, tmp_path):
 
 
 
+def test_compare_models_refuses_work_beyond_the_limits_before_loading_anything(tmp_path):
+    from audiodiff.generate import GenerationError
+    from audiodiff.limits import LimitError
+
+    missing = str(tmp_path / "no-such-model")  # loading it would fail: a refusal proves nothing was loaded
+    kwargs = dict(dataset="synthetic", extractor=SHORT)
+    with pytest.raises(LimitError, match=r"1000 clips of 10 s = 10000 s of audio, more than the limit of 600 s"):
+        compare_models(missing, missing, "jazz", clips=1000, seconds=10.0, **kwargs)
+    with pytest.raises(LimitError, match="batch size 100 is more than the limit of 64"):
+        compare_models(missing, missing, "jazz", clips=200, seconds=1.0, batch_size=100, **kwargs)
+    with pytest.raises(GenerationError, match="can't generate on device 'meta'"):
+        compare_models(missing, missing, "jazz", clips=2, seconds=1.0, device="meta", **kwargs)
+
+
+def test_script_checks_the_report_folder_before_any_work(generated_dir, tmp_path, monkeypatch):
+    from audiodiff.generate import GenerationError
+
+    from conftest import not_writable
+
+    script = _load_script()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluated before finding out the report can't be written")
+
+    monkeypatch.setattr(script, "evaluate_folder", no_work)
+    monkeypatch.setattr(script, "compare_models", no_work)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    folder_mode = ["--generated", str(generated_dir), "--reference", str(tmp_path)]
+    with pytest.raises(GenerationError, match="--output's folder .*a-file is a file, not a folder"):
+        script.main([*folder_mode, "--output", str(a_file / "report.json")])
+    with pytest.raises(GenerationError, match="is under .*a-file, which is a file"):
+        script.main([*folder_mode, "--output", str(a_file / "sub" / "report.json")])
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    with not_writable(run_folder):  # before/after: the report goes into the --after run's folder
+        with pytest.raises(GenerationError, match="the report's folder .*run is not writable"):
+            script.main(["--before", "tiny", "--after", str(run_folder), "--genre", "jazz", "--dataset", "synthetic"])
+    assert a_file.read_text() == "mine" and not any(run_folder.iterdir())
+
+
 def test_script_turns_a_user_error_into_one_line_and_exit_2(tmp_path, capsys):
     from audiodiff.cli import run
 

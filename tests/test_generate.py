@@ -25,6 +25,8 @@ from audiodiff.mel import MelConfig, mel_power
 from audiodiff.pipeline import build_preset, save_pipeline
 from audiodiff.sample import generate_long
 
+from conftest import not_writable
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "generate.py"
 
@@ -59,6 +61,7 @@ def test_writes_wav_png_json(model_dir, tmp_path):
     assert set(record["versions"]) == {"audiodiff", "torch", "diffusers"}
     assert record["versions"]["torch"] == torch.__version__
     assert record["files"] == {"wav": "clip.wav", "png": "clip.png"}
+    assert record["torch_threads"] == torch.get_num_threads() and record["device"] == "cpu"  # what same-bytes needs
 
 
 def test_never_overwrites_and_same_seed_same_bytes(model_dir, tmp_path):
@@ -147,6 +150,141 @@ def test_bad_values_are_clear_errors(model_dir, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written on a refused request
 
 
+class _NoModel(Exception):
+    """Raised instead of loading a model: a check that comes first never gets here."""
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    from audiodiff import generate as generate_module
+
+    def refuse(*args, **kwargs):
+        raise _NoModel
+
+    monkeypatch.setattr(generate_module, "resolve_model", refuse)
+
+
+def test_requests_beyond_the_limits_are_refused_before_the_model_loads(tmp_path, monkeypatch, no_model_load):
+    from audiodiff.limits import LimitError, RequestLimits
+
+    monkeypatch.delenv("AUDIODIFF_MAX_SECONDS", raising=False)
+    monkeypatch.delenv("AUDIODIFF_MAX_BATCH_SIZE", raising=False)
+    out = tmp_path / "out"
+    with pytest.raises(LimitError, match=r"limit of 600 s per request .*AUDIODIFF_MAX_SECONDS"):
+        generate("tiny", 1e9, output_dir=out, log=None)
+    with pytest.raises(LimitError, match=r"8 clips of 90 s = 720 s"):
+        generate("tiny", 90, batch_size=8, output_dir=out, log=None)
+    with pytest.raises(LimitError, match=r"batch size 10000 .* limit of 64 .*AUDIODIFF_MAX_BATCH_SIZE=10000"):
+        generate("tiny", 1, batch_size=10000, output_dir=out, log=None)
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros(16000 * 590, dtype=np.int16), 16000)  # 590 s: continued by 30 s is 620 s of output
+    with pytest.raises(LimitError, match="620 s"):
+        generate("tiny", None, init_audio=song, output_dir=out, log=None)
+    with pytest.raises(_NoModel):  # within the defaults: the request goes on to load its model
+        generate("tiny", 600, output_dir=out, log=None)
+    with pytest.raises(_NoModel):
+        generate("tiny", 9, batch_size=64, output_dir=out, log=None)
+    monkeypatch.setenv("AUDIODIFF_MAX_SECONDS", "1200")  # "for users who really want 20 minutes"
+    with pytest.raises(_NoModel):
+        generate("tiny", 1200, output_dir=out, log=None)
+    assert RequestLimits.from_env() == RequestLimits(max_seconds=1200.0, max_batch_size=64)
+    monkeypatch.setenv("AUDIODIFF_MAX_BATCH_SIZE", "lots")
+    with pytest.raises(LimitError, match="AUDIODIFF_MAX_BATCH_SIZE must be a positive number, got 'lots'"):
+        RequestLimits.from_env()
+    assert not out.exists()
+
+
+def test_output_location_name_and_device_are_checked_before_any_work(tmp_path, no_model_load):
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("mine")
+    for output_dir, message in [(a_file, "is a file, not a folder"), (a_file / "sub", "is under .*taken.txt, which is a file")]:
+        with pytest.raises(GenerationError, match=message):
+            generate("tiny", 1, output_dir=output_dir, log=None)
+    with pytest.raises(GenerationError, match="300 bytes long"):
+        generate("tiny", 1, output_dir=tmp_path, name="n" * 300, log=None)
+    with pytest.raises(GenerationError, match="can't generate on device 'meta'"):
+        generate("tiny", 1, output_dir=tmp_path, device="meta", log=None)
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    with not_writable(read_only):
+        for output_dir in (read_only, read_only / "new"):
+            with pytest.raises(GenerationError, match="is not writable"):
+                generate("tiny", 1, output_dir=output_dir, log=None)
+    with pytest.raises(_NoModel):  # a folder that does not exist yet is fine: it is made after the work
+        generate("tiny", 1, output_dir=tmp_path / "new" / "deeper", log=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["read-only", "taken.txt"] and a_file.read_text() == "mine"
+
+
+def test_too_short_or_too_many_steps_are_refused_before_sampling(model_dir, tmp_path, monkeypatch):
+    from audiodiff import sample as sample_module
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled a request that should have been refused")
+
+    monkeypatch.setattr(sample_module, "sample", no_sampling)
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros(16000, dtype=np.int16), 16000)
+    out = tmp_path / "out"
+    for kwargs in (dict(seconds=1e-9), dict(seconds=1e-9, init_audio=song), dict(seconds=0.02)):
+        with pytest.raises(GenerationError, match=r"at least one spectrogram column of this model, 0.032 s"):
+            run_generate(model_dir, out, **kwargs)
+    for scheduler in ("ddim", "ddpm", "dpm"):
+        with pytest.raises(GenerationError, match="2000 steps are more than the 1000 noise levels"):
+            run_generate(model_dir, out, scheduler=scheduler, steps=2000)
+    assert not out.exists()
+
+
+def test_two_generations_racing_for_one_name_never_overwrite(tmp_path, monkeypatch):
+    """Both choose a name before either writes (a barrier in write_wav holds the first one back until
+    the second has chosen too): each must end up with its own three files, from its own seed."""
+    import threading
+
+    from audiodiff import generate as generate_module
+
+    barrier = threading.Barrier(2, timeout=60)
+    real_write_wav = generate_module.write_wav
+
+    def write_wav_after_both_chose(*args, **kwargs):
+        barrier.wait()
+        return real_write_wav(*args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "write_wav", write_wav_after_both_chose)
+    results, errors = {}, []
+
+    def one(seed):
+        try:
+            results[seed] = generate("tiny", 0.5, output_dir=tmp_path, name="c", seed=seed, steps=1, progress=False,
+                                     log=None, pipe=build_preset("tiny"))
+        except BaseException as exc:  # reported below, with the other thread's outcome
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    names = {seed: [p.name for p in paths] for seed, paths in results.items()}
+    assert sorted(names.values()) == [["c-1.wav", "c-1.png", "c-1.json"], ["c.wav", "c.png", "c.json"]]
+    for seed, paths in results.items():
+        wav, png, meta = paths
+        assert json.loads(meta.read_text())["seed"] == seed
+        assert png_to_image(png)[2] == sf.info(wav).frames == 8000
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for v in names.values() for n in v)
+    first, second = (sf.read(results[seed][0])[0] for seed in (1, 2))
+    assert not np.array_equal(first, second)  # two seeds, two clips: neither was written over the other
+
+
+def test_reservation_is_exclusive_and_all_or_nothing(tmp_path):
+    from audiodiff.generate import reserve_name
+
+    (tmp_path / "c_2.png").write_bytes(b"someone else's")
+    name, paths = reserve_name(tmp_path, "c", batch_size=2)  # c_2.png is taken, so all of c is
+    assert name == "c-1" and sorted(p.name for p in paths) == sorted(f"c-1_{i}.{e}" for i in (1, 2) for e in ("wav", "png", "json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c_2.png", *(p.name for p in paths)])  # none of c left
+    assert reserve_name(tmp_path, "c", batch_size=2)[0] == "c-2"
+
+
 def _script(args, cwd):
     # one thread: on a small shared CI machine, torch's thread pool fighting other processes is
     # what makes a subprocess slow, not the work
@@ -177,3 +315,7 @@ def test_script_user_mistakes_are_one_line_errors(tmp_path):
     assert nothing.stderr.strip().startswith("error:") and "no-such-model" in nothing.stderr
     assert len(nothing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "none").exists()
+    huge = _script(["--model", "tiny", "--seconds", "1e9", "--output-dir", str(tmp_path / "none")], tmp_path)
+    assert huge.returncode == 2 and huge.stdout == ""  # refused at once: it used to sample for minutes
+    assert huge.stderr.startswith("error: ") and "limit of 600 s per request" in huge.stderr
+    assert len(huge.stderr.strip().splitlines()) == 1 and not (tmp_path / "none").exists()
