@@ -11,7 +11,7 @@ def test_bundled_model_is_installed_small_and_loads_offline():
     assert weights.stat().st_size < 10 * 2**20  # "a few MB"
     pipe = load_pipeline(BUNDLED)
     assert pipe.source == BUNDLED
-    assert pipe.mel == PRESETS["compact"].mel
+    assert pipe.mel == PRESETS["compact-4s"].mel
     assert 1.9e6 < sum(p.numel() for p in pipe.unet.parameters()) < 2.1e6
     from diffusers.pipelines.deprecated import AudioDiffusionPipeline
 
@@ -35,7 +35,7 @@ def test_bundled_model_denoises_better_than_random_weights():
     timesteps = torch.tensor([100, 300, 500, 700])
     with torch.no_grad():
         trained, _, _ = diffusion_loss(pipe.unet, pipe.scheduler, images, torch.Generator().manual_seed(0), timesteps)
-        random_pipe = build_preset("compact", seed=0)
+        random_pipe = build_preset("compact-4s", seed=0)
         untrained, _, _ = diffusion_loss(random_pipe.unet, random_pipe.scheduler, images,
                                          torch.Generator().manual_seed(0), timesteps)
     assert trained.item() < 0.3 * untrained.item(), (trained.item(), untrained.item())
