@@ -47,6 +47,7 @@ import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample, to_mono_numpy
 from .mel import MelConfig, audio_to_images, images_to_audio, spectral_convergence
+from .metrics import tempo_and_clarity
 
 __all__ = [
     "AudioClip", "ClipSet", "EvaluationError", "FEATURE_NAMES", "HandcraftedFeatures", "SplitSettings", "Standardizer",
@@ -72,7 +73,6 @@ N_MEL_BANDS = 16  # log-Mel band statistics (coarse: the spectral envelope, not 
 N_MFCC_BANDS = 40
 N_MFCC = 6  # MFCC 1..6: the envelope's shape (0 is the level; higher ones mostly add noise between clips)
 N_CONTRAST_BANDS = 6  # spectral contrast: 6 octave bands + the rest = 7 values
-MIN_BPM, MAX_BPM = 40.0, 240.0
 RIDGE = 1e-6  # added to covariance diagonals: sets smaller than the feature count are rank-deficient
 CODEC_MAX_SLICES = 8  # slices of reference audio round-tripped through the codec (decoding is the slow part)
 SILENCE_DB = -60.0  # a codec slice quieter than this (RMS dBFS) is skipped: silence has no fidelity
@@ -107,26 +107,6 @@ def _window_starts(frames: int, window_frames: int, hop_frames: int) -> list[tup
     if frames <= window_frames:
         return [(0, frames)]
     return [(s, s + window_frames) for s in range(0, frames - window_frames + 1, hop_frames)]
-
-
-def _tempo_and_clarity(onset: np.ndarray, frames_per_second: float) -> tuple[float, float]:
-    """Tempo (log2 bpm) and pulse clarity (the autocorrelation peak, 0..1) of one window's onset
-    envelope. The peak is picked with librosa's log-normal prior around 120 bpm (one octave
-    wide), so a window with no clear pulse reads as ~120 bpm with a clarity near 0."""
-    x = onset - onset.mean()
-    energy = float(np.dot(x, x))
-    min_lag = max(1, int(math.floor(60.0 * frames_per_second / MAX_BPM)))
-    max_lag = int(math.ceil(60.0 * frames_per_second / MIN_BPM))
-    if energy <= 1e-12 or x.size <= min_lag + 1:
-        return math.log2(120.0), 0.0
-    spectrum = np.fft.rfft(x, n=2 * x.size)
-    autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum))[: x.size] / energy  # (T,), 1 at lag 0
-    lags = np.arange(min_lag, min(max_lag, x.size - 1) + 1)
-    values = autocorrelation[lags]
-    bpm = 60.0 * frames_per_second / lags
-    prior = np.exp(-0.5 * (np.log2(bpm) - np.log2(120.0)) ** 2)
-    best = int(np.argmax(np.maximum(values, 0.0) * prior)) if np.any(values > 0) else int(np.argmax(prior))
-    return float(np.log2(bpm[best])), float(np.clip(values.max(), 0.0, 1.0))
 
 
 def audio_features(
@@ -186,7 +166,7 @@ def audio_features(
     rows = []
     for start, end in _window_starts(frames, window_frames, hop_frames):
         part = slice(start, end)
-        tempo, clarity = _tempo_and_clarity(onset[part], frames_per_second)
+        tempo, clarity = tempo_and_clarity(onset[part], frames_per_second)
         window_power = float(np.mean(power[:, part].sum(axis=0))) / (N_FFT * N_FFT / 4)
         rows.append(np.concatenate([
             logmel[:, part].mean(axis=1), logmel[:, part].std(axis=1),
