@@ -1,7 +1,10 @@
 """Long clips three ways, one model, one seed, one run: ours vs the reference notebook vs wide noise.
 
-    python benchmarks/long_clip.py [--seconds 30] [--steps 20] [--overlap 1] [--train-steps 100]
-                                   [--overlaps 0.5,2,3] [--repaint-jumps 1]
+(How well a *model's* long clips hold together -- tempo, loudness, genre, speed -- is
+benchmarks/long_clip.py; this one compares the sampling and stitching methods on one model.)
+
+    python benchmarks/sampling_methods.py [--seconds 30] [--steps 20] [--overlap 1] [--train-steps 100]
+                                         [--overlaps 0.5,2,3] [--repaint-jumps 1]
 
 (a) ours (audiodiff.sample.generate_long): masked continuation with the known columns pasted at
     the step's output level, slices stitched in the image domain, one phase reconstruction for
