@@ -1,0 +1,287 @@
+"""Do a fine-tuned model's long clips hold together? One table: fine-tuned runs, the previous
+bundled model fine-tuned the same way, and real clips of the genre, measured the same way.
+
+    python benchmarks/long_clip.py --run runs/jazz-XXXX [--run runs/jazz-YYYY ...]
+                                   [--reference-run DIR] [--seconds 30] [--clips 4] [--device auto]
+    python benchmarks/long_clip.py --smoke        # the whole code path on the tiny preset, < 1 min
+
+Each `--run` (a folder written by scripts/finetune.py) makes `--clips` clips of `--seconds`
+(seeds 0, 1, ...) at its default generation settings, through the same library function as
+`python scripts/generate.py --seconds 30` (audiodiff.generate.generate: DDIM 50 steps, the
+default overlap, loudness normalised, fade-out). The reference row is the previous bundled
+model (benchmarks/reference/bundled-1s, 1.02 s per image) fine-tuned the same way as the first
+run (its training_config.json, with that model as the base; the run is written beside the
+first run and named on screen so that `--reference-run` can reuse it next time), or the run
+given with `--reference-run`. Columns (audiodiff.metrics; DESIGN section 7):
+
+- tempo %: tempo spread, the std of log2(tempo) over 5 s windows in %, octave errors folded;
+  the median over the clips (one clip with a misread window does not decide it);
+- key: key consistency, 1.0 = every 5 s window has the clip's pitch-class profile (mean);
+- drift: BS.1770 loudness drift over 4 s windows, LU per minute (mean);
+- seam: seam score, 1.0 = a seam is like any other moment (mean);
+- genre ratio: Frechet distance to the genre's held-out tracks of the fine-tuned model over
+  that of its base model (audiodiff.evaluate.compare_models, its defaults: 16 clips of 4 s,
+  DDIM 20 steps, both models with the same seeds); <= 0.7 is the project's goal;
+- realism: the fine-tuned model's distance to the held-out tracks over the distance between
+  two halves of those tracks (the same compare_models run); 1.0 = as close as the genre is to
+  itself;
+- x real time: wall time to make one clip (median over the clips) over its length, one clip at
+  a time as scripts/generate.py makes it; below 1.0 is faster than real time.
+
+The last row measures the genre's held-out tracks (the split of the first run), cut to
+`--seconds`, the same way: the music the model learned from, for scale. Ends with one summary
+line of `name: value` pairs for the first run, the reference and the real clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+
+from audiodiff.cli import positive_float, positive_int, run  # noqa: E402
+from audiodiff.evaluate import (  # noqa: E402
+    SplitSettings,
+    compare_models,
+    genre_clips,
+    load_folder_clips,
+    long_clip_report,
+    reference_long_clips,
+)
+from audiodiff.generate import generate  # noqa: E402
+from audiodiff.pipeline import MODEL_INDEX, load_pipeline  # noqa: E402
+from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
+
+REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"
+DEFAULT_SECONDS = 30.0  # the README's `scripts/generate.py --seconds 30`
+DEFAULT_CLIPS = 4  # the issue's "median of 4 clips"
+TEMPO_GOAL_PERCENT = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How much to generate and measure; --smoke shrinks every part of it."""
+
+    seconds: float = DEFAULT_SECONDS
+    clips: int = DEFAULT_CLIPS
+    device: str = "auto"
+    steps: int | None = None  # None: each run's default (what scripts/generate.py uses)
+    compare: dict = dataclasses.field(default_factory=dict)  # compare_models overrides (clips, seconds, steps)
+    split: SplitSettings | None = None  # None: each run's own split (its training_config.json)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A fine-tuned pipeline folder and how it was trained."""
+
+    label: str
+    path: Path
+    config: FinetuneConfig
+
+    @classmethod
+    def read(cls, path, label: str) -> "Run":
+        folder = Path(path).expanduser()
+        if not (folder / MODEL_INDEX).is_file():
+            raise ValueError(f"{folder} is not a pipeline folder (no {MODEL_INDEX}); give a run written by "
+                             "scripts/finetune.py")
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise ValueError(f"{folder} has no {CONFIG_FILE}: the benchmark needs the run's base model and genre")
+        try:
+            config = FinetuneConfig.from_dict(json.loads(config_path.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{config_path} can't be read ({exc})") from None
+        if not config.genre or not config.pretrained or (config.dataset is None and config.data_dir is None):
+            raise ValueError(f"{config_path} does not name the run's genre, base model and data source")
+        return cls(label, folder, config)
+
+    @property
+    def source(self) -> dict:
+        return {"dataset": self.config.dataset, "data_dir": self.config.data_dir}
+
+
+def finetune_like(template: Run, base: str, output_dir: Path, progress: bool) -> Path:
+    """Fine-tune `base` exactly as `template` was trained (its configuration, another base model)."""
+    config = dataclasses.replace(template.config, pretrained=base, output_dir=str(output_dir),
+                                 run_name=f"reference-{Path(base).name}-{template.config.genre}",
+                                 push_to_hub=False, hub_model_id=None)
+    return finetune(config, progress=progress).run_dir
+
+
+def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
+    """Generate the clips one at a time (timed), measure them, and compare the run with its base."""
+    pipe = load_pipeline(model.path)
+    folder = work_dir / model.path.name
+    seconds_each = []
+    for seed in range(settings.clips):
+        start = time.perf_counter()
+        generate(str(model.path), settings.seconds, output_dir=folder, name=f"clip{seed}", seed=seed,
+                 steps=settings.steps, device=settings.device, progress=False, log=None, pipe=pipe,
+                 model_choice="given")
+        seconds_each.append(time.perf_counter() - start)
+    report = long_clip_report(load_folder_clips(folder, read_sidecars=True).clips)
+    comparison = compare_models(model.config.pretrained, model.path, model.config.genre, **model.source,
+                                device=None if settings.device == "auto" else settings.device,
+                                split=settings.split, **settings.compare)
+    halves = comparison["fd_same_genre_halves"]
+    return {
+        **_measures(report),
+        "genre_ratio": comparison["ratio"],
+        "closest_genre": comparison["after_closest_genre"],
+        "realism": comparison["after"]["fd"] / halves if halves else None,
+        "real_time": statistics.median(seconds_each) / settings.seconds,
+        "note": f"{pipe.mel.slice_seconds:.2f} s per image, base {Path(model.config.pretrained).name}",
+    }
+
+
+def measure_real(model: Run, settings: Settings) -> tuple[str, dict]:
+    """The run's genre's held-out tracks, cut to the clips' length, measured the same way."""
+    split = settings.split or SplitSettings.from_run(model.path)
+    mel = load_pipeline(model.path).mel
+    target, _ = genre_clips(model.config.genre, mel, **model.source, split=split)
+    report = reference_long_clips(target.clips, settings.seconds, target.description)
+    lengths = sorted(row["seconds"] for row in report["files"])
+    label = f"real {target.genre}"
+    note = f"{len(lengths)} held-out tracks, first {statistics.median(lengths):g} s"
+    return label, {**_measures(report), "note": note}
+
+
+def _measures(report: dict) -> dict:
+    return {
+        "tempo": report["tempo_spread_percent_median"],
+        "key": report["key_consistency_mean"],
+        "drift": report["loudness_drift_lu_per_minute_mean"],
+        "seam": report["seam_score_mean"],
+    }
+
+
+COLUMNS = (  # (key, header, format)
+    ("tempo", "tempo %", "{:.1f}"),
+    ("key", "key", "{:.2f}"),
+    ("drift", "drift LU/min", "{:+.2f}"),
+    ("seam", "seam", "{:.2f}"),
+    ("genre_ratio", "genre ratio", "{:.2f}"),
+    ("realism", "realism", "{:.2f}"),
+    ("real_time", "x real time", "{:.2f}x"),
+)
+
+
+def _cell(value, template: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return template.format(value)
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    width = max(14, *(len(label) + 2 for label in rows))
+    lines = [f"{'':<{width}}" + "".join(f"{header:>14}" for _, header, _ in COLUMNS) + "  note"]
+    for label, row in rows.items():
+        lines.append(f"{label:<{width}}" + "".join(f"{_cell(row.get(key), fmt):>14}" for key, _, fmt in COLUMNS)
+                     + f"  {row.get('note', '')}")
+    return "\n".join(lines)
+
+
+def summary_line(rows: dict[str, dict]) -> str:
+    labels = list(rows)
+    first, reference, real = rows[labels[0]], rows.get("reference"), rows[labels[-1]]
+    pairs = [("tempo_spread_percent", first["tempo"], "{:.1f}"), ("key_consistency", first["key"], "{:.2f}"),
+             ("loudness_drift_lu_per_min", first["drift"], "{:.2f}"), ("seam", first["seam"], "{:.2f}"),
+             ("genre_ratio", first["genre_ratio"], "{:.2f}"), ("realism", first["realism"], "{:.2f}"),
+             ("time_vs_real_time", first["real_time"], "{:.2f}x")]
+    if reference is not None:
+        pairs += [("reference_tempo_spread_percent", reference["tempo"], "{:.1f}"),
+                  ("reference_loudness_drift_lu_per_min", reference["drift"], "{:.2f}"),
+                  ("reference_realism", reference["realism"], "{:.2f}"),
+                  ("speedup_vs_reference", reference["real_time"] / first["real_time"]
+                   if first["real_time"] and reference["real_time"] else None, "{:.2f}x")]
+    pairs += [("real_tempo_spread_percent", real["tempo"], "{:.1f}"), ("real_key_consistency", real["key"], "{:.2f}"),
+              ("real_loudness_drift_lu_per_min", real["drift"], "{:.2f}")]
+    return ", ".join(f"{name}: {_cell(value, fmt)}" for name, value, fmt in pairs)
+
+
+def smoke_runs(work_dir: Path) -> tuple[Run, str]:
+    """A two-step fine-tune of the tiny preset on a small built-in set; the reference base is tiny too."""
+    config = FinetuneConfig(genre="jazz", pretrained="tiny", dataset="synthetic", synthetic_clips_per_genre=8,
+                            synthetic_seconds=12.0, output_dir=str(work_dir / "runs"), run_name="smoke", max_steps=2,
+                            batch_size=2, warmup_steps=0, checkpoint_every=1000, validate_every=1000,
+                            sample_every=1000, num_workers=0, device="cpu")
+    return Run.read(finetune(config, progress=False).run_dir, "smoke run"), "tiny"
+
+
+SMOKE = Settings(seconds=10.5, clips=1, device="cpu", steps=2, compare={"clips": 2, "seconds": 1.0, "steps": 2},
+                 split=SplitSettings(validation_fraction=0.25, synthetic_pool=8, synthetic_seconds=12.0))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="append", default=[], metavar="DIR",
+                   help="a fine-tuned run folder (scripts/finetune.py's output); repeat for more rows, labelled "
+                        "by their folder names; the first one is the summary line's")
+    p.add_argument("--reference-run", metavar="DIR", default=None,
+                   help="the reference row: a run fine-tuned from benchmarks/reference/bundled-1s (default: "
+                        "fine-tune that model now, the same way as the first --run, beside it)")
+    p.add_argument("--seconds", type=positive_float, default=None,
+                   help=f"length of each clip in seconds; at least 10 for a tempo spread (two 5 s windows) "
+                        f"(default: {DEFAULT_SECONDS:g}, as the README's generate command)")
+    p.add_argument("--clips", type=positive_int, default=None,
+                   help=f"clips per row, seeds 0, 1, ...; the tempo spread is their median (default: {DEFAULT_CLIPS})")
+    p.add_argument("--device", default="auto",
+                   help="where to generate: auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--smoke", action="store_true",
+                   help="check the whole code path in well under a minute: fine-tune the tiny preset two steps, "
+                        "one 10.5 s clip per row at 2 steps; the numbers mean nothing")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.smoke and (args.run or args.reference_run or args.seconds or args.clips):
+        raise ValueError("--smoke makes its own tiny run: leave out --run, --reference-run, --seconds and --clips")
+    if not args.smoke and not args.run:
+        raise ValueError("give at least one fine-tuned run with --run DIR (or --smoke to check the benchmark itself)")
+    runs = [Run.read(path, f"{Path(path).name}") for path in args.run]  # every folder checked before any work
+    reference = Run.read(args.reference_run, "reference") if args.reference_run else None
+    if args.seconds is not None and args.seconds < 10.0:
+        print(f"note: {args.seconds:g} s clips are shorter than two 5 s windows: no tempo spread or key consistency")
+    settings = SMOKE if args.smoke else Settings(seconds=args.seconds or DEFAULT_SECONDS,
+                                                 clips=args.clips or DEFAULT_CLIPS, device=args.device)
+
+    with tempfile.TemporaryDirectory(prefix="long-clip-") as temporary:
+        work_dir = Path(temporary)
+        base = str(REFERENCE_MODEL)
+        if args.smoke:
+            run_, base = smoke_runs(work_dir)
+            runs = [run_]
+        if reference is None:
+            output_dir = work_dir / "runs" if args.smoke else runs[0].path.parent
+            print(f"fine-tuning the reference ({Path(base).name}) as {runs[0].label} was trained ...")
+            path = finetune_like(runs[0], base, output_dir, progress=not args.smoke)
+            reference = Run.read(path, "reference")
+            if not args.smoke:
+                print(f"reference run: {path} (reuse it with --reference-run {path})")
+        rows: dict[str, dict] = {}
+        for model in (*runs, reference):
+            print(f"measuring {model.label}: {settings.clips} clips of {settings.seconds:g} s ...")
+            sys.stdout.flush()
+            rows[model.label] = measure_run(model, settings, work_dir / "clips" / model.label)
+        label, real = measure_real(runs[0], settings)
+        rows[label] = real
+
+    print(f"\n{settings.clips} clip{'s' if settings.clips != 1 else ''} of {settings.seconds:g} s per row, "
+          f"seed{'s 0-' if settings.clips != 1 else ' '}{settings.clips - 1}, "
+          f"default generation settings{' (smoke: 2 steps)' if args.smoke else ''}")
+    print(format_table(rows))
+    print("\n" + summary_line(rows))
+
+
+if __name__ == "__main__":
+    run(main)
