@@ -64,7 +64,6 @@ from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"
 DEFAULT_SECONDS = 30.0  # the README's `scripts/generate.py --seconds 30`
 DEFAULT_CLIPS = 4  # the "median of 4 clips"
-TEMPO_GOAL_PERCENT = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,10 +268,15 @@ def main(argv=None):
             if not args.smoke:
                 print(f"reference run: {path} (reuse it with --reference-run {path})")
         rows: dict[str, dict] = {}
-        for model in (*runs, reference):
-            print(f"measuring {model.label}: {settings.clips} clips of {settings.seconds:g} s ...")
-            sys.stdout.flush()
-            rows[model.label] = measure_run(model, settings, work_dir / "clips" / model.label)
+        measured: dict[Path, dict] = {}  # a folder given twice (e.g. also as --reference-run) is measured once
+        for index, model in enumerate((*runs, reference)):
+            label = model.label if model.label not in rows else f"{model.label} ({index + 1})"
+            key = model.path.resolve()
+            if key not in measured:
+                print(f"measuring {label}: {settings.clips} clips of {settings.seconds:g} s ...")
+                sys.stdout.flush()
+                measured[key] = measure_run(model, settings, work_dir / "clips" / str(index))
+            rows[label] = measured[key]
         label, real = measure_real(runs[0], settings)
         rows[label] = real
 
