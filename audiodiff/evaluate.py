@@ -599,6 +599,9 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
     def mean(key):
         return float(np.mean(values(key))) if values(key) else None
 
+    def median(key):
+        return float(np.median(values(key))) if values(key) else None
+
     return {
         "window_seconds": window_seconds,
         "tempo_window_seconds": tempo_window_seconds,
@@ -608,7 +611,7 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
         "loudness_spread_lu_mean": mean("loudness_spread_lu"),
         "loudness_drift_lu_per_minute_mean": mean("loudness_drift_lu_per_minute"),
         "tempo_spread_percent_mean": mean("tempo_spread_percent"),
-        "tempo_spread_percent_median": float(np.median(values("tempo_spread_percent"))) if values("tempo_spread_percent") else None,
+        "tempo_spread_percent_median": median("tempo_spread_percent"),
         "tempo_scored_files": len(values("tempo_spread_percent")),
         "key_consistency_mean": mean("key_consistency"),
     }

@@ -287,6 +287,12 @@ def _window_count(audio, sample_rate: int, window_seconds: float) -> int:
     return count
 
 
+def _window_frames(count: int, window_seconds: float, frames_per_second: float) -> list[tuple[int, int]]:
+    """(start, end) frame of each of `count` consecutive windows of `window_seconds`."""
+    edges = [int(round(i * window_seconds * frames_per_second)) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def tempo_windows(audio, sample_rate: int, window_seconds: float = TEMPO_WINDOW_SECONDS) -> np.ndarray:
     """Tempo in bpm of consecutive windows: (T,) -> (floor(T / window),) float array.
 
@@ -306,8 +312,8 @@ def tempo_windows(audio, sample_rate: int, window_seconds: float = TEMPO_WINDOW_
                                          hop_length=TEMPO_HOP_LENGTH)  # (F,)
     frames_per_second = TEMPO_SAMPLE_RATE / TEMPO_HOP_LENGTH
     tempos = np.full(count, np.nan)
-    for i in range(count):
-        part = onset[int(round(i * window_seconds * frames_per_second)) : int(round((i + 1) * window_seconds * frames_per_second))]
+    for i, (start, end) in enumerate(_window_frames(count, window_seconds, frames_per_second)):
+        part = onset[start:end]
         if part.size and part.max() >= MIN_ONSET_STRENGTH:
             tempos[i] = 2.0 ** tempo_and_clarity(part, frames_per_second)[0]
     return tempos
@@ -361,9 +367,8 @@ def chroma_windows(audio, sample_rate: int, window_seconds: float = TEMPO_WINDOW
     chroma = _chroma_frames(audio, sample_rate)
     frames_per_second = TEMPO_SAMPLE_RATE / CHROMA_HOP_LENGTH
     rows = np.full((count, 12), np.nan)
-    for i in range(count):
-        part = chroma[:, int(round(i * window_seconds * frames_per_second)) : int(round((i + 1) * window_seconds * frames_per_second))]
-        profile = part.sum(axis=1)
+    for i, (start, end) in enumerate(_window_frames(count, window_seconds, frames_per_second)):
+        profile = chroma[:, start:end].sum(axis=1)
         total = profile.sum()
         if total > 1e-12 and profile.std() / profile.mean() >= MIN_PITCHED:
             rows[i] = profile / total
