@@ -57,7 +57,7 @@ from audiodiff.evaluate import (  # noqa: E402
     long_clip_report,
     reference_long_clips,
 )
-from audiodiff.generate import generate  # noqa: E402
+from audiodiff.generate import generate, pick_device  # noqa: E402
 from audiodiff.pipeline import MODEL_INDEX, load_pipeline  # noqa: E402
 from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
@@ -249,6 +249,7 @@ def main(argv=None):
         raise ValueError("give at least one fine-tuned run with --run DIR (or --smoke to check the benchmark itself)")
     runs = [Run.read(path, f"{Path(path).name}") for path in args.run]  # every folder checked before any work
     reference = Run.read(args.reference_run, "reference") if args.reference_run else None
+    pick_device(args.device)  # an unknown or missing device fails now, not after a fine-tune
     if args.seconds is not None and args.seconds < 10.0:
         print(f"note: {args.seconds:g} s clips are shorter than two 5 s windows: no tempo spread or key consistency")
     settings = SMOKE if args.smoke else Settings(seconds=args.seconds or DEFAULT_SECONDS,

@@ -60,6 +60,7 @@ def test_long_clip_flags_are_checked_before_any_work(tmp_path, capsys):
         ([], "at least one fine-tuned run"),
         (["--smoke", "--run", str(not_a_run)], "--smoke makes its own"),
         (["--run", str(not_a_run)], "not a pipeline folder"),
+        (["--smoke", "--device", "tpu:7"], "unknown device"),
     ]:
         with pytest.raises(ValueError, match=message):
             module.main(args)
