@@ -21,10 +21,12 @@ is a generous yardstick), and the distance to every other genre when the genre c
 dataset or a folder of genres. A local learned embedding can replace the features: a
 TorchScript module that maps (B, T) audio to (B, D) embeddings (`--embedding PATH`).
 
-Long clips. Seam scores and loudness spread/drift come from `audiodiff.metrics`, the same code
-the generation benchmark uses, with seams read from each WAV's JSON sidecar
-(`seam_seconds`, written by `scripts/generate.py`). A WAV without one gets no seam score, and
-the report says so.
+Long clips. Seam scores, loudness spread/drift, tempo spread and key consistency come from
+`audiodiff.metrics`, the same code the long-clip benchmark uses, with seams read from each WAV's
+JSON sidecar (`seam_seconds`, written by `scripts/generate.py`). A WAV without one gets no seam
+score, and the report says so. The same measures are taken on the reference's real clips, cut
+to the generated clips' length, and reported next to them: a model's clips should be as steady
+as the music it learned from, not steadier than a metronome.
 
 Before/after. `compare_models` generates clips from two pipelines with the same seeds and
 measures both against the genre's held-out audio (the split the trainer makes, asked of
@@ -48,13 +50,14 @@ import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample, to_mono_numpy
 from .mel import MelConfig, audio_to_images, images_to_audio, spectral_convergence
+from .metrics import TEMPO_WINDOW_SECONDS, tempo_and_clarity
 
 __all__ = [
     "AudioClip", "ClipSet", "EvaluationError", "FEATURE_NAMES", "HandcraftedFeatures", "SplitSettings", "Standardizer",
     "TorchScriptEmbedding", "audio_features", "codec_fidelity", "compare_models", "default_comparison_path",
-    "default_report_path", "describe_clips", "evaluate_folder", "few_windows_warning", "format_comparison",
+    "cut_clips", "default_report_path", "describe_clips", "evaluate_folder", "few_windows_warning", "format_comparison",
     "format_report", "frechet_distance", "generate_clips", "genre_clips", "halves_distance", "load_folder_clips",
-    "long_clip_report", "save_report",
+    "long_clip_report", "reference_long_clips", "save_report",
 ]
 
 # ---- analysis settings -------------------------------------------------------------------------
@@ -73,7 +76,6 @@ N_MEL_BANDS = 16  # log-Mel band statistics (coarse: the spectral envelope, not 
 N_MFCC_BANDS = 40
 N_MFCC = 6  # MFCC 1..6: the envelope's shape (0 is the level; higher ones mostly add noise between clips)
 N_CONTRAST_BANDS = 6  # spectral contrast: 6 octave bands + the rest = 7 values
-MIN_BPM, MAX_BPM = 40.0, 240.0
 RIDGE = 1e-6  # added to covariance diagonals: sets smaller than the feature count are rank-deficient
 CODEC_MAX_SLICES = 8  # slices of reference audio round-tripped through the codec (decoding is the slow part)
 SILENCE_DB = -60.0  # a codec slice quieter than this (RMS dBFS) is skipped: silence has no fidelity
@@ -108,26 +110,6 @@ def _window_starts(frames: int, window_frames: int, hop_frames: int) -> list[tup
     if frames <= window_frames:
         return [(0, frames)]
     return [(s, s + window_frames) for s in range(0, frames - window_frames + 1, hop_frames)]
-
-
-def _tempo_and_clarity(onset: np.ndarray, frames_per_second: float) -> tuple[float, float]:
-    """Tempo (log2 bpm) and pulse clarity (the autocorrelation peak, 0..1) of one window's onset
-    envelope. The peak is picked with librosa's log-normal prior around 120 bpm (one octave
-    wide), so a window with no clear pulse reads as ~120 bpm with a clarity near 0."""
-    x = onset - onset.mean()
-    energy = float(np.dot(x, x))
-    min_lag = max(1, int(math.floor(60.0 * frames_per_second / MAX_BPM)))
-    max_lag = int(math.ceil(60.0 * frames_per_second / MIN_BPM))
-    if energy <= 1e-12 or x.size <= min_lag + 1:
-        return math.log2(120.0), 0.0
-    spectrum = np.fft.rfft(x, n=2 * x.size)
-    autocorrelation = np.fft.irfft(spectrum * np.conj(spectrum))[: x.size] / energy  # (T,), 1 at lag 0
-    lags = np.arange(min_lag, min(max_lag, x.size - 1) + 1)
-    values = autocorrelation[lags]
-    bpm = 60.0 * frames_per_second / lags
-    prior = np.exp(-0.5 * (np.log2(bpm) - np.log2(120.0)) ** 2)
-    best = int(np.argmax(np.maximum(values, 0.0) * prior)) if np.any(values > 0) else int(np.argmax(prior))
-    return float(np.log2(bpm[best])), float(np.clip(values.max(), 0.0, 1.0))
 
 
 def audio_features(
@@ -187,7 +169,7 @@ def audio_features(
     rows = []
     for start, end in _window_starts(frames, window_frames, hop_frames):
         part = slice(start, end)
-        tempo, clarity = _tempo_and_clarity(onset[part], frames_per_second)
+        tempo, clarity = tempo_and_clarity(onset[part], frames_per_second)
         window_power = float(np.mean(power[:, part].sum(axis=0))) / (N_FFT * N_FFT / 4)
         rows.append(np.concatenate([
             logmel[:, part].mean(axis=1), logmel[:, part].std(axis=1),
@@ -582,10 +564,14 @@ def halves_distance(clips: ClipSet, scaler: Standardizer) -> tuple[float | None,
 
 
 # ---- long clips and the codec --------------------------------------------------------------------
-def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0) -> dict:
-    """Seam score (when the sidecar gives seams) and loudness spread/drift (clips of at least two
-    loudness windows) of each clip, and their means. What can't be measured says why."""
-    from .metrics import loudness_drift, loudness_spread, seam_score
+def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
+                     tempo_window_seconds: float = TEMPO_WINDOW_SECONDS) -> dict:
+    """Seam score (when the sidecar gives seams), loudness spread/drift (clips of at least two
+    `window_seconds` loudness windows), tempo spread and key consistency (clips of at least two
+    `tempo_window_seconds` windows, see audiodiff.metrics) of each clip, and their means (the
+    tempo spread's median too: one clip with a misread window does not dominate it). What can't
+    be measured says why."""
+    from .metrics import key_consistency, loudness_drift, loudness_spread, seam_score, tempo_spread, tempo_windows
 
     rows = []
     for clip in clips:
@@ -607,20 +593,51 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0) ->
             row["loudness_drift_lu_per_minute"] = loudness_drift(clip.audio, clip.sample_rate, window_seconds)
         else:
             row["loudness_note"] = f"shorter than two {window_seconds:g} s loudness windows"
+        if clip.seconds >= 2 * tempo_window_seconds:
+            row["tempo_bpm"] = [None if math.isnan(v) else round(float(v), 2)
+                                for v in tempo_windows(clip.audio, clip.sample_rate, tempo_window_seconds)]
+            for key, measure in (("tempo_spread_percent", tempo_spread), ("key_consistency", key_consistency)):
+                try:
+                    row[key] = measure(clip.audio, clip.sample_rate, tempo_window_seconds)
+                except ValueError as exc:  # too few windows with onsets / pitched content: says which
+                    row[key.split("_")[0] + "_note"] = str(exc)
+        else:
+            row["tempo_note"] = row["key_note"] = f"shorter than two {tempo_window_seconds:g} s windows"
         rows.append(row)
 
+    def values(key):
+        return [r[key] for r in rows if key in r and math.isfinite(r[key])]
+
     def mean(key):
-        values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
-        return float(np.mean(values)) if values else None
+        return float(np.mean(values(key))) if values(key) else None
+
+    def median(key):
+        return float(np.median(values(key))) if values(key) else None
 
     return {
         "window_seconds": window_seconds,
+        "tempo_window_seconds": tempo_window_seconds,
         "files": rows,
         "seam_score_mean": mean("seam_score"),
         "seam_scored_files": sum("seam_score" in r for r in rows),
         "loudness_spread_lu_mean": mean("loudness_spread_lu"),
         "loudness_drift_lu_per_minute_mean": mean("loudness_drift_lu_per_minute"),
+        "tempo_spread_percent_mean": mean("tempo_spread_percent"),
+        "tempo_spread_percent_median": median("tempo_spread_percent"),
+        "tempo_scored_files": len(values("tempo_spread_percent")),
+        "key_consistency_mean": mean("key_consistency"),
     }
+
+
+def cut_clips(clips: Sequence[AudioClip], seconds: float) -> list[AudioClip]:
+    """The first `seconds` of each clip (shorter clips whole): real clips at a generated clip's length."""
+    return [AudioClip(c.name, c.audio[: int(round(seconds * c.sample_rate))], c.sample_rate, dict(c.meta)) for c in clips]
+
+
+def reference_long_clips(clips: Sequence[AudioClip], seconds: float, description: str) -> dict:
+    """`long_clip_report` of real clips cut to `seconds`, the scale of a generated set's measures."""
+    report = long_clip_report(cut_clips(clips, seconds))
+    return {"description": description, "clips": len(clips), "seconds": round(seconds, 3), **report}
 
 
 def codec_fidelity(clips: Sequence[AudioClip], mel: MelConfig, max_slices: int = CODEC_MAX_SLICES) -> dict:
@@ -756,8 +773,12 @@ def evaluate_folder(
         report["fd_generated_to_genre"] = by_genre
         report["closest_genre"] = min(by_genre, key=by_genre.get)
     report["long_clips"] = long_clip_report(generated.clips)
-    reference_spreads = long_clip_report(target.clips)["loudness_spread_lu_mean"]
-    report["long_clips"]["reference_loudness_spread_lu_mean"] = reference_spreads
+    # the same measures on the reference, cut to the generated clips' (median) length: "as steady
+    # as the music it learned from" is a comparison at equal length
+    length = float(np.median([c.seconds for c in generated.clips]))
+    real = reference_long_clips(target.clips, length, target.description)
+    report["long_clips"]["reference"] = real
+    report["long_clips"]["reference_loudness_spread_lu_mean"] = real["loudness_spread_lu_mean"]
     report["codec"] = codec_fidelity(target.clips, mel, codec_slices)
     report["warnings"] = few_windows_warning("the reference", target) + few_windows_warning("the generated set", generated)
     return report
@@ -926,18 +947,7 @@ def format_report(report: dict) -> str:
         lines += ["generated vs each genre:"]
         for label, value in sorted(report["fd_generated_to_genre"].items(), key=lambda item: item[1]):
             lines.append(f"  {label:<16} {_fmt(value)}" + ("   <- closest" if label == report["closest_genre"] else ""))
-    lc = report["long_clips"]
-    lines += ["", f"long clips: seam score {_fmt(lc['seam_score_mean'])} (over {lc['seam_scored_files']} files; "
-                  f"1.0 = seams like any moment)"]
-    if lc["loudness_spread_lu_mean"] is None:
-        lines.append(f"  loudness spread: not measured (every clip is shorter than two {lc['window_seconds']:g} s windows)")
-    else:
-        lines.append(f"  loudness spread {_fmt(lc['loudness_spread_lu_mean'])} LU (reference "
-                     f"{_fmt(lc.get('reference_loudness_spread_lu_mean'))} LU), "
-                     f"drift {_fmt(lc['loudness_drift_lu_per_minute_mean'])} LU/min")
-    notes = collections.Counter(r.get("seam_note") for r in lc["files"] if r.get("seam_note"))
-    for note, count in notes.items():
-        lines.append(f"  no seam score for {count} file{'s' if count != 1 else ''}: {note}")
+    lines += ["", *format_long_clips(report["long_clips"])]
     codec = report["codec"]
     if codec.get("slices"):
         lines.append(f"codec round trip on the reference ({codec['slices']} slices): spectral convergence "
@@ -947,6 +957,35 @@ def format_report(report: dict) -> str:
         lines.append(f"codec round trip: {codec.get('note', 'not measured')}")
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
+
+
+LONG_CLIP_MEASURES = (  # (key of the mean, label, digits, what the value means)
+    ("tempo_spread_percent_median", "tempo spread, % (median)", 1, "0 = one tempo in every 5 s window"),
+    ("key_consistency_mean", "key consistency", 2, "1.0 = every 5 s window in the clip's key"),
+    ("loudness_spread_lu_mean", "loudness spread, LU", 2, "std of 4 s loudness"),
+    ("loudness_drift_lu_per_minute_mean", "loudness drift, LU/min", 2, "0 = no drift"),
+    ("seam_score_mean", "seam score", 2, "1.0 = seams like any moment"),
+)
+
+
+def format_long_clips(long_clips: dict) -> list[str]:
+    """The long-clip measures of generated clips next to the same measures on real clips."""
+    real = long_clips.get("reference") or {}
+    generated_count = len(long_clips["files"])
+    lines = [f"long clips: {generated_count} generated"
+             + (f" vs {real['clips']} real clips of the reference cut to {real['seconds']:g} s" if real else "")]
+    lines.append(f"  {'':<26}{'generated':>10}{'real' if real else '':>10}")
+    for key, label, digits, meaning in LONG_CLIP_MEASURES:
+        lines.append(f"  {label:<26}{_fmt(long_clips.get(key), digits):>10}"
+                     f"{_fmt(real.get(key), digits) if real else '':>10}   {meaning}")
+    notes = collections.Counter()
+    for row in long_clips["files"]:
+        for field_name in ("seam_note", "loudness_note", "tempo_note", "key_note"):
+            if row.get(field_name):
+                notes[(field_name.split("_")[0], row[field_name])] += 1
+    for (what, note), count in notes.items():
+        lines.append(f"  no {what} measure for {count} generated file{'s' if count != 1 else ''}: {note}")
+    return lines
 
 
 def format_comparison(result: dict) -> str:

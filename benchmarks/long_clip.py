@@ -1,238 +1,300 @@
-"""Long clips three ways, one model, one seed, one run: ours vs the reference notebook vs wide noise.
+"""Do a fine-tuned model's long clips hold together? One table: fine-tuned runs, the previous
+bundled model fine-tuned the same way, and real clips of the genre, measured the same way.
 
-    python benchmarks/long_clip.py [--seconds 30] [--steps 20] [--overlap 1] [--train-steps 100]
-                                   [--overlaps 0.5,2,3] [--repaint-jumps 1]
+    python benchmarks/long_clip.py --run runs/jazz-XXXX [--run runs/jazz-YYYY ...]
+                                   [--reference-run DIR] [--seconds 30] [--clips 4] [--device auto]
+    python benchmarks/long_clip.py --smoke        # the whole code path on the tiny preset, < 1 min
 
-(a) ours (audiodiff.sample.generate_long): masked continuation with the known columns pasted at
-    the step's output level, slices stitched in the image domain, one phase reconstruction for
-    the whole clip, loudness normalised once;
-(b) the reference notebook loop (teticio's audio_diffusion_pipeline.ipynb, "continuations"):
-    diffusers' own AudioDiffusionPipeline with its Mel codec, 2 s overlap: each slice is decoded
-    with librosa's Griffin-Lim, the last 2 s of decoded audio are re-encoded (with their own
-    level reference) as the next slice's known columns, pasted at the step's *input* level, and
-    the decoded slices are concatenated;
-(c) the course's wide-noise image: randn(1, 1, H, W * k) through the fully convolutional UNet in
-    one go, decoded by the same reference pipeline.
+Each `--run` (a folder written by scripts/finetune.py) makes `--clips` clips of `--seconds`
+(seeds 0, 1, ...) at its default generation settings, through the same library function as
+`python scripts/generate.py --seconds 30` (audiodiff.generate.generate: DDIM 50 steps, the
+default overlap, loudness normalised, fade-out). The reference row is the previous bundled
+model (benchmarks/reference/bundled-1s, 1.02 s per image) fine-tuned the same way as the first
+run (its training_config.json, with that model as the base; the run is written beside the
+first run and named on screen so that `--reference-run` can reuse it next time), or the run
+given with `--reference-run`. Columns (audiodiff.metrics; DESIGN section 7):
 
-All three use the same UNet, the same DDIM schedule and steps, and the same seed. The model is a
-tiny UNet (0.69 M parameters) on 64-band Mel images with the public models' time geometry
-(22050 Hz, hop 512, 256 columns = 5.94 s per slice, so the reference's 2 s overlap leaves 3.9 s
-of new audio per slice as it does on the 256 models), trained for --train-steps steps on
---music first (0: random weights). A briefly trained tiny model makes spectrogram-like images,
-not music: the numbers measure what the sampling and stitching do (phase seams, level jumps,
-texture breaks at the joins), not musical continuity, which needs a real model.
+- tempo %: tempo spread, the std of log2(tempo) over 5 s windows in %, octave errors folded;
+  the median over the clips (one clip with a misread window does not decide it);
+- key: key consistency, 1.0 = every 5 s window has the clip's pitch-class profile (mean);
+- drift: BS.1770 loudness drift over 4 s windows, LU per minute (mean);
+- seam: seam score, 1.0 = a seam is like any other moment (mean);
+- genre ratio: Frechet distance to the genre's held-out tracks of the fine-tuned model over
+  that of its base model (audiodiff.evaluate.compare_models, its defaults: 16 clips of 4 s,
+  DDIM 20 steps, both models with the same seeds); <= 0.7 is the project's goal;
+- realism: the fine-tuned model's distance to the held-out tracks over the distance between
+  two halves of those tracks (the same compare_models run); 1.0 = as close as the genre is to
+  itself;
+- x real time: wall time to make one clip (median over the clips) over its length, one clip at
+  a time as scripts/generate.py makes it; below 1.0 is faster than real time.
 
-Printed side by side: wall time (and ratio to the reference loop), seam score (DESIGN section 7:
-1.0 = a seam is like any other moment), 4 s BS.1770 loudness spread (std, LU) and drift
-(LU/min), with the real recording's values on the reference row for calibration. The wide-noise
-image has no seams; it is scored at the slice grid (every 5.92 s) for comparison. Ends with one
-summary line of `name: value` pairs.
+The last row measures the genre's held-out tracks (the split of the first run), cut to
+`--seconds`, the same way: the music the model learned from, for scale. Ends with one summary
+line of `name: value` pairs for the first run, the reference and the real clips.
+
+Measured on the reference (the 1.02 s bundled model fine-tuned by the README's default offline
+command, `scripts/finetune.py --genre jazz`: 300 steps on built-in jazz; 4 clips of 30 s; a
+2-core CPU shared with other jobs, load ~10, so the time is pessimistic):
+
+                 tempo %   key  drift LU/min  seam  genre ratio  realism  x real time
+    reference       19.7  0.86         -0.48  1.10         0.48     2.18       11.02x
+    real jazz        0.2  0.78         -0.63     -            -        -            -
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
+import statistics
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
-
-import numpy as np
-import torch
 
 warnings.filterwarnings("ignore")
 
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel  # noqa: E402
-from diffusers.pipelines.deprecated.audio_diffusion import AudioDiffusionPipeline, Mel  # noqa: E402
+from audiodiff.cli import positive_float, positive_int, run  # noqa: E402
+from audiodiff.evaluate import (  # noqa: E402
+    SplitSettings,
+    compare_models,
+    genre_clips,
+    load_folder_clips,
+    long_clip_report,
+    reference_long_clips,
+)
+from audiodiff.generate import generate, pick_device  # noqa: E402
+from audiodiff.pipeline import MODEL_INDEX, load_pipeline  # noqa: E402
+from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
-from audiodiff.audio import load_audio  # noqa: E402
-from audiodiff.mel import MelConfig, audio_to_images  # noqa: E402
-from audiodiff.metrics import loudness_drift, loudness_spread, seam_score  # noqa: E402
-from audiodiff.sample import DEFAULT_OVERLAP_SECONDS, generate_long  # noqa: E402
-
-DEFAULT_MUSIC = Path(__file__).resolve().parents[1].parent / "shared" / "music" / "jazz" / "waller.flac"
-MEL = MelConfig(x_res=256, y_res=64, sample_rate=22050, n_fft=2048, hop_length=512, top_db=80, n_iter=32)
-
-
-def tiny_unet(seed: int) -> UNet2DModel:
-    """Attention only at 1/4 resolution (16 x 64 tokens), like the public layout's low-resolution attention."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return UNet2DModel(
-            sample_size=(MEL.y_res, MEL.x_res), in_channels=1, out_channels=1, block_out_channels=(16, 32, 64),
-            layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        ).eval()
+REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"
+DEFAULT_SECONDS = 30.0  # the README's `scripts/generate.py --seconds 30`
+DEFAULT_CLIPS = 4  # the issue's "median of 4 clips"
 
 
-def train_briefly(unet: UNet2DModel, scheduler: DDPMScheduler, music: Path, steps: int, seed: int, batch_size: int = 4):
-    """A few hundred noise-prediction steps on random slices of one recording (just enough structure)."""
-    audio = load_audio(music, MEL.sample_rate)
-    rng = np.random.default_rng(seed)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(seed)
-    unet.train()
-    for step in range(steps):
-        starts = rng.integers(0, audio.numel() - MEL.slice_samples, batch_size)
-        images = audio_to_images(torch.stack([audio[s : s + MEL.slice_samples] for s in starts]), MEL)
-        noise = torch.randn(images.shape, generator=generator)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
-        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(images, noise, t), t).sample, noise)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % 50 == 0 or step == steps - 1:
-            print(f"  train step {step + 1}/{steps}: loss {loss.item():.4f}")
-    unet.eval()
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How much to generate and measure; --smoke shrinks every part of it."""
+
+    seconds: float = DEFAULT_SECONDS
+    clips: int = DEFAULT_CLIPS
+    device: str = "auto"
+    steps: int | None = None  # None: each run's default (what scripts/generate.py uses)
+    compare: dict = dataclasses.field(default_factory=dict)  # compare_models overrides (clips, seconds, steps)
+    split: SplitSettings | None = None  # None: each run's own split (its training_config.json)
 
 
-def reference_pipeline(unet: UNet2DModel, ddim: DDIMScheduler) -> AudioDiffusionPipeline:
-    mel = Mel(x_res=MEL.x_res, y_res=MEL.y_res, sample_rate=MEL.sample_rate, n_fft=MEL.n_fft,
-              hop_length=MEL.hop_length, top_db=MEL.top_db, n_iter=MEL.n_iter)
-    pipe = AudioDiffusionPipeline(vqvae=None, unet=unet, mel=mel, scheduler=ddim)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A fine-tuned pipeline folder and how it was trained."""
+
+    label: str
+    path: Path
+    config: FinetuneConfig
+
+    @classmethod
+    def read(cls, path, label: str) -> "Run":
+        folder = Path(path).expanduser()
+        if not (folder / MODEL_INDEX).is_file():
+            raise ValueError(f"{folder} is not a pipeline folder (no {MODEL_INDEX}); give a run written by "
+                             "scripts/finetune.py")
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise ValueError(f"{folder} has no {CONFIG_FILE}: the benchmark needs the run's base model and genre")
+        try:
+            config = FinetuneConfig.from_dict(json.loads(config_path.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{config_path} can't be read ({exc})") from None
+        if not config.genre or not config.pretrained or (config.dataset is None and config.data_dir is None):
+            raise ValueError(f"{config_path} does not name the run's genre, base model and data source")
+        return cls(label, folder, config)
+
+    @property
+    def source(self) -> dict:
+        return {"dataset": self.config.dataset, "data_dir": self.config.data_dir}
 
 
-def run_reference_loop(pipe: AudioDiffusionPipeline, seconds: float, steps: int, seed: int, overlap_seconds: int = 2):
-    """The notebook's loop, verbatim in substance: returns (audio, seam times in seconds)."""
-    sr = MEL.sample_rate
-    generator = torch.Generator().manual_seed(seed)
-    overlap_samples = overlap_seconds * sr
-    audio = pipe(steps=steps, generator=generator, return_dict=False)[1][1][0]  # slice 0, decoded
-    track, seams = audio, []
-    while len(track) < seconds * sr:
-        output = pipe(raw_audio=audio[-overlap_samples:], mask_start_secs=overlap_seconds, steps=steps,
-                      generator=generator, return_dict=False)
-        audio2 = output[1][1][0]
-        seams.append(len(track) / sr)
-        track = np.concatenate([track, audio2[overlap_samples:]])
-        audio = audio2
-    return track[: int(round(seconds * sr))].astype(np.float32), [s for s in seams if s < seconds]
+def finetune_like(template: Run, base: str, output_dir: Path, progress: bool) -> Path:
+    """Fine-tune `base` exactly as `template` was trained (its configuration, another base model)."""
+    config = dataclasses.replace(template.config, pretrained=base, output_dir=str(output_dir),
+                                 run_name=f"reference-{Path(base).name}-{template.config.genre}",
+                                 push_to_hub=False, hub_model_id=None)
+    return finetune(config, progress=progress).run_dir
 
 
-def run_wide_noise(pipe: AudioDiffusionPipeline, seconds: float, steps: int, seed: int):
-    k = math.ceil(seconds * MEL.sample_rate / MEL.frames_to_samples(MEL.x_res))
-    noise = torch.randn((1, 1, MEL.y_res, MEL.x_res * k), generator=torch.Generator().manual_seed(seed))
-    audio = pipe(noise=noise, steps=steps, return_dict=False)[1][1][0]
-    return audio[: int(round(seconds * MEL.sample_rate))].astype(np.float32)
-
-
-def measure(audio, seams) -> dict:
-    sr = MEL.sample_rate
+def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
+    """Generate the clips one at a time (timed), measure them, and compare the run with its base."""
+    pipe = load_pipeline(model.path)
+    folder = work_dir / model.path.name
+    seconds_each = []
+    for seed in range(settings.clips):
+        start = time.perf_counter()
+        generate(str(model.path), settings.seconds, output_dir=folder, name=f"clip{seed}", seed=seed,
+                 steps=settings.steps, device=settings.device, progress=False, log=None, pipe=pipe,
+                 model_choice="given")
+        seconds_each.append(time.perf_counter() - start)
+    report = long_clip_report(load_folder_clips(folder, read_sidecars=True).clips)
+    comparison = compare_models(model.config.pretrained, model.path, model.config.genre, **model.source,
+                                device=None if settings.device == "auto" else settings.device,
+                                split=settings.split, **settings.compare)
+    halves = comparison["fd_same_genre_halves"]
     return {
-        "seam": seam_score(audio, sr, seams),
-        "spread": loudness_spread(audio, sr),
-        "drift": loudness_drift(audio, sr),
+        **_measures(report),
+        "genre_ratio": comparison["ratio"],
+        "closest_genre": comparison["after_closest_genre"],
+        "realism": comparison["after"]["fd"] / halves if halves else None,
+        "real_time": statistics.median(seconds_each) / settings.seconds,
+        "note": f"{pipe.mel.slice_seconds:.2f} s per image, base {Path(model.config.pretrained).name}",
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=30.0, help="clip length (default 30)")
-    parser.add_argument("--steps", type=int, default=20, help="DDIM steps for all three (default 20; CPU-friendly)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP_SECONDS, help="ours' overlap in seconds")
-    parser.add_argument("--overlaps", default="", help="comma-separated overlaps to sweep for ours, e.g. 0.5,1,2,3")
-    parser.add_argument("--train-steps", type=int, default=100,
-                        help="train the tiny UNet this many steps on --music first (default 100, ~10 min on a "
-                             "2-core CPU; 0: random weights, which measure the stitching only)")
-    parser.add_argument("--music", type=Path, default=DEFAULT_MUSIC, help="a real recording: training data and loudness reference")
-    parser.add_argument("--repaint-jumps", type=int, default=0, help="also run ours with this many RePaint jumps (extra row)")
-    parser.add_argument("--skip-wide", action="store_true", help="leave out (c), the slowest on a CPU")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: on a shared CPU, a thread pool fighting other "
-                             "processes makes timings swing tenfold; one thread keeps the ratios honest)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def measure_real(model: Run, settings: Settings) -> tuple[str, dict]:
+    """The run's genre's held-out tracks, cut to the clips' length, measured the same way."""
+    split = settings.split or SplitSettings.from_run(model.path)
+    mel = load_pipeline(model.path).mel
+    target, _ = genre_clips(model.config.genre, mel, **model.source, split=split)
+    report = reference_long_clips(target.clips, settings.seconds, target.description)
+    lengths = sorted(row["seconds"] for row in report["files"])
+    label = f"real {target.genre}"
+    note = f"{len(lengths)} held-out tracks, first {statistics.median(lengths):g} s"
+    return label, {**_measures(report), "note": note}
 
-    torch.manual_seed(args.seed)
-    scheduler = DDPMScheduler(num_train_timesteps=1000)
-    unet = tiny_unet(args.seed)
-    weights = "random weights"
-    if args.train_steps:
-        print(f"training the tiny UNet for {args.train_steps} steps on {args.music.name} ...")
-        train_briefly(unet, scheduler, args.music, args.train_steps, args.seed)
-        weights = f"trained {args.train_steps} steps on {args.music.name}"
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    ours_pipe = SimpleNamespace(unet=unet, scheduler=ddim, mel=MEL)
-    ref_pipe = reference_pipeline(unet, DDIMScheduler.from_config(scheduler.config))
-    sr = MEL.sample_rate
-    print(f"model: tiny UNet ({sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, {weights}), "
-          f"{MEL.y_res}x{MEL.x_res} Mel at {sr} Hz, DDIM {args.steps} steps, seed {args.seed}, {args.seconds:g} s, "
-          f"{torch.get_num_threads()} CPU threads")
 
-    rows = {}
-    start = time.perf_counter()
-    clip = generate_long(ours_pipe, args.seconds, overlap_seconds=args.overlap, seed=args.seed,
-                         num_inference_steps=args.steps, scheduler=None, progress=False)
-    rows["ours"] = dict(time=time.perf_counter() - start, **measure(clip.audio[0], clip.seam_seconds))
-    rows["ours"]["note"] = f"{len(clip.slices)} slices, overlap {args.overlap:g} s"
+def _measures(report: dict) -> dict:
+    return {
+        "tempo": report["tempo_spread_percent_median"],
+        "key": report["key_consistency_mean"],
+        "drift": report["loudness_drift_lu_per_minute_mean"],
+        "seam": report["seam_score_mean"],
+    }
 
-    if args.repaint_jumps:
-        start = time.perf_counter()
-        clip = generate_long(ours_pipe, args.seconds, overlap_seconds=args.overlap, seed=args.seed,
-                             num_inference_steps=args.steps, scheduler=None, progress=False,
-                             repaint_jumps=args.repaint_jumps)
-        name = f"ours, repaint {args.repaint_jumps}"
-        rows[name] = dict(time=time.perf_counter() - start, **measure(clip.audio[0], clip.seam_seconds))
-        rows[name]["note"] = f"{len(clip.slices)} slices, overlap {args.overlap:g} s, {args.repaint_jumps} RePaint jumps"
 
-    start = time.perf_counter()
-    ref_audio, ref_seams = run_reference_loop(ref_pipe, args.seconds, args.steps, args.seed)
-    rows["reference loop"] = dict(time=time.perf_counter() - start, **measure(ref_audio, ref_seams))
-    rows["reference loop"]["note"] = f"{len(ref_seams) + 1} slices, overlap 2 s"
+COLUMNS = (  # (key, header, format)
+    ("tempo", "tempo %", "{:.1f}"),
+    ("key", "key", "{:.2f}"),
+    ("drift", "drift LU/min", "{:+.2f}"),
+    ("seam", "seam", "{:.2f}"),
+    ("genre_ratio", "genre ratio", "{:.2f}"),
+    ("realism", "realism", "{:.2f}"),
+    ("real_time", "x real time", "{:.2f}x"),
+)
 
-    grid = [i * MEL.frames_to_samples(MEL.x_res) / sr for i in range(1, 64)]
-    grid = [s for s in grid if s < args.seconds - 0.1]
-    if not args.skip_wide:
-        start = time.perf_counter()
-        wide = run_wide_noise(ref_pipe, args.seconds, args.steps, args.seed)
-        rows["wide noise"] = dict(time=time.perf_counter() - start, **measure(wide, grid))
-        rows["wide noise"]["note"] = "no seams: scored on the 5.92 s slice grid"
 
-    real = load_audio(args.music, sr)[: int(args.seconds * sr)]
-    rows["real audio"] = dict(time=float("nan"), **measure(real, grid))
-    rows["real audio"]["note"] = f"{args.music.name}, first {args.seconds:g} s, slice grid"
+def _cell(value, template: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return template.format(value)
 
-    reference_time = rows["reference loop"]["time"]
-    print(f"\n{'method':<16}{'time s':>9}{'vs ref':>8}{'seam':>8}{'spread LU':>11}{'drift LU/min':>14}  note")
-    for name, row in rows.items():
-        ratio = reference_time / row["time"] if math.isfinite(row["time"]) else float("nan")
-        time_text = f"{row['time']:9.1f}" if math.isfinite(row["time"]) else f"{'-':>9}"
-        ratio_text = f"{ratio:7.2f}x" if math.isfinite(ratio) else f"{'-':>8}"
-        print(f"{name:<16}{time_text}{ratio_text}{row['seam']:8.2f}{row['spread']:11.2f}{row['drift']:14.2f}  {row['note']}")
 
-    if args.overlaps:
-        print("\nours, overlap sweep (same model and seed):")
-        print(f"{'overlap s':>10}{'slices':>8}{'time s':>9}{'seam':>8}{'spread LU':>11}{'drift LU/min':>14}")
-        for overlap in [float(v) for v in args.overlaps.split(",") if v.strip()]:
-            start = time.perf_counter()
-            sweep = generate_long(ours_pipe, args.seconds, overlap_seconds=overlap, seed=args.seed,
-                                  num_inference_steps=args.steps, scheduler=None, progress=False)
-            elapsed = time.perf_counter() - start
-            m = measure(sweep.audio[0], sweep.seam_seconds)
-            print(f"{overlap:10.2f}{len(sweep.slices):8d}{elapsed:9.1f}{m['seam']:8.2f}{m['spread']:11.2f}{m['drift']:14.2f}")
+def format_table(rows: dict[str, dict]) -> str:
+    width = max(14, *(len(label) + 2 for label in rows))
+    lines = [f"{'':<{width}}" + "".join(f"{header:>14}" for _, header, _ in COLUMNS) + "  note"]
+    for label, row in rows.items():
+        lines.append(f"{label:<{width}}" + "".join(f"{_cell(row.get(key), fmt):>14}" for key, _, fmt in COLUMNS)
+                     + f"  {row.get('note', '')}")
+    return "\n".join(lines)
 
-    ours, ref = rows["ours"], rows["reference loop"]
-    summary = [
-        f"speedup_vs_reference_loop: {ref['time'] / ours['time']:.2f}x",
-        f"seam_ours: {ours['seam']:.2f}",
-        f"seam_reference: {ref['seam']:.2f}",
-    ]
-    if "wide noise" in rows:
-        summary += [f"seam_wide_noise: {rows['wide noise']['seam']:.2f}",
-                    f"speedup_vs_wide_noise: {rows['wide noise']['time'] / ours['time']:.2f}x"]
-    summary += [
-        f"spread_ours_lu: {ours['spread']:.2f}",
-        f"spread_reference_lu: {ref['spread']:.2f}",
-        f"spread_real_lu: {rows['real audio']['spread']:.2f}",
-        f"drift_ours_lu_per_min: {ours['drift']:.2f}",
-        f"drift_reference_lu_per_min: {ref['drift']:.2f}",
-    ]
-    print("\n" + ", ".join(summary))
+
+def summary_line(rows: dict[str, dict]) -> str:
+    labels = list(rows)
+    first, reference, real = rows[labels[0]], rows.get("reference"), rows[labels[-1]]
+    pairs = [("tempo_spread_percent", first["tempo"], "{:.1f}"), ("key_consistency", first["key"], "{:.2f}"),
+             ("loudness_drift_lu_per_min", first["drift"], "{:.2f}"), ("seam", first["seam"], "{:.2f}"),
+             ("genre_ratio", first["genre_ratio"], "{:.2f}"), ("realism", first["realism"], "{:.2f}"),
+             ("time_vs_real_time", first["real_time"], "{:.2f}x")]
+    if reference is not None:
+        pairs += [("reference_tempo_spread_percent", reference["tempo"], "{:.1f}"),
+                  ("reference_loudness_drift_lu_per_min", reference["drift"], "{:.2f}"),
+                  ("reference_realism", reference["realism"], "{:.2f}"),
+                  ("speedup_vs_reference", reference["real_time"] / first["real_time"]
+                   if first["real_time"] and reference["real_time"] else None, "{:.2f}x")]
+    pairs += [("real_tempo_spread_percent", real["tempo"], "{:.1f}"), ("real_key_consistency", real["key"], "{:.2f}"),
+              ("real_loudness_drift_lu_per_min", real["drift"], "{:.2f}")]
+    return ", ".join(f"{name}: {_cell(value, fmt)}" for name, value, fmt in pairs)
+
+
+def smoke_runs(work_dir: Path) -> tuple[Run, str]:
+    """A two-step fine-tune of the tiny preset on a small built-in set; the reference base is tiny too."""
+    config = FinetuneConfig(genre="jazz", pretrained="tiny", dataset="synthetic", synthetic_clips_per_genre=8,
+                            synthetic_seconds=12.0, output_dir=str(work_dir / "runs"), run_name="smoke", max_steps=2,
+                            batch_size=2, warmup_steps=0, checkpoint_every=1000, validate_every=1000,
+                            sample_every=1000, num_workers=0, device="cpu")
+    return Run.read(finetune(config, progress=False).run_dir, "smoke run"), "tiny"
+
+
+SMOKE = Settings(seconds=10.5, clips=1, device="cpu", steps=2, compare={"clips": 2, "seconds": 1.0, "steps": 2},
+                 split=SplitSettings(validation_fraction=0.25, synthetic_pool=8, synthetic_seconds=12.0))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="append", default=[], metavar="DIR",
+                   help="a fine-tuned run folder (scripts/finetune.py's output); repeat for more rows, labelled "
+                        "by their folder names; the first one is the summary line's")
+    p.add_argument("--reference-run", metavar="DIR", default=None,
+                   help="the reference row: a run fine-tuned from benchmarks/reference/bundled-1s (default: "
+                        "fine-tune that model now, the same way as the first --run, beside it)")
+    p.add_argument("--seconds", type=positive_float, default=None,
+                   help=f"length of each clip in seconds; at least 10 for a tempo spread (two 5 s windows) "
+                        f"(default: {DEFAULT_SECONDS:g}, as the README's generate command)")
+    p.add_argument("--clips", type=positive_int, default=None,
+                   help=f"clips per row, seeds 0, 1, ...; the tempo spread is their median (default: {DEFAULT_CLIPS})")
+    p.add_argument("--device", default="auto",
+                   help="where to generate: auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--smoke", action="store_true",
+                   help="check the whole code path in well under a minute: fine-tune the tiny preset two steps, "
+                        "one 10.5 s clip per row at 2 steps; the numbers mean nothing")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.smoke and (args.run or args.reference_run or args.seconds or args.clips):
+        raise ValueError("--smoke makes its own tiny run: leave out --run, --reference-run, --seconds and --clips")
+    if not args.smoke and not args.run:
+        raise ValueError("give at least one fine-tuned run with --run DIR (or --smoke to check the benchmark itself)")
+    runs = [Run.read(path, f"{Path(path).name}") for path in args.run]  # every folder checked before any work
+    reference = Run.read(args.reference_run, "reference") if args.reference_run else None
+    pick_device(args.device)  # an unknown or missing device fails now, not after a fine-tune
+    if args.seconds is not None and args.seconds < 10.0:
+        print(f"note: {args.seconds:g} s clips are shorter than two 5 s windows: no tempo spread or key consistency")
+    settings = SMOKE if args.smoke else Settings(seconds=args.seconds or DEFAULT_SECONDS,
+                                                 clips=args.clips or DEFAULT_CLIPS, device=args.device)
+
+    with tempfile.TemporaryDirectory(prefix="long-clip-") as temporary:
+        work_dir = Path(temporary)
+        base = str(REFERENCE_MODEL)
+        if args.smoke:
+            run_, base = smoke_runs(work_dir)
+            runs = [run_]
+        if reference is None:
+            output_dir = work_dir / "runs" if args.smoke else runs[0].path.parent
+            print(f"fine-tuning the reference ({Path(base).name}) as {runs[0].label} was trained ...")
+            path = finetune_like(runs[0], base, output_dir, progress=not args.smoke)
+            reference = Run.read(path, "reference")
+            if not args.smoke:
+                print(f"reference run: {path} (reuse it with --reference-run {path})")
+        rows: dict[str, dict] = {}
+        measured: dict[Path, dict] = {}  # a folder given twice (e.g. also as --reference-run) is measured once
+        for index, model in enumerate((*runs, reference)):
+            label = model.label if model.label not in rows else f"{model.label} ({index + 1})"
+            key = model.path.resolve()
+            if key not in measured:
+                print(f"measuring {label}: {settings.clips} clips of {settings.seconds:g} s ...")
+                sys.stdout.flush()
+                measured[key] = measure_run(model, settings, work_dir / "clips" / str(index))
+            rows[label] = measured[key]
+        label, real = measure_real(runs[0], settings)
+        rows[label] = real
+
+    print(f"\n{settings.clips} clip{'s' if settings.clips != 1 else ''} of {settings.seconds:g} s per row, "
+          f"seed{'s 0-' if settings.clips != 1 else ' '}{settings.clips - 1}, "
+          f"default generation settings{' (smoke: 2 steps)' if args.smoke else ''}")
+    print(format_table(rows))
+    print("\n" + summary_line(rows))
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

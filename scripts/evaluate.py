@@ -2,8 +2,10 @@
 """Measure generated audio against a genre, or a fine-tuned pipeline against its base model.
 
 Evaluate a folder of generated WAVs (Frechet distance to the reference, with its scale: two
-halves of the reference, and the other genres; seam scores and loudness of long clips, seams
-read from each WAV's JSON sidecar; the Mel codec's round trip on the reference audio):
+halves of the reference, and the other genres; how long clips hold together: tempo spread, key
+consistency, loudness spread and drift, seam scores (seams read from each WAV's JSON sidecar),
+next to the same measures on the reference's real clips cut to the same length; the Mel
+codec's round trip on the reference audio):
 
     python scripts/evaluate.py --generated samples --dataset synthetic --genre jazz
     python scripts/evaluate.py --generated samples --data-dir ../shared/music --genre jazz

@@ -254,6 +254,48 @@ def test_evaluate_folder_with_a_reference_folder_and_an_embedding(generated_dir,
         evaluate_folder(tmp_path / "empty", reference)
 
 
+def click_track(bpm_and_seconds, sample_rate=SR):
+    """A 220 Hz note on every beat: [(bpm, seconds), ...] played one after another."""
+    t = np.arange(int(0.3 * sample_rate)) / sample_rate
+    note = (0.4 * np.sin(2 * np.pi * 220.0 * t) * np.exp(-12 * t)).astype(np.float32)
+    parts = []
+    for bpm, seconds in bpm_and_seconds:
+        part = np.zeros(int(seconds * sample_rate), np.float32)
+        for beat in np.arange(0.0, seconds, 60.0 / bpm):
+            i = int(beat * sample_rate)
+            part[i : i + note.size] += note[: part.size - i]
+        parts.append(part)
+    return np.concatenate(parts)
+
+
+def test_long_clip_measures_next_to_real_clips_cut_to_the_same_length(tmp_path):
+    generated = tmp_path / "samples"
+    paths = write_clips(generated, [click_track([(100, 6.0), (140, 6.0)]), click_track([(90, 6.0), (135, 6.0)])])
+    for path in paths:
+        path.with_suffix(".json").write_text(json.dumps({"seam_seconds": [4.0, 8.0]}))
+    reference = tmp_path / "reference"
+    write_clips(reference, [click_track([(100, 30.0)]), click_track([(120, 30.0)]), click_track([(100, 8.0)])])
+    report = evaluate_folder(generated, reference, extractor=SHORT, codec_slices=1)
+    clips = report["long_clips"]
+    drifting = clips["files"][0]
+    assert drifting["tempo_bpm"] == [pytest.approx(100, rel=0.02), pytest.approx(140, rel=0.02)]  # 12 s: 2 windows
+    assert clips["tempo_spread_percent_median"] > 15 and clips["tempo_scored_files"] == 2
+    assert clips["key_consistency_mean"] > 0.9  # one note throughout
+    real = clips["reference"]
+    assert real["clips"] == 3 and real["seconds"] == pytest.approx(12.0)
+    assert [row["seconds"] for row in real["files"]] == [12.0, 12.0, 8.0]  # cut to the generated length
+    assert real["tempo_spread_percent_median"] < 2 and real["tempo_scored_files"] == 2
+    assert real["files"][2]["tempo_note"] == "shorter than two 5 s windows"
+    assert real["seam_score_mean"] is None and clips["seam_scored_files"] == 2
+    assert clips["reference_loudness_spread_lu_mean"] == real["loudness_spread_lu_mean"]
+    text = format_report(report)
+    line = next(line for line in text.splitlines() if "tempo spread" in line)
+    generated_value, real_value = (float(v) for v in line.split()[4:6])
+    assert generated_value == pytest.approx(clips["tempo_spread_percent_median"], abs=0.05)
+    assert real_value == pytest.approx(real["tempo_spread_percent_median"], abs=0.05)
+    assert "key consistency" in text and "vs 3 real clips of the reference cut to 12 s" in text
+
+
 def test_held_out_reference_follows_the_trainer_split(generated_dir, genre_dir):
     from audiodiff.data import load_genre, split_validation
     from audiodiff.evaluate import genre_clips

@@ -1,4 +1,4 @@
-"""Seam score and loudness measures on audio made in the test."""
+"""Seam score, loudness, tempo and key measures on audio made in the test."""
 
 import math
 
@@ -9,6 +9,9 @@ import torchaudio.functional as AF
 from conftest import tone
 
 from audiodiff.metrics import (
+    chroma_windows,
+    fold_octaves,
+    key_consistency,
     loudness,
     loudness_drift,
     loudness_range,
@@ -17,6 +20,8 @@ from audiodiff.metrics import (
     normalize_loudness,
     seam_score,
     spectral_flux,
+    tempo_spread,
+    tempo_windows,
 )
 
 SR = 22050
@@ -118,3 +123,81 @@ def test_normalize_loudness_hits_the_target_and_respects_the_peak_ceiling():
     assert out.shape == batch.shape and torch.equal(out[1], torch.zeros_like(quiet))
     short = normalize_loudness(torch.from_numpy(noise(0.1, amplitude=0.01)), SR)
     assert torch.isfinite(short).all() and 0.01 < float(short.abs().max()) <= 0.89
+
+
+# ---- tempo and key -----------------------------------------------------------------------------
+def click_track(bpm_and_seconds, seed=0, sample_rate=SR):
+    """Noise bursts (20 ms decay) on every beat; [(bpm, seconds), ...] played one after another."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for bpm, seconds in bpm_and_seconds:
+        part = np.zeros(int(seconds * sample_rate), np.float32)
+        burst = (0.5 * rng.standard_normal(400) * np.exp(-np.arange(400) / 80)).astype(np.float32)
+        for beat in np.arange(0.0, seconds, 60.0 / bpm):
+            i = int(beat * sample_rate)
+            part[i : i + 400] += burst[: part.size - i]
+        parts.append(part)
+    return np.concatenate(parts)
+
+
+def test_a_click_track_at_one_tempo_has_no_tempo_spread():
+    audio = click_track([(100, 20.0)])
+    tempos = tempo_windows(audio, SR)
+    assert tempos.shape == (4,)  # 20 s -> four 5 s windows
+    np.testing.assert_allclose(tempos, 100.0, rtol=0.01)
+    assert tempo_spread(audio, SR) < 1.0  # percent
+
+
+def test_a_tempo_change_halfway_spreads_and_octave_errors_do_not():
+    changing = click_track([(100, 10.0), (140, 10.0)])
+    tempos = tempo_windows(changing, SR)
+    np.testing.assert_allclose(tempos, [100, 100, 140, 140], rtol=0.01)
+    assert tempo_spread(changing, SR) == pytest.approx(100 * np.log2(1.4) / 2, abs=1.0)  # 24 %
+    # half/double-tempo readings are folded onto the median window's estimate: no spread
+    assert np.allclose(fold_octaves(np.log2([80.0, 160.0, 82.0, 41.0]), np.log2(80.0)),
+                       np.log2([80.0, 80.0, 82.0, 82.0]))
+
+
+def test_tempo_needs_two_windows_with_onsets():
+    with pytest.raises(ValueError, match="two 5 s windows"):
+        tempo_spread(click_track([(100, 9.0)]), SR)  # one whole window
+    steady = tone(440.0, 12.0, SR, amplitude=0.3)  # no onsets: no tempo, not 120 bpm
+    assert np.isnan(tempo_windows(steady, SR)).all()
+    with pytest.raises(ValueError, match="shorter than one"):
+        tempo_windows(steady[:SR], SR)
+
+
+def test_a_fade_out_drifts_down_and_a_fade_in_up():
+    audio = click_track([(120, 24.0)])
+    fade = np.linspace(1.0, 0.1, audio.size, dtype=np.float32)  # -20 dB over 24 s
+    assert loudness_drift(audio * fade, SR) < -20.0  # LU per minute
+    assert loudness_drift(audio * fade[::-1], SR) > 20.0
+    assert abs(loudness_drift(audio, SR)) < 1.0
+
+
+def chord_progression(key_semitones, chords=8, seconds_per_chord=1.25):
+    """I IV V I vi ii V I in major, from C4 + key_semitones: decaying three-partial notes."""
+    t = np.arange(math.ceil(seconds_per_chord * SR)) / SR
+    envelope = np.minimum(1.0, t / 0.01) * np.exp(-1.5 * t)
+    steps = [(0, (0, 4, 7)), (5, (0, 4, 7)), (7, (0, 4, 7)), (0, (0, 4, 7)),
+             (9, (0, 3, 7)), (2, (0, 3, 7)), (7, (0, 4, 7)), (0, (0, 4, 7))]
+    out = []
+    for i in range(chords):
+        root, intervals = steps[i % len(steps)]
+        freqs = [261.63 * 2 ** ((key_semitones + root + k) / 12) for k in intervals]
+        out.append(sum(0.2 / h * np.sin(2 * np.pi * f * h * t) for f in freqs for h in (1, 2, 3)) * envelope)
+    return np.concatenate(out).astype(np.float32)
+
+
+def test_key_consistency_one_key_against_a_modulation_to_a_distant_key():
+    one_key = chord_progression(0, chords=16)  # 20 s in C major
+    modulating = np.concatenate([chord_progression(0), chord_progression(6)])  # C major, then F# major
+    steady, moved = key_consistency(one_key, SR), key_consistency(modulating, SR)
+    assert steady > 0.9
+    assert moved < 0.5
+    rows = chroma_windows(modulating, SR)
+    assert rows.shape == (4, 12) and np.allclose(rows.sum(axis=1), 1.0)
+    # C (pitch class 0) is strong in the C major half and weak in the F# major half
+    assert rows[0, 0] > 3 * rows[3, 0]
+    with pytest.raises(ValueError, match="pitched"):
+        key_consistency(noise(12.0), SR)  # flat noise has no pitch content

@@ -1,0 +1,79 @@
+"""benchmarks/long_clip.py: its --smoke mode runs the whole code path on the tiny preset, and
+its flags are checked before any work. (The other benchmarks are measured by hand, not tested.)"""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from audiodiff.cli import run
+
+LONG_CLIP = Path(__file__).resolve().parents[1] / "benchmarks" / "long_clip.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("long_clip_benchmark", LONG_CLIP)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_long_clip_smoke_prints_one_table_and_a_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # nothing may be written where the user runs it, beyond temporary folders
+    _load().main(["--smoke"])
+    out = capsys.readouterr().out
+    table = out[out.index("tempo %"):].splitlines()
+    rows = {}
+    for line in table[1:]:
+        cells = re.split(r"\s{2,}", line.strip())  # label, 7 measures, note
+        if len(cells) == 9:
+            rows[cells[0].split()[0]] = cells
+    assert set(rows) == {"smoke", "reference", "real"}
+    for name in ("smoke", "reference"):  # generated rows: every measure (key is "-" for a 2-step model's noise)
+        tempo, key, drift, seam, ratio, realism, real_time = rows[name][1:8]
+        assert re.fullmatch(r"[0-9.]+x", real_time) and float(real_time[:-1]) > 0
+        assert float(seam) > 0 and float(ratio) > 0 and float(realism) > 0
+        assert tempo == "-" or float(tempo) >= 0
+        assert re.fullmatch(r"[+-][0-9.]+", drift)
+    real = rows["real"]
+    assert float(real[1]) < 5.0  # built-in jazz holds one tempo
+    assert 0.5 < float(real[2]) <= 1.0  # and one key
+    assert real[4:8] == ["-"] * 4  # no seams, no model
+    assert real[8].startswith("2 held-out tracks, first 10.5 s")
+    summary = dict(pair.split(": ") for pair in out.strip().splitlines()[-1].split(", "))
+    for name in ("tempo_spread_percent", "loudness_drift_lu_per_min", "seam", "genre_ratio", "realism",
+                 "time_vs_real_time", "speedup_vs_reference", "real_tempo_spread_percent"):
+        assert name in summary
+    assert summary["time_vs_real_time"].endswith("x")
+    assert float(summary["real_tempo_spread_percent"]) == pytest.approx(float(real[1]), abs=0.05)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_clip_flags_are_checked_before_any_work(tmp_path, capsys):
+    module = _load()
+    not_a_run = tmp_path / "not-a-run"
+    not_a_run.mkdir()
+    for args, message in [
+        ([], "at least one fine-tuned run"),
+        (["--smoke", "--run", str(not_a_run)], "--smoke makes its own"),
+        (["--run", str(not_a_run)], "not a pipeline folder"),
+        (["--smoke", "--device", "tpu:7"], "unknown device"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            module.main(args)
+    (not_a_run / "model_index.json").write_text("{}")
+    with pytest.raises(ValueError, match="training_config.json"):
+        module.main(["--run", str(not_a_run)])
+    with pytest.raises(SystemExit) as exited:
+        run(lambda: module.main(["--run", str(tmp_path / "nowhere")]))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    helped = capsys.readouterr().out
+    for flag in ("--run", "--reference-run", "--seconds", "--clips", "--device", "--smoke"):
+        assert flag in helped
