@@ -80,6 +80,9 @@ def _import_without_package_inits(module: str, packages: tuple[str, ...]):
 UNet2DModel = _import_without_package_inits(
     "diffusers.models.unets.unet_2d", ("diffusers.models.unets", "diffusers.models.transformers")
 ).UNet2DModel
+# ModelMixin.to() and .device import diffusers.hooks.group_offloading, and diffusers/hooks/__init__.py
+# imports peft (~1 s); loaded here the same way, the package init never runs on the way to sampling.
+_import_without_package_inits("diffusers.hooks.group_offloading", ("diffusers.hooks",))
 
 logger = logging.getLogger(__name__)
 
