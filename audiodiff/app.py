@@ -10,9 +10,12 @@ settings, written into the app's output folder and never overwriting.
   (`generate(..., pipe=...)`); clicks are queued one at a time, since they share one model.
 - The edit options (continue, vary or join the user's own audio; a seamless loop) are passed
   to `generate()` only when the user asks for them (`edit_kwargs`).
-- A user's mistake (seconds 0, an overlap longer than a slice, an unreadable upload) is shown
-  in the page as an error message; anything else is a bug and keeps its traceback in the
-  server's log.
+- A user's mistake (seconds 0, an overlap longer than a slice) is shown as a message beside the
+  clips, which stay as they were; an upload is checked when it arrives (`check_upload`), and no
+  message names a server path. Anything else is a bug and keeps its traceback in the server's log.
+- Every job reports to one `audiodiff.sample.JobProgress` (one bar: slices x steps, the slice it
+  is on, the time left) whose `should_stop` is the page's stop flag: Stop, or the page going away
+  (gradio's unload), stops the job before its next UNet call, and the next job starts at once.
 - Offline by construction: analytics and the version check are off, the default theme's fonts
   are served by the app itself, and nothing waits on the network. It binds to 127.0.0.1 unless
   `host` or `share` say otherwise.
@@ -303,10 +306,11 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             gr.update(value=[str(clip.wav), str(clip.json)], visible=True),
             gr.update(value=summary, visible=True),
             gr.update(visible=True),
-            gr.update(visible=before is not None),
-            gr.update(value=spectrogram_view(before["png"], before["json"])) if before else keep(),
-            gr.update(value=before["wav"]) if before else keep(),
-            gr.update(value=before["summary"]) if before else keep(),
+            gr.update(visible=True),  # from the first clip on, so the page keeps its layout
+            gr.update(value=spectrogram_view(before["png"], before["json"]), visible=True) if before else keep(),
+            gr.update(value=before["wav"], visible=True) if before else keep(),
+            gr.update(value=before["summary"] if before else "Generate again: this clip moves here, to compare "
+                      "with the next one."),
             shown,
         ]
 
@@ -323,6 +327,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         return None, gr.update(value=problem, visible=True)
 
     def on_audio_changed(audio, mode, second_audio):
+        if check_upload(audio, mel) is not None:  # refused (on_upload says why): nothing to continue
+            audio = None
         line = _loaded_line(audio, mode, second_audio)
         return gr.update(value=line, visible=bool(line)), gr.update(visible=bool(line))
 
@@ -402,9 +408,10 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                         previous_summary = gr.Markdown(elem_id="previous-summary")
                         previous_image = gr.Image(type="pil", label="previous spectrogram", interactive=False,
                                                   elem_id="previous-spectrogram", elem_classes="spectrogram",
-                                                  show_label=False, format="png")
+                                                  show_label=False, format="png", visible=False)
                         previous_player = gr.Audio(type="filepath", label="previous clip", interactive=False,
-                                                   elem_id="previous-clip", waveform_options=browser_player)
+                                                   elem_id="previous-clip", waveform_options=browser_player,
+                                                   visible=False)
         current = gr.State(None)
 
         # In the browser: no round trip that a quick click on Generate could overtake.

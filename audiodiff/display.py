@@ -11,7 +11,7 @@ high. This module draws a *separate* picture of it for the eye, at the size it i
 - a time axis in seconds and a frequency axis in Hz: each row's frequency is its Mel band's
   centre, the centroid of that band's filter in `audiodiff.mel.filterbank` (the same filters
   the codec uses), so the labels follow the Mel spacing of the model;
-- joins (`seam_seconds`) as dashed white lines, the user's own audio as a tinted band labelled
+- joins (`seam_seconds`) as thin dashed white lines, the user's own audio as a tinted band labelled
   "your audio".
 
 numpy and PIL only (matplotlib is not a dependency).
@@ -139,8 +139,8 @@ def render_spectrogram(
     for t in seam_seconds:
         if 0 < t < seconds:
             x = MARGIN_LEFT + int(round(t * seconds_to_x))
-            for y in range(MARGIN_TOP, bottom, 8):
-                draw.line([(x, y), (x, min(y + 4, bottom))], fill="white", width=2)
+            for y in range(MARGIN_TOP, bottom, 7):
+                draw.line([(x, y), (x, min(y + 3, bottom))], fill="white", width=1)
     for start, end in given_seconds:
         x = MARGIN_LEFT + int(round(np.clip(start, 0, seconds) * seconds_to_x))
         draw.text((x + 4, 3), "your audio", fill=tuple(int(c) for c in GIVEN_TINT * 0.6), font=font)
