@@ -53,6 +53,7 @@ DEFAULT_STRENGTH = 0.5  # where the slider starts: audiodiff.edits' default
 # scrolls (on an 800-pixel screen the clips are below it); spectrograms fill their column (they are
 # drawn at display resolution, audiodiff.display).
 CSS = """
+.gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box, and sticky would not stick */
 #actions { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
            padding: 6px 0; align-items: center; }
 #status { min-height: 44px; }

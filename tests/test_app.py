@@ -335,6 +335,11 @@ def test_stop_ends_a_long_job_and_the_next_starts_at_once(server, page):
     assert f"of {slices}" in page.locator("#status").inner_text()  # "sampling slice 1 of 33, about ... left"
     assert "left" in page.locator("#status").inner_text()
     assert page.locator("#status .progress-bar").count() == 1  # one bar, not one per slice
+    page.mouse.wheel(0, 2000)  # scrolled down to the settings and clips: the bar and Stop stay in view
+    page.wait_for_function("window.scrollY > 100", timeout=5_000)
+    for element in ("#status", "#stop"):
+        box = page.locator(element).bounding_box()
+        assert 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORT["height"], (element, box)
 
     page.locator("#stop").click()
     page.wait_for_function("(document.querySelector('#message')?.innerText || '').includes('Stopped')", timeout=10_000)
