@@ -176,8 +176,8 @@ class JobProgress:
             self._bar = None
 
     def _changed(self, moved: bool = False) -> None:
-        if self._bar is not None and not moved:
-            self._bar.set_description_str(self.description(), refresh=False)
+        if self._bar is not None and not moved:  # a new slice or stage: shown at once, even between refreshes
+            self._bar.set_description_str(self.description(), refresh=True)
         if self.on_update is not None:
             self.on_update(self)
 
