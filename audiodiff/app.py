@@ -41,7 +41,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from .cli import user_errors
 from .generate import GenerationError, generate, pick_device, resolve_model
-from .sample import DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS, Cancelled, JobProgress, default_overlap_seconds
+from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS, Cancelled, JobProgress, default_overlap_seconds,
+                     strength_start_index)
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 or --share expose it
 DEFAULT_PORT = 7860  # gradio's usual port
@@ -152,7 +153,9 @@ def _summary(clip: Clip, messages: list[str]) -> str:
             f"{record['sample_rate']} Hz, seed {record['seed']}, {record['steps']} {record['scheduler']} steps, "
             f"overlap {record['overlap_seconds']:g} s")
     if record.get("strength") is not None:
-        line += f", strength {record['strength']:g}" + (" from its inversion" if record.get("invert") else "")
+        run = record["steps"] - strength_start_index(record["steps"], record["strength"])
+        line += (f", strength {record['strength']:g} (the last {run} of the {record['steps']} steps run)"
+                 + (" from its inversion" if record.get("invert") else ""))
     lines = [line]
     lines += [f"*{message}*" for message in messages]
     return "  \n".join(lines)

@@ -404,3 +404,13 @@ def test_use_this_clip_opens_the_audio_section_and_says_so(server, page):
     page.wait_for_selector("#init-audio audio[src]", state="attached", timeout=10_000)
     assert page.locator("#init-audio").is_visible()  # opened, so the change is in view
     assert f"continuing: {name} (1.5 s)" in page.locator("#loaded").inner_text()
+
+
+def test_a_variations_summary_says_how_many_steps_ran(tmp_path):
+    from audiodiff.app import Clip, _summary
+
+    record = tmp_path / "v.json"
+    record.write_text(json.dumps({"edit": "vary", "seconds": 4, "sample_rate": SAMPLE_RATE, "seed": 0, "steps": 10,
+                                  "scheduler": "ddim", "overlap_seconds": 0.4, "strength": 0.4}))
+    text = _summary(Clip(wav=tmp_path / "v.wav", png=tmp_path / "v.png", json=record), [])
+    assert "10 ddim steps" in text and "strength 0.4 (the last 4 of the 10 steps run)" in text  # as the bar counts
