@@ -10,9 +10,12 @@ settings, written into the app's output folder and never overwriting.
   (`generate(..., pipe=...)`); clicks are queued one at a time, since they share one model.
 - The edit options (continue, vary or join the user's own audio; a seamless loop) are passed
   to `generate()` only when the user asks for them (`edit_kwargs`).
-- A user's mistake (seconds 0, an overlap longer than a slice, an unreadable upload) is shown
-  in the page as an error message; anything else is a bug and keeps its traceback in the
-  server's log.
+- A user's mistake (seconds 0, an overlap longer than a slice) is shown as a message beside the
+  clips, which stay as they were; an upload is checked when it arrives (`check_upload`), and no
+  message names a server path. Anything else is a bug and keeps its traceback in the server's log.
+- Every job reports to one `audiodiff.sample.JobProgress` (one bar: slices x steps, the slice it
+  is on, the time left) whose `should_stop` is the page's stop flag: Stop, or the page going away
+  (gradio's unload), stops the job before its next UNet call, and the next job starts at once.
 - Offline by construction: analytics and the version check are off, the default theme's fonts
   are served by the app itself, and nothing waits on the network. It binds to 127.0.0.1 unless
   `host` or `share` say otherwise.
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +41,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from .cli import user_errors
 from .generate import GenerationError, generate, pick_device, resolve_model
-from .sample import DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS, default_overlap_seconds
+from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS, Cancelled, JobProgress, default_overlap_seconds,
+                     strength_start_index)
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 or --share expose it
 DEFAULT_PORT = 7860  # gradio's usual port
@@ -44,13 +50,16 @@ DEFAULT_APP_OUTPUT_DIR = Path("samples") / "app"
 DEFAULT_APP_SECONDS = 10.0  # long enough to hear a continuation seam, short enough to wait for on a CPU
 MODES = ("continue", "vary", "join")
 DEFAULT_STRENGTH = 0.5  # where the slider starts: audiodiff.edits' default
-# Spectrograms fill the column's width: small models' (32 or 64 Mel rows) are scaled up with sharp
-# pixels, not a blur; long clips' are scaled down; short clips' no taller than 400 CSS pixels.
+# The row with Generate, Stop and the progress stays at the top of the window while the page
+# scrolls (on an 800-pixel screen the clips are below it); spectrograms fill their column (they are
+# drawn at display resolution, audiodiff.display).
 CSS = """
+.gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box, and sticky would not stick */
+#actions { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
+           padding: 6px 0; align-items: center; }
+#status { min-height: 44px; }
 .spectrogram button:has(> .image-frame), .spectrogram .image-frame { width: 100%; }
-.spectrogram .image-frame img {
-    width: 100%; height: auto; max-height: 400px; object-fit: contain; image-rendering: pixelated;
-}
+.spectrogram .image-frame img { width: 100%; height: auto; object-fit: contain; }
 """
 
 
@@ -100,6 +109,9 @@ class AudioStudio:
         self.model_choice = model_choice  # how the model was chosen when none was given (resolve_model)
         self.output_dir = Path(output_dir)
         self.device = device
+        # one job at a time on the shared model, even when a stopped job's thread is still
+        # finishing its last UNet call while the next click starts
+        self._busy = threading.Lock()
 
     @classmethod
     def load(cls, model: str | None, *, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR,
@@ -110,18 +122,21 @@ class AudioStudio:
 
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
                  scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None,
-                 edits: dict | None = None, log=None, progress: bool = True) -> Clip:
-        """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors."""
+                 edits: dict | None = None, log=None, progress: "bool | JobProgress" = True) -> Clip:
+        """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
+        `Cancelled` when `progress` (a JobProgress) says stop."""
         edits = edits or {}
         if seed is None or float(seed) != int(seed):
             raise GenerationError(f"seed must be a whole number, got {seed}")
         if steps is not None and float(steps) != int(steps):
             raise GenerationError(f"steps must be a whole number, got {steps}")
-        wav, png, meta = generate(
-            self.pipe.source, seconds, output_dir=self.output_dir, seed=int(seed),
-            steps=None if steps is None else int(steps), scheduler=scheduler, overlap_seconds=overlap_seconds,
-            device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice, **edits,
-        )
+        with self._busy:
+            wav, png, meta = generate(
+                self.pipe.source, seconds, output_dir=self.output_dir, seed=int(seed),
+                steps=None if steps is None else int(steps), scheduler=scheduler, overlap_seconds=overlap_seconds,
+                device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
+                **edits,
+            )
         return Clip(wav=wav, png=png, json=meta)
 
     def describe(self) -> str:
@@ -138,39 +153,188 @@ def _summary(clip: Clip, messages: list[str]) -> str:
             f"{record['sample_rate']} Hz, seed {record['seed']}, {record['steps']} {record['scheduler']} steps, "
             f"overlap {record['overlap_seconds']:g} s")
     if record.get("strength") is not None:
-        line += f", strength {record['strength']:g}" + (" from its inversion" if record.get("invert") else "")
+        run = record["steps"] - strength_start_index(record["steps"], record["strength"])
+        line += (f", strength {record['strength']:g} (the last {run} of the {record['steps']} steps run)"
+                 + (" from its inversion" if record.get("invert") else ""))
     lines = [line]
     lines += [f"*{message}*" for message in messages]
     return "  \n".join(lines)
 
 
+def spectrogram_view(png: str | os.PathLike, record_json: str | os.PathLike):
+    """The picture the page shows for a clip: its NAME.png drawn for the eye (colour, seconds,
+    Hz, joins and the user's audio marked; audiodiff.display). NAME.png itself is unchanged."""
+    from .display import clip_marks, render_spectrogram
+    from .generate import png_to_image
+
+    image, mel, samples = png_to_image(png)
+    seams, given = clip_marks(json.loads(Path(record_json).read_text()))
+    return render_spectrogram(image[0, 0].numpy(), mel, samples, seam_seconds=seams, given_seconds=given)
+
+
+def _without_paths(text: str, paths) -> str:
+    """`text` with every server path of an upload (and its folder) replaced by the file's name."""
+    for path in paths:
+        if path:
+            path = os.fspath(path)
+            text = text.replace(path, Path(path).name).replace(str(Path(path).parent) + os.sep, "")
+    return text
+
+
+def check_upload(path: str | None, mel) -> str | None:
+    """An uploaded file -> None when it is usable audio, else a plain sentence that names the
+    file (never its place on the server) and says what to do."""
+    if path is None:
+        return None
+    from .audio import AudioError, read_audio
+
+    name = Path(path).name
+    try:
+        audio, sample_rate = read_audio(path)
+    except AudioError:
+        return (f"**{name}** can't be used: it is not audio this app can read. Upload a WAV, FLAC, OGG, MP3 "
+                "or AIFF file.")
+    seconds = len(audio) / sample_rate if sample_rate else 0.0
+    shortest = mel.n_fft / mel.sample_rate
+    if seconds < shortest:
+        return f"**{name}** can't be used: it is {seconds:.2f} s long; it needs at least {shortest:.2f} s of audio."
+    if not len(audio) or float(abs(audio).max()) < 1e-6:
+        return f"**{name}** can't be used: it is silent."
+    return None
+
+
+def _loaded_line(audio: str | None, mode: str, second_audio: str | None) -> str:
+    """What the next Generate will do with the loaded audio, e.g. "continuing: take.wav (4 s)"."""
+    if audio is None:
+        return ""
+    import soundfile as sf
+
+    def named(path: str) -> str:
+        try:
+            return f"{Path(path).name} ({sf.info(path).duration:.3g} s)"
+        except Exception:  # noqa: BLE001 - only a label; the upload check has already spoken
+            return Path(path).name
+
+    if mode == "join":
+        second = named(second_audio) if second_audio else "(upload the second audio)"
+        return f"**joining:** {named(audio)} → {second}"
+    return f"**{'varying' if mode == 'vary' else 'continuing'}:** {named(audio)}"
+
+
+def _time_left(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f", about {max(1, round(seconds))} s left"
+    return f", about {seconds / 60:.0f} min left"
+
+
+class StopFlags:
+    """One stop flag per browser session: set by its Stop button or when its page goes away,
+    cleared when its next job starts; the running job checks it between two UNet calls."""
+
+    def __init__(self):
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: str | None) -> threading.Event:
+        with self._lock:
+            return self._flags.setdefault(session or "", threading.Event())
+
+    def stop(self, session: str | None) -> None:
+        self.get(session).set()
+
+    def forget(self, session: str | None) -> None:
+        with self._lock:
+            flag = self._flags.pop(session or "", None)
+        if flag is not None:
+            flag.set()  # a job still running for the closed page stops too
+
+
 def build_app(studio: AudioStudio) -> gr.Blocks:
-    """The page: settings on the left, this clip and the previous one (to compare) on the right."""
+    """The page: Generate/Stop and the progress on top (kept in view), settings on the left,
+    this clip and the previous one side by side on the right."""
     # The browser's own <audio> player: the spectrogram above it already shows the clip, and the
     # browser plays the WAV file as written (gradio's waveform view decodes it again in JS).
     browser_player = gr.WaveformOptions(show_recording_waveform=False)
     mel = studio.pipe.mel
     overlap_default = default_overlap_seconds(mel)
+    flags = StopFlags()
+    keep = gr.update  # an output left as it is
 
     def on_generate(seconds, seed, steps, scheduler, overlap, loop, audio, mode, strength, invert, second_audio,
-                    previous, progress=gr.Progress(track_tqdm=True)):
+                    current, request: gr.Request, progress=gr.Progress()):
+        session = request.session_hash if request else None
+        stop_flag = flags.get(session)
+        stop_flag.clear()
         messages: list[str] = []
-        progress(0, desc="starting")
+        shown_at = [0.0]
+
+        def report(job: JobProgress) -> None:
+            now = time.monotonic()
+            if job.done_steps and job.done_steps < job.total_steps and now - shown_at[0] < 0.25:
+                return  # a few updates a second are enough for the eye
+            shown_at[0] = now
+            if job.total_steps:
+                progress((job.done_steps, job.total_steps), unit="steps",
+                         desc=f"{job.description()} (step {job.done_steps} of {job.total_steps})"
+                              + _time_left(job.seconds_left()))
+            else:
+                progress(0, desc=job.description())
+
+        job = JobProgress(on_update=report, should_stop=stop_flag.is_set)
+        unchanged = [keep()] * 10
+        yield [gr.update(value="", visible=False), *unchanged, current]  # the last job's message goes
         try:
             edits = edit_kwargs(audio, mode, strength, second_audio, bool(loop), bool(invert))
             clip = studio.generate(
                 seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap,
-                edits=edits, log=messages.append, progress=True,
+                edits=edits, log=messages.append, progress=job,
             )
-        except user_errors() as exc:  # the user's mistake: a message in the page, no traceback
-            raise gr.Error(str(exc), print_exception=False) from exc
-        summary = _summary(clip, messages)
-        before = previous or {}
-        shown = {"wav": str(clip.wav), "png": str(clip.png), "summary": summary}
-        return (
-            str(clip.png), str(clip.wav), [str(clip.wav), str(clip.json)], summary,
-            before.get("png"), before.get("wav"), before.get("summary", ""), shown,
-        )
+        except Cancelled:
+            note = f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written."
+            yield [gr.update(value=note, visible=True), *unchanged, current]
+            return
+        except user_errors() as exc:  # the user's mistake: a message beside the last clip, no traceback
+            text = _without_paths(str(exc), [audio, second_audio])
+            yield [gr.update(value=f"**Error:** {text}", visible=True), *unchanged, current]
+            return
+        summary = _without_paths(_summary(clip, messages), [audio, second_audio])
+        shown = {"wav": str(clip.wav), "png": str(clip.png), "json": str(clip.json), "summary": summary}
+        before = current or None
+        yield [
+            gr.update(value="", visible=False),
+            gr.update(visible=False),  # the placeholder: the clip is here now
+            gr.update(value=spectrogram_view(clip.png, clip.json), visible=True),
+            gr.update(value=str(clip.wav), visible=True),
+            gr.update(value=[str(clip.wav), str(clip.json)], visible=True),
+            gr.update(value=summary, visible=True),
+            gr.update(visible=True),
+            gr.update(visible=True),  # from the first clip on, so the page keeps its layout
+            gr.update(value=spectrogram_view(before["png"], before["json"]), visible=True) if before else keep(),
+            gr.update(value=before["wav"], visible=True) if before else keep(),
+            gr.update(value=before["summary"] if before else "Generate again: this clip moves here, to compare "
+                      "with the next one."),
+            shown,
+        ]
+
+    def on_stop(request: gr.Request):
+        flags.stop(request.session_hash if request else None)
+
+    def on_unload(request: gr.Request):
+        flags.forget(request.session_hash if request else None)
+
+    def on_upload(path):
+        problem = check_upload(path, mel)
+        if problem is None:
+            return keep(), gr.update(value="", visible=False)
+        return None, gr.update(value=problem, visible=True)
+
+    def on_audio_changed(audio, mode, second_audio):
+        if check_upload(audio, mel) is not None:  # refused (on_upload says why): nothing to continue
+            audio = None
+        line = _loaded_line(audio, mode, second_audio)
+        return gr.update(value=line, visible=bool(line)), gr.update(visible=bool(line))
 
     def on_mode(mode):
         vary = gr.update(visible=mode == "vary")
@@ -178,14 +342,20 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
 
     def on_reuse(current):
         if not current:
-            raise gr.Error("generate a clip first", print_exception=False)
-        return current["wav"], "continue"
+            return keep(), keep(), keep()
+        return current["wav"], "continue", gr.update(open=True)
 
     with gr.Blocks(title="audiodiff", analytics_enabled=False) as app:
         gr.Markdown("## audiodiff: generate, listen and compare")
         gr.Markdown(studio.describe())
+        with gr.Row(elem_id="actions", equal_height=True):
+            button = gr.Button("Generate", variant="primary", elem_id="generate", scale=0, min_width=130)
+            stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=80)
+            loaded = gr.Markdown(visible=False, elem_id="loaded")
+            clear = gr.Button("clear", size="sm", visible=False, elem_id="clear-audio", scale=0, min_width=60)
+            status = gr.Markdown("", elem_id="status")
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=1, min_width=280):
                 seconds = gr.Number(DEFAULT_APP_SECONDS, label="seconds", minimum=0,
                                     info="exact length of the clip (longer than one slice, "
                                          f"{mel.slice_seconds:.2f} s, is made by continuation); with your "
@@ -204,8 +374,10 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                          f"shorter than one slice ({mel.slice_seconds:.2f} s)",
                                     elem_id="overlap")
                 loop = gr.Checkbox(False, label="loop: a clip that repeats seamlessly", elem_id="loop")
-                with gr.Accordion("your audio (optional): continue, vary or join", open=False):
+                with gr.Accordion("your audio (optional): continue, vary or join", open=False,
+                                  elem_id="audio-section") as audio_section:
                     audio = gr.Audio(type="filepath", sources=["upload"], label="audio", elem_id="init-audio")
+                    upload_message = gr.Markdown(visible=False, elem_id="upload-message")
                     mode = gr.Radio(list(MODES), value="continue", label="mode",
                                     info="continue: the clip carries it on; vary: a variation of it; "
                                          "join: new audio leading from it into the second audio",
@@ -217,36 +389,54 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                          "(keeps more of it; ddim scheduler)", visible=False, elem_id="invert")
                     second_audio = gr.Audio(type="filepath", sources=["upload"], label="second audio (join)",
                                             visible=False, elem_id="second-audio")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=2):
-                gr.Markdown("### this clip")
-                summary = gr.Markdown(elem_id="summary")
-                image = gr.Image(type="filepath", label="spectrogram", interactive=False, elem_id="spectrogram",
-                                 elem_classes="spectrogram")
-                player = gr.Audio(type="filepath", label="clip", interactive=False, elem_id="clip",
-                                  waveform_options=browser_player)
-                files = gr.File(label="download (WAV and JSON)", file_count="multiple", interactive=False,
-                                elem_id="download")
-                reuse = gr.Button("use this clip as the audio to continue", size="sm", elem_id="reuse")
-                with gr.Accordion("previous clip, to compare", open=True):
-                    previous_summary = gr.Markdown(elem_id="previous-summary")
-                    previous_image = gr.Image(type="filepath", label="previous spectrogram", interactive=False,
-                                              elem_id="previous-spectrogram", elem_classes="spectrogram")
-                    previous_player = gr.Audio(type="filepath", label="previous clip", interactive=False,
-                                               elem_id="previous-clip", waveform_options=browser_player)
+            with gr.Column(scale=3):
+                message = gr.Markdown(visible=False, elem_id="message")
+                with gr.Row(elem_id="clips"):
+                    with gr.Column(min_width=320, elem_id="this-clip"):
+                        gr.Markdown("### this clip")
+                        placeholder = gr.Markdown(
+                            "Press **Generate**: the clip appears here with its spectrogram, and the one "
+                            "before it stays beside it to compare.", elem_id="placeholder")
+                        summary = gr.Markdown(visible=False, elem_id="summary")
+                        image = gr.Image(type="pil", label="spectrogram", interactive=False, visible=False,
+                                         elem_id="spectrogram", elem_classes="spectrogram", show_label=False,
+                                         format="png")
+                        player = gr.Audio(type="filepath", label="clip", interactive=False, visible=False,
+                                          elem_id="clip", waveform_options=browser_player)
+                        files = gr.File(label="download (WAV and JSON)", file_count="multiple", interactive=False,
+                                        visible=False, elem_id="download")
+                        reuse = gr.Button("use this clip as the audio to continue", size="sm", visible=False,
+                                          elem_id="reuse")
+                    with gr.Column(min_width=320, visible=False, elem_id="previous") as previous_column:
+                        gr.Markdown("### previous clip")
+                        previous_summary = gr.Markdown(elem_id="previous-summary")
+                        previous_image = gr.Image(type="pil", label="previous spectrogram", interactive=False,
+                                                  elem_id="previous-spectrogram", elem_classes="spectrogram",
+                                                  show_label=False, format="png", visible=False)
+                        previous_player = gr.Audio(type="filepath", label="previous clip", interactive=False,
+                                                   elem_id="previous-clip", waveform_options=browser_player,
+                                                   visible=False)
         current = gr.State(None)
 
         # In the browser: no round trip that a quick click on Generate could overtake.
         scheduler.input(None, scheduler, steps, js=f"(name) => ({json.dumps(DEFAULT_STEPS)})[name]")
         mode.change(on_mode, mode, [strength, invert, second_audio])
-        reuse.click(on_reuse, current, [audio, mode])
+        for source in (audio, second_audio):
+            source.upload(on_upload, source, [source, upload_message])
+        for trigger in (audio.change, second_audio.change, mode.change):
+            trigger(on_audio_changed, [audio, mode, second_audio], [loaded, clear])
+        clear.click(lambda: (None, None), None, [audio, second_audio])
+        reuse.click(on_reuse, current, [audio, mode, audio_section])
         button.click(
             on_generate,
             [seconds, seed, steps, scheduler, overlap, loop, audio, mode, strength, invert, second_audio, current],
-            [image, player, files, summary, previous_image, previous_player, previous_summary, current],
+            [message, placeholder, image, player, files, summary, reuse, previous_column, previous_image,
+             previous_player, previous_summary, current],
             concurrency_limit=1,  # one shared model: clicks wait in the queue
-            show_progress_on=image,  # one progress bar, where the spectrogram will appear
+            show_progress_on=status,  # one bar, in the row that stays in view, next to Generate and Stop
         )
+        stop.click(on_stop, None, None, queue=False)  # not behind the job it stops
+        app.unload(on_unload)  # the page went away: its job stops
     return app
 
 

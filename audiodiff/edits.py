@@ -59,10 +59,14 @@ from .sample import (
     _components,
     _make_generator,
     _sample_shape,
+    JobProgress,
+    decoding,
     default_overlap_seconds,
     default_steps,
     downsampling_factor,
     extend_image,
+    extend_plan,
+    job_progress,
     make_scheduler,
     overlap_columns,
     peak_protect,
@@ -70,6 +74,7 @@ from .sample import (
     scheduler_name,
     set_timesteps,
     strength_start_index,
+    unet_calls,
 )
 
 CROSSFADE_SECONDS = 0.1  # original -> decoded audio next to each join, inside the given audio
@@ -198,7 +203,7 @@ def _end_columns(setup: _Setup, available: int) -> int:
     return end
 
 
-def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: int, progress: bool) -> LongClip:
+def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: int, progress) -> LongClip:
     """Generate the gap of a timeline with one given piece at its start and optionally one at its end."""
     mel = setup.mel
     image, known, reference = timeline.image(mel)
@@ -215,10 +220,19 @@ def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: in
     else:
         total_width = width
     prefix = image[..., :g0].expand(batch_size, -1, -1, -1).contiguous()
-    made, starts, slices = extend_image(
-        setup.unet, setup.scheduler, prefix, total_width, overlap=setup.overlap, num_inference_steps=setup.steps,
-        generator=setup.generator, repaint_jumps=repaint_jumps, progress=progress, end_known=end_known,
-    )
+    tracker = job_progress(progress)
+    if tracker is not None:
+        plan = extend_plan(g0, total_width, overlap=setup.overlap, slice_width=setup.slice_width,
+                           tail=0 if end_known is None else end_known.shape[-1])
+        tracker.begin(len(plan) * unet_calls(setup.steps, repaint_jumps=repaint_jumps), len(plan))
+    try:
+        made, starts, slices = extend_image(
+            setup.unet, setup.scheduler, prefix, total_width, overlap=setup.overlap, num_inference_steps=setup.steps,
+            generator=setup.generator, repaint_jumps=repaint_jumps, progress=tracker or False, end_known=end_known,
+        )
+        decoding(tracker)
+    finally:
+        _close_own(tracker, progress)
     result = torch.cat([made[..., :g1], image[..., g1:].expand(batch_size, -1, -1, -1)], dim=-1)  # (B, 1, H, W)
 
     # audio: the given pieces, decoded audio in the gap, crossfaded inside the pieces
@@ -240,6 +254,12 @@ def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: in
     )
 
 
+def _close_own(tracker: JobProgress | None, progress) -> None:
+    """Close the bar this edit made for itself (progress=True); a caller's JobProgress stays open."""
+    if tracker is not None and tracker is not progress:
+        tracker.close()
+
+
 # ---- continuation and gap filling -------------------------------------------------------------
 def continue_audio(
     pipe,
@@ -253,7 +273,7 @@ def continue_audio(
     scheduler: str | None = DEFAULT_SCHEDULER,
     batch_size: int = 1,
     repaint_jumps: int = 0,
-    progress: bool = True,
+    progress: "bool | JobProgress" = True,
 ) -> LongClip:
     """The given audio (T,) at the pipeline's sample rate, then `seconds` of new audio that
     continues it: (B, T + round(seconds * sample_rate)) samples, the given part unchanged."""
@@ -279,7 +299,7 @@ def fill_gap(
     scheduler: str | None = DEFAULT_SCHEDULER,
     batch_size: int = 1,
     repaint_jumps: int = 0,
-    progress: bool = True,
+    progress: "bool | JobProgress" = True,
 ) -> LongClip:
     """A, then `seconds` of new audio leading out of A's end into B's start, then B:
     (B, len(A) + round(seconds * sample_rate) + len(B)) samples, A and B unchanged."""
@@ -317,7 +337,7 @@ def make_loop(
     scheduler: str | None = DEFAULT_SCHEDULER,
     batch_size: int = 1,
     repaint_jumps: int = 0,
-    progress: bool = True,
+    progress: "bool | JobProgress" = True,
     target_lufs: float | None = DEFAULT_TARGET_LUFS,
 ) -> LongClip:
     """A clip of exactly round(seconds * sample_rate) samples that repeats seamlessly.
@@ -335,15 +355,28 @@ def make_loop(
         shortest = (end + bridge + 1) * mel.hop_length / mel.sample_rate
         raise EditError(f"a loop must be at least {shortest:.2f} s with this model and overlap; "
                         "ask for more --seconds or a smaller --overlap")
-    first = sample(
-        setup.unet, setup.scheduler, batch_size=batch_size, width=setup.slice_width, num_inference_steps=setup.steps,
-        generator=setup.generator, repaint_jumps=repaint_jumps, progress=progress,
-    ).cpu()  # (B, 1, H, slice_width)
-    prefix = first[..., : min(setup.slice_width, loop_width - bridge)]
-    made, starts, slices = extend_image(
-        setup.unet, setup.scheduler, prefix, loop_width + end, overlap=k, num_inference_steps=setup.steps,
-        generator=setup.generator, repaint_jumps=repaint_jumps, progress=progress, end_known=first[..., :end],
-    )  # made[..., loop_width:] == made[..., :end]
+    prefix_width = min(setup.slice_width, loop_width - bridge)
+    tracker = job_progress(progress)
+    if tracker is not None:
+        slices_to_sample = 1 + len(extend_plan(prefix_width, loop_width + end, overlap=k,
+                                               slice_width=setup.slice_width, tail=end))
+        tracker.begin(slices_to_sample * unet_calls(setup.steps, repaint_jumps=repaint_jumps), slices_to_sample)
+        tracker.next_slice()
+    try:
+        first = sample(
+            setup.unet, setup.scheduler, batch_size=batch_size, width=setup.slice_width,
+            num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=repaint_jumps,
+            progress=tracker or False,
+        ).cpu()  # (B, 1, H, slice_width)
+        prefix = first[..., :prefix_width]
+        made, starts, slices = extend_image(
+            setup.unet, setup.scheduler, prefix, loop_width + end, overlap=k, num_inference_steps=setup.steps,
+            generator=setup.generator, repaint_jumps=repaint_jumps, progress=tracker or False,
+            end_known=first[..., :end],
+        )  # made[..., loop_width:] == made[..., :end]
+        decoding(tracker)
+    finally:
+        _close_own(tracker, progress)
     audio = loop_audio(made[..., :loop_width], mel, samples)
     if target_lufs is not None:
         audio = normalize_loudness(audio, mel.sample_rate, target_lufs, DEFAULT_PEAK_CEILING)
@@ -399,6 +432,7 @@ def invert(
     *,
     num_inference_steps: int,
     strength: float = 1.0,
+    progress: JobProgress | None = None,
 ) -> torch.Tensor:
     """DDIM inversion of clean images (B, 1, H, W) in [-1, 1] -> the latent at the timestep
     `sample(..., strength=strength)` starts from with `inversion_scheduler(scheduler)` and
@@ -407,7 +441,7 @@ def invert(
     Uses diffusers' `DDIMInverseScheduler` built from `scheduler`'s config (the same noise
     schedule and timestep spacing, no clipping), walking the DDIM timesteps in reverse. Widths
     that are not a multiple of the UNet's downsampling factor are padded by repeating the last
-    column and cropped.
+    column and cropped. progress: counts each UNet call (and may stop between them).
     """
     from diffusers import DDIMInverseScheduler
 
@@ -426,8 +460,12 @@ def invert(
     for t in inverse.timesteps:
         if int(t) > target:
             break
+        if progress is not None:
+            progress.check()
         noise_pred = unet(x, t).sample  # labelled with the level it goes to, as diffusers' pipelines do
         x = inverse.step(noise_pred, t, x).prev_sample
+        if progress is not None:
+            progress.step()
     return x[..., :width].float()
 
 
@@ -465,7 +503,7 @@ def slice_plan(width: int, slice_width: int, overlap: int) -> list[tuple[int, in
 
 
 def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, strength: float, start_latents, eta: float,
-                     progress: bool) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
+                     tracker: JobProgress | None) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
     """Sample over `image` (1|B, 1, H, W) slice by slice -> (B, 1, H, W) images, slice starts, slices.
 
     Noised starts (start_latents None, SDEdit): each slice after the first starts with known
@@ -484,8 +522,12 @@ def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, streng
     for start, end, made in slice_plan(width, setup.slice_width, setup.overlap):
         known = image[..., start:end].expand(batch_size, -1, -1, -1).clone()
         mask = latents = None
+        if tracker is not None:
+            tracker.next_slice("inverting" if start_latents is not None else "sampling")
         if start_latents is not None:
             latents = start_latents(start, end)
+            if tracker is not None:
+                tracker.set_stage("sampling")
         elif made:
             known[..., :made] = out[..., start : start + made]
             mask = torch.zeros(end - start, dtype=torch.bool)
@@ -493,7 +535,7 @@ def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, streng
         piece = sample(
             setup.unet, setup.scheduler, batch_size=batch_size, width=end - start, num_inference_steps=setup.steps,
             generator=setup.generator, known=known, mask=mask, strength=strength, start_noise=latents,
-            progress=progress, eta=eta,
+            progress=tracker or False, eta=eta,
         ).cpu()
         if latents is not None and made:
             ramp = (torch.arange(made, dtype=torch.float32) + 1) / (made + 1)  # (made,): towards the new slice
@@ -537,7 +579,7 @@ def vary(
     scheduler: str | None = DEFAULT_SCHEDULER,
     batch_size: int = 1,
     eta: float | None = None,
-    progress: bool = True,
+    progress: "bool | JobProgress" = True,
 ) -> LongClip:
     """A variation (B, T) of the given audio (T,): the last `strength` of the denoising chain
     run from the original noised to that level, or (invert_audio) from its DDIM inversion.
@@ -550,9 +592,11 @@ def vary(
     setup = _Setup(pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator)
     audio = _check_audio(audio, setup.mel, "the audio to vary")
     image, reference = _image_of(audio, setup.mel)
+    tracker = job_progress(progress)
+
     def inverted(start: int, end: int) -> torch.Tensor:
         latents = invert(setup.unet, setup.base_scheduler, image[..., start:end], num_inference_steps=setup.steps,
-                         strength=strength)
+                         strength=strength, progress=tracker)
         return latents.expand(batch_size, -1, -1, -1)
 
     if invert_audio:
@@ -561,7 +605,15 @@ def vary(
         eta = INVERTED_VARIATION_ETA if eta is None else eta
         setup.scheduler = inversion_scheduler(setup.base_scheduler)
     start_latents = inverted if invert_audio else None
-    made, starts, slices = _resample_slices(setup, image, batch_size, strength, start_latents, eta or 0.0, progress)
+    if tracker is not None:
+        slices_to_sample = len(slice_plan(image.shape[-1], setup.slice_width, setup.overlap))
+        per_slice = unet_calls(setup.steps, strength=strength) * (2 if invert_audio else 1)  # (inversion +) sampling
+        tracker.begin(slices_to_sample * per_slice, slices_to_sample)
+    try:
+        made, starts, slices = _resample_slices(setup, image, batch_size, strength, start_latents, eta or 0.0, tracker)
+        decoding(tracker)
+    finally:
+        _close_own(tracker, progress)
     return _clip_from_image(setup, made, audio.numel(), math.sqrt(reference), starts, slices)
 
 
@@ -573,7 +625,7 @@ def interpolate(
     *,
     overlap_seconds: float | None = None,
     num_inference_steps: int | None = None,
-    progress: bool = True,
+    progress: "bool | JobProgress" = True,
 ) -> LongClip:
     """Invert A and B (DDIM, the full chain), walk between them: batch item i is sampled (DDIM,
     eta 0, deterministic) from slerp(latent_A, latent_B, alphas[i]). Any length: the shorter of
@@ -588,12 +640,22 @@ def interpolate(
     samples = min(audio_a.numel(), audio_b.numel())
     image_a, reference_a = _image_of(audio_a[:samples], setup.mel)
     image_b, reference_b = _image_of(audio_b[:samples], setup.mel)
+    tracker = job_progress(progress)
 
     def latents(start: int, end: int) -> torch.Tensor:
-        a = invert(setup.unet, setup.base_scheduler, image_a[..., start:end], num_inference_steps=setup.steps)
-        b = invert(setup.unet, setup.base_scheduler, image_b[..., start:end], num_inference_steps=setup.steps)
+        a = invert(setup.unet, setup.base_scheduler, image_a[..., start:end], num_inference_steps=setup.steps,
+                   progress=tracker)
+        b = invert(setup.unet, setup.base_scheduler, image_b[..., start:end], num_inference_steps=setup.steps,
+                   progress=tracker)
         return torch.cat([slerp(a, b, alpha) for alpha in alphas])
 
-    made, starts, slices = _resample_slices(setup, image_a, len(alphas), 1.0, latents, 0.0, progress)
+    if tracker is not None:
+        slices_to_sample = len(slice_plan(image_a.shape[-1], setup.slice_width, setup.overlap))
+        tracker.begin(slices_to_sample * 3 * unet_calls(setup.steps), slices_to_sample)  # invert A, B; sample
+    try:
+        made, starts, slices = _resample_slices(setup, image_a, len(alphas), 1.0, latents, 0.0, tracker)
+        decoding(tracker)
+    finally:
+        _close_own(tracker, progress)
     gains = [math.sqrt(reference_a) ** (1 - a) * math.sqrt(reference_b) ** a for a in alphas]
     return _clip_from_image(setup, made, samples, gains, starts, slices)

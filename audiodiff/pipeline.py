@@ -48,10 +48,46 @@ import diffusers
 import huggingface_hub
 import safetensors.torch
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .mel import MelConfig
+
+
+def _import_without_package_inits(module: str, packages: tuple[str, ...]):
+    """Import `module` without running the `__init__.py` of `packages` (its parents).
+
+    Why: `from diffusers import UNet2DModel` runs `diffusers/models/unets/__init__.py` and
+    `diffusers/models/transformers/__init__.py`, which import every UNet and transformer diffusers
+    has (and, through them, peft and transformers): ~2 s of a ~4 s start on a small CPU, for one
+    class that needs two of those files. Each package not yet imported is stood in for, during
+    this import only, by an empty module with the package's search path, so its submodules load
+    and its `__init__` does not; afterwards the stand-ins are dropped, so a later import of the
+    package (diffusers' own pipelines, the tests) runs its real `__init__`, which reuses the
+    submodules already loaded (the same classes)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    stand_ins = []
+    for name in packages:
+        if name not in sys.modules:
+            spec = importlib.util.find_spec(name)
+            sys.modules[name] = importlib.util.module_from_spec(spec)  # search path set, __init__ not run
+            stand_ins.append(name)
+    try:
+        return importlib.import_module(module)
+    finally:
+        for name in stand_ins:
+            del sys.modules[name]
+
+
+UNet2DModel = _import_without_package_inits(
+    "diffusers.models.unets.unet_2d", ("diffusers.models.unets", "diffusers.models.transformers")
+).UNet2DModel
+# ModelMixin.to() and .device import diffusers.hooks.group_offloading, and diffusers/hooks/__init__.py
+# imports peft (~1 s); loaded here the same way, the package init never runs on the way to sampling.
+_import_without_package_inits("diffusers.hooks.group_offloading", ("diffusers.hooks",))
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,9 @@ same bytes on the same device.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -98,6 +99,116 @@ def scheduler_name(scheduler) -> str:
 
 def default_steps(scheduler) -> int:
     return DEFAULT_STEPS.get(scheduler_name(scheduler), 50)
+
+
+# ---- progress and stopping -----------------------------------------------------------------
+class Cancelled(Exception):
+    """The job was stopped (its `should_stop` said so) between two denoising steps."""
+
+
+class JobProgress:
+    """One count of a whole job's UNet calls against a total computed before the first one.
+
+    The function that runs a job (`generate_long`, the edits) knows how many slices it will
+    sample and how many UNet calls each costs, and calls `begin(total_steps, slices)` once;
+    `sample` and `invert` call `step()` after every UNet call; the slice loops call
+    `next_slice(what)`. So a 30 s clip is one count from 0 to slices x steps, not one bar per
+    slice, and a stop is noticed within one UNet call.
+
+    bar: show a tqdm bar on stderr (the command line). on_update(progress): called at every
+    change (the app draws its own bar from `done_steps`, `total_steps`, `description()`).
+    should_stop(): checked before every UNet call and before decoding; True raises `Cancelled`.
+    """
+
+    def __init__(self, *, bar: bool = False, on_update: Callable[["JobProgress"], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        self.show_bar = bar
+        self.on_update = on_update
+        self.should_stop = should_stop
+        self.total_steps = 0
+        self.done_steps = 0
+        self.slices = 0
+        self.slice_index = 0  # 1-based once the first slice starts
+        self.stage = "starting"
+        self.started = time.monotonic()
+        self._bar = None
+
+    def begin(self, total_steps: int, slices: int) -> None:
+        self.total_steps, self.slices = int(total_steps), int(slices)
+        self.done_steps, self.slice_index, self.started = 0, 0, time.monotonic()
+        if self.show_bar and self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True)
+        self._changed()
+
+    def next_slice(self, what: str = "sampling") -> None:
+        self.slice_index += 1
+        self.stage = what
+        self._changed()
+
+    def set_stage(self, what: str) -> None:
+        self.stage = what
+        self._changed()
+
+    def check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("stopped")
+
+    def step(self, count: int = 1) -> None:
+        self.done_steps += count
+        self.total_steps = max(self.total_steps, self.done_steps)  # never past 100 %
+        if self._bar is not None:
+            self._bar.total = self.total_steps
+            self._bar.update(count)
+        self._changed(moved=True)
+
+    def seconds_left(self) -> float | None:
+        """Time left at the rate so far (None before the first step)."""
+        if self.done_steps == 0:
+            return None
+        rate = (time.monotonic() - self.started) / self.done_steps
+        return rate * (self.total_steps - self.done_steps)
+
+    def description(self) -> str:
+        """e.g. "sampling slice 3 of 6", "decoding the audio"."""
+        if self.slices and self.slice_index and self.stage in ("sampling", "inverting"):
+            return f"{self.stage} slice {min(self.slice_index, self.slices)} of {self.slices}"
+        return self.stage
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _changed(self, moved: bool = False) -> None:
+        if self._bar is not None and not moved:  # a new slice or stage: shown at once, even between refreshes
+            self._bar.set_description_str(self.description(), refresh=True)
+        if self.on_update is not None:
+            self.on_update(self)
+
+
+def job_progress(progress: "bool | JobProgress | None") -> JobProgress | None:
+    """A library function's `progress` argument -> the JobProgress to report to: the caller's
+    own, a new one with a tqdm bar for True, or None (False/None: report nothing)."""
+    if isinstance(progress, JobProgress):
+        return progress
+    return JobProgress(bar=True) if progress else None
+
+
+def decoding(tracker: JobProgress | None) -> None:
+    """Last chance to stop before the (long) decode; then say that it is decoding."""
+    if tracker is not None:
+        tracker.check()
+        tracker.set_stage("decoding the audio")
+
+
+def unet_calls(num_inference_steps: int, *, strength: float | None = None, repaint_jumps: int = 0) -> int:
+    """UNet calls of one `sample()`: the steps it runs, plus RePaint's extra calls (none after the last step)."""
+    steps = num_inference_steps
+    if strength is not None:
+        steps -= strength_start_index(num_inference_steps, strength)
+    return steps + repaint_jumps * (steps - 1)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -175,7 +286,7 @@ def sample(
     start_noise: torch.Tensor | None = None,
     strength: float | None = None,
     repaint_jumps: int = 0,
-    progress: bool = True,
+    progress: "bool | JobProgress | None" = True,
     eta: float = 0.0,
 ) -> torch.Tensor:
     """Generate (B, 1, H, width) images in [-1, 1] with `unet` and `scheduler`.
@@ -193,6 +304,8 @@ def sample(
         stateless scheduler (DDIM or DDPM); costs (1 + jumps) UNet calls per step.
     width: any width; the UNet is fully convolutional. Widths that are not a multiple of its
         downsampling factor are padded with generated columns and cropped.
+    progress: a `JobProgress` (counts every UNet call, may stop the loop between them by raising
+        `Cancelled`), True (a bar for this call alone) or False.
     """
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
@@ -259,18 +372,24 @@ def sample(
 
     is_ddim = scheduler_name(scheduler) == "ddim"
 
+    own_progress = progress is True
+    tracker = job_progress(progress)
+    if own_progress:
+        tracker.begin(unet_calls(len(timesteps), repaint_jumps=repaint_jumps), slices=0)
+        tracker.set_stage("sampling")
+
     def denoise(x: torch.Tensor, t) -> torch.Tensor:
+        if tracker is not None:
+            tracker.check()
         model_input = scheduler.scale_model_input(x, t)
         noise_pred = unet(model_input, t).sample  # (B, 1, H, W)
         kwargs = {"eta": eta} if is_ddim else {}
-        return scheduler.step(noise_pred, t, x, generator=generator, **kwargs).prev_sample
+        out = scheduler.step(noise_pred, t, x, generator=generator, **kwargs).prev_sample
+        if tracker is not None:
+            tracker.step()
+        return out
 
-    iterator = range(len(timesteps))
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="sampling", leave=False)
-    for i in iterator:
+    for i in range(len(timesteps)):
         t = timesteps[i]
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else None
         for jump in range(repaint_jumps + 1 if t_prev is not None else 1):
@@ -283,6 +402,8 @@ def sample(
             if mask_full is not None:
                 # the known pixels at the level of this step's *output* (t_prev): no lag
                 x = torch.where(mask_full, _noised(known, noise, _alpha_bar(scheduler, t_prev)), x)
+    if own_progress:
+        tracker.close()
     x = x.float().clamp(-1.0, 1.0)
     if mask_full is not None:
         x = torch.where(mask_full, known_exact, x)  # exactly the clean known image, in float32
@@ -356,6 +477,29 @@ def overlap_columns(overlap_seconds: float, mel: MelConfig, slice_width: int) ->
     return k
 
 
+def extend_plan(start_width: int, total_width: int, *, overlap: int, slice_width: int, tail: int = 0
+                ) -> list[tuple[int, int, int, bool]]:
+    """The slices `extend_image` samples to continue an image of `start_width` columns to
+    `total_width`, the last `tail` of them known -> [(known columns k, slice width, columns kept,
+    final)]. Pure arithmetic, so a job can count its UNet calls before the first one."""
+    gap_end = total_width - tail  # columns [gap_end, total_width) are the known end
+    made = start_width
+    plan = []
+    while made < gap_end:
+        k = min(overlap, made)
+        remaining = gap_end - made
+        final = bool(tail) and k + remaining + tail <= slice_width
+        if final:
+            width, keep = k + remaining + tail, remaining + tail
+        else:
+            width = slice_width
+            # with a known end ahead, stop early enough that the last slice still fits it
+            keep = min(slice_width - k, remaining + k + tail - slice_width) if tail else slice_width - k
+        plan.append((k, width, keep, final))
+        made += keep
+    return plan
+
+
 def extend_image(
     unet,
     scheduler,
@@ -366,7 +510,7 @@ def extend_image(
     num_inference_steps: int,
     generator: torch.Generator,
     repaint_jumps: int = 0,
-    progress: bool = True,
+    progress: "bool | JobProgress | None" = True,
     end_known: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
     """Continue `image` (B, 1, H, W0) to `total_width` columns, one slice at a time.
@@ -377,7 +521,7 @@ def extend_image(
     filling, loops): it becomes the last We columns of the result, and the last slice holds
     [overlap | the rest of the gap | end_known]. Returns the image (B, 1, H, total_width), the
     column where each new slice starts, and each slice as sampled (B, 1, H, width), before it
-    was cut into the image.
+    was cut into the image. The slices are `extend_plan`'s.
     """
     _, slice_width = _sample_shape(unet)
     batch, _, height, _ = image.shape
@@ -385,33 +529,32 @@ def extend_image(
     gap_end = total_width - tail  # columns [gap_end, total_width) are end_known
     if tail and overlap + tail >= slice_width:
         raise ValueError(f"overlap ({overlap}) plus the known end ({tail} columns) must be narrower than one slice ({slice_width})")
+    plan = extend_plan(image.shape[-1], total_width, overlap=overlap, slice_width=slice_width, tail=tail)
+    own_progress = progress is True
+    tracker = job_progress(progress)
+    if own_progress:
+        tracker.begin(len(plan) * unet_calls(num_inference_steps, repaint_jumps=repaint_jumps), len(plan))
     starts: list[int] = []
     slices: list[torch.Tensor] = []
-    while image.shape[-1] < gap_end:
-        k = min(overlap, image.shape[-1])
-        remaining = gap_end - image.shape[-1]
-        known = torch.zeros(batch, 1, height, slice_width, dtype=torch.float32)
-        mask = torch.zeros(slice_width, dtype=torch.bool)
+    for k, width, keep, final in plan:
+        known = torch.zeros(batch, 1, height, width, dtype=torch.float32)
+        mask = torch.zeros(width, dtype=torch.bool)
         known[..., :k] = image[..., image.shape[-1] - k :].cpu()
         mask[:k] = True
-        final = bool(tail) and k + remaining + tail <= slice_width
         if final:
-            width = k + remaining + tail
-            known, mask = known[..., :width], mask[:width]
             known[..., width - tail :] = end_known.cpu().float()
             mask[width - tail :] = True
-            keep = remaining + tail
-        else:
-            width = slice_width
-            # with a known end ahead, stop early enough that the last slice still fits it
-            keep = min(slice_width - k, remaining + k + tail - slice_width) if tail else slice_width - k
+        if tracker is not None:
+            tracker.next_slice()
         slice_image = sample(
             unet, scheduler, batch_size=batch, width=width, num_inference_steps=num_inference_steps,
-            generator=generator, known=known, mask=mask, repaint_jumps=repaint_jumps, progress=progress,
+            generator=generator, known=known, mask=mask, repaint_jumps=repaint_jumps, progress=tracker or False,
         )  # (B, 1, H, width)
         starts.append(image.shape[-1] - k)
         slices.append(slice_image.cpu())
         image = torch.cat([image, slice_image[..., k : k + keep].to(image.device)], dim=-1)
+    if own_progress:
+        tracker.close()
     if tail and image.shape[-1] == gap_end:  # nothing left to generate: the end is pasted as is
         image = torch.cat([image, end_known.expand(batch, -1, -1, -1).to(image)], dim=-1)
     return image[..., :total_width], starts, slices
@@ -470,7 +613,7 @@ def generate_long(
     scheduler: str | None = DEFAULT_SCHEDULER,
     batch_size: int = 1,
     repaint_jumps: int = 0,
-    progress: bool = True,
+    progress: "bool | JobProgress | None" = True,
     fade_out_seconds: float = DEFAULT_FADE_OUT_SECONDS,
     target_lufs: float | None = DEFAULT_TARGET_LUFS,
 ) -> LongClip:
@@ -480,6 +623,8 @@ def generate_long(
     scheduler: "ddim" (default), "ddpm", "dpm", or None for the pipeline's own.
     num_inference_steps: default 50 for DDIM, 25 for DPM-Solver++, 1000 for DDPM.
     overlap_seconds: default `default_overlap_seconds(mel)` (1 s on the public models).
+    progress: True: one tqdm bar for the whole clip (slices x steps); a `JobProgress`: report to
+        it (and stop when it says so); False: silent.
     """
     unet, base_scheduler, mel = _components(pipe)
     if not seconds > 0:
@@ -498,17 +643,28 @@ def generate_long(
 
     samples = int(round(seconds * mel.sample_rate))
     total_width = columns_for_samples(samples, mel)
-    image = sample(
-        unet, sched, batch_size=batch_size, width=slice_width, num_inference_steps=steps,
-        generator=generator, repaint_jumps=repaint_jumps, progress=progress,
-    ).cpu()  # (B, 1, H, slice_width)
-    slice0 = image
-    image, starts, slices = extend_image(
-        unet, sched, image, total_width, overlap=k, num_inference_steps=steps, generator=generator,
-        repaint_jumps=repaint_jumps, progress=progress,
-    )
-    image = image[..., :total_width]
-    audio = finish_audio(image.to(unet.device), mel, samples, fade_out_seconds=fade_out_seconds, target_lufs=target_lufs)
+    tracker = job_progress(progress)
+    if tracker is not None:
+        slices_to_sample = 1 + len(extend_plan(slice_width, total_width, overlap=k, slice_width=slice_width))
+        tracker.begin(slices_to_sample * unet_calls(steps, repaint_jumps=repaint_jumps), slices_to_sample)
+        tracker.next_slice()
+    try:
+        image = sample(
+            unet, sched, batch_size=batch_size, width=slice_width, num_inference_steps=steps,
+            generator=generator, repaint_jumps=repaint_jumps, progress=tracker or False,
+        ).cpu()  # (B, 1, H, slice_width)
+        slice0 = image
+        image, starts, slices = extend_image(
+            unet, sched, image, total_width, overlap=k, num_inference_steps=steps, generator=generator,
+            repaint_jumps=repaint_jumps, progress=tracker or False,
+        )
+        image = image[..., :total_width]
+        decoding(tracker)
+        audio = finish_audio(image.to(unet.device), mel, samples, fade_out_seconds=fade_out_seconds,
+                             target_lufs=target_lufs)
+    finally:
+        if tracker is not None and tracker is not progress:
+            tracker.close()
     seconds_per_column = mel.hop_length / mel.sample_rate
     slice_starts = [0] + starts
     ends = [s + slice_width for s in slice_starts]

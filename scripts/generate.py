@@ -100,7 +100,8 @@ def parse_args(argv=None):
                    help="base name of the output files, at most 200 bytes (default: <model>-seed<seed>); never "
                         "overwrites, even with another run at the same moment: NAME-1, NAME-2, ... when taken")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bar (one bar for the whole job: slices x steps, with the time left)")
     return p.parse_args(argv)
 
 

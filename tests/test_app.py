@@ -1,6 +1,9 @@
 """The app as a user meets it: `scripts/app.py` serving a tiny pipeline on localhost, driven by
-headless Chromium through Playwright. A click on Generate must put a playable WAV of exactly the
-requested length into an <audio> element; a user's mistake must show as a message in the page.
+headless Chromium through Playwright, in a 1280x800 window. A click on Generate must put a
+playable WAV of exactly the requested length into an <audio> element, with one progress bar for
+the whole job on the way; Stop (or closing the page) must end a job at once, so the next one
+starts; a user's mistake or a bad upload must show as a message in the page, beside the last
+clip, without a server path.
 
 Needs the `app` and `dev` extras (gradio, playwright) and Debian's chromium at /usr/bin/chromium
 (or $AUDIODIFF_CHROMIUM); CI installs them (.ci/run), so a missing one fails here, never skips.
@@ -9,6 +12,7 @@ Playwright's own browser download is never used: Chromium is launched from its p
 
 import io
 import json
+import math
 import os
 import socket
 import subprocess
@@ -19,6 +23,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -32,6 +37,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 STARTUP_SECONDS = 120  # torch + gradio imports on a busy 2-core machine; typically ~12 s
 GENERATE_MS = 60_000
 SAMPLE_RATE = 16000  # the tiny preset's
+HOP_LENGTH, SLICE_WIDTH = 512, 32  # the tiny preset's: 1.02 s slices
+VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: what has to fit
 
 
 def _free_port() -> int:
@@ -110,7 +117,7 @@ def browser():
 def page(browser, server):
     """A fresh page (one gradio session) on the app; `page.outside` collects requests that left localhost."""
     url = server[0]
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.outside = []
     page.on("request", lambda request: None if request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
@@ -125,30 +132,66 @@ def _fill(page, elem_id: str, value) -> None:
     page.locator(f"#{elem_id} input").fill(str(value))
 
 
-def _generate(page, player: str = "#clip audio") -> str:
-    """Click Generate; wait for a new WAV in the player or an error message -> the WAV's URL."""
+def _message(page) -> str:
+    """The message beside the clips (an error, a stop), or "" when none is shown."""
+    return page.locator("#message").inner_text() if page.locator("#message").is_visible() else ""
+
+
+def _generate(page, player: str = "#clip audio", timeout_ms: int = GENERATE_MS) -> str:
+    """Click Generate; wait for a new WAV in the player or a message -> the WAV's URL."""
     before = page.locator(player).get_attribute("src") if page.locator(player).count() else None
+    message_before = _message(page)
     page.locator("#generate").click()
     page.wait_for_function(
-        """([selector, before]) => {
+        """([selector, before, messageBefore]) => {
             const audio = document.querySelector(selector);
+            const message = document.querySelector('#message');
+            const said = message && message.offsetParent !== null ? message.innerText.trim() : '';
             return (audio && audio.getAttribute('src') && audio.getAttribute('src') !== before)
-                || document.querySelector('.toast-body.error')
-                || [...document.querySelectorAll('[data-testid=status-tracker]')].some(s => s.innerText.includes('Error'));
-        }""", arg=[player, before], timeout=GENERATE_MS,
+                || (said && said !== messageBefore.trim())
+                || document.querySelector('.toast-body.error');
+        }""", arg=[player, before, message_before], timeout=timeout_ms,
     )
     errors = page.locator(".toast-body.error")
     assert errors.count() == 0, f"generation failed in the page: {errors.first.inner_text()}"
-    assert "Error" not in page.locator("#clip [data-testid=status-tracker]").inner_text(), "generation failed"
+    assert not _message(page), f"generation failed: {_message(page)}"
     return page.locator(player).get_attribute("src")
 
 
 def _error_text(page) -> str:
-    page.wait_for_selector(".toast-body.error", timeout=GENERATE_MS)
-    text = page.locator(".toast-body.error").first.inner_text()
-    page.locator(".toast-body.error .toast-close").first.click()
-    page.wait_for_selector(".toast-body.error", state="detached", timeout=10_000)
-    return text
+    """Click Generate on a mistake -> the message shown beside the clips (another than before)."""
+    before = _message(page).strip()
+    page.locator("#generate").click()
+    page.wait_for_function(
+        """(before) => { const m = document.querySelector('#message');
+                         const said = m && m.offsetParent !== null ? m.innerText.trim() : '';
+                         return said && said !== before; }""", arg=before, timeout=GENERATE_MS)
+    assert page.locator(".toast-body.error").count() == 0  # beside the clip, not a toast over the page
+    return page.locator("#message").inner_text()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_share(pid: int, seconds: float = 2.0) -> float:
+    """The share of one core the process uses over the next `seconds`."""
+    start = _cpu_seconds(pid)
+    time.sleep(seconds)
+    return (_cpu_seconds(pid) - start) / seconds
+
+
+def _start_long_job(page, seconds: float = 20, steps: int = 1000) -> tuple[int, int]:
+    """Start a job of minutes on the tiny model; wait until its progress shows -> (done, total) steps."""
+    _fill(page, "seconds", seconds)
+    _fill(page, "steps", steps)
+    page.locator("#generate").click()
+    handle = page.wait_for_function(
+        r"""() => { const m = document.querySelector('#status').innerText.match(/step (\d+) of (\d+)\)/);
+                   return m && +m[1] > 0 ? [+m[1], +m[2]] : null; }""", timeout=GENERATE_MS)
+    return tuple(handle.json_value())
 
 
 def _wav(page, url: str):
@@ -242,12 +285,14 @@ def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
 def test_user_errors_show_in_the_page_and_the_previous_clip_stays_to_compare(server, page, tmp_path):
     _fill(page, "seconds", 1.5)
     _fill(page, "steps", 2)
+    # before the first clip: no empty boxes, one line that says where the clip will appear
+    assert page.locator("#placeholder").is_visible()
+    assert not page.locator("#spectrogram").is_visible() and not page.locator("#clip").is_visible()
+    assert not page.locator("#previous").is_visible()
     _fill(page, "overlap", 5)  # the tiny model's slices are 1.02 s
-    page.locator("#generate").click()
     assert "overlap (5 s) must be shorter than one slice" in _error_text(page)
     _fill(page, "overlap", 0.3)
     _fill(page, "seconds", 0)
-    page.locator("#generate").click()
     assert "seconds must be a positive number" in _error_text(page)
     assert page.locator("#clip audio[src]").count() == 0  # nothing was made
     assert server[3].poll() is None  # the app is still serving
@@ -257,13 +302,29 @@ def test_user_errors_show_in_the_page_and_the_previous_clip_stays_to_compare(ser
     _fill(page, "seed", 1)
     second = _generate(page)
     assert first != second
-    # The clip before stays on the page next to the new one, to compare.
+    # The clip before stays on the page beside the new one, to compare: side by side, both in
+    # the window (1280 pixels wide), their tops level.
     assert page.locator("#previous-clip audio").get_attribute("src") == first
+    this_box, previous_box = page.locator("#this-clip").bounding_box(), page.locator("#previous").bounding_box()
+    assert previous_box["x"] >= this_box["x"] + this_box["width"] - 1
+    assert abs(previous_box["y"] - this_box["y"]) < 2
+    assert previous_box["x"] + previous_box["width"] <= VIEWPORT["width"]
+    for spectrogram in ("#spectrogram", "#previous-spectrogram"):  # drawn for the column, not a 32-pixel image
+        natural = page.locator(f"{spectrogram} img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert natural[0] >= 400 and natural[1] >= 150, natural
     previous, _ = _wav(page, first)
     current, _ = _wav(page, second)
     assert previous.shape == current.shape == (round(1.5 * SAMPLE_RATE),)
     assert abs(previous - current).max() > 0.01  # another seed, another clip
-    page.screenshot(path=tmp_path / "compare.png", full_page=True)
+
+    # A mistake now: the message shows beside the clips, and the last clip stays whole.
+    _fill(page, "overlap", 5)
+    assert "overlap (5 s) must be shorter than one slice" in _error_text(page)
+    assert page.locator("#clip audio").get_attribute("src") == second
+    assert page.locator("#previous-clip audio").get_attribute("src") == first
+    assert page.locator("#spectrogram img").is_visible() and page.locator("#download a.download-link").count() == 2
+    assert "Error" not in page.locator("#this-clip").inner_text()  # no badge over the clip
+    page.screenshot(path=tmp_path / "compare.png")
 
 
 def test_loop_checkbox_makes_a_loop_of_the_requested_length(server, page):
@@ -279,3 +340,95 @@ def test_loop_checkbox_makes_a_loop_of_the_requested_length(server, page):
     record = json.loads((output_dir / "tiny-pipeline-loop-seed3.json").read_text())
     assert (record["edit"], record["samples"], record["seed"]) == ("loop", round(seconds * SAMPLE_RATE), 3)
     assert page.request.get(src).body() == (output_dir / "tiny-pipeline-loop-seed3.wav").read_bytes()
+
+
+def test_stop_ends_a_long_job_and_the_next_starts_at_once(server, page):
+    process = server[3]
+    done, total = _start_long_job(page, seconds=20, steps=1000)
+    # one bar for the whole job: slices x steps, said before the end of the first slice
+    columns = math.ceil(20 * SAMPLE_RATE / HOP_LENGTH) + 1
+    overlap = round(0.41 * SAMPLE_RATE / HOP_LENGTH)  # the default overlap: 40 % of a slice
+    slices = 1 + math.ceil((columns - SLICE_WIDTH) / (SLICE_WIDTH - overlap))
+    assert total == slices * 1000, page.locator("#status").inner_text()
+    assert f"of {slices}" in page.locator("#status").inner_text()  # "sampling slice 1 of 33, about ... left"
+    assert "left" in page.locator("#status").inner_text()
+    assert page.locator("#status .progress-bar").count() == 1  # one bar, not one per slice
+    page.mouse.wheel(0, 2000)  # scrolled down to the settings and clips: the bar and Stop stay in view
+    page.wait_for_function("window.scrollY > 100", timeout=5_000)
+    for element in ("#status", "#stop"):
+        box = page.locator(element).bounding_box()
+        assert 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORT["height"], (element, box)
+
+    page.locator("#stop").click()
+    page.wait_for_function("(document.querySelector('#message')?.innerText || '').includes('Stopped')", timeout=10_000)
+    assert _cpu_share(process.pid) < 0.3  # the job really stopped: no core left spinning
+
+    started = time.monotonic()
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 3)
+    src = _generate(page, timeout_ms=30_000)  # not queued behind the stopped job
+    assert time.monotonic() - started < 20
+    audio, _ = _wav(page, src)
+    assert audio.shape == (round(1.5 * SAMPLE_RATE),)
+
+
+def test_closing_the_page_stops_its_job(server, browser, page):
+    process = server[3]
+    other = browser.new_context(viewport=VIEWPORT)
+    closing = other.new_page()
+    closing.goto(server[0])
+    closing.wait_for_selector("#generate", timeout=30_000)
+    _start_long_job(closing)
+    other.close()  # the tab goes away mid-job
+    deadline = time.monotonic() + 20
+    while _cpu_share(process.pid, 1.0) > 0.3:
+        assert time.monotonic() < deadline, "the job of a closed page kept running"
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 3)
+    _generate(page, timeout_ms=30_000)
+
+
+def test_uploads_are_checked_on_arrival_without_server_paths(server, page, tmp_path):
+    page.locator("#audio-section").get_by_text("your audio").first.click()  # open the audio section
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are my notes, not audio\n" * 20)
+    page.locator("#init-audio input[type=file]").set_input_files(str(not_audio))
+    page.wait_for_selector("#upload-message", state="visible", timeout=30_000)
+    message = page.locator("#upload-message").inner_text()
+    assert "notes.wav" in message and "can't be used" in message and "WAV" in message
+    assert "/" not in message and "gradio" not in message.lower()  # no server path, no temp folder
+    assert page.locator("#init-audio audio[src]").count() == 0  # refused: no 0:00 player left behind
+    assert not page.locator("#loaded").is_visible()  # and nothing to continue
+
+    good = tmp_path / "take.wav"
+    sf.write(good, 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE), SAMPLE_RATE)
+    page.locator("#init-audio input[type=file]").set_input_files(str(good))
+    page.wait_for_selector("#loaded", state="visible", timeout=30_000)
+    assert "continuing: take.wav (2 s)" in page.locator("#loaded").inner_text()  # next to Generate
+    assert not page.locator("#upload-message").is_visible()
+    page.locator("#clear-audio").click()
+    page.wait_for_selector("#loaded", state="hidden", timeout=10_000)
+    assert page.locator("#init-audio audio[src]").count() == 0
+    assert page.outside == []
+
+
+def test_use_this_clip_opens_the_audio_section_and_says_so(server, page):
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 2)
+    src = _generate(page)
+    name = Path(urllib.parse.urlsplit(src).path).name
+    assert not page.locator("#init-audio").is_visible()  # the audio section starts closed
+    page.locator("#reuse").click()
+    page.wait_for_selector("#init-audio audio[src]", state="attached", timeout=10_000)
+    assert page.locator("#init-audio").is_visible()  # opened, so the change is in view
+    assert f"continuing: {name} (1.5 s)" in page.locator("#loaded").inner_text()
+
+
+def test_a_variations_summary_says_how_many_steps_ran(tmp_path):
+    from audiodiff.app import Clip, _summary
+
+    record = tmp_path / "v.json"
+    record.write_text(json.dumps({"edit": "vary", "seconds": 4, "sample_rate": SAMPLE_RATE, "seed": 0, "steps": 10,
+                                  "scheduler": "ddim", "overlap_seconds": 0.4, "strength": 0.4}))
+    text = _summary(Clip(wav=tmp_path / "v.wav", png=tmp_path / "v.png", json=record), [])
+    assert "10 ddim steps" in text and "strength 0.4 (the last 4 of the 10 steps run)" in text  # as the bar counts

@@ -302,3 +302,33 @@ def test_an_edit_mistake_is_one_line_from_the_command_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: audio file not found: nope.wav"
+
+
+# ---- one progress count for every edit -------------------------------------------------------
+@pytest.mark.parametrize("kind", ["continue", "fill_gap", "loop", "vary", "vary_inverted", "interpolate"])
+def test_each_edit_counts_its_unet_calls_against_a_total_known_up_front(pipe, kind):
+    """The total (slices x steps, inversions included) is set once, before the first UNet call,
+    and the count ends exactly on it."""
+    from audiodiff.sample import JobProgress
+
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    totals_before_first_call = []
+    progress = JobProgress(on_update=lambda p: totals_before_first_call.append(p.total_steps) if not calls else None)
+    a, b = clip("jazz", 0, 2.0), clip("rock", 1, 2.0)
+    common = dict(num_inference_steps=3, progress=progress)
+    try:
+        if kind == "continue":
+            edits.continue_audio(pipe, a, 3.0, **common)
+        elif kind == "fill_gap":
+            edits.fill_gap(pipe, a, b, 2.0, **common)
+        elif kind == "loop":
+            edits.make_loop(pipe, 3.0, **common)
+        elif kind.startswith("vary"):
+            edits.vary(pipe, clip("jazz", 0, 6.0), 0.7, invert_audio=kind == "vary_inverted", scheduler="ddim", **common)
+        else:
+            edits.interpolate(pipe, a, b, (0.5,), **common)
+    finally:
+        hook.remove()
+    assert progress.slices >= 1
+    assert progress.done_steps == len(calls) == progress.total_steps == totals_before_first_call[-1]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -306,6 +307,20 @@ def test_script_as_a_user_runs_it(model_dir, tmp_path):
     assert sf.info(printed[0]).frames == 40000 and sf.info(printed[0]).samplerate == 16000
     assert json.loads(printed[2].read_text())["seed"] == 3
     assert (tmp_path / "out" / "demo.json").read_text() == "{}"
+
+
+def test_script_shows_one_progress_bar_whose_total_is_slices_times_steps(model_dir, tmp_path):
+    done = _script(["--model", str(model_dir), "--seconds", "2.5", "--steps", "3", "--output-dir", str(tmp_path),
+                    "--name", "bar"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    slices = len(json.loads((tmp_path / "bar.json").read_text())["seam_seconds"]) + 1
+    assert slices == 4  # 2.5 s of the tiny model's 1.02 s slices, each next one continuing 0.41 s
+    counts = [(int(n), int(total)) for n, total in re.findall(r"(\d+)/(\d+) \[", done.stderr)]
+    assert {total for _, total in counts} == {slices * 3}  # one total, slices x steps, from the start
+    steps_done = [n for n, _ in counts]
+    assert steps_done == sorted(steps_done) and len(set(steps_done)) > 2  # one bar that only moves on, never restarts
+    assert counts[-1] == (slices * 3, slices * 3)
+    assert "of 4" in done.stderr  # it says which slice it is on
 
 
 def test_script_user_mistakes_are_one_line_errors(tmp_path):

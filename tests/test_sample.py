@@ -11,6 +11,8 @@ from audiodiff.mel import MelConfig, images_to_audio
 from audiodiff.metrics import loudness
 from audiodiff.sample import (
     DEFAULT_PEAK_CEILING,
+    Cancelled,
+    JobProgress,
     LongClip,
     extend_image,
     generate_long,
@@ -236,3 +238,46 @@ def test_gap_fill_hook_keeps_both_ends(pipe):
         assert image.shape[-1] == total
         assert torch.equal(image[..., :64], start) and torch.equal(image[..., -10:], end)
         assert torch.equal(slices[-1][..., -10:], end)  # B was known while the last slice was sampled
+
+
+# ---- one progress count for the whole job, and stopping --------------------------------------
+class CountingUNet(torch.nn.Module):
+    """The tiny UNet, counting its calls."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet, self.calls = unet, 0
+        self.config, self.device, self.dtype = unet.config, unet.device, unet.dtype
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        return self.unet(*args, **kwargs)
+
+
+@pytest.mark.parametrize("repaint_jumps", [0, 1])
+def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repaint_jumps):
+    counting = CountingUNet(pipe.unet)
+    seen = []
+    progress = JobProgress(on_update=lambda p: seen.append((p.done_steps, p.total_steps, p.description())))
+    clip = generate_long(SimpleNamespace(unet=counting, scheduler=pipe.scheduler, mel=MEL), 2.5, overlap_seconds=0.2,
+                         num_inference_steps=STEPS, progress=progress, repaint_jumps=repaint_jumps)
+    slices = len(clip.slice_starts_seconds)
+    assert slices == 8  # 314 columns: a 64-column slice, then 7 that add 64 - 25 overlap columns each
+    per_slice = STEPS + repaint_jumps * (STEPS - 1)
+    totals = {total for _, total, _ in seen}
+    assert totals == {slices * per_slice}  # known before the first step, never revised
+    assert progress.done_steps == counting.calls == slices * per_slice
+    assert [done for done, _, _ in seen if done] == sorted(done for done, _, _ in seen if done)  # never goes back
+    described = [text for _, _, text in seen]
+    assert f"sampling slice 1 of {slices}" in described and f"sampling slice {slices} of {slices}" in described
+    assert described[-1] == "decoding the audio"
+
+
+def test_should_stop_ends_the_job_between_two_unet_calls(pipe):
+    counting = CountingUNet(pipe.unet)
+    progress = JobProgress(should_stop=lambda: counting.calls >= 5)
+    with pytest.raises(Cancelled):
+        generate_long(SimpleNamespace(unet=counting, scheduler=pipe.scheduler, mel=MEL), 30.0, overlap_seconds=0.2,
+                      num_inference_steps=STEPS, progress=progress)
+    assert counting.calls == 5  # not one UNet call after the stop
+    assert progress.total_steps == 96 * STEPS  # the whole 30 s job (3751 columns: 1 + 95 slices) counted up front
