@@ -479,7 +479,8 @@ def genre_clips(
         label = match_genre(genre, {g: split.synthetic_pool for g in GENRES}, "the built-in synthetic set")
         pool = synthetic_clips(split.synthetic_pool, split.synthetic_seconds, genres=[label])
         tracks = [Track(clip.name, clip.genre, clip) for clip in pool]  # as load_genre makes them
-        labels, description, durations = list(GENRES), f"built-in synthetic set, genre {label}", None
+        labels, description = list(GENRES), f"built-in synthetic set, genre {label}"
+        durations = {clip.name: clip.seconds for clip in pool}  # a pool of < 10 clips is split by time
     else:
         tabular = data_dir is None and not (dataset is not None and str(dataset).strip().lower() == SYNTHETIC)
         data = load_genre(genre, mel, dataset=dataset, data_dir=data_dir, progress=progress,
