@@ -433,6 +433,7 @@ def invert(
     num_inference_steps: int,
     strength: float = 1.0,
     progress: JobProgress | None = None,
+    keep_padding: bool = False,
 ) -> torch.Tensor:
     """DDIM inversion of clean images (B, 1, H, W) in [-1, 1] -> the latent at the timestep
     `sample(..., strength=strength)` starts from with `inversion_scheduler(scheduler)` and
@@ -442,6 +443,9 @@ def invert(
     schedule and timestep spacing, no clipping), walking the DDIM timesteps in reverse. Widths
     that are not a multiple of the UNet's downsampling factor are padded by repeating the last
     column and cropped. progress: counts each UNet call (and may stop between them).
+    keep_padding: return the padded columns' latents too, for `sample(start_noise=...)`: a
+    sample whose padding starts from fresh noise instead drifts far from the original (mean
+    error 1.06 instead of 0.03 for a 1.8 s clip, 58 columns padded to 64, on the 4.10 s model).
     """
     from diffusers import DDIMInverseScheduler
 
@@ -466,7 +470,7 @@ def invert(
         x = inverse.step(noise_pred, t, x).prev_sample
         if progress is not None:
             progress.step()
-    return x[..., :width].float()
+    return (x if keep_padding else x[..., :width]).float()
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -596,7 +600,7 @@ def vary(
 
     def inverted(start: int, end: int) -> torch.Tensor:
         latents = invert(setup.unet, setup.base_scheduler, image[..., start:end], num_inference_steps=setup.steps,
-                         strength=strength, progress=tracker)
+                         strength=strength, progress=tracker, keep_padding=True)
         return latents.expand(batch_size, -1, -1, -1)
 
     if invert_audio:
@@ -644,9 +648,9 @@ def interpolate(
 
     def latents(start: int, end: int) -> torch.Tensor:
         a = invert(setup.unet, setup.base_scheduler, image_a[..., start:end], num_inference_steps=setup.steps,
-                   progress=tracker)
+                   progress=tracker, keep_padding=True)
         b = invert(setup.unet, setup.base_scheduler, image_b[..., start:end], num_inference_steps=setup.steps,
-                   progress=tracker)
+                   progress=tracker, keep_padding=True)
         return torch.cat([slerp(a, b, alpha) for alpha in alphas])
 
     if tracker is not None:

@@ -360,9 +360,12 @@ def sample(
 
     if start_noise is not None:
         start_noise = torch.as_tensor(start_noise).to(device=device, dtype=dtype)
-        if start_noise.shape != (batch_size, shape[1], height, width):
+        if start_noise.shape == shape:  # padded too (an inversion of the padded image: `invert(keep_padding=True)`)
+            x = start_noise
+        elif start_noise.shape == (batch_size, shape[1], height, width):
+            x = torch.cat([start_noise, noise[..., width:]], dim=-1)
+        else:
             raise ValueError(f"start_noise must have shape {(batch_size, shape[1], height, width)}, got {tuple(start_noise.shape)}")
-        x = torch.cat([start_noise, noise[..., width:]], dim=-1)
     elif strength is not None:
         x = _noised(known, noise, _alpha_bar(scheduler, timesteps[0]))
     else:

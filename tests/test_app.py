@@ -294,6 +294,9 @@ def test_user_errors_show_in_the_page_and_the_previous_clip_stays_to_compare(ser
     _fill(page, "overlap", 0.3)
     _fill(page, "seconds", 0)
     assert "seconds must be a positive number" in _error_text(page)
+    _fill(page, "seconds", 100000)  # the request over the cap gets the message, and says how to raise it
+    said = _error_text(page)
+    assert "limit of 600 s per request" in said and "AUDIODIFF_MAX_SECONDS" in said
     assert page.locator("#clip audio[src]").count() == 0  # nothing was made
     assert server[3].poll() is None  # the app is still serving
 

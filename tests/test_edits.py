@@ -1,7 +1,7 @@
 """Edits (audiodiff.edits): continuation, gap filling, loops, inversion, variations, interpolation,
 and each flag of scripts/generate.py as a user runs it.
 
-The bundled base model (2 M parameters, 64 x 64 images at 16 kHz, 1.02 s slices) is the tiny
+The bundled base model (2 M parameters, 64 x 128 images at 16 kHz, 4.10 s slices) is the tiny
 model here: inversion needs a model that has learnt something (a random UNet's noise
 predictions diverge without clipping), and it ships with the package, so no test downloads it.
 """
@@ -170,7 +170,7 @@ def test_inverted_variation_stays_closer_to_the_original(pipe):
 
 def test_interpolation_ends_are_the_two_clips(pipe):
     a, b = clip("jazz", 1, 1.8), clip("electronic", 2, 2.2)
-    walk = edits.interpolate(pipe, a, b, [0.0, 0.5, 1.0], num_inference_steps=10, progress=False)
+    walk = edits.interpolate(pipe, a, b, [0.0, 0.5, 1.0], num_inference_steps=30, progress=False)  # 10 on the 1.02 s model
     samples = a.numel()  # the shorter one
     assert walk.audio.shape == (3, samples)
     image_a, _ = edits._image_of(a, pipe.mel)
@@ -181,7 +181,7 @@ def test_interpolation_ends_are_the_two_clips(pipe):
     assert to_a[0] < 0.5 * to_a[2] and to_b[2] < 0.5 * to_b[0]  # ... and not the other one
     assert to_a[0] < to_a[1] < to_a[2] and to_b[2] < to_b[1] < to_b[0]  # the middle lies between
     # alpha 0 is exactly the reconstruction of A alone (eta 0: the same path)
-    alone = edits.interpolate(pipe, a, b, [0.0], num_inference_steps=10, progress=False)
+    alone = edits.interpolate(pipe, a, b, [0.0], num_inference_steps=30, progress=False)
     assert torch.allclose(alone.image[0], walk.image[0], atol=1e-4)
 
 
@@ -263,7 +263,7 @@ FLAG_CASES = {
     "vary": (["--init-audio", "{a}", "--strength", "0.4"], 1.5),
     "invert": (["--init-audio", "{a}", "--strength", "0.4", "--invert"], 1.5),
     "interpolate": (["--interpolate", "{a}", "{b}", "--alpha", "0", "0.5"], 1.2),
-    "loop": (["--loop", "--seconds", "2"], 2.0),
+    "loop": (["--loop", "--seconds", "5"], 5.0),  # at least a slice (4.10 s) and a bit
     "fill-gap": (["--fill-gap", "{a}", "{b}", "--seconds", "0.75"], 1.5 + 0.75 + 1.2),
 }
 
