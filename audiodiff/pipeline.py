@@ -35,10 +35,7 @@ import os
 import re
 import shutil
 import socket
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +48,9 @@ import torch
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+# HubUnreachableError and hub_is_reachable are also imported from here by callers (and tests patch
+# pipeline.hub_is_reachable): the hub module owns them, model loading uses them.
+from .hub import HubUnreachableError, hub_is_reachable, hub_offline  # noqa: F401
 from .mel import MelConfig
 
 
@@ -117,10 +117,6 @@ _UNSUPPORTED = (
 
 class PipelineError(ValueError):
     """A pipeline folder or name that can't be used; the message says what to do instead."""
-
-
-class HubUnreachableError(RuntimeError):
-    """The Hugging Face hub can't be reached and the model is not in the local cache."""
 
 
 # ---- the pipeline object -------------------------------------------------------------------------
@@ -303,45 +299,6 @@ def build_preset(name: str, seed: int = 0, mel: MelConfig | None = None) -> Audi
 
 
 # ---- the hub ---------------------------------------------------------------------------------------
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_offline() -> bool:
-    return _env_true("HF_HUB_OFFLINE") or bool(huggingface_hub.constants.HF_HUB_OFFLINE)
-
-
-def _probe_endpoint(endpoint: str, timeout_seconds: float) -> bool:
-    """True when `endpoint` answers an HTTP request (any status) within `timeout_seconds`.
-
-    Runs in a daemon thread joined with the timeout, because name resolution is not covered
-    by socket timeouts and can block far longer on a machine without a network.
-    """
-    answered = threading.Event()
-
-    def probe():
-        request = urllib.request.Request(endpoint.rstrip("/") + "/", method="HEAD")
-        try:
-            urllib.request.urlopen(request, timeout=timeout_seconds).close()
-            answered.set()
-        except urllib.error.HTTPError:  # the server answered, with an error status: reachable
-            answered.set()
-        except Exception:  # noqa: BLE001 - DNS, refused, TLS, timeout: all mean unreachable
-            pass
-
-    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
-    thread.start()
-    thread.join(timeout_seconds)
-    return answered.is_set()
-
-
-def hub_is_reachable(timeout_seconds: float = 3.0, *, endpoint: str | None = None) -> bool:
-    """Whether the Hugging Face hub answers: False at once when HF_HUB_OFFLINE=1, else one quick probe."""
-    if _hub_offline():
-        return False
-    return _probe_endpoint(endpoint or huggingface_hub.constants.ENDPOINT, timeout_seconds)
-
-
 def _unreachable_message(repo_id: str, detail: str) -> str:
     return (
         f"can't load {repo_id!r} (no such local folder, so it was taken for a hub id): {detail}, and it is "
@@ -387,7 +344,7 @@ def _download(repo_id: str) -> Path:
         except Exception as exc:  # noqa: BLE001 - the connection dropped mid-way: try the cache
             detail = f"the Hugging Face hub failed ({type(exc).__name__}: {exc})"
     else:
-        detail = "the Hugging Face hub can't be reached" + (" (HF_HUB_OFFLINE is set)" if _hub_offline() else "")
+        detail = "the Hugging Face hub can't be reached" + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
     try:
         folder = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=all_patterns, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - LocalEntryNotFoundError and friends: not cached
