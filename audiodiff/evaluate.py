@@ -844,8 +844,7 @@ def compare_models(
     FD(after) / FD(before) against the genre; `after_closest_genre` whether `after` is closer
     to the genre than to any other.
     """
-    from .generate import pick_device
-    from .pipeline import load_pipeline
+    from .pipeline import load_pipeline, pick_device
 
     if (dataset is None) == (data_dir is None):
         raise EvaluationError("give the genre's source: --dataset ID (e.g. synthetic) or --data-dir DIR, one of them")

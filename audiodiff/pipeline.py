@@ -119,6 +119,12 @@ class PipelineError(ValueError):
     """A pipeline folder or name that can't be used; the message says what to do instead."""
 
 
+class GenerationError(ValueError):
+    """A generation request that can't be carried out; the message says what to do. Defined here
+    because choosing the model and the device to generate with (below) raises it; generate.py and
+    the edits raise it for the rest of a request."""
+
+
 # ---- the pipeline object -------------------------------------------------------------------------
 @dataclass
 class AudioDiffusion:
@@ -790,3 +796,56 @@ def latest_run(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> Path | None:
                 continue
             candidates.append((index_path.stat().st_mtime, str(folder), folder))
     return max(candidates)[2] if candidates else None
+
+
+# ---- which model and device to generate with ------------------------------------------------------
+def pick_device(device: str | None) -> torch.device:
+    """None or "auto": CUDA when available, else CPU."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise GenerationError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if chosen.type not in ("cpu", "cuda", "mps"):  # e.g. "meta": tensors without data, no audio could come out
+        raise GenerationError(f"can't generate on device {device!r}; use auto, cpu, cuda or cuda:N")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise GenerationError(f"--device {device} asked for Apple's MPS, which is not available here; use --device cpu")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise GenerationError(f"--device {device} asked for CUDA, but no CUDA GPU is available; use --device cpu")
+    return chosen
+
+
+def resolve_model(model: str | os.PathLike | None, *, runs_dir: str | os.PathLike | None = None, device=None):
+    """Load the pipeline to generate with -> (AudioDiffusion, how it was chosen).
+
+    None: the most recent fine-tuned run under `runs_dir` (default runs/), else the course's
+    pretrained hub model; when that can't be reached either (offline), the bundled base model,
+    with a notice that is printed and recorded in the JSON sidecar (DESIGN section 6).
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    if model is None:
+        run = latest_run(runs_dir)
+        if run is not None:
+            return load_pipeline(run, device=device), f"latest fine-tuned run ({run})"
+        try:
+            return load_pipeline(DEFAULT_PRETRAINED, device=device), f"default pretrained model (no run under {runs_dir}/)"
+        except HubUnreachableError:
+            notice = (f"no fine-tuned run under {runs_dir}/ and the hub can't be reached (offline), so this uses the "
+                      f"bundled base model instead of {DEFAULT_PRETRAINED}; run `python scripts/finetune.py --genre jazz` "
+                      f"first for a genre, or pass --model <pipeline folder|preset>")
+            try:
+                return load_pipeline(BUNDLED, device=device), notice
+            except PipelineError as exc:
+                raise GenerationError(
+                    f"no model to generate with: there is no fine-tuned run under {runs_dir}/, the default pretrained "
+                    f"model {DEFAULT_PRETRAINED} can't be reached and {exc}. Run `python scripts/finetune.py "
+                    f"--genre jazz` first, or pass --model <pipeline folder|preset> (e.g. --model tiny)."
+                ) from exc
+    try:
+        return load_pipeline(model, device=device), "given"
+    except HubUnreachableError as exc:
+        raise HubUnreachableError(
+            f"can't load model {os.fspath(model)!r}: it is not a local folder or preset, and as a hub id it can't be "
+            f"fetched (the hub can't be reached and it is not cached). Pass --model <pipeline folder|preset>."
+        ) from exc
