@@ -40,7 +40,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError('the app needs gradio, an optional extra: pip install -e ".[app]"') from exc
 
 from .cli import user_errors
-from .generate import GenerationError, generate, pick_device, resolve_model
+from .generate import generate
+from .pipeline import GenerationError, pick_device, resolve_model
 from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS, Cancelled, JobProgress, default_overlap_seconds,
                      strength_start_index)
 

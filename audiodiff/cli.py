@@ -46,7 +46,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [ValueError, FileNotFoundError, FileExistsError, AudioError]
     try:
-        from .pipeline import HubUnreachableError
+        from .hub import HubUnreachableError
 
         errors.append(HubUnreachableError)
     except ImportError:  # pragma: no cover

@@ -56,6 +56,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+from .hub import HubUnreachableError, hub_is_reachable, hub_offline
 from .mel import MelConfig, audio_to_images
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,14 +148,6 @@ class Shard:
 
 class DataError(ValueError):
     """A data problem the user can act on: unknown genre, no usable audio, unreachable dataset."""
-
-
-class HubUnreachableError(DataError):
-    """The hub (or the dataset on it) cannot be reached: offline, no network, or HF_HUB_OFFLINE=1.
-
-    Callers that chose the dataset themselves (a default) may catch this and fall back to the
-    built-in set; a dataset the user named should surface the message.
-    """
 
 
 # ---- genre matching --------------------------------------------------------------------------
@@ -510,16 +503,19 @@ def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progre
 # -- hub datasets and datasets.Dataset objects ----------------------------------------------
 def _probe_hub(dataset_id: str, timeout_seconds: float = 5.0) -> None:
     """Fail within seconds when the hub or the dataset is out of reach (datasets itself would
-    retry for half a minute before giving up)."""
-    from huggingface_hub import HfApi, constants
+    retry for half a minute before giving up): the hub's probe, then the dataset's page, which
+    tells 'no such dataset' or 'gated' (never a fallback) from 'unreachable'."""
+    from huggingface_hub import HfApi
 
     try:
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
     except ImportError:  # huggingface_hub < 0.23
         from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError
 
-    if constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
-        raise HubUnreachableError(f"cannot stream hub dataset {dataset_id}: offline mode is on (HF_HUB_OFFLINE); {UNREACHABLE_HINT}")
+    if not hub_is_reachable(timeout_seconds, datasets=True):
+        if hub_offline(datasets=True):
+            raise HubUnreachableError(f"cannot stream hub dataset {dataset_id}: offline mode is on (HF_HUB_OFFLINE); {UNREACHABLE_HINT}")
+        raise HubUnreachableError(f"cannot reach the hub for dataset {dataset_id} (no answer within {timeout_seconds:g} s); {UNREACHABLE_HINT}")
     try:
         HfApi().dataset_info(dataset_id, timeout=timeout_seconds)
     except GatedRepoError as exc:
@@ -527,7 +523,7 @@ def _probe_hub(dataset_id: str, timeout_seconds: float = 5.0) -> None:
     except RepositoryNotFoundError as exc:
         raise DataError(f"no dataset {dataset_id!r} on the hub (or it is private: log in with `hf auth login`); "
                         f"check the name, or {UNREACHABLE_HINT}") from exc
-    except Exception as exc:  # connection refused, DNS, timeout, proxy...
+    except Exception as exc:  # the connection dropped, timeout, proxy...
         raise HubUnreachableError(f"cannot reach the hub for dataset {dataset_id} ({type(exc).__name__}: {exc}); {UNREACHABLE_HINT}") from exc
 
 

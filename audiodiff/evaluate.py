@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample, to_mono_numpy
-from .mel import MelConfig, audio_to_images, images_to_audio, spectral_convergence
+from .mel import MelConfig, audio_to_images, images_to_audio, images_to_db, spectral_convergence
 from .metrics import TEMPO_WINDOW_SECONDS, tempo_and_clarity
 
 __all__ = [
@@ -422,7 +422,9 @@ class SplitSettings:
     @classmethod
     def from_run(cls, model: str | os.PathLike | None) -> "SplitSettings":
         """The split of the run that made `model` (its training_config.json), else the defaults."""
-        path = Path(os.fspath(model)).expanduser() / "training_config.json" if model is not None else None
+        from .train import CONFIG_FILE
+
+        path = Path(os.fspath(model)).expanduser() / CONFIG_FILE if model is not None else None
         if path is None or not path.is_file():
             return cls()
         try:
@@ -671,8 +673,8 @@ def codec_fidelity(clips: Sequence[AudioClip], mel: MelConfig, max_slices: int =
     again = audio_to_images(decoded, mel)  # zero-padded by hop - 1 samples: the last column sees a cut
     images, again = images[..., :-1], again[..., :-1]  # so it is left out of the comparison
     convergence = spectral_convergence(images, again, mel)  # (S,)
-    level_in = (images[:, 0] + 1.0) * (mel.top_db / 2.0) - mel.top_db  # dB relative to the slice maximum
-    level_out = (again[:, 0] + 1.0) * (mel.top_db / 2.0) - mel.top_db
+    level_in = images_to_db(images, mel)  # (S, H, W - 1) dB relative to the slice maximum
+    level_out = images_to_db(again, mel)
     lsd = (level_in - level_out).square().mean(dim=1).sqrt().mean(dim=1)  # (S,) RMS over bands, mean over frames
     result.update({
         "spectral_convergence_mean": float(convergence.mean()),
@@ -844,8 +846,7 @@ def compare_models(
     FD(after) / FD(before) against the genre; `after_closest_genre` whether `after` is closer
     to the genre than to any other.
     """
-    from .generate import pick_device
-    from .pipeline import load_pipeline
+    from .pipeline import load_pipeline, pick_device
 
     if (dataset is None) == (data_dir is None):
         raise EvaluationError("give the genre's source: --dataset ID (e.g. synthetic) or --data-dir DIR, one of them")

@@ -33,6 +33,8 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from .audio import write_wav
 from .mel import MelConfig, images_to_audio
 from .metrics import normalize_loudness
+# GenerationError, pick_device and resolve_model live with model loading; imported from here too
+from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
 from .sample import (
     DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
@@ -52,49 +54,6 @@ PNG_KEY_BOX = "audiodiff:spectrogram_box"  # [left, top, right, bottom] of the s
 PNG_KEY_SAMPLES = "audiodiff:samples"
 PNG_KEY_LAYOUT = "audiodiff:layout"
 PNG_LAYOUT = "grey = (x + 1) * 127.5; row 0 = highest mel band (low frequencies at the bottom)"
-
-
-class GenerationError(ValueError):
-    """A generation request that can't be carried out; the message says what to do."""
-
-
-# ---- which model -----------------------------------------------------------------------------
-def resolve_model(model: str | os.PathLike | None, *, runs_dir: str | os.PathLike | None = None, device=None):
-    """Load the pipeline to generate with -> (AudioDiffusion, how it was chosen).
-
-    None: the most recent fine-tuned run under `runs_dir` (default runs/), else the course's
-    pretrained hub model; when that can't be reached either (offline), the bundled base model,
-    with a notice that is printed and recorded in the JSON sidecar (DESIGN section 6).
-    """
-    from .pipeline import (BUNDLED, DEFAULT_PRETRAINED, DEFAULT_RUNS_DIR, HubUnreachableError, PipelineError,
-                           latest_run, load_pipeline)
-
-    runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
-    if model is None:
-        run = latest_run(runs_dir)
-        if run is not None:
-            return load_pipeline(run, device=device), f"latest fine-tuned run ({run})"
-        try:
-            return load_pipeline(DEFAULT_PRETRAINED, device=device), f"default pretrained model (no run under {runs_dir}/)"
-        except HubUnreachableError:
-            notice = (f"no fine-tuned run under {runs_dir}/ and the hub can't be reached (offline), so this uses the "
-                      f"bundled base model instead of {DEFAULT_PRETRAINED}; run `python scripts/finetune.py --genre jazz` "
-                      f"first for a genre, or pass --model <pipeline folder|preset>")
-            try:
-                return load_pipeline(BUNDLED, device=device), notice
-            except PipelineError as exc:
-                raise GenerationError(
-                    f"no model to generate with: there is no fine-tuned run under {runs_dir}/, the default pretrained "
-                    f"model {DEFAULT_PRETRAINED} can't be reached and {exc}. Run `python scripts/finetune.py "
-                    f"--genre jazz` first, or pass --model <pipeline folder|preset> (e.g. --model tiny)."
-                ) from exc
-    try:
-        return load_pipeline(model, device=device), "given"
-    except HubUnreachableError as exc:
-        raise HubUnreachableError(
-            f"can't load model {os.fspath(model)!r}: it is not a local folder or preset, and as a hub id it can't be "
-            f"fetched (the hub can't be reached and it is not cached). Pass --model <pipeline folder|preset>."
-        ) from exc
 
 
 # ---- names -----------------------------------------------------------------------------------
@@ -230,23 +189,6 @@ def _versions() -> dict:
     from . import __version__
 
     return {"audiodiff": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
-
-
-def pick_device(device: str | None) -> torch.device:
-    """None or "auto": CUDA when available, else CPU."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError as exc:
-        raise GenerationError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    if chosen.type not in ("cpu", "cuda", "mps"):  # e.g. "meta": tensors without data, no audio could come out
-        raise GenerationError(f"can't generate on device {device!r}; use auto, cpu, cuda or cuda:N")
-    if chosen.type == "mps" and not torch.backends.mps.is_available():
-        raise GenerationError(f"--device {device} asked for Apple's MPS, which is not available here; use --device cpu")
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise GenerationError(f"--device {device} asked for CUDA, but no CUDA GPU is available; use --device cpu")
-    return chosen
 
 
 DEFAULT_SECONDS = 30.0

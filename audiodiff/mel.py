@@ -243,9 +243,14 @@ def images_to_power(images: torch.Tensor, config: MelConfig) -> torch.Tensor:
         raise ValueError(f"expected images of shape (B, 1, n_mels, frames), got {tuple(images.shape)}")
     if images.shape[2] != config.n_mels:
         raise ValueError(f"images have {images.shape[2]} rows but the Mel config has {config.n_mels} mel bands")
+    return torch.pow(10.0, images_to_db(images, config) / 10.0)
+
+
+def images_to_db(images: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """(B, 1, n_mels, F) images in [-1, 1] -> level in dB (B, n_mels, F) relative to the 0 dB grey
+    (255), down to -top_db (grey 0): the inverse of the pixel formula (DESIGN section 2)."""
     grey = ((images[:, 0].float() + 1.0) * 127.5).clamp(0.0, 255.0)
-    level_db = grey * (config.top_db / 255.0) - config.top_db
-    return torch.pow(10.0, level_db / 10.0)
+    return grey * (config.top_db / 255.0) - config.top_db
 
 
 def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: int = 30) -> torch.Tensor:

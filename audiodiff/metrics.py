@@ -57,6 +57,8 @@ from .audio import resample, to_mono_numpy
 FLUX_HOP_LENGTH = 512  # onset-strength frame hop, in samples (23 ms at 22050 Hz, librosa's default)
 SEAM_NEIGHBOURHOOD_FRAMES = 2  # a seam's score is the largest flux within +-2 frames of it
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: a window entirely below it has no loudness
+DEFAULT_TARGET_LUFS = -16.0  # streaming-platform level; the peak ceiling below wins over it
+DEFAULT_PEAK_CEILING = 0.89  # -1 dBFS
 
 
 def _mono_numpy(audio) -> np.ndarray:
@@ -193,8 +195,8 @@ def loudness_drift(audio, sample_rate: int, window_seconds: float = 4.0) -> floa
 def normalize_loudness(
     audio: torch.Tensor,
     sample_rate: int,
-    target_lufs: float = -16.0,
-    peak_ceiling: float = 0.89,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    peak_ceiling: float = DEFAULT_PEAK_CEILING,
 ) -> torch.Tensor:
     """Scale each clip of (B, T) or (T,) audio to `target_lufs`, never past `peak_ceiling`.
 

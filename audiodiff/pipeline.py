@@ -35,10 +35,7 @@ import os
 import re
 import shutil
 import socket
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +48,9 @@ import torch
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+# HubUnreachableError and hub_is_reachable are also imported from here by callers (and tests patch
+# pipeline.hub_is_reachable): the hub module owns them, model loading uses them.
+from .hub import HubUnreachableError, hub_is_reachable, hub_offline  # noqa: F401
 from .mel import MelConfig
 
 
@@ -119,8 +119,10 @@ class PipelineError(ValueError):
     """A pipeline folder or name that can't be used; the message says what to do instead."""
 
 
-class HubUnreachableError(RuntimeError):
-    """The Hugging Face hub can't be reached and the model is not in the local cache."""
+class GenerationError(ValueError):
+    """A generation request that can't be carried out; the message says what to do. Defined here
+    because choosing the model and the device to generate with (below) raises it; generate.py and
+    the edits raise it for the rest of a request."""
 
 
 # ---- the pipeline object -------------------------------------------------------------------------
@@ -303,45 +305,6 @@ def build_preset(name: str, seed: int = 0, mel: MelConfig | None = None) -> Audi
 
 
 # ---- the hub ---------------------------------------------------------------------------------------
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_offline() -> bool:
-    return _env_true("HF_HUB_OFFLINE") or bool(huggingface_hub.constants.HF_HUB_OFFLINE)
-
-
-def _probe_endpoint(endpoint: str, timeout_seconds: float) -> bool:
-    """True when `endpoint` answers an HTTP request (any status) within `timeout_seconds`.
-
-    Runs in a daemon thread joined with the timeout, because name resolution is not covered
-    by socket timeouts and can block far longer on a machine without a network.
-    """
-    answered = threading.Event()
-
-    def probe():
-        request = urllib.request.Request(endpoint.rstrip("/") + "/", method="HEAD")
-        try:
-            urllib.request.urlopen(request, timeout=timeout_seconds).close()
-            answered.set()
-        except urllib.error.HTTPError:  # the server answered, with an error status: reachable
-            answered.set()
-        except Exception:  # noqa: BLE001 - DNS, refused, TLS, timeout: all mean unreachable
-            pass
-
-    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
-    thread.start()
-    thread.join(timeout_seconds)
-    return answered.is_set()
-
-
-def hub_is_reachable(timeout_seconds: float = 3.0, *, endpoint: str | None = None) -> bool:
-    """Whether the Hugging Face hub answers: False at once when HF_HUB_OFFLINE=1, else one quick probe."""
-    if _hub_offline():
-        return False
-    return _probe_endpoint(endpoint or huggingface_hub.constants.ENDPOINT, timeout_seconds)
-
-
 def _unreachable_message(repo_id: str, detail: str) -> str:
     return (
         f"can't load {repo_id!r} (no such local folder, so it was taken for a hub id): {detail}, and it is "
@@ -387,7 +350,7 @@ def _download(repo_id: str) -> Path:
         except Exception as exc:  # noqa: BLE001 - the connection dropped mid-way: try the cache
             detail = f"the Hugging Face hub failed ({type(exc).__name__}: {exc})"
     else:
-        detail = "the Hugging Face hub can't be reached" + (" (HF_HUB_OFFLINE is set)" if _hub_offline() else "")
+        detail = "the Hugging Face hub can't be reached" + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
     try:
         folder = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=all_patterns, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - LocalEntryNotFoundError and friends: not cached
@@ -833,3 +796,56 @@ def latest_run(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> Path | None:
                 continue
             candidates.append((index_path.stat().st_mtime, str(folder), folder))
     return max(candidates)[2] if candidates else None
+
+
+# ---- which model and device to generate with ------------------------------------------------------
+def pick_device(device: str | None) -> torch.device:
+    """None or "auto": CUDA when available, else CPU."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise GenerationError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if chosen.type not in ("cpu", "cuda", "mps"):  # e.g. "meta": tensors without data, no audio could come out
+        raise GenerationError(f"can't generate on device {device!r}; use auto, cpu, cuda or cuda:N")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise GenerationError(f"--device {device} asked for Apple's MPS, which is not available here; use --device cpu")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise GenerationError(f"--device {device} asked for CUDA, but no CUDA GPU is available; use --device cpu")
+    return chosen
+
+
+def resolve_model(model: str | os.PathLike | None, *, runs_dir: str | os.PathLike | None = None, device=None):
+    """Load the pipeline to generate with -> (AudioDiffusion, how it was chosen).
+
+    None: the most recent fine-tuned run under `runs_dir` (default runs/), else the course's
+    pretrained hub model; when that can't be reached either (offline), the bundled base model,
+    with a notice that is printed and recorded in the JSON sidecar (DESIGN section 6).
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else DEFAULT_RUNS_DIR
+    if model is None:
+        run = latest_run(runs_dir)
+        if run is not None:
+            return load_pipeline(run, device=device), f"latest fine-tuned run ({run})"
+        try:
+            return load_pipeline(DEFAULT_PRETRAINED, device=device), f"default pretrained model (no run under {runs_dir}/)"
+        except HubUnreachableError:
+            notice = (f"no fine-tuned run under {runs_dir}/ and the hub can't be reached (offline), so this uses the "
+                      f"bundled base model instead of {DEFAULT_PRETRAINED}; run `python scripts/finetune.py --genre jazz` "
+                      f"first for a genre, or pass --model <pipeline folder|preset>")
+            try:
+                return load_pipeline(BUNDLED, device=device), notice
+            except PipelineError as exc:
+                raise GenerationError(
+                    f"no model to generate with: there is no fine-tuned run under {runs_dir}/, the default pretrained "
+                    f"model {DEFAULT_PRETRAINED} can't be reached and {exc}. Run `python scripts/finetune.py "
+                    f"--genre jazz` first, or pass --model <pipeline folder|preset> (e.g. --model tiny)."
+                ) from exc
+    try:
+        return load_pipeline(model, device=device), "given"
+    except HubUnreachableError as exc:
+        raise HubUnreachableError(
+            f"can't load model {os.fspath(model)!r}: it is not a local folder or preset, and as a hub id it can't be "
+            f"fetched (the hub can't be reached and it is not cached). Pass --model <pipeline folder|preset>."
+        ) from exc

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from .mel import MelConfig, images_to_audio
-from .metrics import normalize_loudness
+from .metrics import DEFAULT_PEAK_CEILING, DEFAULT_TARGET_LUFS, normalize_loudness  # noqa: F401 - re-exported
 
 SCHEDULERS = ("ddim", "ddpm", "dpm")
 DEFAULT_SCHEDULER = "ddim"
@@ -58,8 +58,6 @@ DEFAULT_STEPS = {"ddim": 50, "dpm": 25, "ddpm": 1000}
 # tempo better, so 1 s stays.
 DEFAULT_OVERLAP_SECONDS = 1.0
 MAX_DEFAULT_OVERLAP_FRACTION = 0.4
-DEFAULT_TARGET_LUFS = -16.0  # streaming-platform level; the peak ceiling below wins over it
-DEFAULT_PEAK_CEILING = 0.89  # -1 dBFS
 DEFAULT_FADE_OUT_SECONDS = 0.5
 FADE_IN_SECONDS = 0.005  # removes a click if the first sample is far from zero
 

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -603,12 +604,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(unet)
-        if ema is not None:
-            ema.store(trainable)
-            ema.copy_to(trainable)
-        result_unet = merged_unet(final)
-        if ema is not None:
-            ema.restore(trainable)
+        with ema_weights(ema, trainable):
+            result_unet = merged_unet(final)
         result_unet.to("cpu")  # master weights are float32 even under mixed precision
         pipe.unet = result_unet
         save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
@@ -660,6 +657,21 @@ def _broadcast_path(accelerator, path):
     return Path(holder[0])
 
 
+@contextmanager
+def ema_weights(ema, trainable):
+    """Inside the block the parameters `trainable` hold the EMA weights; afterwards (even after an
+    error) their training values again. No EMA (None): the block runs on the training weights."""
+    if ema is None:
+        yield
+        return
+    ema.store(trainable)
+    ema.copy_to(trainable)
+    try:
+        yield
+    finally:
+        ema.restore(trainable)
+
+
 @torch.no_grad()
 def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8,
                     rows: list[int] | None = None, total_rows: int | None = None, reduce_sum=None) -> float:
@@ -669,26 +681,22 @@ def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_t
     Spread over processes: `images` are rows `rows` of the run's `total_rows` validation slices
     (possibly none), each keeps the noise it would have in one batch, and `reduce_sum` (a sum over
     processes) makes every process return the mean over all of them."""
-    if ema is not None:
-        ema.store(trainable)
-        ema.copy_to(trainable)
-    was_training = unet.training
-    unet.eval()
-    total = scheduler.config.num_train_timesteps
-    fixed = torch.linspace(0, total - 1, num_timesteps).long()
-    rows = list(range(images.shape[0])) if rows is None else rows
-    total_rows = images.shape[0] if total_rows is None else total_rows
-    sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
-    for t in fixed:
-        generator = torch.Generator().manual_seed(int(t))
-        noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
-        if images.shape[0]:
-            timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
-            _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
-            sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
-    unet.train(was_training)
-    if ema is not None:
-        ema.restore(trainable)
+    with ema_weights(ema, trainable):
+        was_training = unet.training
+        unet.eval()
+        total = scheduler.config.num_train_timesteps
+        fixed = torch.linspace(0, total - 1, num_timesteps).long()
+        rows = list(range(images.shape[0])) if rows is None else rows
+        total_rows = images.shape[0] if total_rows is None else total_rows
+        sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
+        for t in fixed:
+            generator = torch.Generator().manual_seed(int(t))
+            noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
+            if images.shape[0]:
+                timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
+                _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
+                sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
+        unet.train(was_training)
     if reduce_sum is not None:
         sums = reduce_sum(sums.float().to(images.device)).double().cpu()
     return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
@@ -700,16 +708,12 @@ def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig,
     from .sample import make_scheduler, sample
 
     tracker = accelerator.get_tracker("tensorboard", unwrap=True)
-    if ema is not None:
-        ema.store(trainable)
-        ema.copy_to(trainable)
-    unet.eval()
-    with torch.no_grad():
-        images = sample(unet, make_scheduler("ddim", pipe.scheduler), batch_size=count, width=pipe.mel.x_res,
-                        num_inference_steps=config.sample_steps, seed=config.seed, progress=False)
-    unet.train()
-    if ema is not None:
-        ema.restore(trainable)
+    with ema_weights(ema, trainable):
+        unet.eval()
+        with torch.no_grad():
+            images = sample(unet, make_scheduler("ddim", pipe.scheduler), batch_size=count, width=pipe.mel.x_res,
+                            num_inference_steps=config.sample_steps, seed=config.seed, progress=False)
+        unet.train()
     audio = images_to_audio(images.float().cpu(), pipe.mel)
     peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
     for i in range(count):

@@ -65,8 +65,8 @@ from audiodiff.evaluate import (  # noqa: E402
     long_clip_report,
     reference_long_clips,
 )
-from audiodiff.generate import generate, pick_device  # noqa: E402
-from audiodiff.pipeline import MODEL_INDEX, load_pipeline  # noqa: E402
+from audiodiff.generate import generate  # noqa: E402
+from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device  # noqa: E402
 from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"

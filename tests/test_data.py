@@ -286,6 +286,8 @@ def test_hub_probe_maps_errors(monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("audiodiff.hub._probe_endpoint", lambda endpoint, timeout_seconds: True)  # the hub answers
 
     def no_network(self, repo_id, timeout=None, **kwargs):
         assert timeout is not None and timeout <= 10

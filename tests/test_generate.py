@@ -334,3 +334,14 @@ def test_script_user_mistakes_are_one_line_errors(tmp_path):
     assert huge.returncode == 2 and huge.stdout == ""  # refused at once: it used to sample for minutes
     assert huge.stderr.startswith("error: ") and "limit of 600 s per request" in huge.stderr
     assert len(huge.stderr.strip().splitlines()) == 1 and not (tmp_path / "none").exists()
+
+
+def test_model_and_device_choice_live_with_model_loading():
+    """pick_device and resolve_model belong to pipeline.py; generate.py re-exports the same objects."""
+    from audiodiff import generate as generate_module, pipeline
+
+    for name in ("GenerationError", "pick_device", "resolve_model"):
+        assert getattr(generate_module, name) is getattr(pipeline, name)
+    assert pipeline.pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(generate_module.GenerationError, match="unknown device 'no-such'"):
+        pipeline.pick_device("no-such")

@@ -161,3 +161,18 @@ def test_decoder_beats_the_reference_at_the_same_iterations():
 def test_public_api_exports():
     for name in ("MelConfig", "audio_to_images", "images_to_audio", "load_audio", "write_wav"):
         assert hasattr(audiodiff, name)
+
+
+def test_images_to_db_inverts_the_pixel_formula():
+    """Grey 255 is 0 dB, grey 0 is -top_db, linear between; images_to_power is 10**(dB/10) of it."""
+    config = mel_module.MelConfig(x_res=4, y_res=2, top_db=80)
+    grey = torch.tensor([[0.0, 51.0, 204.0, 255.0], [255.0, 127.5, 0.0, 25.5]])
+    images = (grey / 255.0 * 2.0 - 1.0).view(1, 1, 2, 4)
+    level_db = mel_module.images_to_db(images, config)
+    assert level_db.shape == (1, 2, 4)
+    expected = torch.tensor([[-80.0, -64.0, -16.0, 0.0], [0.0, -40.0, -80.0, -72.0]])
+    assert torch.allclose(level_db[0], expected, atol=1e-4)
+    assert torch.equal(mel_module.images_to_power(images, config), torch.pow(10.0, level_db / 10.0))
+    # what evaluate's codec fidelity computed by hand before it asked mel.py, to float rounding
+    by_hand = (images[:, 0] + 1.0) * (config.top_db / 2.0) - config.top_db
+    assert torch.allclose(level_db, by_hand, atol=1e-4)

@@ -201,3 +201,18 @@ def test_key_consistency_one_key_against_a_modulation_to_a_distant_key():
     assert rows[0, 0] > 3 * rows[3, 0]
     with pytest.raises(ValueError, match="pitched"):
         key_consistency(noise(12.0), SR)  # flat noise has no pitch content
+
+
+def test_loudness_target_and_ceiling_are_defined_once():
+    """sample.py's defaults are metrics' constants, and normalize_loudness's defaults use them."""
+    from audiodiff import metrics, sample
+
+    assert sample.DEFAULT_TARGET_LUFS is metrics.DEFAULT_TARGET_LUFS == -16.0
+    assert sample.DEFAULT_PEAK_CEILING is metrics.DEFAULT_PEAK_CEILING == 0.89
+    quiet = torch.from_numpy(tone(220.0, 4.0, 22050, amplitude=0.05))
+    level = loudness(normalize_loudness(quiet, 22050), 22050)
+    assert level == pytest.approx(metrics.DEFAULT_TARGET_LUFS, abs=0.1)
+    spiky = quiet.clone()
+    spiky[22050] = 1.0  # one click 20x the tone: -16 LUFS would lift it far past the ceiling
+    peak = float(normalize_loudness(spiky, 22050).abs().max())
+    assert peak == pytest.approx(metrics.DEFAULT_PEAK_CEILING, abs=1e-3)

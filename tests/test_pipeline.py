@@ -18,6 +18,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from diffusers.pipelines.deprecated import AudioDiffusionPipeline
 from diffusers.pipelines.deprecated.audio_diffusion import Mel
 
+from audiodiff import hub
 from audiodiff import pipeline as pl
 from audiodiff.mel import MelConfig
 from audiodiff.pipeline import (
@@ -374,7 +375,7 @@ def test_unreachable_hub_fails_fast_when_probe_fails(empty_hf_cache, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     probes = []
-    monkeypatch.setattr(pl, "_probe_endpoint", lambda endpoint, timeout: probes.append(endpoint) or False)
+    monkeypatch.setattr(hub, "_probe_endpoint", lambda endpoint, timeout: probes.append(endpoint) or False)
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: pytest.fail("went online"))
     start = time.monotonic()
     with pytest.raises(HubUnreachableError) as info:
@@ -497,7 +498,7 @@ def test_hub_probe_against_local_servers(monkeypatch):
         assert time.monotonic() - start < 2
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(pl, "_probe_endpoint", lambda *a: pytest.fail("probed while offline"))
+    monkeypatch.setattr(hub, "_probe_endpoint", lambda *a: pytest.fail("probed while offline"))
     assert hub_is_reachable() is False
 
 

@@ -3,6 +3,7 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
@@ -115,6 +116,25 @@ def test_batch_of_clips(pipe):
 def test_scheduler_swap(pipe, name):
     clip = long_clip(pipe, 1.0, scheduler=name, seed=0)
     assert clip.audio.shape == (1, 8000) and torch.isfinite(clip.audio).all()
+    # Our loop against diffusers' own AudioDiffusionPipeline, two steps, same UNet, same seed and
+    # scheduler: the same image, pixel for pixel (the pipeline returns 8-bit images, so ours is
+    # rounded the way it rounds). Its noise comes from the same CPU generator, which also feeds
+    # the scheduler's steps (DDPM's variance noise), as ours does.
+    from diffusers.pipelines.deprecated import AudioDiffusionPipeline
+    from diffusers.pipelines.deprecated.audio_diffusion import Mel
+
+    ours = sample(pipe.unet, make_scheduler(name, pipe.scheduler), num_inference_steps=2,
+                  generator=torch.Generator().manual_seed(0), progress=False)  # (1, 1, H, W)
+    mel = Mel(x_res=MEL.x_res, y_res=MEL.y_res, sample_rate=MEL.sample_rate, n_fft=MEL.n_fft,
+              hop_length=MEL.hop_length, top_db=MEL.top_db, n_iter=MEL.n_iter)
+    reference = AudioDiffusionPipeline(vqvae=None, unet=pipe.unet, mel=mel, scheduler=make_scheduler(name, pipe.scheduler))
+    reference.set_progress_bar_config(disable=True)
+    images, _ = reference(batch_size=1, steps=2, generator=torch.Generator().manual_seed(0), return_dict=False)
+    theirs = torch.from_numpy(np.array(images[0]))  # (H, W) uint8
+    ours_grey = ((ours[0, 0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    assert torch.equal(ours_grey, theirs)
+    other_seed = sample(pipe.unet, make_scheduler(name, pipe.scheduler), num_inference_steps=2, seed=1, progress=False)
+    assert not torch.equal(((other_seed[0, 0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8), theirs)
 
 
 def test_make_scheduler_keeps_the_noise_schedule():

@@ -525,3 +525,26 @@ def test_two_processes_each_decode_half_the_tracks_write_once_and_resume_exactly
     # one process cannot continue a two-process run exactly: said before any data is read
     with pytest.raises(ValueError, match="trained by 2 process.*resume it with 2"):
         train.finetune(train.FinetuneConfig(device="cpu", data_dir=str(tmp_path / "gone")), resume=str(killed), progress=False)
+
+
+def test_ema_weights_swaps_in_the_average_and_always_restores():
+    from diffusers.training_utils import EMAModel
+
+    from audiodiff.train import ema_weights
+
+    layer = torch.nn.Linear(3, 2)
+    params = list(layer.parameters())
+    ema = EMAModel(params, decay=0.5)
+    average = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p in params:
+            p.add_(1.0)  # training moved on; the EMA still holds the old values
+    trained = [p.detach().clone() for p in params]
+    with ema_weights(ema, params):
+        assert all(torch.equal(p, a) for p, a in zip(params, average))
+    assert all(torch.equal(p, t) for p, t in zip(params, trained))
+    with pytest.raises(RuntimeError, match="boom"), ema_weights(ema, params):
+        raise RuntimeError("boom")
+    assert all(torch.equal(p, t) for p, t in zip(params, trained))
+    with ema_weights(None, params):  # no EMA: the training weights
+        assert all(torch.equal(p, t) for p, t in zip(params, trained))
