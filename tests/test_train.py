@@ -35,6 +35,18 @@ def make_music_dir(root: Path, sample_rate: int = 16000, seconds: float = 3.0, p
     return root
 
 
+def killed_copy(run_dir: Path, last_checkpoint: str) -> Path:
+    """A copy of a finished run as a kill before `last_checkpoint` would have left it: no final
+    pipeline, no last checkpoint (beside it, named "killed")."""
+    killed = run_dir.parent / "killed"
+    shutil.copytree(run_dir, killed)
+    shutil.rmtree(killed / "checkpoints" / last_checkpoint)
+    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
+        path = killed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return killed
+
+
 def tiny_config(tmp_path, **overrides) -> train.FinetuneConfig:
     values = dict(genre="jazz", pretrained="tiny", data_dir=str(tmp_path / "music"), output_dir=str(tmp_path / "runs"),
                   max_steps=6, batch_size=2, checkpoint_every=3, validate_every=3, sample_every=1000,
@@ -99,14 +111,7 @@ def test_finetune_writes_a_pipeline_that_loads_here_and_in_diffusers(tmp_path, m
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, music):
     full = train.finetune(tiny_config(tmp_path, run_name="full"), progress=False)
     # pretend the run was killed after step 3: resume from that checkpoint of a copy of the run
-    import shutil
-
-    killed = tmp_path / "runs" / "killed"
-    shutil.copytree(full.run_dir, killed)
-    shutil.rmtree(killed / "checkpoints" / "step-000006")
-    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
-        path = killed / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    killed = killed_copy(full.run_dir, "step-000006")
     resumed = train.finetune(tiny_config(tmp_path), resume=str(killed), progress=False)
     assert resumed.run_dir == killed and resumed.steps == 6
     np.testing.assert_allclose(resumed.losses, full.losses[3:], rtol=1e-5, atol=1e-7)
@@ -280,18 +285,11 @@ def test_lora_finetune_saves_a_plain_merged_unet(tmp_path, music):
 
 
 def test_lora_run_resumes_exactly(tmp_path, music):
-    import shutil
-
     values = dict(lora_rank=2, max_steps=4, checkpoint_every=2, validate_every=1000, lr=1e-2)
     full = train.finetune(tiny_config(tmp_path, run_name="full", **values), progress=False)
     checkpoint = train.list_checkpoints(full.run_dir)[0]
     assert any("lora_" in k for k in safetensors_keys(checkpoint / "model.safetensors"))  # adapters, unmerged
-    killed = tmp_path / "runs" / "killed"
-    shutil.copytree(full.run_dir, killed)
-    shutil.rmtree(killed / "checkpoints" / "step-000004")
-    for name in ("model_index.json", "unet", "scheduler", "mel", "README.md"):
-        path = killed / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    killed = killed_copy(full.run_dir, "step-000004")
     resumed = train.finetune(tiny_config(tmp_path, **values), resume=str(killed), progress=False)
     assert resumed.losses == full.losses[2:]
     a, b = load_pipeline(full.run_dir), load_pipeline(killed)
