@@ -5,7 +5,7 @@
     python scripts/make_bundled.py --resume latest  # continue an interrupted build
     python scripts/make_bundled.py --install-from runs/bundled/base   # only copy a finished run into the package
 
-The recipe (the "compact-4s" preset on all genres of the built-in set, 1500 steps of batch 16) is
+The recipe (the "compact-4s" preset on all genres of the built-in set, 2400 steps of batch 16) is
 fixed so that anyone can rebuild it, on a CPU or a GPU; see audiodiff/bundle.py for its cost.
 """
 
