@@ -28,6 +28,7 @@ fine-tuning start) removes one whose process is gone.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -188,6 +189,20 @@ class Preset:
         )
 
 
+# 1.99 M parameters: the architecture of the first bundled base model (session 1). 64x64
+# images of 1.02 s at 16 kHz (64 mel bands up to 8 kHz, n_fft 1024, the public 4x overlap):
+# what a 2-core CPU can pre-train in under an hour (batch 16 in ~1-2 s) and generate from in
+# real time (one forward ~60 ms), and 8 MB of weights, small enough to ship in the package.
+_COMPACT = Preset(
+    mel=MelConfig(x_res=64, y_res=64, sample_rate=16000, n_fft=1024, hop_length=256),
+    block_out_channels=(32, 48, 64, 96),
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    layers_per_block=1, norm_num_groups=8,
+    description="the first bundled model's layout: 64x64 Mel, 16 kHz, 1.02 s per image, 1.99 M parameters",
+)
+
+
 PRESETS: dict[str, Preset] = {
     # 0.28 M parameters, 0.13 GFLOP per image. 32x32 images of ~1 s of 16 kHz audio (n_fft
     # 2048 and 4x overlap, as in the public models): the real code paths at test speed; a
@@ -214,18 +229,7 @@ PRESETS: dict[str, Preset] = {
         layers_per_block=2, norm_num_groups=8,
         description="in between: 128x128 Mel, 22050 Hz, 2.97 s per image, 4.48 M parameters",
     ),
-    # 1.99 M parameters: the architecture of the first bundled base model (session 1). 64x64
-    # images of 1.02 s at 16 kHz (64 mel bands up to 8 kHz, n_fft 1024, the public 4x overlap):
-    # what a 2-core CPU can pre-train in under an hour (batch 16 in ~1-2 s) and generate from in
-    # real time (one forward ~60 ms), and 8 MB of weights, small enough to ship in the package.
-    "compact": Preset(
-        mel=MelConfig(x_res=64, y_res=64, sample_rate=16000, n_fft=1024, hop_length=256),
-        block_out_channels=(32, 48, 64, 96),
-        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=8,
-        description="the first bundled model's layout: 64x64 Mel, 16 kHz, 1.02 s per image, 1.99 M parameters",
-    ),
+    "compact": _COMPACT,
     # 1.99 M parameters: the architecture of the bundled base model (BUNDLED below) since
     # session 3. The compact UNet on 64x128 images of 4.10 s at 16 kHz (n_fft 1024, hop 512:
     # 32 ms frames, 2x overlap), so one image holds two bars at 120 bpm and a continued slice
@@ -240,12 +244,8 @@ PRESETS: dict[str, Preset] = {
     # 4x the audio per image for 1.4x the forward time of the 1.02 s model (half the columns
     # per second), and the best round trip of the four 4 s candidates; the wider UNet doubles
     # the cost for a pre-training budget that then buys half the steps.
-    "compact-4s": Preset(
-        mel=MelConfig(x_res=128, y_res=64, sample_rate=16000, n_fft=1024, hop_length=512),
-        block_out_channels=(32, 48, 64, 96),
-        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        layers_per_block=1, norm_num_groups=8,
+    "compact-4s": dataclasses.replace(
+        _COMPACT, mel=MelConfig(x_res=128, y_res=64, sample_rate=16000, n_fft=1024, hop_length=512),
         description="the bundled model's layout: 64x128 Mel, 16 kHz, 4.10 s per image, 1.99 M parameters",
     ),
     # 113.7 M parameters, 496 GFLOP per image: the layout of teticio/audio-diffusion-*-256
