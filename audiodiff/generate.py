@@ -103,21 +103,10 @@ def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str,
 
 
 def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") -> Path:
-    """Raise GenerationError when outputs can't be written into `output_dir` (it is a file, under a
-    file, or not writable), before any work; nothing is created. Returns it as a Path."""
-    folder = Path(output_dir).expanduser()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():
-            raise GenerationError(f"{flag} {folder} can't be created: {existing} is a broken symbolic link")
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
-        raise GenerationError(f"{flag} {folder} {where}, not a folder; choose a folder for the outputs")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = folder if existing == folder else f"{existing} (where {folder} would be created)"
-        raise GenerationError(f"{flag} {what} is not writable; choose a folder you can write to")
-    return folder
+    """`pipeline.check_writable_folder`, raising GenerationError: before any work, nothing created."""
+    from .pipeline import check_writable_folder
+
+    return check_writable_folder(output_dir, flag, error=GenerationError)
 
 
 # ---- the PNG -----------------------------------------------------------------------------------

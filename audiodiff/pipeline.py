@@ -608,6 +608,30 @@ def _unwrap(unet: torch.nn.Module) -> torch.nn.Module:
             return unet
 
 
+def check_writable_folder(folder: str | os.PathLike, flag: str = "--output-dir", error: type[Exception] = ValueError) -> Path:
+    """Refuse, before any work, a folder that outputs can't be written into: a file, under a
+    file, behind a broken link, or not writable. Raises `error` with a sentence naming `flag`;
+    creates nothing (a missing folder is tried in its nearest existing parent, by a real write,
+    so permissions, read-only file systems and immutable folders all show). Returns the Path."""
+    import tempfile
+
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise error(f"{flag} {folder} can't be created: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
+        raise error(f"{flag} {folder} {where}, not a folder; choose a folder for the outputs")
+    try:
+        tempfile.TemporaryDirectory(prefix=".write-test-", dir=existing).cleanup()
+    except OSError as exc:
+        what = folder if existing == folder else f"{existing} (where {folder} would be created)"
+        raise error(f"{flag} {what} is not writable ({exc.strerror or exc}); choose a folder you can write to") from exc
+    return folder
+
+
 def fsync_path(path: Path) -> None:
     """Flush one file to disk (atomic saves rename only what is already durable)."""
     fd = os.open(path, os.O_RDONLY)

@@ -199,25 +199,6 @@ def new_run_dir(output_dir: str | Path, genre: str | None, run_name: str | None 
     return candidate
 
 
-def check_writable_folder(folder: str | Path, flag: str = "--output-dir") -> None:
-    """Refuse, before any work, a folder that can't be written: a file, under a file, or read-only.
-    Creates nothing (a missing folder is probed in its nearest existing parent)."""
-    import tempfile
-
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{flag} {folder} is a file, not a folder; choose a folder")
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{flag} {folder} can't be created: {existing} is a file, not a folder")
-    try:  # a real write: permissions, read-only file systems and ACLs all show up here
-        tempfile.TemporaryDirectory(prefix=".write-test-", dir=existing).cleanup()
-    except OSError as exc:
-        raise ValueError(f"{flag} {folder} is not writable ({exc.strerror or exc}); choose a folder you can write to") from exc
-
-
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders of an interrupted write are ignored)."""
     folder = Path(run_dir) / CHECKPOINTS
@@ -399,7 +380,7 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
 
     from .data import decoded_track_count, load_genre, make_dataloader, split_validation, validation_slices
     from .mel import audio_to_images
-    from .pipeline import load_pipeline, save_pipeline
+    from .pipeline import check_writable_folder, load_pipeline, save_pipeline
 
     checkpoint = None
     if resume:
