@@ -17,30 +17,41 @@ pretrained hub model; offline with neither, the error says what to run first.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from .audio import write_wav
-from .mel import MelConfig, images_to_audio
-from .metrics import normalize_loudness
+# the clip's files (names, PNG codec, writer) live in clipfiles.py; imported from here too
+from .clipfiles import (  # noqa: F401
+    AXIS_HEIGHT,
+    MAX_NAME_BYTES,
+    OUTPUT_SUFFIXES,
+    PNG_KEY_BOX,
+    PNG_KEY_LAYOUT,
+    PNG_KEY_MEL,
+    PNG_KEY_SAMPLES,
+    PNG_LAYOUT,
+    _slug,
+    _stems,
+    _tick_seconds,
+    _versions,
+    default_name,
+    png_to_audio,
+    png_to_image,
+    reserve_name,
+    spectrogram_png,
+    write_clip_files,
+)
 # GenerationError, pick_device and resolve_model live with model loading; imported from here too
 from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
 from .sample import (
     DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
-    DEFAULT_PEAK_CEILING,
     SCHEDULERS,
-    columns_for_samples,
     default_overlap_seconds,
     default_steps,
     generate_long,
@@ -48,58 +59,6 @@ from .sample import (
 )
 
 DEFAULT_OUTPUT_DIR = Path("samples")
-AXIS_HEIGHT = 16  # pixels of time axis under the spectrogram
-PNG_KEY_MEL = "audiodiff:mel_config"
-PNG_KEY_BOX = "audiodiff:spectrogram_box"  # [left, top, right, bottom] of the spectrogram, PIL crop order
-PNG_KEY_SAMPLES = "audiodiff:samples"
-PNG_KEY_LAYOUT = "audiodiff:layout"
-PNG_LAYOUT = "grey = (x + 1) * 127.5; row 0 = highest mel band (low frequencies at the bottom)"
-
-
-# ---- names -----------------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return slug[:60] or "clip"
-
-
-def default_name(source: str, seed: int, kind: str | None = None) -> str:
-    """e.g. `jazz-20260101-120000-seed0` for a run folder, `tiny-loop-seed3` for a loop from a preset."""
-    model = _slug(Path(os.fspath(source)).name or str(source))
-    return f"{model}-{kind}-seed{seed}" if kind else f"{model}-seed{seed}"
-
-
-def _stems(base: str, batch_size: int) -> list[str]:
-    return [base] if batch_size == 1 else [f"{base}_{i + 1}" for i in range(batch_size)]
-
-
-OUTPUT_SUFFIXES = (".json", ".wav", ".png")  # the JSON first: it is the reservation the others follow
-MAX_NAME_BYTES = 200  # file names hold 255 bytes; room for "-N", "_B" and the suffix
-
-
-def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str, list[Path]]:
-    """Atomically take `name` (or the first free `name-N`) for a batch -> (name, reserved paths).
-
-    Every file of every clip (NAME.json, NAME.wav, NAME.png per stem) is created empty with an
-    exclusive create (O_EXCL): when any of them exists, or another process takes one first, the
-    ones made so far are removed and the next name is tried. So two processes asking for the same
-    name at the same moment get different names, and the files written into the reserved paths
-    never replace a file that was there before.
-    """
-    candidate, n = name, 0
-    while True:
-        made: list[Path] = []
-        try:
-            for stem in _stems(candidate, batch_size):
-                for ext in OUTPUT_SUFFIXES:
-                    path = output_dir / f"{stem}{ext}"
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                    made.append(path)
-            return candidate, made
-        except FileExistsError:
-            for path in made:
-                path.unlink(missing_ok=True)
-            n += 1
-            candidate = f"{name}-{n}"
 
 
 def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") -> Path:
@@ -107,77 +66,6 @@ def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") 
     from .pipeline import check_writable_folder
 
     return check_writable_folder(output_dir, flag, error=GenerationError)
-
-
-# ---- the PNG -----------------------------------------------------------------------------------
-def _tick_seconds(seconds: float, width: int) -> float:
-    """A round tick spacing leaving ~60+ pixels between labels."""
-    pixels_per_second = width / max(seconds, 1e-9)
-    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300):
-        if step * pixels_per_second >= 60:
-            return step
-    return 600
-
-
-def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Path) -> Path:
-    """Write one (1, H, W) or (H, W) image in [-1, 1] as a PNG with a time axis and metadata."""
-    grey = ((image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]) + 1.0) * 127.5)
-    grey = grey.round().clamp(0, 255).to(torch.uint8).numpy()  # (H, W), row 0 = lowest band
-    height, width = grey.shape
-    picture = Image.new("L", (width, height + AXIS_HEIGHT), color=255)
-    picture.paste(Image.fromarray(np.ascontiguousarray(grey[::-1])), (0, 0))  # low frequencies at the bottom
-    draw = ImageDraw.Draw(picture)
-    font = ImageFont.load_default()
-    seconds = samples / mel.sample_rate
-    step = _tick_seconds(seconds, width)
-    columns_per_second = mel.sample_rate / mel.hop_length
-    for i in range(int(seconds / step + 1e-9) + 1):
-        t = i * step
-        x = min(int(round(t * columns_per_second)), width - 1)
-        draw.line([(x, height), (x, height + 4)], fill=0)
-        label = f"{t:g}s"
-        text_width = draw.textlength(label, font=font)
-        draw.text((min(max(x - text_width / 2, 0), width - text_width), height + 4), label, fill=0, font=font)
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PNG_KEY_MEL, json.dumps(mel.to_dict(), sort_keys=True))
-    info.add_text(PNG_KEY_BOX, json.dumps([0, 0, width, height]))
-    info.add_text(PNG_KEY_SAMPLES, str(samples))
-    info.add_text(PNG_KEY_LAYOUT, PNG_LAYOUT)
-    picture.save(path, pnginfo=info)
-    return path
-
-
-def png_to_image(path: str | os.PathLike) -> tuple[torch.Tensor, MelConfig, int]:
-    """Read a PNG written by `spectrogram_png` -> (image (1, 1, H, W) in [-1, 1], MelConfig, samples)."""
-    path = Path(path)
-    with Image.open(path) as picture:
-        text = dict(getattr(picture, "text", {}) or {})
-        if PNG_KEY_MEL not in text or PNG_KEY_BOX not in text:
-            raise GenerationError(f"{path} carries no audiodiff spectrogram metadata (was it written by scripts/generate.py?)")
-        mel = MelConfig.from_dict(json.loads(text[PNG_KEY_MEL]))
-        box = tuple(json.loads(text[PNG_KEY_BOX]))
-        grey = np.asarray(picture.convert("L").crop(box), dtype=np.float32)[::-1]  # back to row 0 = lowest band
-    samples = int(text.get(PNG_KEY_SAMPLES, mel.frames_to_samples(grey.shape[1])))
-    image = torch.from_numpy(grey.copy()).div(127.5).sub(1.0).reshape(1, 1, *grey.shape)
-    return image, mel, samples
-
-
-def png_to_audio(path: str | os.PathLike, *, target_lufs: float | None = DEFAULT_TARGET_LUFS) -> tuple[torch.Tensor, int]:
-    """Turn a spectrogram PNG (with its metadata) back into audio -> ((T,), sample_rate)."""
-    image, mel, samples = png_to_image(path)
-    audio = images_to_audio(image, mel)[0, :samples]
-    if target_lufs is not None:
-        audio = normalize_loudness(audio, mel.sample_rate, target_lufs, DEFAULT_PEAK_CEILING)
-    return audio, mel.sample_rate
-
-
-# ---- generate ----------------------------------------------------------------------------------
-def _versions() -> dict:
-    import diffusers
-
-    from . import __version__
-
-    return {"audiodiff": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
 
 
 DEFAULT_SECONDS = 30.0
@@ -394,60 +282,14 @@ def generate(
     common = dict(overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps, scheduler=scheduler,
                   batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, common, say)
-    batch_size = clip.audio.shape[0]
-
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # checked before the work, but the folder may have changed meanwhile
-        raise GenerationError(f"can't create --output-dir {output_dir}: {exc.strerror or exc}") from exc
-    wanted = name or default_name(pipe.source, seed, edit.kind)
-    base, reserved = reserve_name(output_dir, wanted, batch_size)
-    if base != wanted:
-        say(f"{wanted} already exists in {output_dir}; writing {base} instead")
-    samples = clip.audio.shape[-1]
-    written: list[Path] = []
-    try:
-        for index, stem in enumerate(_stems(base, batch_size)):
-            wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
-            png = spectrogram_png(clip.image[index][..., : columns_for_samples(samples, pipe.mel)], pipe.mel, samples,
-                                  output_dir / f"{stem}.png")
-            record = {
-                "model": str(pipe.source),
-                "model_choice": chosen,
-                "edit": edit.kind or "generate",
-                **edit_record,
-                "seed": seed,
-                "batch_size": batch_size,
-                "batch_index": index,
-                "steps": num_steps,
-                "scheduler": scheduler,
-                "seconds": round(samples / clip.sample_rate, 6),
-                "samples": samples,
-                "sample_rate": clip.sample_rate,
-                "overlap_seconds": overlap_seconds,
-                "repaint_jumps": repaint_jumps,
-                "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
-                "mel": pipe.mel.to_dict(),
-                "device": str(target),
-                "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (README)
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "files": {"wav": wav.name, "png": png.name},
-                "versions": _versions(),
-            }
-            if edit.kind == "interpolate":
-                record["alpha"] = edit_record["alphas"][index]
-            if edit.kind in (None, "loop"):
-                record["target_lufs"] = DEFAULT_TARGET_LUFS
-            meta = output_dir / f"{stem}.json"
-            with open(meta, "w") as handle:  # the empty file reserve_name made for this clip
-                json.dump(record, handle, indent=2)
-                handle.write("\n")
-            written += [wav, png, meta]
-    except BaseException:
-        for path in reserved:  # ours alone (reserve_name made them): no half-written clip is left behind
-            path.unlink(missing_ok=True)
-        raise
-    return written
+    made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
+                 "seed": seed, "steps": num_steps, "scheduler": scheduler, "overlap_seconds": overlap_seconds,
+                 "repaint_jumps": repaint_jumps, "device": str(target)}
+    if edit.kind in (None, "loop"):
+        made_with["target_lufs"] = DEFAULT_TARGET_LUFS
+    per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None
+    return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, seed, edit.kind), made_with,
+                            per_clip=per_clip, log=say)
 
 
 def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> None:

@@ -240,16 +240,16 @@ def test_two_generations_racing_for_one_name_never_overwrite(tmp_path, monkeypat
     the second has chosen too): each must end up with its own three files, from its own seed."""
     import threading
 
-    from audiodiff import generate as generate_module
+    from audiodiff import clipfiles
 
     barrier = threading.Barrier(2, timeout=60)
-    real_write_wav = generate_module.write_wav
+    real_write_wav = clipfiles.write_wav
 
     def write_wav_after_both_chose(*args, **kwargs):
         barrier.wait()
         return real_write_wav(*args, **kwargs)
 
-    monkeypatch.setattr(generate_module, "write_wav", write_wav_after_both_chose)
+    monkeypatch.setattr(clipfiles, "write_wav", write_wav_after_both_chose)
     results, errors = {}, []
 
     def one(seed):

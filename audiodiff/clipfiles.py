@@ -1,0 +1,239 @@
+"""A clip's files: NAME.wav, NAME.png (with its Mel config), NAME.json, under a name never taken.
+
+The one place that writes what a user gets for a generated clip (`scripts/generate.py`, the app
+and the edits all go through `write_clip_files`, via `audiodiff.generate.generate`):
+- `NAME.wav`: 16-bit PCM at the model's sample rate (`audiodiff.audio.write_wav`);
+- `NAME.png`: the spectrogram the audio was decoded from, low frequencies at the bottom, with a
+  time axis under it. Its PNG text metadata carries the Mel configuration, the crop box of the
+  spectrogram inside the picture and the clip's length, so the PNG alone can be turned back into
+  audio (`png_to_image`, `png_to_audio`: riffusion's habit);
+- `NAME.json`: how it was made (what the caller says) and what the clip is (length, seams, Mel
+  configuration, versions), keys in `RECORD_ORDER`.
+Names are taken atomically (`reserve_name`): when NAME is taken, NAME-1, NAME-2, ... is used, so
+nothing is ever overwritten, even by two processes asking for one name at once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from .audio import write_wav
+from .mel import MelConfig, images_to_audio
+from .metrics import DEFAULT_PEAK_CEILING, DEFAULT_TARGET_LUFS, normalize_loudness
+from .pipeline import GenerationError
+from .sample import columns_for_samples
+
+if TYPE_CHECKING:
+    from .sample import LongClip
+
+AXIS_HEIGHT = 16  # pixels of time axis under the spectrogram
+PNG_KEY_MEL = "audiodiff:mel_config"
+PNG_KEY_BOX = "audiodiff:spectrogram_box"  # [left, top, right, bottom] of the spectrogram, PIL crop order
+PNG_KEY_SAMPLES = "audiodiff:samples"
+PNG_KEY_LAYOUT = "audiodiff:layout"
+PNG_LAYOUT = "grey = (x + 1) * 127.5; row 0 = highest mel band (low frequencies at the bottom)"
+
+
+# ---- names -----------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return slug[:60] or "clip"
+
+
+def default_name(source: str, seed: int, kind: str | None = None) -> str:
+    """e.g. `jazz-20260101-120000-seed0` for a run folder, `tiny-loop-seed3` for a loop from a preset."""
+    model = _slug(Path(os.fspath(source)).name or str(source))
+    return f"{model}-{kind}-seed{seed}" if kind else f"{model}-seed{seed}"
+
+
+def _stems(base: str, batch_size: int) -> list[str]:
+    return [base] if batch_size == 1 else [f"{base}_{i + 1}" for i in range(batch_size)]
+
+
+OUTPUT_SUFFIXES = (".json", ".wav", ".png")  # the JSON first: it is the reservation the others follow
+MAX_NAME_BYTES = 200  # file names hold 255 bytes; room for "-N", "_B" and the suffix
+
+
+def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str, list[Path]]:
+    """Atomically take `name` (or the first free `name-N`) for a batch -> (name, reserved paths).
+
+    Every file of every clip (NAME.json, NAME.wav, NAME.png per stem) is created empty with an
+    exclusive create (O_EXCL): when any of them exists, or another process takes one first, the
+    ones made so far are removed and the next name is tried. So two processes asking for the same
+    name at the same moment get different names, and the files written into the reserved paths
+    never replace a file that was there before.
+    """
+    candidate, n = name, 0
+    while True:
+        made: list[Path] = []
+        try:
+            for stem in _stems(candidate, batch_size):
+                for ext in OUTPUT_SUFFIXES:
+                    path = output_dir / f"{stem}{ext}"
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    made.append(path)
+            return candidate, made
+        except FileExistsError:
+            for path in made:
+                path.unlink(missing_ok=True)
+            n += 1
+            candidate = f"{name}-{n}"
+
+
+# ---- the PNG -----------------------------------------------------------------------------------
+def _tick_seconds(seconds: float, width: int) -> float:
+    """A round tick spacing leaving ~60+ pixels between labels."""
+    pixels_per_second = width / max(seconds, 1e-9)
+    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300):
+        if step * pixels_per_second >= 60:
+            return step
+    return 600
+
+
+def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Path) -> Path:
+    """Write one (1, H, W) or (H, W) image in [-1, 1] as a PNG with a time axis and metadata."""
+    grey = ((image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]) + 1.0) * 127.5)
+    grey = grey.round().clamp(0, 255).to(torch.uint8).numpy()  # (H, W), row 0 = lowest band
+    height, width = grey.shape
+    picture = Image.new("L", (width, height + AXIS_HEIGHT), color=255)
+    picture.paste(Image.fromarray(np.ascontiguousarray(grey[::-1])), (0, 0))  # low frequencies at the bottom
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    seconds = samples / mel.sample_rate
+    step = _tick_seconds(seconds, width)
+    columns_per_second = mel.sample_rate / mel.hop_length
+    for i in range(int(seconds / step + 1e-9) + 1):
+        t = i * step
+        x = min(int(round(t * columns_per_second)), width - 1)
+        draw.line([(x, height), (x, height + 4)], fill=0)
+        label = f"{t:g}s"
+        text_width = draw.textlength(label, font=font)
+        draw.text((min(max(x - text_width / 2, 0), width - text_width), height + 4), label, fill=0, font=font)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_KEY_MEL, json.dumps(mel.to_dict(), sort_keys=True))
+    info.add_text(PNG_KEY_BOX, json.dumps([0, 0, width, height]))
+    info.add_text(PNG_KEY_SAMPLES, str(samples))
+    info.add_text(PNG_KEY_LAYOUT, PNG_LAYOUT)
+    picture.save(path, pnginfo=info)
+    return path
+
+
+def png_to_image(path: str | os.PathLike) -> tuple[torch.Tensor, MelConfig, int]:
+    """Read a PNG written by `spectrogram_png` -> (image (1, 1, H, W) in [-1, 1], MelConfig, samples)."""
+    path = Path(path)
+    with Image.open(path) as picture:
+        text = dict(getattr(picture, "text", {}) or {})
+        if PNG_KEY_MEL not in text or PNG_KEY_BOX not in text:
+            raise GenerationError(f"{path} carries no audiodiff spectrogram metadata (was it written by scripts/generate.py?)")
+        mel = MelConfig.from_dict(json.loads(text[PNG_KEY_MEL]))
+        box = tuple(json.loads(text[PNG_KEY_BOX]))
+        grey = np.asarray(picture.convert("L").crop(box), dtype=np.float32)[::-1]  # back to row 0 = lowest band
+    samples = int(text.get(PNG_KEY_SAMPLES, mel.frames_to_samples(grey.shape[1])))
+    image = torch.from_numpy(grey.copy()).div(127.5).sub(1.0).reshape(1, 1, *grey.shape)
+    return image, mel, samples
+
+
+def png_to_audio(path: str | os.PathLike, *, target_lufs: float | None = DEFAULT_TARGET_LUFS) -> tuple[torch.Tensor, int]:
+    """Turn a spectrogram PNG (with its metadata) back into audio -> ((T,), sample_rate)."""
+    image, mel, samples = png_to_image(path)
+    audio = images_to_audio(image, mel)[0, :samples]
+    if target_lufs is not None:
+        audio = normalize_loudness(audio, mel.sample_rate, target_lufs, DEFAULT_PEAK_CEILING)
+    return audio, mel.sample_rate
+
+
+# ---- the JSON and the writer ---------------------------------------------------------------------
+def _versions() -> dict:
+    import diffusers
+
+    from . import __version__
+
+    return {"audiodiff": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__}
+
+
+
+
+# The keys of NAME.json in the order written; an edit's own fields (init_audio, strength, ...),
+# which are not listed, come right after "edit".
+RECORD_ORDER = ("model", "model_choice", "edit", "seed", "batch_size", "batch_index", "steps", "scheduler", "seconds",
+                "samples", "sample_rate", "overlap_seconds", "repaint_jumps", "seam_seconds", "mel", "device",
+                "torch_threads", "created", "files", "versions", "alpha", "target_lufs")
+
+
+def _in_record_order(record: dict) -> dict:
+    after_edit = RECORD_ORDER.index("edit") + 0.5
+    rank = {key: RECORD_ORDER.index(key) if key in RECORD_ORDER else after_edit for key in record}
+    return dict(sorted(record.items(), key=lambda item: rank[item[0]]))  # stable: unlisted keys keep their order
+
+
+def write_clip_files(
+    clip: LongClip,
+    mel: MelConfig,
+    output_dir: Path,
+    name: str,
+    made_with: dict,
+    *,
+    per_clip: Sequence[dict] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Write each clip of a batch as NAME.wav, NAME.png and NAME.json -> the paths (wav, png, json per clip).
+
+    clip: the generated batch (audio (B, T), image (B, 1, H, W)); mel: the model's Mel configuration,
+        which the PNG and the JSON carry.
+    name: the wanted name; a batch of B > 1 clips is NAME_1 ... NAME_B. When any of those files
+        exists, NAME-1, NAME-2, ... is taken instead (atomically, `reserve_name`) and said through `log`.
+    made_with: how the clips were made (model, seed, steps, scheduler, ...), written into every JSON
+        with what the clip itself tells (batch index, seconds, samples, seams, Mel configuration,
+        torch threads, time, file names, versions); per_clip: more fields for each clip (e.g. alpha).
+    On any failure the files reserved by this call are removed: no half-written clip is left behind.
+    """
+    say = log or (lambda message: None)
+    batch_size = clip.audio.shape[0]
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked before the work, but the folder may have changed meanwhile
+        raise GenerationError(f"can't create --output-dir {output_dir}: {exc.strerror or exc}") from exc
+    base, reserved = reserve_name(output_dir, name, batch_size)
+    if base != name:
+        say(f"{name} already exists in {output_dir}; writing {base} instead")
+    samples = clip.audio.shape[-1]
+    written: list[Path] = []
+    try:
+        for index, stem in enumerate(_stems(base, batch_size)):
+            wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
+            png = spectrogram_png(clip.image[index][..., : columns_for_samples(samples, mel)], mel, samples,
+                                  output_dir / f"{stem}.png")
+            record = {
+                **made_with,
+                "batch_size": batch_size,
+                "batch_index": index,
+                "seconds": round(samples / clip.sample_rate, 6),
+                "samples": samples,
+                "sample_rate": clip.sample_rate,
+                "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
+                "mel": mel.to_dict(),
+                "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (README)
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "files": {"wav": wav.name, "png": png.name},
+                "versions": _versions(),
+                **(per_clip[index] if per_clip else {}),
+            }
+            meta = output_dir / f"{stem}.json"
+            with open(meta, "w") as handle:  # the empty file reserve_name made for this clip
+                json.dump(_in_record_order(record), handle, indent=2)
+                handle.write("\n")
+            written += [wav, png, meta]
+    except BaseException:
+        for path in reserved:  # ours alone (reserve_name made them): no half-written clip is left behind
+            path.unlink(missing_ok=True)
+        raise
+    return written
