@@ -166,7 +166,7 @@ def spectrogram_view(png: str | os.PathLike, record_json: str | os.PathLike):
     """The picture the page shows for a clip: its NAME.png drawn for the eye (colour, seconds,
     Hz, joins and the user's audio marked; audiodiff.display). NAME.png itself is unchanged."""
     from .display import clip_marks, render_spectrogram
-    from .generate import png_to_image
+    from .clipfiles import png_to_image
 
     image, mel, samples = png_to_image(png)
     seams, given = clip_marks(json.loads(Path(record_json).read_text()))

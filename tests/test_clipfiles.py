@@ -1,0 +1,74 @@
+"""clipfiles.write_clip_files: the one writer of a clip's WAV, PNG and JSON, on a clip made in the test (no model)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff import clipfiles
+from audiodiff.clipfiles import RECORD_ORDER, png_to_image, write_clip_files
+from audiodiff.mel import MelConfig
+from audiodiff.sample import LongClip, columns_for_samples
+
+MEL = MelConfig(x_res=32, y_res=16, sample_rate=8000, n_fft=256, hop_length=64)
+SAMPLES = 2000  # 0.25 s: 33 image columns decode to it, the image below has 40
+
+
+def _clip(batch_size: int = 2) -> LongClip:
+    generator = torch.Generator().manual_seed(0)
+    t = torch.arange(SAMPLES) / MEL.sample_rate
+    audio = torch.stack([0.5 * torch.sin(2 * torch.pi * (220 + 110 * i) * t) for i in range(batch_size)])  # (B, T)
+    image = torch.rand(batch_size, 1, MEL.y_res, 40, generator=generator) * 2 - 1  # (B, 1, H, W) in [-1, 1]
+    return LongClip(image=image, audio=audio, sample_rate=MEL.sample_rate, seam_seconds=[0.123456])
+
+
+MADE_WITH = {"model": "tiny", "model_choice": "given", "edit": "interpolate", "interpolate": ["a.wav", "b.wav"],
+             "seed": 3, "steps": 2, "scheduler": "ddim", "overlap_seconds": 0.1, "repaint_jumps": 0, "device": "cpu"}
+
+
+def test_writes_wav_png_json_for_each_clip_of_a_batch(tmp_path):
+    clip = _clip()
+    messages = []
+    paths = write_clip_files(clip, MEL, tmp_path / "new", "c", MADE_WITH, per_clip=[{"alpha": 0.25}, {"alpha": 0.75}],
+                             log=messages.append)
+    assert [p.name for p in paths] == [f"c_{i}.{ext}" for i in (1, 2) for ext in ("wav", "png", "json")]
+    assert messages == []
+    for index, (wav, png, meta) in enumerate(zip(paths[0::3], paths[1::3], paths[2::3])):
+        audio, rate = sf.read(wav, dtype="float32")
+        assert rate == 8000 and sf.info(wav).subtype == "PCM_16"
+        assert np.abs(audio - clip.audio[index].numpy()).max() <= 1 / 32767 + 1e-6  # 16-bit quantisation only
+        image, mel, samples = png_to_image(png)  # the PNG alone: its Mel config, length and image, cropped to the audio
+        columns = columns_for_samples(SAMPLES, MEL)
+        assert mel == MEL and samples == SAMPLES and image.shape == (1, 1, MEL.y_res, columns) and columns < 40
+        assert (image[0] - clip.image[index, :, :, :columns]).abs().max() <= 1 / 127.5 + 1e-6
+        record = json.loads(meta.read_text())
+        assert {key: record[key] for key in MADE_WITH} == MADE_WITH
+        assert (record["alpha"], record["batch_index"], record["batch_size"]) == ((0.25, 0.75)[index], index, 2)
+        assert (record["seconds"], record["samples"], record["sample_rate"]) == (0.25, SAMPLES, 8000)
+        assert record["seam_seconds"] == [0.1235] and record["mel"] == MEL.to_dict()
+        assert record["files"] == {"wav": wav.name, "png": png.name}
+        listed = [key for key in record if key in RECORD_ORDER]
+        assert listed == sorted(listed, key=RECORD_ORDER.index) and list(record)[3] == "interpolate"  # edit's own after "edit"
+
+
+def test_never_overwrites_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    (tmp_path / "c_2.json").write_text("someone else's")
+    messages = []
+    paths = write_clip_files(_clip(), MEL, tmp_path, "c", MADE_WITH, log=messages.append)
+    assert [p.name for p in paths][:3] == ["c-1_1.wav", "c-1_1.png", "c-1_1.json"]
+    assert messages == [f"c already exists in {tmp_path}; writing c-1 instead"]
+    assert (tmp_path / "c_2.json").read_text() == "someone else's" and not (tmp_path / "c_1.wav").exists()
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def fail_on_the_second_png(image, mel, samples, path):
+        if path.name.endswith("_2.png"):
+            raise OSError("disk full")
+        return real_png(image, mel, samples, path)
+
+    real_png = clipfiles.spectrogram_png
+    monkeypatch.setattr(clipfiles, "spectrogram_png", fail_on_the_second_png)
+    with pytest.raises(OSError, match="disk full"):
+        write_clip_files(_clip(), MEL, tmp_path, "c", MADE_WITH)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # c-2's files, written or reserved, are gone
