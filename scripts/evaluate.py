@@ -32,7 +32,6 @@ from audiodiff.evaluate import (
     DEFAULT_STEPS,
     EvaluationError,
     SplitSettings,
-    TorchScriptEmbedding,
     compare_models,
     default_comparison_path,
     default_report_path,
@@ -41,6 +40,7 @@ from audiodiff.evaluate import (
     format_report,
     save_report,
 )
+from audiodiff.features import TorchScriptEmbedding
 from audiodiff.generate import check_output_dir
 
 

@@ -16,19 +16,21 @@ import torch
 
 from audiodiff.audio import write_wav
 from audiodiff.evaluate import (
-    FEATURE_NAMES,
     EvaluationError,
-    HandcraftedFeatures,
     SplitSettings,
-    Standardizer,
-    TorchScriptEmbedding,
-    audio_features,
     compare_models,
     evaluate_folder,
     format_comparison,
     format_report,
-    frechet_distance,
     save_report,
+)
+from audiodiff.features import (
+    FEATURE_NAMES,
+    HandcraftedFeatures,
+    Standardizer,
+    TorchScriptEmbedding,
+    audio_features,
+    frechet_distance,
 )
 from audiodiff.mel import MelConfig
 
