@@ -46,6 +46,7 @@ from .features import (MIN_CLIP_SECONDS, EvaluationError, FeatureExtractor, Hand
                        feature_matrix, frechet_distance)
 from .mel import MelConfig, audio_to_images, images_to_audio, images_to_db, spectral_convergence
 from .metrics import TEMPO_WINDOW_SECONDS
+from .train import CONFIG_FILE, FinetuneConfig
 
 __all__ = [  # the features and the distance are in audiodiff.features
     "AudioClip", "ClipSet", "EvaluationError", "SplitSettings", "codec_fidelity", "compare_models",
@@ -132,26 +133,22 @@ def _describe_counts(counts: collections.Counter) -> str:
 
 # ---- a genre's reference audio ---------------------------------------------------------------------
 SYNTHETIC_POOL = 96  # clips per genre the built-in set's held-out tracks are drawn from (8-13 per genre)
-DEFAULT_VALIDATION_FRACTION = 0.1  # the trainer's (FinetuneConfig.validation_fraction)
-DEFAULT_SPLIT_SEED = 0  # the trainer's (FinetuneConfig.seed)
 
 
 @dataclass(frozen=True)
 class SplitSettings:
     """Which tracks count as held out: the trainer's split (`data.split_validation`, asked with the
-    run's fraction, seed and recording column)."""
+    run's fraction, seed and recording column). The defaults are the trainer's (FinetuneConfig's)."""
 
-    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
-    seed: int = DEFAULT_SPLIT_SEED
+    validation_fraction: float = FinetuneConfig.validation_fraction
+    seed: int = FinetuneConfig.seed
     recording_column: str | None = None
     synthetic_pool: int = SYNTHETIC_POOL
-    synthetic_seconds: float = 30.0
+    synthetic_seconds: float = FinetuneConfig.synthetic_seconds
 
     @classmethod
     def from_run(cls, model: str | os.PathLike | None) -> "SplitSettings":
         """The split of the run that made `model` (its training_config.json), else the defaults."""
-        from .train import CONFIG_FILE
-
         path = Path(os.fspath(model)).expanduser() / CONFIG_FILE if model is not None else None
         if path is None or not path.is_file():
             return cls()
@@ -160,11 +157,11 @@ class SplitSettings:
         except (OSError, json.JSONDecodeError):
             return cls()
         return cls(
-            validation_fraction=float(saved.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)),
-            seed=int(saved.get("seed", DEFAULT_SPLIT_SEED)),
+            validation_fraction=float(saved.get("validation_fraction", cls.validation_fraction)),
+            seed=int(saved.get("seed", cls.seed)),
             recording_column=saved.get("recording_column"),
             synthetic_pool=max(SYNTHETIC_POOL, int(saved.get("synthetic_clips_per_genre") or 0)),
-            synthetic_seconds=float(saved.get("synthetic_seconds") or 30.0),
+            synthetic_seconds=float(saved.get("synthetic_seconds") or cls.synthetic_seconds),
         )
 
 
@@ -201,16 +198,14 @@ def genre_clips(
     beyond a training set were never in it. A folder or dataset whose genre has no held-out
     track (a single track) uses all its tracks, and the description says so.
     """
-    from .data import SYNTHETIC, Track, load_genre, match_genre, split_validation
+    from .data import SYNTHETIC, load_genre, split_validation, synthetic_tracks
 
     if dataset is not None and str(dataset).strip().lower() == SYNTHETIC:
-        from .synthetic import GENRES, synthetic_clips
+        from .synthetic import GENRES
 
-        label = match_genre(genre, {g: split.synthetic_pool for g in GENRES}, "the built-in synthetic set")
-        pool = synthetic_clips(split.synthetic_pool, split.synthetic_seconds, genres=[label])
-        tracks = [Track(clip.name, clip.genre, clip) for clip in pool]  # as load_genre makes them
+        label, tracks = synthetic_tracks(genre, split.synthetic_pool, split.synthetic_seconds)  # load_genre's tracks
         labels, description = list(GENRES), f"built-in synthetic set, genre {label}"
-        durations = {clip.name: clip.seconds for clip in pool}  # a pool of < 10 clips is split by time
+        durations = {track.name: track.source.seconds for track in tracks}  # a pool of < 10 clips is split by time
     else:
         tabular = data_dir is None and not (dataset is not None and str(dataset).strip().lower() == SYNTHETIC)
         data = load_genre(genre, mel, dataset=dataset, data_dir=data_dir, progress=progress,

@@ -315,6 +315,25 @@ def test_held_out_reference_follows_the_trainer_split(generated_dir, genre_dir):
         assert clip.audio.numel() == round(track.end_seconds * TINY_MEL.sample_rate) - round(track.start_seconds * TINY_MEL.sample_rate)
 
 
+def test_built_in_reference_is_the_trainers_held_out_tracks_of_the_pool():
+    from audiodiff.data import load_genre, split_validation, track_audio
+    from audiodiff.evaluate import genre_clips
+    from audiodiff.synthetic import GENRES
+    from audiodiff.train import FinetuneConfig
+
+    split = SplitSettings(synthetic_pool=20, synthetic_seconds=3.0)
+    assert (split.validation_fraction, split.seed) == (FinetuneConfig().validation_fraction, FinetuneConfig().seed)
+    clips, labels = genre_clips("ROCK", TINY_MEL, dataset="synthetic", split=split)
+    data = load_genre("rock", TINY_MEL, dataset="synthetic", synthetic_clips_per_genre=20, synthetic_seconds=3.0,
+                      progress=False)  # the tracks a fine-tune on a set of 20 clips per genre sees
+    held_out = split_validation(data.tracks, split.validation_fraction, seed=split.seed, durations=data.durations,
+                                min_held_out_seconds=TINY_MEL.slice_seconds).validation
+    assert held_out and [clip.name for clip in clips.clips] == [track.name for track in held_out]
+    assert torch.equal(clips.clips[0].audio, track_audio(held_out[0], TINY_MEL))
+    assert clips.genre == "rock" and labels == list(GENRES)
+    assert clips.description == f"built-in synthetic set, genre rock, {len(held_out)} held-out of 20 tracks"
+
+
 # ---- before / after -----------------------------------------------------------------------------------
 @pytest.fixture
 def after_model(tmp_path):
