@@ -43,16 +43,16 @@ import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
 from .features import (MIN_CLIP_SECONDS, EvaluationError, FeatureExtractor, HandcraftedFeatures, Standardizer,
-                       feature_matrix, frechet_distance)
+                       TorchScriptEmbedding, feature_matrix, frechet_distance)
 from .mel import MelConfig, audio_to_images, images_to_audio, images_to_db, spectral_convergence
 from .metrics import TEMPO_WINDOW_SECONDS
 from .train import CONFIG_FILE, FinetuneConfig
 
 __all__ = [  # the features and the distance are in audiodiff.features
-    "AudioClip", "ClipSet", "EvaluationError", "SplitSettings", "codec_fidelity", "compare_models",
+    "AudioClip", "ClipSet", "EvaluationError", "EvaluationRequest", "SplitSettings", "codec_fidelity", "compare_models",
     "default_comparison_path", "cut_clips", "default_report_path", "describe_clips", "evaluate_folder",
     "few_windows_warning", "format_comparison", "format_report", "generate_clips", "genre_clips", "halves_distance",
-    "load_folder_clips", "long_clip_report", "reference_long_clips", "save_report",
+    "load_folder_clips", "long_clip_report", "reference_long_clips", "run_evaluation", "save_report",
 ]
 
 # ---- settings ----------------------------------------------------------------------------------
@@ -230,6 +230,16 @@ def genre_clips(
     return ClipSet(description, _track_clips(tracks, mel), genre=label), labels
 
 
+def _genre_sets(genre: str, mel: MelConfig, *, dataset, data_dir, held_out: bool, split: SplitSettings,
+                progress: bool, compare_genres: bool = True) -> tuple[ClipSet, dict[str, ClipSet]]:
+    """`genre`'s reference set and, with `compare_genres`, every other genre's of the same source, by label."""
+    kwargs = dict(dataset=dataset, data_dir=data_dir, held_out=held_out, split=split, progress=progress)
+    target, labels = genre_clips(genre, mel, **kwargs)
+    if not compare_genres:
+        return target, {}
+    return target, {label: genre_clips(label, mel, **kwargs)[0] for label in labels if label != target.genre}
+
+
 def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -259,6 +269,14 @@ def describe_clips(clips: ClipSet, extractor: FeatureExtractor) -> ClipSet:
         raise EvaluationError(f"{clips.description}: no clip is long enough to describe (at least {MIN_CLIP_SECONDS} s)")
     clips.clips, clips.features, clips.owners = kept, np.concatenate(rows), np.concatenate(owners)
     return clips
+
+
+def _describe_references(target: ClipSet, others: dict[str, ClipSet], extractor: FeatureExtractor) -> Standardizer:
+    """Describe a report's reference sets and fit the standardiser on them: every distance of the
+    report is in these units."""
+    for clip_set in (target, *others.values()):
+        describe_clips(clip_set, extractor)
+    return Standardizer.fit(target.features, *(o.features for o in others.values()))
 
 
 def few_windows_warning(what: str, clips: ClipSet) -> list[str]:
@@ -469,18 +487,12 @@ def evaluate_folder(
         target = load_folder_clips(reference, recursive=True)
         target_label = Path(reference).name
     else:
-        target, labels = genre_clips(genre, mel, dataset=dataset, data_dir=data_dir, held_out=held_out, split=split,
-                                     progress=progress)
+        target, others = _genre_sets(genre, mel, dataset=dataset, data_dir=data_dir, held_out=held_out, split=split,
+                                     progress=progress, compare_genres=compare_genres)
         target_label = target.genre
-        if compare_genres:
-            for label in labels:
-                if label != target_label:
-                    others[label] = genre_clips(label, mel, dataset=dataset, data_dir=data_dir, held_out=held_out,
-                                                split=split, progress=progress)[0]
     _say(log, f"reference: {target.description}")
-    for clip_set in (generated, target, *others.values()):
-        describe_clips(clip_set, extractor)
-    scaler = Standardizer.fit(target.features, *(o.features for o in others.values()))
+    describe_clips(generated, extractor)
+    scaler = _describe_references(target, others, extractor)
     gen, ref = scaler(generated.features), scaler(target.features)
     halves, halves_how = halves_distance(target, scaler)
     report: dict = {
@@ -519,14 +531,15 @@ def _set_info(clips: ClipSet) -> dict:
 
 
 # ---- before / after ----------------------------------------------------------------------------------
-DEFAULT_CLIPS = 16  # clips generated per model
-DEFAULT_SECONDS = 4.0  # per clip: three 2 s feature windows; 6 slices (with overlaps) of the bundled model
-DEFAULT_STEPS = 20  # DDIM steps: enough for a fair picture of a model, fast on a CPU for small ones
+COMPARE_CLIPS = 16  # clips generated per model
+COMPARE_SECONDS = 4.0  # per clip: three 2 s feature windows; 6 slices (with overlaps) of the bundled model
+COMPARE_STEPS = 20  # DDIM steps: enough for a fair picture of a model, fast on a CPU for small ones
+COMPARE_BATCH_SIZE = 8  # clips generated at once
 GOAL_RATIO = 0.7  # the project's goal: FD(after) <= 0.7 FD(before), and `after` closest to its genre
 
 
-def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_inference_steps: int = DEFAULT_STEPS,
-                   batch_size: int = 8, progress: bool = False) -> list[AudioClip]:
+def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_inference_steps: int = COMPARE_STEPS,
+                   batch_size: int = COMPARE_BATCH_SIZE, progress: bool = False) -> list[AudioClip]:
     """`count` clips of `seconds` from a pipeline (DDIM, no fade-out), `batch_size` at a time; the
     batch starting at clip k is seeded with seed + k, so the same arguments give the same clips."""
     from .sample import generate_long
@@ -542,6 +555,33 @@ def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_infer
     return clips
 
 
+def _check_comparison(dataset, data_dir, *, clips: int, seconds: float, steps: int, batch_size: int) -> None:
+    """compare_models' arguments, and the request limits, before anything is loaded."""
+    if (dataset is None) == (data_dir is None):
+        raise EvaluationError("give the genre's source: --dataset ID (e.g. synthetic) or --data-dir DIR, one of them")
+    for name, value in (("clips", clips), ("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EvaluationError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= MIN_CLIP_SECONDS):
+        raise EvaluationError(f"seconds must be a number of at least {MIN_CLIP_SECONDS}, got {seconds!r}")
+    from .limits import RequestLimits
+
+    RequestLimits.from_env().check(seconds=seconds, clips=clips, batch_size=min(batch_size, clips))  # per model
+
+
+def _model_row(pipe, made: ClipSet, scaler: Standardizer, references: dict[str, np.ndarray], genre: str) -> dict:
+    """One model's line of the comparison: its clips' distance to every genre, and how they hold together."""
+    features = scaler(made.features)
+    by_genre = {label: frechet_distance(features, reference) for label, reference in references.items()}
+    long_clips = long_clip_report(made.clips)
+    return {
+        "model": str(pipe.source), "fd": by_genre[genre], "fd_by_genre": by_genre,
+        "closest_genre": min(by_genre, key=by_genre.get), "windows": int(made.features.shape[0]),
+        "seam_score_mean": long_clips["seam_score_mean"],
+        "loudness_spread_lu_mean": long_clips["loudness_spread_lu_mean"],
+    }
+
+
 def compare_models(
     before: str | os.PathLike,
     after: str | os.PathLike,
@@ -549,13 +589,13 @@ def compare_models(
     *,
     dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
-    clips: int = DEFAULT_CLIPS,
-    seconds: float = DEFAULT_SECONDS,
+    clips: int = COMPARE_CLIPS,
+    seconds: float = COMPARE_SECONDS,
     seed: int = 0,
-    steps: int = DEFAULT_STEPS,
+    steps: int = COMPARE_STEPS,
     device=None,
     extractor: FeatureExtractor | None = None,
-    batch_size: int = 8,
+    batch_size: int = COMPARE_BATCH_SIZE,
     split: SplitSettings | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -571,31 +611,17 @@ def compare_models(
     """
     from .pipeline import load_pipeline, pick_device
 
-    if (dataset is None) == (data_dir is None):
-        raise EvaluationError("give the genre's source: --dataset ID (e.g. synthetic) or --data-dir DIR, one of them")
-    for name, value in (("clips", clips), ("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EvaluationError(f"{name} must be a whole number of at least 1, got {value!r}")
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= MIN_CLIP_SECONDS):
-        raise EvaluationError(f"seconds must be a number of at least {MIN_CLIP_SECONDS}, got {seconds!r}")
-    from .limits import RequestLimits
-
-    RequestLimits.from_env().check(seconds=seconds, clips=clips, batch_size=min(batch_size, clips))  # per model
+    _check_comparison(dataset, data_dir, clips=clips, seconds=seconds, steps=steps, batch_size=batch_size)
     extractor = extractor or HandcraftedFeatures()
     target_device = pick_device(device)
     split = split or SplitSettings.from_run(after)
     pipes = {"before": load_pipeline(before), "after": load_pipeline(after)}
-    mel = pipes["after"].mel
-
-    target, labels = genre_clips(genre, mel, dataset=dataset, data_dir=data_dir, split=split, progress=progress)
-    others = {label: genre_clips(label, mel, dataset=dataset, data_dir=data_dir, split=split, progress=progress)[0]
-              for label in labels if label != target.genre}
+    target, others = _genre_sets(genre, pipes["after"].mel, dataset=dataset, data_dir=data_dir, held_out=True,
+                                 split=split, progress=progress)
     if not others:
         raise EvaluationError(f"the source holds only the genre {target.genre!r}; comparing needs other genres as well")
     _say(log, f"reference: {target.description}; other genres: {', '.join(others)}")
-    for clip_set in (target, *others.values()):
-        describe_clips(clip_set, extractor)
-    scaler = Standardizer.fit(target.features, *(o.features for o in others.values()))
+    scaler = _describe_references(target, others, extractor)
     references = {target.genre: scaler(target.features), **{label: scaler(o.features) for label, o in others.items()}}
 
     warnings = few_windows_warning("the reference", target)
@@ -608,15 +634,7 @@ def compare_models(
         pipe.unet.to("cpu")  # frees the accelerator for the next model
         describe_clips(made, extractor)
         warnings += few_windows_warning(f"the {role} set", made)
-        features = scaler(made.features)
-        by_genre = {label: frechet_distance(features, reference) for label, reference in references.items()}
-        long_clips = long_clip_report(made.clips)
-        models[role] = {
-            "model": str(pipe.source), "fd": by_genre[target.genre], "fd_by_genre": by_genre,
-            "closest_genre": min(by_genre, key=by_genre.get), "windows": int(made.features.shape[0]),
-            "seam_score_mean": long_clips["seam_score_mean"],
-            "loudness_spread_lu_mean": long_clips["loudness_spread_lu_mean"],
-        }
+        models[role] = _model_row(pipe, made, scaler, references, target.genre)
     halves, halves_how = halves_distance(target, scaler)
     ratio = models["after"]["fd"] / models["before"]["fd"] if models["before"]["fd"] > 0 else math.inf
     after_closest = models["after"]["closest_genre"] == target.genre
@@ -790,3 +808,99 @@ def default_comparison_path(after: str | os.PathLike, genre: str) -> Path:
         return folder / f"before-after-{slug}.json"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", os.fspath(after)).strip("-.") or "model"
     return Path(f"before-after-{name}-{slug}.json")
+
+
+# ---- a request of scripts/evaluate.py ----------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What scripts/evaluate.py is asked, one field per flag (its dest); None: the flag was not given."""
+
+    generated: str | None = None  # --generated mode: a folder of generated audio
+    before: str | None = None  # --before/--after mode: two pipelines
+    after: str | None = None
+    reference: str | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    genre: str | None = None
+    all_tracks: bool = False
+    clips: int | None = None  # None: COMPARE_CLIPS (likewise seconds, seed, steps, batch_size)
+    seconds: float | None = None
+    seed: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    embedding: str | None = None
+    embedding_sample_rate: int | None = None
+    output: str | None = None
+    progress: bool = True
+
+    def check(self) -> str:
+        """Which mode the flags ask for ("folder" or "compare"); a flag that does not belong to it is an error."""
+        comparing = self.before is not None or self.after is not None
+        if comparing == (self.generated is not None):
+            raise EvaluationError("choose one mode: --generated DIR, or --before MODEL --after MODEL")
+        if self.dataset is not None and self.data_dir is not None:
+            raise EvaluationError("give either --dataset or --data-dir, not both")
+        if comparing:
+            if self.before is None or self.after is None:
+                raise EvaluationError("--before and --after go together: give both pipelines")
+            if not self.genre or (self.dataset is None and self.data_dir is None):
+                raise EvaluationError("--before/--after needs --genre G and its source: --dataset ID or --data-dir DIR")
+            for flag, value in (("--reference", self.reference), ("--all-tracks", self.all_tracks or None)):
+                if value is not None:
+                    raise EvaluationError(f"{flag} applies to --generated only; --before/--after measure held-out tracks")
+            if self.seconds is not None and self.seconds < MIN_CLIP_SECONDS:
+                raise EvaluationError(f"--seconds must be at least {MIN_CLIP_SECONDS:g}, got {self.seconds:g}")
+            return "compare"
+        for flag, value in (("--clips", self.clips), ("--seconds", self.seconds), ("--seed", self.seed),
+                            ("--steps", self.steps), ("--batch-size", self.batch_size), ("--device", self.device)):
+            if value is not None:
+                raise EvaluationError(f"{flag} applies to --before/--after only (nothing is generated with --generated)")
+        if self.reference is not None and (self.dataset is not None or self.data_dir is not None or self.genre):
+            raise EvaluationError("give the reference either as --reference DIR or as --dataset/--data-dir with --genre")
+        if self.reference is None and (self.dataset is None and self.data_dir is None):
+            raise EvaluationError("--generated needs a reference: --reference DIR, or --dataset ID / --data-dir DIR "
+                                  "with --genre")
+        if self.reference is None and not self.genre:
+            raise EvaluationError("--dataset/--data-dir needs --genre G")
+        return "folder"
+
+    def check_report_folder(self, mode: str) -> None:
+        """The report is written at the end: its folder must take it before any work starts."""
+        from .generate import check_output_dir
+
+        if self.output:
+            check_output_dir(Path(self.output).expanduser().parent, "--output's folder")
+        elif mode == "folder":
+            check_output_dir(default_report_path(self.generated).parent, "the report's folder (beside --generated)")
+        else:
+            check_output_dir(default_comparison_path(self.after, self.genre).parent, "the report's folder")
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def run_evaluation(request: EvaluationRequest, log: Callable[[str], None] | None = None) -> Path:
+    """Carry out a request of scripts/evaluate.py: check its flags and the report's folder before any
+    work, evaluate, log the table, and save the JSON report (never over a file). Returns its path."""
+    mode = request.check()
+    request.check_report_folder(mode)
+    extractor = TorchScriptEmbedding(request.embedding, request.embedding_sample_rate) if request.embedding else None
+    if mode == "folder":
+        report = evaluate_folder(
+            request.generated, request.reference, genre=request.genre, dataset=request.dataset,
+            data_dir=request.data_dir, held_out=not request.all_tracks, extractor=extractor, progress=request.progress,
+            log=log,
+        )
+        _say(log, format_report(report))
+        return save_report(report, request.output or default_report_path(request.generated))
+    result = compare_models(
+        request.before, request.after, request.genre, dataset=request.dataset, data_dir=request.data_dir,
+        clips=_given(request.clips, COMPARE_CLIPS), seconds=_given(request.seconds, COMPARE_SECONDS),
+        seed=_given(request.seed, 0), steps=_given(request.steps, COMPARE_STEPS),
+        batch_size=_given(request.batch_size, COMPARE_BATCH_SIZE), device=request.device, extractor=extractor,
+        progress=request.progress, log=log,
+    )
+    _say(log, format_comparison(result))
+    return save_report(result, request.output or default_comparison_path(request.after, result["genre"]))

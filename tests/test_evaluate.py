@@ -17,6 +17,7 @@ import torch
 from audiodiff.audio import write_wav
 from audiodiff.evaluate import (
     EvaluationError,
+    EvaluationRequest,
     SplitSettings,
     compare_models,
     evaluate_folder,
@@ -403,9 +404,9 @@ def test_script_flags_are_checked_before_any_work(generated_dir, tmp_path, capsy
         (["--generated", str(generated_dir)], "needs a reference"),
     ]:
         with pytest.raises(EvaluationError, match=message):
-            script.check_args(script.parse_args(args))
+            EvaluationRequest(**vars(script.parse_args(args))).check()
     compare = script.parse_args(["--before", "a", "--after", "b", "--genre", "g", "--data-dir", "d"])
-    assert script.check_args(compare) == "compare"
+    assert EvaluationRequest(**vars(compare)).check() == "compare"
     with pytest.raises(SystemExit):
         script.parse_args(["--generated", "x", "--seconds", "-1"])
     assert "must be a positive number" in capsys.readouterr().err
@@ -454,8 +455,8 @@ def test_script_checks_the_report_folder_before_any_work(generated_dir, tmp_path
     def no_work(*args, **kwargs):
         raise AssertionError("evaluated before finding out the report can't be written")
 
-    monkeypatch.setattr(script, "evaluate_folder", no_work)
-    monkeypatch.setattr(script, "compare_models", no_work)
+    monkeypatch.setattr("audiodiff.evaluate.evaluate_folder", no_work)
+    monkeypatch.setattr("audiodiff.evaluate.compare_models", no_work)
     a_file = tmp_path / "a-file"
     a_file.write_text("mine")
     folder_mode = ["--generated", str(generated_dir), "--reference", str(tmp_path)]
