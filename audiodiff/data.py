@@ -67,8 +67,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DataError", "GenreData", "HubUnreachableError", "MelCollate", "Shard", "SliceDataset", "StreamSliceDataset",
     "SYNTHETIC", "Track", "TrackSampler", "TrackStream", "ValidationSplit", "decoded_track_count", "describe_skips",
-    "format_counts", "load_genre", "make_dataloader", "match_genre", "split_tracks", "split_validation", "track_audio",
-    "validation_slices",
+    "format_counts", "load_genre", "make_dataloader", "match_genre", "split_tracks", "split_validation",
+    "synthetic_tracks", "track_audio", "validation_slices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -485,7 +485,9 @@ def _load_folder(data_dir, genre, config, min_seconds, progress, shard=None) -> 
     return _finish(tracks, config, min_seconds, progress, label, genre_counts, description, skipped, skipped_files, shard)
 
 
-def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress, shard=None) -> GenreData:
+def synthetic_tracks(genre: str | None, clips_per_genre: int, seconds: float) -> tuple[str, list[Track]]:
+    """The built-in set's tracks of `genre` (matched case-insensitively; None: every genre) and the
+    matched label ("" for every genre): the tracks a fine-tune on `--dataset synthetic` sees."""
     from .synthetic import GENRES, synthetic_clips
 
     genre_counts = {name: clips_per_genre for name in GENRES}
@@ -494,7 +496,14 @@ def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progre
         clips = synthetic_clips(clips_per_genre, seconds, genres=[label] if label else None)
     except ValueError as exc:  # clips_per_genre or seconds out of range
         raise DataError(f"built-in synthetic set: {exc}") from exc
-    tracks = [Track(clip.name, clip.genre, clip) for clip in clips]
+    return label, [Track(clip.name, clip.genre, clip) for clip in clips]
+
+
+def _load_synthetic(genre, config, clips_per_genre, seconds, min_seconds, progress, shard=None) -> GenreData:
+    from .synthetic import GENRES
+
+    genre_counts = {name: clips_per_genre for name in GENRES}
+    label, tracks = synthetic_tracks(genre, clips_per_genre, seconds)
     description = "built-in synthetic set" + (f", genre {label}" if label else "")
     return _finish(tracks, config, min_seconds, progress, label, genre_counts, description,
                    collections.Counter(), [], shard)

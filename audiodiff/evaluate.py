@@ -1,25 +1,18 @@
 """Evaluation: how close generated audio is to a genre, how its long clips hold together, and
 how faithful the Mel codec is on the genre's own audio (DESIGN section 7).
 
-Genre distance. The usual learned embeddings (VGGish, CLAP, PANNs) are downloads, and these
-machines can't download, so the default features are computed offline from the signal, on
-fixed windows (2 s, every 1 s) of audio resampled to 16 kHz and scaled to a fixed RMS (level is
-measured by the loudness report, not here): log-Mel band means and spreads, MFCCs, a
-key-invariant description of harmony (the magnitudes of the DFT of the chroma vector, which do
-not change under transposition, so two jazz clips in different keys look alike), spectral
-contrast, flatness and centroid, onset density, tempo and pulse clarity, and the dynamics
-inside the window. A Fréchet distance compares the two sets' means and covariances, as FAD
-does with a learned embedding. Every feature is standardised with the statistics of the
-reference audio of the report (the target genre, plus the other genres when they are
-compared), so no feature dominates because of its unit, and all distances of one report are in
-the same units.
+Genre distance. Each clip is described window by window (`audiodiff.features`: hand-made
+offline features by default, or a local TorchScript embedding, `--embedding PATH`) and a
+Fréchet distance compares the two sets' means and covariances, as FAD does with a learned
+embedding. Every feature is standardised with the statistics of the reference audio of the
+report (the target genre, plus the other genres when they are compared), so all distances of
+one report are in the same units.
 
 A number alone means little, so every report carries its scale: the distance between two
 disjoint halves of the target genre's own audio (what "the same genre" looks like with this
 many windows; the halves hold half the windows each, which inflates a Fréchet distance, so it
 is a generous yardstick), and the distance to every other genre when the genre comes from a
-dataset or a folder of genres. A local learned embedding can replace the features: a
-TorchScript module that maps (B, T) audio to (B, D) embeddings (`--embedding PATH`).
+dataset or a folder of genres.
 
 Long clips. Seam scores, loudness spread/drift, tempo spread and key consistency come from
 `audiodiff.metrics`, the same code the long-clip benchmark uses, with seams read from each WAV's
@@ -48,287 +41,23 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample, to_mono_numpy
+from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+from .features import (MIN_CLIP_SECONDS, EvaluationError, FeatureExtractor, HandcraftedFeatures, Standardizer,
+                       TorchScriptEmbedding, feature_matrix, frechet_distance)
 from .mel import MelConfig, audio_to_images, images_to_audio, images_to_db, spectral_convergence
-from .metrics import TEMPO_WINDOW_SECONDS, tempo_and_clarity
+from .metrics import TEMPO_WINDOW_SECONDS
+from .train import CONFIG_FILE, FinetuneConfig
 
-__all__ = [
-    "AudioClip", "ClipSet", "EvaluationError", "FEATURE_NAMES", "HandcraftedFeatures", "SplitSettings", "Standardizer",
-    "TorchScriptEmbedding", "audio_features", "codec_fidelity", "compare_models", "default_comparison_path",
-    "cut_clips", "default_report_path", "describe_clips", "evaluate_folder", "few_windows_warning", "format_comparison",
-    "format_report", "frechet_distance", "generate_clips", "genre_clips", "halves_distance", "load_folder_clips",
-    "long_clip_report", "reference_long_clips", "save_report",
+__all__ = [  # the features and the distance are in audiodiff.features
+    "AudioClip", "ClipSet", "EvaluationError", "EvaluationRequest", "SplitSettings", "codec_fidelity", "compare_models",
+    "default_comparison_path", "cut_clips", "default_report_path", "describe_clips", "evaluate_folder",
+    "few_windows_warning", "format_comparison", "format_report", "generate_clips", "genre_clips", "halves_distance",
+    "load_folder_clips", "long_clip_report", "reference_long_clips", "run_evaluation", "save_report",
 ]
 
-# ---- analysis settings -------------------------------------------------------------------------
-FEATURE_SAMPLE_RATE = 16000  # every clip is analysed at one rate, so models of any rate compare
-N_FFT = 1024  # 64 ms frames: resolves the bass (15.6 Hz bins)
-HOP_LENGTH = 256  # 16 ms: onsets and tempo at 62.5 frames per second
-# 2 s windows every 1 s: a bar at 120 bpm, long enough for onset density, tempo and pulse, short
-# enough that a 4 s generated clip gives three windows. On the built-in set, 16 fresh 4 s clips of
-# a genre lie at FD 4-19 from its held-out tracks and at 66-230 from every other genre's; 8 s
-# clips with 4 s windows separate no better (measured).
-WINDOW_SECONDS = 2.0
-HOP_SECONDS = 1.0
-MIN_CLIP_SECONDS = 0.5  # shorter audio is skipped (counted): too short for onset and tempo features
-TARGET_RMS = 0.1  # -20 dBFS: clips are scaled to this before analysis (features ignore level)
-N_MEL_BANDS = 16  # log-Mel band statistics (coarse: the spectral envelope, not the notes)
-N_MFCC_BANDS = 40
-N_MFCC = 6  # MFCC 1..6: the envelope's shape (0 is the level; higher ones mostly add noise between clips)
-N_CONTRAST_BANDS = 6  # spectral contrast: 6 octave bands + the rest = 7 values
-RIDGE = 1e-6  # added to covariance diagonals: sets smaller than the feature count are rank-deficient
+# ---- settings ----------------------------------------------------------------------------------
 CODEC_MAX_SLICES = 8  # slices of reference audio round-tripped through the codec (decoding is the slow part)
 SILENCE_DB = -60.0  # a codec slice quieter than this (RMS dBFS) is skipped: silence has no fidelity
-
-
-def _feature_names() -> list[str]:
-    names = [f"logmel_mean_{i}" for i in range(N_MEL_BANDS)] + [f"logmel_std_{i}" for i in range(N_MEL_BANDS)]
-    names += [f"mfcc_{i}" for i in range(1, N_MFCC + 1)]
-    names += [f"chroma_dft_{k}" for k in range(1, 7)] + ["chroma_change"]
-    names += [f"contrast_{i}" for i in range(N_CONTRAST_BANDS + 1)]
-    names += ["flatness", "centroid_mean", "centroid_std"]
-    names += ["onset_mean", "onset_std", "onset_rate", "tempo", "pulse_clarity"]
-    names += ["window_level", "level_std"]
-    return names
-
-
-FEATURE_NAMES: tuple[str, ...] = tuple(_feature_names())
-
-
-class EvaluationError(ValueError):
-    """An evaluation that can't be carried out as asked; the message says what to do."""
-
-
-# ---- features --------------------------------------------------------------------------------------
-def _to_numpy(audio) -> np.ndarray:
-    """Mono float32 numpy (T,); NaN and infinite samples count as silence for the features."""
-    return np.nan_to_num(to_mono_numpy(audio), nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _window_starts(frames: int, window_frames: int, hop_frames: int) -> list[tuple[int, int]]:
-    """(start, end) frame ranges of the windows; a clip shorter than a window is one window."""
-    if frames <= window_frames:
-        return [(0, frames)]
-    return [(s, s + window_frames) for s in range(0, frames - window_frames + 1, hop_frames)]
-
-
-def audio_features(
-    audio,
-    sample_rate: int,
-    *,
-    window_seconds: float = WINDOW_SECONDS,
-    hop_seconds: float = HOP_SECONDS,
-) -> torch.Tensor:
-    """Hand-made genre features of mono audio (T,): (n_windows, len(FEATURE_NAMES)) float64.
-
-    The clip is resampled to 16 kHz and scaled to -20 dBFS RMS; frame-level descriptors are
-    computed once for the whole clip and summarised per window of `window_seconds` every
-    `hop_seconds` (a clip shorter than a window is one window). Finite for any input, silence
-    included. Raises ValueError for audio shorter than MIN_CLIP_SECONDS.
-    """
-    import librosa
-
-    x = _to_numpy(audio)
-    if x.size < MIN_CLIP_SECONDS * sample_rate:
-        raise ValueError(f"audio of {x.size / sample_rate:.2f} s is too short to describe (at least {MIN_CLIP_SECONDS} s)")
-    if not (window_seconds > 0 and hop_seconds > 0):
-        raise ValueError(f"window_seconds and hop_seconds must be positive, got {window_seconds} and {hop_seconds}")
-    sr = FEATURE_SAMPLE_RATE
-    x = resample(torch.from_numpy(x), int(sample_rate), sr).numpy().astype(np.float64)
-    rms = math.sqrt(float(np.mean(x * x)))
-    if rms > 1e-6:
-        x = x * (TARGET_RMS / rms)
-
-    magnitude = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=HOP_LENGTH, center=True))  # (513, F)
-    power = magnitude**2
-    frames = power.shape[1]
-    logmel = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=N_MEL_BANDS),
-                                 ref=1.0, amin=1e-10, top_db=None)  # (16, F) dB
-    logmel_fine = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr, n_mels=N_MFCC_BANDS),
-                                      ref=1.0, amin=1e-10, top_db=None)  # (40, F)
-    mfcc = librosa.feature.mfcc(S=logmel_fine, n_mfcc=N_MFCC + 1)[1:]  # (6, F)
-    chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=N_FFT, norm=None, tuning=0.0)  # (12, F)
-    total = chroma.sum(axis=0, keepdims=True)
-    chroma = np.divide(chroma, total, out=np.zeros_like(chroma), where=total > 1e-12)  # each frame sums to 1 (or 0)
-    chroma_dft = np.abs(np.fft.fft(chroma, axis=0))[1:7]  # (6, F): interval content, transposition-invariant
-    chroma_change = np.concatenate([[0.0], 0.5 * np.abs(np.diff(chroma, axis=1)).sum(axis=0)])  # (F,)
-    contrast = librosa.feature.spectral_contrast(S=magnitude, sr=sr, n_fft=N_FFT, n_bands=N_CONTRAST_BANDS,
-                                                 fmin=100.0)  # (7, F) dB
-    flatness = np.log10(librosa.feature.spectral_flatness(S=magnitude, amin=1e-10)[0] + 1e-10)  # (F,)
-    centroid = np.log2(librosa.feature.spectral_centroid(S=magnitude, sr=sr, n_fft=N_FFT)[0] + 1.0)  # (F,) octaves
-    onset = librosa.onset.onset_strength(S=logmel_fine, sr=sr, n_fft=N_FFT, hop_length=HOP_LENGTH)[:frames]  # (F,)
-    onset = np.pad(onset, (0, frames - onset.size))
-    peaks = np.zeros(frames)
-    if onset.max() > 1e-9:
-        peaks[librosa.onset.onset_detect(onset_envelope=onset, sr=sr, hop_length=HOP_LENGTH, units="frames")] = 1.0
-    level = 10.0 * np.log10(np.maximum(power.sum(axis=0) / (N_FFT * N_FFT / 4), 1e-10))  # (F,) ~dBFS per frame
-
-    frames_per_second = sr / HOP_LENGTH
-    window_frames = max(1, int(round(window_seconds * frames_per_second)))
-    hop_frames = max(1, int(round(hop_seconds * frames_per_second)))
-    rows = []
-    for start, end in _window_starts(frames, window_frames, hop_frames):
-        part = slice(start, end)
-        tempo, clarity = tempo_and_clarity(onset[part], frames_per_second)
-        window_power = float(np.mean(power[:, part].sum(axis=0))) / (N_FFT * N_FFT / 4)
-        rows.append(np.concatenate([
-            logmel[:, part].mean(axis=1), logmel[:, part].std(axis=1),
-            mfcc[:, part].mean(axis=1),
-            chroma_dft[:, part].mean(axis=1), [chroma_change[part].mean()],
-            contrast[:, part].mean(axis=1),
-            [flatness[part].mean(), centroid[part].mean(), centroid[part].std()],
-            [onset[part].mean(), onset[part].std(), peaks[part].sum() * frames_per_second / (end - start), tempo, clarity],
-            [10.0 * math.log10(max(window_power, 1e-10)), level[part].std()],
-        ]))
-    features = np.nan_to_num(np.stack(rows), nan=0.0, posinf=0.0, neginf=0.0)
-    assert features.shape[1] == len(FEATURE_NAMES)
-    return torch.from_numpy(features)  # (n_windows, D)
-
-
-@dataclass(frozen=True)
-class HandcraftedFeatures:
-    """The default, offline feature extractor (see `audio_features`)."""
-
-    window_seconds: float = WINDOW_SECONDS
-    hop_seconds: float = HOP_SECONDS
-
-    @property
-    def name(self) -> str:
-        return (f"handcrafted ({len(FEATURE_NAMES)} features per {self.window_seconds:g} s window, "
-                f"every {self.hop_seconds:g} s)")
-
-    def __call__(self, audio, sample_rate: int) -> torch.Tensor:
-        return audio_features(audio, sample_rate, window_seconds=self.window_seconds, hop_seconds=self.hop_seconds)
-
-    def describe(self) -> dict:
-        return {"kind": "handcrafted", "dims": len(FEATURE_NAMES), "names": list(FEATURE_NAMES),
-                "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
-                "sample_rate": FEATURE_SAMPLE_RATE}
-
-
-class TorchScriptEmbedding:
-    """A learned audio embedding from a local TorchScript file, used instead of the hand-made features.
-
-    The module takes (B, T) float audio at its sample rate and returns (B, D) embeddings. Its
-    rate is the module's own `sample_rate` attribute when it has one, else `sample_rate`.
-    Each clip is cut into the same windows as the default features (a clip shorter than a
-    window is one window, padded with zeros), and each window gives one embedding.
-    Save one with `torch.jit.save(torch.jit.script(model), path)`: a CLAP or VGGish audio tower
-    fits once wrapped with its own preprocessing inside, so that it takes raw waveforms. Only a
-    small scripted module is tested here: no learned checkpoint can be downloaded on these
-    machines.
-    """
-
-    def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, *, window_seconds: float = WINDOW_SECONDS,
-                 hop_seconds: float = HOP_SECONDS, device=None, batch_size: int = 16):
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise EvaluationError(f"embedding checkpoint {path} does not exist (expected a TorchScript .pt file)")
-        try:
-            self.module = torch.jit.load(str(path), map_location=device or "cpu").eval()
-        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError/pickle errors
-            raise EvaluationError(f"{path} is not a TorchScript module ({type(exc).__name__}: {exc}); save one with "
-                                  "torch.jit.save(torch.jit.script(model), path)") from exc
-        own_rate = getattr(self.module, "sample_rate", None)
-        self.sample_rate = int(own_rate if own_rate is not None else (sample_rate or FEATURE_SAMPLE_RATE))
-        self.path, self.device = path, torch.device(device or "cpu")
-        self.window_seconds, self.hop_seconds, self.batch_size = window_seconds, hop_seconds, batch_size
-
-    @property
-    def name(self) -> str:
-        return f"TorchScript embedding {self.path.name} at {self.sample_rate} Hz"
-
-    @torch.no_grad()
-    def __call__(self, audio, sample_rate: int) -> torch.Tensor:
-        x = torch.from_numpy(_to_numpy(audio))
-        if x.numel() < MIN_CLIP_SECONDS * sample_rate:
-            seconds = x.numel() / sample_rate
-            raise ValueError(f"audio of {seconds:.2f} s is too short to describe (at least {MIN_CLIP_SECONDS} s)")
-        x = resample(x, int(sample_rate), self.sample_rate)
-        window = int(round(self.window_seconds * self.sample_rate))
-        hop = int(round(self.hop_seconds * self.sample_rate))
-        if x.numel() <= window:
-            windows = torch.nn.functional.pad(x, (0, window - x.numel()))[None]  # (1, window)
-        else:
-            windows = x.unfold(0, window, hop)  # (N, window)
-        out = []
-        for batch in windows.split(self.batch_size):
-            embedding = self.module(batch.to(self.device))
-            if not isinstance(embedding, torch.Tensor) or embedding.dim() != 2 or embedding.shape[0] != batch.shape[0]:
-                shape = tuple(embedding.shape) if isinstance(embedding, torch.Tensor) else type(embedding).__name__
-                raise EvaluationError(f"embedding {self.path.name} must map (B, T) audio to (B, D); it returned {shape} "
-                                      f"for input {tuple(batch.shape)}")
-            out.append(embedding.detach().double().cpu())
-        return torch.nan_to_num(torch.cat(out))  # (N, D)
-
-    def describe(self) -> dict:
-        return {"kind": "torchscript", "path": str(self.path), "sample_rate": self.sample_rate,
-                "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds}
-
-
-FeatureExtractor = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-# ---- the distance ------------------------------------------------------------------------------------
-def _as_matrix(features) -> np.ndarray:
-    if isinstance(features, torch.Tensor):
-        features = features.detach().cpu().double().numpy()
-    array = np.asarray(features, dtype=np.float64)
-    if array.ndim != 2 or array.shape[0] < 1:
-        raise ValueError(f"expected features of shape (N, D) with N >= 1, got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("features contain NaN or infinite values")
-    return array
-
-
-def _symmetric(matrix: np.ndarray) -> np.ndarray:
-    return (matrix + matrix.T) / 2
-
-
-def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    """The symmetric square root of a positive semi-definite matrix (negative rounding clipped)."""
-    values, vectors = np.linalg.eigh(_symmetric(matrix))
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-
-
-def frechet_distance(features_a, features_b, ridge: float = RIDGE) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of feature rows (N_a, D), (N_b, D).
-
-    |mu_a - mu_b|^2 + tr(C_a) + tr(C_b) - 2 tr((C_a^1/2 C_b C_a^1/2)^1/2), with the matrix
-    square roots taken from symmetric eigendecompositions (stable where scipy's sqrtm of the
-    non-symmetric C_a C_b is not) and `ridge` added to both diagonals, so rank-deficient
-    covariances (fewer rows than features, constant features, silence) give a finite value.
-    Symmetric, 0 for identical sets, never negative.
-    """
-    a, b = _as_matrix(features_a), _as_matrix(features_b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature sets have different widths: {a.shape[1]} and {b.shape[1]}")
-    eye = np.eye(a.shape[1])
-    cov_a = (np.cov(a, rowvar=False) if a.shape[0] > 1 else np.zeros((a.shape[1],) * 2)).reshape(eye.shape) + ridge * eye
-    cov_b = (np.cov(b, rowvar=False) if b.shape[0] > 1 else np.zeros((b.shape[1],) * 2)).reshape(eye.shape) + ridge * eye
-    root_a = _sqrt_psd(cov_a)
-    cross = np.linalg.eigvalsh(_symmetric(root_a @ cov_b @ root_a))
-    trace_cross = float(np.sqrt(np.clip(cross, 0.0, None)).sum())
-    mean_term = float(np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2))
-    return max(0.0, mean_term + float(np.trace(cov_a) + np.trace(cov_b)) - 2.0 * trace_cross)
-
-
-@dataclass(frozen=True)
-class Standardizer:
-    """Per-feature mean and standard deviation of reference features; features that do not
-    vary in the reference keep their unit (std 1) instead of being blown up."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, *feature_sets) -> "Standardizer":
-        rows = np.concatenate([_as_matrix(f) for f in feature_sets])
-        std = rows.std(axis=0)
-        return cls(rows.mean(axis=0), np.where(std > 1e-8, std, 1.0))
-
-    def __call__(self, features) -> np.ndarray:
-        return (_as_matrix(features) - self.mean) / self.std
 
 
 # ---- sets of clips -------------------------------------------------------------------------------
@@ -404,26 +133,22 @@ def _describe_counts(counts: collections.Counter) -> str:
 
 # ---- a genre's reference audio ---------------------------------------------------------------------
 SYNTHETIC_POOL = 96  # clips per genre the built-in set's held-out tracks are drawn from (8-13 per genre)
-DEFAULT_VALIDATION_FRACTION = 0.1  # the trainer's (FinetuneConfig.validation_fraction)
-DEFAULT_SPLIT_SEED = 0  # the trainer's (FinetuneConfig.seed)
 
 
 @dataclass(frozen=True)
 class SplitSettings:
     """Which tracks count as held out: the trainer's split (`data.split_validation`, asked with the
-    run's fraction, seed and recording column)."""
+    run's fraction, seed and recording column). The defaults are the trainer's (FinetuneConfig's)."""
 
-    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
-    seed: int = DEFAULT_SPLIT_SEED
+    validation_fraction: float = FinetuneConfig.validation_fraction
+    seed: int = FinetuneConfig.seed
     recording_column: str | None = None
     synthetic_pool: int = SYNTHETIC_POOL
-    synthetic_seconds: float = 30.0
+    synthetic_seconds: float = FinetuneConfig.synthetic_seconds
 
     @classmethod
     def from_run(cls, model: str | os.PathLike | None) -> "SplitSettings":
         """The split of the run that made `model` (its training_config.json), else the defaults."""
-        from .train import CONFIG_FILE
-
         path = Path(os.fspath(model)).expanduser() / CONFIG_FILE if model is not None else None
         if path is None or not path.is_file():
             return cls()
@@ -432,11 +157,11 @@ class SplitSettings:
         except (OSError, json.JSONDecodeError):
             return cls()
         return cls(
-            validation_fraction=float(saved.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)),
-            seed=int(saved.get("seed", DEFAULT_SPLIT_SEED)),
+            validation_fraction=float(saved.get("validation_fraction", cls.validation_fraction)),
+            seed=int(saved.get("seed", cls.seed)),
             recording_column=saved.get("recording_column"),
             synthetic_pool=max(SYNTHETIC_POOL, int(saved.get("synthetic_clips_per_genre") or 0)),
-            synthetic_seconds=float(saved.get("synthetic_seconds") or 30.0),
+            synthetic_seconds=float(saved.get("synthetic_seconds") or cls.synthetic_seconds),
         )
 
 
@@ -473,16 +198,14 @@ def genre_clips(
     beyond a training set were never in it. A folder or dataset whose genre has no held-out
     track (a single track) uses all its tracks, and the description says so.
     """
-    from .data import SYNTHETIC, Track, load_genre, match_genre, split_validation
+    from .data import SYNTHETIC, load_genre, split_validation, synthetic_tracks
 
     if dataset is not None and str(dataset).strip().lower() == SYNTHETIC:
-        from .synthetic import GENRES, synthetic_clips
+        from .synthetic import GENRES
 
-        label = match_genre(genre, {g: split.synthetic_pool for g in GENRES}, "the built-in synthetic set")
-        pool = synthetic_clips(split.synthetic_pool, split.synthetic_seconds, genres=[label])
-        tracks = [Track(clip.name, clip.genre, clip) for clip in pool]  # as load_genre makes them
+        label, tracks = synthetic_tracks(genre, split.synthetic_pool, split.synthetic_seconds)  # load_genre's tracks
         labels, description = list(GENRES), f"built-in synthetic set, genre {label}"
-        durations = {clip.name: clip.seconds for clip in pool}  # a pool of < 10 clips is split by time
+        durations = {track.name: track.source.seconds for track in tracks}  # a pool of < 10 clips is split by time
     else:
         tabular = data_dir is None and not (dataset is not None and str(dataset).strip().lower() == SYNTHETIC)
         data = load_genre(genre, mel, dataset=dataset, data_dir=data_dir, progress=progress,
@@ -507,6 +230,16 @@ def genre_clips(
     return ClipSet(description, _track_clips(tracks, mel), genre=label), labels
 
 
+def _genre_sets(genre: str, mel: MelConfig, *, dataset, data_dir, held_out: bool, split: SplitSettings,
+                progress: bool, compare_genres: bool = True) -> tuple[ClipSet, dict[str, ClipSet]]:
+    """`genre`'s reference set and, with `compare_genres`, every other genre's of the same source, by label."""
+    kwargs = dict(dataset=dataset, data_dir=data_dir, held_out=held_out, split=split, progress=progress)
+    target, labels = genre_clips(genre, mel, **kwargs)
+    if not compare_genres:
+        return target, {}
+    return target, {label: genre_clips(label, mel, **kwargs)[0] for label in labels if label != target.genre}
+
+
 def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -520,7 +253,7 @@ def describe_clips(clips: ClipSet, extractor: FeatureExtractor) -> ClipSet:
     def describe(clip: AudioClip):
         if clip.audio.numel() < MIN_CLIP_SECONDS * clip.sample_rate:
             return None
-        return _as_matrix(extractor(clip.audio, clip.sample_rate))
+        return feature_matrix(extractor(clip.audio, clip.sample_rate))
 
     with ThreadPoolExecutor(_workers()) as pool:
         results = list(pool.map(describe, clips.clips))
@@ -536,6 +269,14 @@ def describe_clips(clips: ClipSet, extractor: FeatureExtractor) -> ClipSet:
         raise EvaluationError(f"{clips.description}: no clip is long enough to describe (at least {MIN_CLIP_SECONDS} s)")
     clips.clips, clips.features, clips.owners = kept, np.concatenate(rows), np.concatenate(owners)
     return clips
+
+
+def _describe_references(target: ClipSet, others: dict[str, ClipSet], extractor: FeatureExtractor) -> Standardizer:
+    """Describe a report's reference sets and fit the standardiser on them: every distance of the
+    report is in these units."""
+    for clip_set in (target, *others.values()):
+        describe_clips(clip_set, extractor)
+    return Standardizer.fit(target.features, *(o.features for o in others.values()))
 
 
 def few_windows_warning(what: str, clips: ClipSet) -> list[str]:
@@ -746,18 +487,12 @@ def evaluate_folder(
         target = load_folder_clips(reference, recursive=True)
         target_label = Path(reference).name
     else:
-        target, labels = genre_clips(genre, mel, dataset=dataset, data_dir=data_dir, held_out=held_out, split=split,
-                                     progress=progress)
+        target, others = _genre_sets(genre, mel, dataset=dataset, data_dir=data_dir, held_out=held_out, split=split,
+                                     progress=progress, compare_genres=compare_genres)
         target_label = target.genre
-        if compare_genres:
-            for label in labels:
-                if label != target_label:
-                    others[label] = genre_clips(label, mel, dataset=dataset, data_dir=data_dir, held_out=held_out,
-                                                split=split, progress=progress)[0]
     _say(log, f"reference: {target.description}")
-    for clip_set in (generated, target, *others.values()):
-        describe_clips(clip_set, extractor)
-    scaler = Standardizer.fit(target.features, *(o.features for o in others.values()))
+    describe_clips(generated, extractor)
+    scaler = _describe_references(target, others, extractor)
     gen, ref = scaler(generated.features), scaler(target.features)
     halves, halves_how = halves_distance(target, scaler)
     report: dict = {
@@ -796,14 +531,15 @@ def _set_info(clips: ClipSet) -> dict:
 
 
 # ---- before / after ----------------------------------------------------------------------------------
-DEFAULT_CLIPS = 16  # clips generated per model
-DEFAULT_SECONDS = 4.0  # per clip: three 2 s feature windows; 6 slices (with overlaps) of the bundled model
-DEFAULT_STEPS = 20  # DDIM steps: enough for a fair picture of a model, fast on a CPU for small ones
+COMPARE_CLIPS = 16  # clips generated per model
+COMPARE_SECONDS = 4.0  # per clip: three 2 s feature windows; 6 slices (with overlaps) of the bundled model
+COMPARE_STEPS = 20  # DDIM steps: enough for a fair picture of a model, fast on a CPU for small ones
+COMPARE_BATCH_SIZE = 8  # clips generated at once
 GOAL_RATIO = 0.7  # the project's goal: FD(after) <= 0.7 FD(before), and `after` closest to its genre
 
 
-def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_inference_steps: int = DEFAULT_STEPS,
-                   batch_size: int = 8, progress: bool = False) -> list[AudioClip]:
+def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_inference_steps: int = COMPARE_STEPS,
+                   batch_size: int = COMPARE_BATCH_SIZE, progress: bool = False) -> list[AudioClip]:
     """`count` clips of `seconds` from a pipeline (DDIM, no fade-out), `batch_size` at a time; the
     batch starting at clip k is seeded with seed + k, so the same arguments give the same clips."""
     from .sample import generate_long
@@ -819,6 +555,33 @@ def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_infer
     return clips
 
 
+def _check_comparison(dataset, data_dir, *, clips: int, seconds: float, steps: int, batch_size: int) -> None:
+    """compare_models' arguments, and the request limits, before anything is loaded."""
+    if (dataset is None) == (data_dir is None):
+        raise EvaluationError("give the genre's source: --dataset ID (e.g. synthetic) or --data-dir DIR, one of them")
+    for name, value in (("clips", clips), ("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EvaluationError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= MIN_CLIP_SECONDS):
+        raise EvaluationError(f"seconds must be a number of at least {MIN_CLIP_SECONDS}, got {seconds!r}")
+    from .limits import RequestLimits
+
+    RequestLimits.from_env().check(seconds=seconds, clips=clips, batch_size=min(batch_size, clips))  # per model
+
+
+def _model_row(pipe, made: ClipSet, scaler: Standardizer, references: dict[str, np.ndarray], genre: str) -> dict:
+    """One model's line of the comparison: its clips' distance to every genre, and how they hold together."""
+    features = scaler(made.features)
+    by_genre = {label: frechet_distance(features, reference) for label, reference in references.items()}
+    long_clips = long_clip_report(made.clips)
+    return {
+        "model": str(pipe.source), "fd": by_genre[genre], "fd_by_genre": by_genre,
+        "closest_genre": min(by_genre, key=by_genre.get), "windows": int(made.features.shape[0]),
+        "seam_score_mean": long_clips["seam_score_mean"],
+        "loudness_spread_lu_mean": long_clips["loudness_spread_lu_mean"],
+    }
+
+
 def compare_models(
     before: str | os.PathLike,
     after: str | os.PathLike,
@@ -826,13 +589,13 @@ def compare_models(
     *,
     dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
-    clips: int = DEFAULT_CLIPS,
-    seconds: float = DEFAULT_SECONDS,
+    clips: int = COMPARE_CLIPS,
+    seconds: float = COMPARE_SECONDS,
     seed: int = 0,
-    steps: int = DEFAULT_STEPS,
+    steps: int = COMPARE_STEPS,
     device=None,
     extractor: FeatureExtractor | None = None,
-    batch_size: int = 8,
+    batch_size: int = COMPARE_BATCH_SIZE,
     split: SplitSettings | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -848,31 +611,17 @@ def compare_models(
     """
     from .pipeline import load_pipeline, pick_device
 
-    if (dataset is None) == (data_dir is None):
-        raise EvaluationError("give the genre's source: --dataset ID (e.g. synthetic) or --data-dir DIR, one of them")
-    for name, value in (("clips", clips), ("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EvaluationError(f"{name} must be a whole number of at least 1, got {value!r}")
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= MIN_CLIP_SECONDS):
-        raise EvaluationError(f"seconds must be a number of at least {MIN_CLIP_SECONDS}, got {seconds!r}")
-    from .limits import RequestLimits
-
-    RequestLimits.from_env().check(seconds=seconds, clips=clips, batch_size=min(batch_size, clips))  # per model
+    _check_comparison(dataset, data_dir, clips=clips, seconds=seconds, steps=steps, batch_size=batch_size)
     extractor = extractor or HandcraftedFeatures()
     target_device = pick_device(device)
     split = split or SplitSettings.from_run(after)
     pipes = {"before": load_pipeline(before), "after": load_pipeline(after)}
-    mel = pipes["after"].mel
-
-    target, labels = genre_clips(genre, mel, dataset=dataset, data_dir=data_dir, split=split, progress=progress)
-    others = {label: genre_clips(label, mel, dataset=dataset, data_dir=data_dir, split=split, progress=progress)[0]
-              for label in labels if label != target.genre}
+    target, others = _genre_sets(genre, pipes["after"].mel, dataset=dataset, data_dir=data_dir, held_out=True,
+                                 split=split, progress=progress)
     if not others:
         raise EvaluationError(f"the source holds only the genre {target.genre!r}; comparing needs other genres as well")
     _say(log, f"reference: {target.description}; other genres: {', '.join(others)}")
-    for clip_set in (target, *others.values()):
-        describe_clips(clip_set, extractor)
-    scaler = Standardizer.fit(target.features, *(o.features for o in others.values()))
+    scaler = _describe_references(target, others, extractor)
     references = {target.genre: scaler(target.features), **{label: scaler(o.features) for label, o in others.items()}}
 
     warnings = few_windows_warning("the reference", target)
@@ -885,15 +634,7 @@ def compare_models(
         pipe.unet.to("cpu")  # frees the accelerator for the next model
         describe_clips(made, extractor)
         warnings += few_windows_warning(f"the {role} set", made)
-        features = scaler(made.features)
-        by_genre = {label: frechet_distance(features, reference) for label, reference in references.items()}
-        long_clips = long_clip_report(made.clips)
-        models[role] = {
-            "model": str(pipe.source), "fd": by_genre[target.genre], "fd_by_genre": by_genre,
-            "closest_genre": min(by_genre, key=by_genre.get), "windows": int(made.features.shape[0]),
-            "seam_score_mean": long_clips["seam_score_mean"],
-            "loudness_spread_lu_mean": long_clips["loudness_spread_lu_mean"],
-        }
+        models[role] = _model_row(pipe, made, scaler, references, target.genre)
     halves, halves_how = halves_distance(target, scaler)
     ratio = models["after"]["fd"] / models["before"]["fd"] if models["before"]["fd"] > 0 else math.inf
     after_closest = models["after"]["closest_genre"] == target.genre
@@ -1067,3 +808,99 @@ def default_comparison_path(after: str | os.PathLike, genre: str) -> Path:
         return folder / f"before-after-{slug}.json"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", os.fspath(after)).strip("-.") or "model"
     return Path(f"before-after-{name}-{slug}.json")
+
+
+# ---- a request of scripts/evaluate.py ----------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What scripts/evaluate.py is asked, one field per flag (its dest); None: the flag was not given."""
+
+    generated: str | None = None  # --generated mode: a folder of generated audio
+    before: str | None = None  # --before/--after mode: two pipelines
+    after: str | None = None
+    reference: str | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    genre: str | None = None
+    all_tracks: bool = False
+    clips: int | None = None  # None: COMPARE_CLIPS (likewise seconds, seed, steps, batch_size)
+    seconds: float | None = None
+    seed: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    embedding: str | None = None
+    embedding_sample_rate: int | None = None
+    output: str | None = None
+    progress: bool = True
+
+    def check(self) -> str:
+        """Which mode the flags ask for ("folder" or "compare"); a flag that does not belong to it is an error."""
+        comparing = self.before is not None or self.after is not None
+        if comparing == (self.generated is not None):
+            raise EvaluationError("choose one mode: --generated DIR, or --before MODEL --after MODEL")
+        if self.dataset is not None and self.data_dir is not None:
+            raise EvaluationError("give either --dataset or --data-dir, not both")
+        if comparing:
+            if self.before is None or self.after is None:
+                raise EvaluationError("--before and --after go together: give both pipelines")
+            if not self.genre or (self.dataset is None and self.data_dir is None):
+                raise EvaluationError("--before/--after needs --genre G and its source: --dataset ID or --data-dir DIR")
+            for flag, value in (("--reference", self.reference), ("--all-tracks", self.all_tracks or None)):
+                if value is not None:
+                    raise EvaluationError(f"{flag} applies to --generated only; --before/--after measure held-out tracks")
+            if self.seconds is not None and self.seconds < MIN_CLIP_SECONDS:
+                raise EvaluationError(f"--seconds must be at least {MIN_CLIP_SECONDS:g}, got {self.seconds:g}")
+            return "compare"
+        for flag, value in (("--clips", self.clips), ("--seconds", self.seconds), ("--seed", self.seed),
+                            ("--steps", self.steps), ("--batch-size", self.batch_size), ("--device", self.device)):
+            if value is not None:
+                raise EvaluationError(f"{flag} applies to --before/--after only (nothing is generated with --generated)")
+        if self.reference is not None and (self.dataset is not None or self.data_dir is not None or self.genre):
+            raise EvaluationError("give the reference either as --reference DIR or as --dataset/--data-dir with --genre")
+        if self.reference is None and (self.dataset is None and self.data_dir is None):
+            raise EvaluationError("--generated needs a reference: --reference DIR, or --dataset ID / --data-dir DIR "
+                                  "with --genre")
+        if self.reference is None and not self.genre:
+            raise EvaluationError("--dataset/--data-dir needs --genre G")
+        return "folder"
+
+    def check_report_folder(self, mode: str) -> None:
+        """The report is written at the end: its folder must take it before any work starts."""
+        from .generate import check_output_dir
+
+        if self.output:
+            check_output_dir(Path(self.output).expanduser().parent, "--output's folder")
+        elif mode == "folder":
+            check_output_dir(default_report_path(self.generated).parent, "the report's folder (beside --generated)")
+        else:
+            check_output_dir(default_comparison_path(self.after, self.genre).parent, "the report's folder")
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+def run_evaluation(request: EvaluationRequest, log: Callable[[str], None] | None = None) -> Path:
+    """Carry out a request of scripts/evaluate.py: check its flags and the report's folder before any
+    work, evaluate, log the table, and save the JSON report (never over a file). Returns its path."""
+    mode = request.check()
+    request.check_report_folder(mode)
+    extractor = TorchScriptEmbedding(request.embedding, request.embedding_sample_rate) if request.embedding else None
+    if mode == "folder":
+        report = evaluate_folder(
+            request.generated, request.reference, genre=request.genre, dataset=request.dataset,
+            data_dir=request.data_dir, held_out=not request.all_tracks, extractor=extractor, progress=request.progress,
+            log=log,
+        )
+        _say(log, format_report(report))
+        return save_report(report, request.output or default_report_path(request.generated))
+    result = compare_models(
+        request.before, request.after, request.genre, dataset=request.dataset, data_dir=request.data_dir,
+        clips=_given(request.clips, COMPARE_CLIPS), seconds=_given(request.seconds, COMPARE_SECONDS),
+        seed=_given(request.seed, 0), steps=_given(request.steps, COMPARE_STEPS),
+        batch_size=_given(request.batch_size, COMPARE_BATCH_SIZE), device=request.device, extractor=extractor,
+        progress=request.progress, log=log,
+    )
+    _say(log, format_comparison(result))
+    return save_report(result, request.output or default_comparison_path(request.after, result["genre"]))

@@ -16,19 +16,22 @@ import torch
 
 from audiodiff.audio import write_wav
 from audiodiff.evaluate import (
-    FEATURE_NAMES,
     EvaluationError,
-    HandcraftedFeatures,
+    EvaluationRequest,
     SplitSettings,
-    Standardizer,
-    TorchScriptEmbedding,
-    audio_features,
     compare_models,
     evaluate_folder,
     format_comparison,
     format_report,
-    frechet_distance,
     save_report,
+)
+from audiodiff.features import (
+    FEATURE_NAMES,
+    HandcraftedFeatures,
+    Standardizer,
+    TorchScriptEmbedding,
+    audio_features,
+    frechet_distance,
 )
 from audiodiff.mel import MelConfig
 
@@ -313,6 +316,25 @@ def test_held_out_reference_follows_the_trainer_split(generated_dir, genre_dir):
         assert clip.audio.numel() == round(track.end_seconds * TINY_MEL.sample_rate) - round(track.start_seconds * TINY_MEL.sample_rate)
 
 
+def test_built_in_reference_is_the_trainers_held_out_tracks_of_the_pool():
+    from audiodiff.data import load_genre, split_validation, track_audio
+    from audiodiff.evaluate import genre_clips
+    from audiodiff.synthetic import GENRES
+    from audiodiff.train import FinetuneConfig
+
+    split = SplitSettings(synthetic_pool=20, synthetic_seconds=3.0)
+    assert (split.validation_fraction, split.seed) == (FinetuneConfig().validation_fraction, FinetuneConfig().seed)
+    clips, labels = genre_clips("ROCK", TINY_MEL, dataset="synthetic", split=split)
+    data = load_genre("rock", TINY_MEL, dataset="synthetic", synthetic_clips_per_genre=20, synthetic_seconds=3.0,
+                      progress=False)  # the tracks a fine-tune on a set of 20 clips per genre sees
+    held_out = split_validation(data.tracks, split.validation_fraction, seed=split.seed, durations=data.durations,
+                                min_held_out_seconds=TINY_MEL.slice_seconds).validation
+    assert held_out and [clip.name for clip in clips.clips] == [track.name for track in held_out]
+    assert torch.equal(clips.clips[0].audio, track_audio(held_out[0], TINY_MEL))
+    assert clips.genre == "rock" and labels == list(GENRES)
+    assert clips.description == f"built-in synthetic set, genre rock, {len(held_out)} held-out of 20 tracks"
+
+
 # ---- before / after -----------------------------------------------------------------------------------
 @pytest.fixture
 def after_model(tmp_path):
@@ -382,9 +404,9 @@ def test_script_flags_are_checked_before_any_work(generated_dir, tmp_path, capsy
         (["--generated", str(generated_dir)], "needs a reference"),
     ]:
         with pytest.raises(EvaluationError, match=message):
-            script.check_args(script.parse_args(args))
+            EvaluationRequest(**vars(script.parse_args(args))).check()
     compare = script.parse_args(["--before", "a", "--after", "b", "--genre", "g", "--data-dir", "d"])
-    assert script.check_args(compare) == "compare"
+    assert EvaluationRequest(**vars(compare)).check() == "compare"
     with pytest.raises(SystemExit):
         script.parse_args(["--generated", "x", "--seconds", "-1"])
     assert "must be a positive number" in capsys.readouterr().err
@@ -433,8 +455,8 @@ def test_script_checks_the_report_folder_before_any_work(generated_dir, tmp_path
     def no_work(*args, **kwargs):
         raise AssertionError("evaluated before finding out the report can't be written")
 
-    monkeypatch.setattr(script, "evaluate_folder", no_work)
-    monkeypatch.setattr(script, "compare_models", no_work)
+    monkeypatch.setattr("audiodiff.evaluate.evaluate_folder", no_work)
+    monkeypatch.setattr("audiodiff.evaluate.compare_models", no_work)
     a_file = tmp_path / "a-file"
     a_file.write_text("mine")
     folder_mode = ["--generated", str(generated_dir), "--reference", str(tmp_path)]
