@@ -98,6 +98,14 @@ def _device_type(config: "FinetuneConfig") -> str:
     return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
+# Flags of scripts/finetune.py spelled otherwise than their field: flag -> (field, the field's value).
+FLAG_SPELLINGS = {
+    "genre": ("genre", lambda genre: None if genre is not None and genre.lower() == "all" else genre),
+    "no_ema": ("ema", lambda no_ema: not no_ema),
+    "device": ("device", lambda device: None if device == "auto" else device),
+}
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Everything a fine-tuning run needs; saved with the run so that it can be resumed and reproduced."""
@@ -184,6 +192,18 @@ class FinetuneConfig:
     def from_dict(cls, values: dict) -> "FinetuneConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_flags(cls, flags: dict) -> "FinetuneConfig":
+        """The configuration that scripts/finetune.py's flags ask for (`vars(args)`): a flag is the
+        field of its name (dashes as underscores), except for the spellings in FLAG_SPELLINGS
+        (--genre all: every genre, --no-ema, --device auto: automatic). Flags that are not fields
+        (--resume) are left to the caller; a field without a flag keeps its default."""
+        values = dict(flags)
+        for flag, (name, spell) in FLAG_SPELLINGS.items():
+            if flag in values:
+                values[name] = spell(values.pop(flag))
+        return cls.from_dict(values)
 
 
 # ---- the run folder ---------------------------------------------------------------------------
