@@ -98,6 +98,14 @@ def _device_type(config: "FinetuneConfig") -> str:
     return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
+# Flags of scripts/finetune.py spelled otherwise than their field: flag -> (field, the field's value).
+FLAG_SPELLINGS = {
+    "genre": ("genre", lambda genre: None if genre is not None and genre.lower() == "all" else genre),
+    "no_ema": ("ema", lambda no_ema: not no_ema),
+    "device": ("device", lambda device: None if device == "auto" else device),
+}
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Everything a fine-tuning run needs; saved with the run so that it can be resumed and reproduced."""
@@ -184,6 +192,18 @@ class FinetuneConfig:
     def from_dict(cls, values: dict) -> "FinetuneConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+    @classmethod
+    def from_flags(cls, flags: dict) -> "FinetuneConfig":
+        """The configuration that scripts/finetune.py's flags ask for (`vars(args)`): a flag is the
+        field of its name (dashes as underscores), except for the spellings in FLAG_SPELLINGS
+        (--genre all: every genre, --no-ema, --device auto: automatic). Flags that are not fields
+        (--resume) are left to the caller; a field without a flag keeps its default."""
+        values = dict(flags)
+        for flag, (name, spell) in FLAG_SPELLINGS.items():
+            if flag in values:
+                values[name] = spell(values.pop(flag))
+        return cls.from_dict(values)
 
 
 # ---- the run folder ---------------------------------------------------------------------------
@@ -373,24 +393,67 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 
 
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from diffusers.training_utils import EMAModel
+    """The run in stages: where it starts, the accelerator, model and data, the run folder, then the loop."""
+    from .pipeline import check_writable_folder, load_pipeline
 
-    from .data import decoded_track_count, load_genre, make_dataloader, split_validation, validation_slices
-    from .mel import audio_to_images
-    from .pipeline import check_writable_folder, load_pipeline, save_pipeline
+    start = _Start.find(config, resume)
+    resumed = start.checkpoint is not None
+    check_writable_folder(start.run_dir if resumed else start.config.output_dir,
+                          "the run folder" if resumed else "--output-dir")
+    accelerator, mixed_precision = _make_accelerator(start.config)
+    if accelerator.is_main_process:
+        _clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
+    start.check_processes(accelerator.num_processes)  # before any data is read
+    config, sources = _with_sources(start.config, accelerator.print)
+    pipe = load_pipeline(sources.pretrained)
+    data = _load_training_data(config, pipe.mel, accelerator, progress)
+    run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run)
+    accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
+    loop = TrainLoop(config, accelerator, pipe, data, run_dir, new_run, progress=progress)
+    if resumed:
+        loop.restore(start.checkpoint)
+    loop.load_validation_images()
+    loop.announce()
+    loop.run_loop()
+    return loop.finish(mixed_precision, sources.fallback)
 
-    checkpoint = None
-    if resume:
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a run starts: a new run from the configuration given, or (a resume) a checkpoint of a run
+    folder, with the configuration saved there (only max_steps can be raised on the command line)."""
+
+    config: FinetuneConfig
+    checkpoint: Path | None = None
+    run_dir: Path | None = None
+    saved: dict = dataclasses.field(default_factory=dict)  # the resumed run's training_config.json
+
+    @classmethod
+    def find(cls, config: FinetuneConfig, resume: str | None) -> "_Start":
+        if not resume:
+            return cls(config)
         checkpoint = find_resume_checkpoint(resume, config.output_dir)
         checkpoint_io.check_loadable(checkpoint)  # a pickled (old or tampered) checkpoint: refused before any work
         run_dir = checkpoint.parent.parent
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
         config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
-    check_writable_folder(run_dir if checkpoint is not None else config.output_dir,
-                          "the run folder" if checkpoint is not None else "--output-dir")
+        return cls(config, checkpoint, run_dir, saved)
+
+    def check_processes(self, num_processes: int) -> None:
+        """Each process trained on its own share of the tracks, so only as many processes continue exactly."""
+        if self.checkpoint is None or self.config.streaming:
+            return
+        trained_by = int(self.saved.get("num_processes", 1))
+        if trained_by != num_processes:
+            raise ValueError(f"{self.run_dir} was trained by {trained_by} process(es), each on its own share of the "
+                             f"tracks; resume it with {trained_by} (e.g. torchrun --nproc_per_node {trained_by}) to "
+                             f"continue exactly")
+
+
+def _make_accelerator(config: FinetuneConfig):
+    """The accelerator for this process, and the precision it trains in (--mixed-precision auto resolved)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
     mixed_precision = resolve_mixed_precision(config.mixed_precision, _device_type(config))
     accelerator = Accelerator(
@@ -400,205 +463,341 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=config.output_dir),
     )
-    say = accelerator.print
     if accelerator.distributed_type.name in ("DEEPSPEED", "FSDP"):
         # their optimiser state is sharded across processes; checkpoint.py writes whole tensors from one
         raise ValueError(f"checkpoints under {accelerator.distributed_type.name} are not supported yet (the optimiser "
                          f"state is sharded); launch with plain data parallelism (accelerate launch --multi_gpu)")
-    if accelerator.is_main_process:
-        _clean_leftovers(config.output_dir if checkpoint is None else run_dir, resumed=checkpoint is not None)
-    if checkpoint is not None and not config.streaming:  # checked before any data is read
-        trained_by = int(saved.get("num_processes", 1))
-        if trained_by != accelerator.num_processes:
-            raise ValueError(f"{run_dir} was trained by {trained_by} process(es), each on its own share of the tracks; "
-                             f"resume it with {trained_by} (e.g. torchrun --nproc_per_node {trained_by}) to continue exactly")
+    return accelerator, mixed_precision
+
+
+def _with_sources(config: FinetuneConfig, say) -> tuple[FinetuneConfig, Sources]:
+    """The configuration with the model and data this run uses written in (resolve_sources), and the
+    fallback's step budget when the defaults fell back offline."""
     sources = resolve_sources(config)
-    pretrained, dataset = sources.pretrained, sources.dataset
     if sources.fallback:
         say(sources.fallback)
         if config.max_steps is None and config.epochs is None:
             config = dataclasses.replace(config, max_steps=FALLBACK_MAX_STEPS, lr=config.lr or FALLBACK_LR)
     # Saved with the run: a resumed run uses the same model and data whatever the network does.
-    config = dataclasses.replace(config, pretrained=pretrained, dataset=dataset)
+    return dataclasses.replace(config, pretrained=sources.pretrained, dataset=sources.dataset), sources
 
-    pipe = load_pipeline(pretrained)
-    mel: MelConfig = pipe.mel  # the base model's Mel config travels unchanged into the fine-tuned one
-    data = load_genre(
-        config.genre, mel, dataset=dataset, data_dir=config.data_dir, split=config.split,
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The genre's tracks, their validation split, and this process's loader over its training share.
+
+    Each process trains on, and so decodes, only its share of the tracks: the ones it checked in
+    load_genre (genre.owners). A stream is read whole by every process, which keeps every n-th batch."""
+
+    genre: "GenreData"
+    split: "ValidationSplit"
+    loader: "torch.utils.data.DataLoader"
+    sharded: bool
+    processes: int
+    rank: int
+    stride: int  # batches of the loader per micro-step of this process
+    micro_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def _owners(genre, tracks, processes: int) -> list[int]:
+    """The process that owns (decoded and checked) each of `tracks`: load_genre's record, else round robin."""
+    return [genre.owners.get(track.name, k % processes) for k, track in enumerate(tracks)]
+
+
+def _load_training_data(config: FinetuneConfig, mel: MelConfig, accelerator, progress: bool) -> _TrainingData:
+    from .data import load_genre, make_dataloader, split_validation
+
+    # the base model's Mel config travels unchanged into the fine-tuned one
+    genre = load_genre(
+        config.genre, mel, dataset=config.dataset, data_dir=config.data_dir, split=config.split,
         genre_column=config.genre_column, audio_column=config.audio_column, recording_column=config.recording_column,
         streaming=config.streaming, synthetic_clips_per_genre=config.synthetic_clips_per_genre,
         synthetic_seconds=config.synthetic_seconds, progress=progress and accelerator.is_main_process,
         shard=_shard(accelerator),
     )
-    split = split_validation(data.tracks, config.validation_fraction, seed=config.seed, durations=data.durations,
+    split = split_validation(genre.tracks, config.validation_fraction, seed=config.seed, durations=genre.durations,
                              min_held_out_seconds=mel.slice_seconds)
-    train_tracks, val_tracks = split.train, split.validation
+    train_tracks = split.train
     if not train_tracks:
-        raise ValueError(f"{data.description}: no tracks left for training after holding out validation tracks")
-    # Each process trains on, and so decodes, only its share of the tracks: the ones it checked in
-    # load_genre (data.owners). A stream is read whole by every process, which keeps every n-th batch.
+        raise ValueError(f"{genre.description}: no tracks left for training after holding out validation tracks")
     sharded = not config.streaming
     processes, rank = accelerator.num_processes, accelerator.process_index
-    owner_of = lambda k, track: data.owners.get(track.name, k % processes)  # noqa: E731
-    train_owners = [owner_of(k, t) for k, t in enumerate(train_tracks)] if sharded else None
+    train_owners = _owners(genre, train_tracks, processes) if sharded else None
     per_process = min(train_owners.count(p) for p in range(processes)) if sharded else len(train_tracks)
     if sharded and per_process == 0:
-        raise ValueError(f"{data.description}: {len(train_tracks)} training tracks cannot be shared among "
+        raise ValueError(f"{genre.description}: {len(train_tracks)} training tracks cannot be shared among "
                          f"{processes} processes; use fewer processes or more tracks")
     loader = make_dataloader(train_tracks, mel, batch_size=config.batch_size, seed=config.seed,
                              num_workers=config.num_workers, shuffle=True,
                              drop_last=per_process >= config.batch_size,
                              **(dict(process_index=rank, num_processes=processes, owners=train_owners) if sharded else {}))
-    stride = 1 if sharded else processes  # batches of the loader per micro-step of this process
+    stride = 1 if sharded else processes
     micro_per_epoch = max(1, len(loader) // stride)
     steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
     total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
+    return _TrainingData(genre, split, loader, sharded, processes, rank, stride, micro_per_epoch, steps_per_epoch,
+                         total_steps)
 
-    if checkpoint is None and accelerator.is_main_process:
-        run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre or config.genre, config.run_name)
-        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
-                                                        "num_processes": processes, "fallback": sources.fallback},
-                                                       indent=2) + "\n")
-        (run_dir / SPLIT_FILE).write_text(json.dumps(split.record(), indent=2) + "\n")
-    if checkpoint is None:
-        run_dir = _broadcast_path(accelerator, run_dir if accelerator.is_main_process else None)
-    accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
 
-    unet = pipe.unet
-    unet.train()
-    if config.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    if config.lora_rank:
-        add_lora(unet, config.lora_rank)
-    trainable = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
-    ema = EMAModel(trainable, decay=config.ema_max_decay, use_ema_warmup=True, power=DEFAULT_EMA_POWER) if config.ema else None
-
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
-    # process), and checkpointed with the rest of the state.
-    # The loader is not handed to accelerate: each process's sampler draws from its own share of the
-    # tracks, in an order fixed by (seed, epoch, process), so resuming with the same number of
-    # processes is exact.
-    if ema is not None:
-        ema.to(accelerator.device)
-
-    start_step, loss_history = 0, []  # loss_history: the losses of steps before this invocation (a resume)
-    if checkpoint is not None:
-        start_step, loss_history = checkpoint_io.restore(
-            checkpoint, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
-            grad_scaler=accelerator.scaler, process_index=accelerator.process_index)
-
-    val_images, val_rows, val_count = None, None, 0
-    if val_tracks:
-        # Each process makes (decodes) only the validation slices of tracks it owns; the loss is summed over processes.
-        val_count = min(8, 2 * len(val_tracks))
-        val_rows = list(range(val_count))
-        if sharded and processes > 1:
-            val_owner = [owner_of(k, t) for k, t in enumerate(val_tracks)]
-            val_rows = [k for k in val_rows if val_owner[k % len(val_tracks)] == rank]
-        val_audio = validation_slices(val_tracks, mel, count=val_count, seed=config.seed, indices=val_rows)
-        val_images = (audio_to_images(val_audio, mel) if val_rows else torch.zeros(0, 1, mel.y_res, mel.x_res))
-        val_images = val_images.to(accelerator.device)
-
+def _open_run_dir(accelerator, config: FinetuneConfig, data: _TrainingData, mixed_precision: str, sources: Sources,
+                  new_run: _NewRun) -> Path:
+    """A new run's folder, made by the main process with its configuration and split, told to every process."""
+    run_dir = None
     if accelerator.is_main_process:
+        run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre.genre or config.genre, config.run_name)
+        (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
+                                                        "num_processes": data.processes, "fallback": sources.fallback},
+                                                       indent=2) + "\n")
+        (run_dir / SPLIT_FILE).write_text(json.dumps(data.split.record(), indent=2) + "\n")
+    return _broadcast_path(accelerator, run_dir)
+
+
+class TrainLoop:
+    """One process's share of a fine-tuning run, in the spirit of improved-diffusion's TrainLoop:
+    __init__ builds the model, optimiser, LR schedule and EMA; `restore` continues from a checkpoint;
+    `run_loop` feeds this process's micro-batches to `run_step`, which at its intervals calls
+    `validate`, `log_samples` and `save`; `finish` writes the pipeline. Only the main process writes."""
+
+    def __init__(self, config: FinetuneConfig, accelerator, pipe, data: _TrainingData, run_dir: Path,
+                 new_run: _NewRun, progress: bool = True):
+        from diffusers.optimization import get_cosine_schedule_with_warmup
+        from diffusers.training_utils import EMAModel
+
+        self.config, self.accelerator, self.pipe, self.data, self.run_dir = config, accelerator, pipe, data, run_dir
+        self.new_run, self.progress = new_run, progress
+        unet = pipe.unet
+        unet.train()
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        if config.lora_rank:
+            add_lora(unet, config.lora_rank)
+        self.trainable = [p for p in unet.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, data.total_steps)
+        self.ema = (EMAModel(self.trainable, decay=config.ema_max_decay, use_ema_warmup=True, power=DEFAULT_EMA_POWER)
+                    if config.ema else None)
+        self.unet, self.optimizer = accelerator.prepare(unet, optimizer)
+        # The LR schedule is stepped here once per optimiser step (a prepared one would advance once per
+        # process), and checkpointed with the rest of the state.
+        # The loader is not handed to accelerate: each process's sampler draws from its own share of the
+        # tracks, in an order fixed by (seed, epoch, process), so resuming with the same number of
+        # processes is exact.
+        if self.ema is not None:
+            self.ema.to(accelerator.device)
+        self.start_step = self.step = 0  # optimiser steps: done before this invocation (a resume) / done so far
+        self.loss_history: list[float] = []  # the losses of steps before this invocation (a resume)
+        self.losses: list[float] = []  # this invocation's
+        self.step_seconds: list[float] = []  # wall time of each of this invocation's optimiser steps
+        self.val_images, self.val_rows, self.val_count = None, None, 0
+
+    def restore(self, checkpoint: Path) -> None:
+        """Continue from a checkpoint: model, optimiser, LR schedule, EMA, scaler, RNG, step and losses."""
+        accelerator = self.accelerator
+        self.start_step, self.loss_history = checkpoint_io.restore(
+            checkpoint, unet=accelerator.unwrap_model(self.unet), optimizer=self.optimizer,
+            lr_scheduler=self.lr_scheduler, ema=self.ema, grad_scaler=accelerator.scaler,
+            process_index=accelerator.process_index)
+        self.step = self.start_step
+
+    def load_validation_images(self) -> None:
+        """The held-out slices, fixed for the run. Each process makes (decodes) only those of tracks it
+        owns; the loss is summed over processes."""
+        from .data import validation_slices
+        from .mel import audio_to_images
+
+        val_tracks, mel, data = self.data.split.validation, self.pipe.mel, self.data
+        if not val_tracks:
+            return
+        self.val_count = min(8, 2 * len(val_tracks))
+        self.val_rows = list(range(self.val_count))
+        if data.sharded and data.processes > 1:
+            val_owner = _owners(data.genre, val_tracks, data.processes)
+            self.val_rows = [k for k in self.val_rows if val_owner[k % len(val_tracks)] == data.rank]
+        val_audio = validation_slices(val_tracks, mel, count=self.val_count, seed=self.config.seed, indices=self.val_rows)
+        val_images = audio_to_images(val_audio, mel) if self.val_rows else torch.zeros(0, 1, mel.y_res, mel.x_res)
+        self.val_images = val_images.to(self.accelerator.device)
+
+    def announce(self) -> None:
+        """Start the TensorBoard log and say in one line what this run trains, on what, for how long."""
+        accelerator, config, data, genre, pipe = self.accelerator, self.config, self.data, self.data.genre, self.pipe
+        if not accelerator.is_main_process:
+            return
         accelerator.init_trackers("logs", config={k: v for k, v in config.to_dict().items() if v is not None and not isinstance(v, (list, dict))})
-        skipped = sum(data.skipped.values())
-        say(
+        mel, skipped = pipe.mel, sum(genre.skipped.values())
+        accelerator.print(
             f"fine-tuning {pipe.source} ({sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.1f} M parameters, "
-            f"{mel.x_res}x{mel.y_res} Mel images at {mel.sample_rate} Hz) on {data.description}: "
-            f"{len(train_tracks)} training + {len(val_tracks)} validation tracks ({split.describe()}), "
-            f"{skipped} files skipped; "
-            f"{total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
-            f"({steps_per_epoch} steps per epoch) on {accelerator.device}"
-            + (f", resuming at step {start_step}" if start_step else "")
+            f"{mel.x_res}x{mel.y_res} Mel images at {mel.sample_rate} Hz) on {genre.description}: "
+            f"{len(data.split.train)} training + {len(data.split.validation)} validation tracks "
+            f"({data.split.describe()}), {skipped} files skipped; "
+            f"{data.total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
+            f"({data.steps_per_epoch} steps per epoch) on {accelerator.device}"
+            + (f", resuming at step {self.start_step}" if self.start_step else "")
         )
 
-    scheduler = pipe.scheduler
-    losses: list[float] = []
-    step = start_step
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and accelerator.is_main_process),
-               desc="fine-tuning", unit="step", dynamic_ncols=True)
-    micro = start_step * config.grad_accum
-    step_seconds: list[float] = []
-    last_step_time = time.perf_counter()
-    while step < total_steps:
-        epoch, skip = divmod(micro, micro_per_epoch)
-        loader.dataset.set_epoch(epoch)
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        for index, images in enumerate(loader):
-            position, mine = divmod(index, stride)
-            if mine != (rank if stride > 1 else 0) or position >= micro_per_epoch:
-                continue
-            if position < skip:
-                continue  # already trained on before the resume
-            images = images.to(accelerator.device)
-            with accelerator.accumulate(unet):
-                generator = step_generator(config.seed, micro * accelerator.num_processes + accelerator.process_index)
-                loss, per_item, timesteps = diffusion_loss(unet, scheduler, images, generator)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            micro += 1
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            new_run.trained = True
-            if ema is not None:
-                ema.step(trainable)
-            loss_value = accelerator.gather(loss.detach()[None]).mean().item()
-            losses.append(loss_value)
-            lr_now = lr_scheduler.get_last_lr()[0]
-            logs = {"loss": loss_value, "lr": lr_now, "epoch": epoch,
-                    **timestep_quarter_losses(per_item, timesteps, scheduler.config.num_train_timesteps)}
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}")
-            if val_images is not None and (step % config.validate_every == 0 or step == total_steps):
-                logs["val_loss"] = validation_loss(accelerator.unwrap_model(unet), ema, trainable, scheduler, val_images,
-                                                   rows=val_rows, total_rows=val_count,
-                                                   reduce_sum=lambda t: accelerator.reduce(t, "sum"))
-            accelerator.log(logs, step=step)
-            if accelerator.is_main_process and step % config.sample_every == 0:
-                log_samples(accelerator, accelerator.unwrap_model(unet), ema, trainable, pipe, config, step)
-            if step % config.checkpoint_every == 0 or step == total_steps:
-                save_checkpoint(accelerator, run_dir, step, config.keep_checkpoints, unet=unet, optimizer=optimizer,
-                                lr_scheduler=lr_scheduler, ema=ema, loss_history=loss_history + losses, config=config)
-            now = time.perf_counter()
-            step_seconds.append(now - last_step_time)
-            last_step_time = now
-            if step >= total_steps:
-                break
-    bar.close()
+    def run_loop(self) -> None:
+        """Train to the last step, epoch after epoch, on this process's micro-batches of each; on a
+        resume the micro-batches the killed run already trained on are skipped."""
+        data = self.data
+        self.bar = tqdm(total=data.total_steps, initial=self.start_step, desc="fine-tuning", unit="step",
+                        disable=not (self.progress and self.accelerator.is_main_process), dynamic_ncols=True)
+        self.micro = self.step * self.config.grad_accum  # micro-batches done, over all epochs
+        self.last_step_time = time.perf_counter()
+        while self.step < data.total_steps:
+            epoch, skip = divmod(self.micro, data.micro_per_epoch)
+            data.loader.dataset.set_epoch(epoch)
+            if hasattr(data.loader.sampler, "set_epoch"):
+                data.loader.sampler.set_epoch(epoch)
+            for index, images in enumerate(data.loader):
+                position, mine = divmod(index, data.stride)
+                if mine != (data.rank if data.stride > 1 else 0) or position >= data.micro_per_epoch:
+                    continue
+                if position < skip:
+                    continue  # already trained on before the resume
+                self.run_step(images, epoch)
+                if self.step >= data.total_steps:
+                    break
+        self.bar.close()
 
-    decoded = [decoded_track_count(data.tracks)] if sharded else None
-    if sharded and processes > 1:
-        from accelerate.utils import gather_object
+    def run_step(self, images: torch.Tensor, epoch: int) -> None:
+        """One micro-batch (B, 1, H, W): forward and backward; on the last of an accumulation, the optimiser step."""
+        accelerator, config = self.accelerator, self.config
+        images = images.to(accelerator.device)
+        with accelerator.accumulate(self.unet):
+            generator = step_generator(config.seed, self.micro * accelerator.num_processes + accelerator.process_index)
+            loss, per_item, timesteps = diffusion_loss(self.unet, self.pipe.scheduler, images, generator)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
+            self.optimizer.step()
+            if accelerator.sync_gradients:
+                self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.micro += 1
+        if accelerator.sync_gradients:
+            self._after_optimizer_step(loss, per_item, timesteps, epoch)
 
-        decoded = gather_object(decoded)
-        say(f"tracks decoded per process: {', '.join(map(str, decoded))} (of {len(data.tracks)})")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        final = accelerator.unwrap_model(unet)
-        with ema_weights(ema, trainable):
-            result_unet = merged_unet(final)
-        result_unet.to("cpu")  # master weights are float32 even under mixed precision
-        pipe.unet = result_unet
-        save_pipeline(pipe, run_dir, unet=result_unet, overwrite=True)
-        write_model_card(run_dir, config, pipe, pretrained, data, len(train_tracks), len(val_tracks), step,
-                         loss_history + losses, fallback=sources.fallback, mixed_precision_used=mixed_precision,
-                         split=split.describe())
-        if config.push_to_hub:
-            push_to_hub(run_dir, config.hub_model_id)
-        say(f"fine-tuned pipeline written to {run_dir}")
-    accelerator.end_training()
-    return RunResult(run_dir=run_dir, steps=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
-                     step_seconds=step_seconds, decoded_tracks=decoded)
+    def _after_optimizer_step(self, loss, per_item, timesteps, epoch: int) -> None:
+        """EMA update, logs (loss, lr, loss per timestep quarter), and validation, samples and a
+        checkpoint when their step comes."""
+        accelerator, config, step = self.accelerator, self.config, self.step + 1
+        self.step = step
+        self.new_run.trained = True
+        if self.ema is not None:
+            self.ema.step(self.trainable)
+        loss_value = accelerator.gather(loss.detach()[None]).mean().item()
+        self.losses.append(loss_value)
+        lr_now = self.lr_scheduler.get_last_lr()[0]
+        logs = {"loss": loss_value, "lr": lr_now, "epoch": epoch,
+                **timestep_quarter_losses(per_item, timesteps, self.pipe.scheduler.config.num_train_timesteps)}
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_now:.2e}")
+        last = step == self.data.total_steps
+        if self.val_images is not None and (step % config.validate_every == 0 or last):
+            logs["val_loss"] = self.validate()
+        accelerator.log(logs, step=step)
+        if accelerator.is_main_process and step % config.sample_every == 0:
+            self.log_samples()
+        if step % config.checkpoint_every == 0 or last:
+            self.save()
+        now = time.perf_counter()
+        self.step_seconds.append(now - self.last_step_time)
+        self.last_step_time = now
+
+    def validate(self) -> float:
+        """The EMA model's validation loss over every process's held-out slices (validation_loss)."""
+        accelerator = self.accelerator
+        return validation_loss(accelerator.unwrap_model(self.unet), self.ema, self.trainable, self.pipe.scheduler,
+                               self.val_images, rows=self.val_rows, total_rows=self.val_count,
+                               reduce_sum=lambda t: accelerator.reduce(t, "sum"))
+
+    def log_samples(self, count: int = 2) -> None:
+        """Generate `count` slices from fixed seeds with the EMA weights and log audio + spectrograms."""
+        from .mel import images_to_audio
+        from .sample import make_scheduler, sample
+
+        pipe, step = self.pipe, self.step
+        unet = self.accelerator.unwrap_model(self.unet)
+        tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+        with ema_weights(self.ema, self.trainable):
+            unet.eval()
+            with torch.no_grad():
+                images = sample(unet, make_scheduler("ddim", pipe.scheduler), batch_size=count, width=pipe.mel.x_res,
+                                num_inference_steps=self.config.sample_steps, seed=self.config.seed, progress=False)
+            unet.train()
+        audio = images_to_audio(images.float().cpu(), pipe.mel)
+        peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
+        for i in range(count):
+            tracker.add_audio(f"sample_{i}", (audio[i] / peak[i]).unsqueeze(0), step, sample_rate=pipe.mel.sample_rate)
+            tracker.add_image(f"spectrogram_{i}", ((images[i].float().cpu() + 1) / 2).flip(-2), step)
+
+    def save(self) -> Path:
+        """Write the full state (checkpoint.py: safetensors + JSON) under a temporary name, then rename:
+        the rename is atomic, so a checkpoint folder named step-N is always complete. Only the main
+        process writes; every process hands it its RNG state. Keeps the newest `keep_checkpoints`."""
+        accelerator, run_dir, step = self.accelerator, self.run_dir, self.step
+        accelerator.wait_for_everyone()
+        rng_states = [checkpoint_io.rng_state()]
+        if accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            rng_states = [json.loads(text) for text in gather_object([json.dumps(rng_states[0])])]
+        final = run_dir / CHECKPOINTS / f"step-{step:06d}"
+        if accelerator.is_main_process:
+            temporary = run_dir / CHECKPOINTS / f".tmp-step-{step:06d}"
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+            checkpoint_io.write_checkpoint(
+                temporary, unet=accelerator.unwrap_model(self.unet), optimizer=self.optimizer,
+                lr_scheduler=self.lr_scheduler, ema=self.ema, grad_scaler=accelerator.scaler, step=step,
+                loss_history=self.loss_history + self.losses, rng_states=rng_states, config=self.config.to_dict())
+            _fsync_tree(temporary)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+            for old in list_checkpoints(run_dir)[:-self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+    def finish(self, mixed_precision: str, fallback: str | None) -> RunResult:
+        """The main process writes the fine-tuned pipeline (EMA weights, LoRA merged) and its model card."""
+        from .pipeline import save_pipeline
+
+        accelerator, config, data = self.accelerator, self.config, self.data
+        decoded = self._decoded_tracks()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            with ema_weights(self.ema, self.trainable):
+                result_unet = merged_unet(accelerator.unwrap_model(self.unet))
+            result_unet.to("cpu")  # master weights are float32 even under mixed precision
+            self.pipe.unet = result_unet
+            save_pipeline(self.pipe, self.run_dir, unet=result_unet, overwrite=True)
+            write_model_card(self.run_dir, config, self.pipe, config.pretrained, data.genre, len(data.split.train),
+                             len(data.split.validation), self.step, self.loss_history + self.losses,
+                             fallback=fallback, mixed_precision_used=mixed_precision, split=data.split.describe())
+            if config.push_to_hub:
+                push_to_hub(self.run_dir, config.hub_model_id)
+            accelerator.print(f"fine-tuned pipeline written to {self.run_dir}")
+        accelerator.end_training()
+        return RunResult(run_dir=self.run_dir, steps=self.step, final_loss=self.losses[-1] if self.losses else float("nan"),
+                         losses=self.losses, step_seconds=self.step_seconds, decoded_tracks=decoded)
+
+    def _decoded_tracks(self) -> list[int] | None:
+        """How many tracks each process decoded (None when streaming); said when there are several."""
+        from .data import decoded_track_count
+
+        if not self.data.sharded:
+            return None
+        decoded = [decoded_track_count(self.data.genre.tracks)]
+        if self.data.processes > 1:
+            from accelerate.utils import gather_object
+
+            decoded = gather_object(decoded)
+            self.accelerator.print(f"tracks decoded per process: {', '.join(map(str, decoded))} "
+                                   f"(of {len(self.data.genre.tracks)})")
+        return decoded
 
 
 def _shard(accelerator):
@@ -681,55 +880,6 @@ def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_t
     if reduce_sum is not None:
         sums = reduce_sum(sums.float().to(images.device)).double().cpu()
     return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
-
-
-def log_samples(accelerator, unet, ema, trainable, pipe, config: FinetuneConfig, step: int, count: int = 2) -> None:
-    """Generate `count` slices from fixed seeds with the EMA weights and log audio + spectrograms."""
-    from .mel import images_to_audio
-    from .sample import make_scheduler, sample
-
-    tracker = accelerator.get_tracker("tensorboard", unwrap=True)
-    with ema_weights(ema, trainable):
-        unet.eval()
-        with torch.no_grad():
-            images = sample(unet, make_scheduler("ddim", pipe.scheduler), batch_size=count, width=pipe.mel.x_res,
-                            num_inference_steps=config.sample_steps, seed=config.seed, progress=False)
-        unet.train()
-    audio = images_to_audio(images.float().cpu(), pipe.mel)
-    peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
-    for i in range(count):
-        tracker.add_audio(f"sample_{i}", (audio[i] / peak[i]).unsqueeze(0), step, sample_rate=pipe.mel.sample_rate)
-        tracker.add_image(f"spectrogram_{i}", ((images[i].float().cpu() + 1) / 2).flip(-2), step)
-
-
-def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, *, unet, optimizer, lr_scheduler, ema,
-                    loss_history: list[float], config: FinetuneConfig) -> Path:
-    """Write the full state (checkpoint.py: safetensors + JSON) under a temporary name, then rename:
-    the rename is atomic, so a checkpoint folder named step-N is always complete. Only the main
-    process writes; every process hands it its RNG state. Keeps the newest `keep` checkpoints."""
-    accelerator.wait_for_everyone()
-    rng_states = [checkpoint_io.rng_state()]
-    if accelerator.num_processes > 1:
-        from accelerate.utils import gather_object
-
-        rng_states = [json.loads(text) for text in gather_object([json.dumps(rng_states[0])])]
-    final = run_dir / CHECKPOINTS / f"step-{step:06d}"
-    if accelerator.is_main_process:
-        temporary = run_dir / CHECKPOINTS / f".tmp-step-{step:06d}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        checkpoint_io.write_checkpoint(
-            temporary, unet=accelerator.unwrap_model(unet), optimizer=optimizer, lr_scheduler=lr_scheduler, ema=ema,
-            grad_scaler=accelerator.scaler, step=step, loss_history=loss_history, rng_states=rng_states,
-            config=config.to_dict())
-        _fsync_tree(temporary)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -105,18 +105,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = train.FinetuneConfig(
-        genre=None if args.genre.lower() == "all" else args.genre, pretrained=args.pretrained, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-        genre_column=args.genre_column, audio_column=args.audio_column, recording_column=args.recording_column,
-        streaming=args.streaming,
-        output_dir=args.output_dir, run_name=args.run_name, max_steps=args.max_steps, epochs=args.epochs,
-        batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr, warmup_steps=args.warmup_steps,
-        ema=not args.no_ema, mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
-        lora_rank=args.lora_rank, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        keep_checkpoints=args.keep_checkpoints, validate_every=args.validate_every, sample_every=args.sample_every,
-        num_workers=args.num_workers, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id,
-        device=None if args.device == "auto" else args.device,
-    )
+    config = train.FinetuneConfig.from_flags(vars(args))  # every flag but --resume is a field
     result = train.finetune(config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:  # one line, from the main process only
         print(result.run_dir)

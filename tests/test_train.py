@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -389,6 +390,41 @@ def test_finetune_script_user_errors_are_one_line(tmp_path, music, args, message
     assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1, done.stderr
     # nothing was written: no run folder (half-made or escaped) anywhere
     assert not (tmp_path / "out").exists() and not (tmp_path / "escaped").exists()
+
+
+def finetune_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_script", REPO / "scripts" / "finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_finetune_script_flags_become_the_config_field_by_field(tmp_path):
+    script = finetune_script()
+    assert train.FinetuneConfig.from_flags(vars(script.parse_args([]))) == train.FinetuneConfig()
+    args = script.parse_args([
+        "--genre", "ALL", "--dataset", "me/songs", "--split", "test", "--genre-column", "style",
+        "--audio-column", "sound", "--recording-column", "album", "--streaming", "--num-workers", "0",
+        "--pretrained", "tiny", "--lora-rank", "4", "--gradient-checkpointing", "--no-ema", "--max-steps", "7",
+        "--epochs", "3", "--batch-size", "5", "--grad-accum", "2", "--lr", "0.001", "--warmup-steps", "9",
+        "--mixed-precision", "bf16", "--seed", "11", "--output-dir", str(tmp_path), "--run-name", "mine",
+        "--resume", "latest", "--checkpoint-every", "13", "--keep-checkpoints", "4", "--validate-every", "17",
+        "--sample-every", "19", "--push-to-hub", "--hub-model-id", "me/jazz", "--device", "cpu"])
+    expected = train.FinetuneConfig(
+        genre=None, dataset="me/songs", split="test", genre_column="style", audio_column="sound",
+        recording_column="album", streaming=True, num_workers=0, pretrained="tiny", lora_rank=4,
+        gradient_checkpointing=True, ema=False, max_steps=7, epochs=3, batch_size=5, grad_accum=2, lr=0.001,
+        warmup_steps=9, mixed_precision="bf16", seed=11, output_dir=str(tmp_path), run_name="mine",
+        checkpoint_every=13, keep_checkpoints=4, validate_every=17, sample_every=19, push_to_hub=True,
+        hub_model_id="me/jazz", device="cpu")
+    assert train.FinetuneConfig.from_flags(vars(args)) == expected
+    assert train.FinetuneConfig.from_flags({"genre": "Rock", "device": "auto"}).genre == "Rock"
+    # every flag reaches the config (a flag with no field of its name would be dropped silently)
+    fields = {f.name for f in dataclasses.fields(train.FinetuneConfig)}
+    flags = set(vars(script.parse_args([]))) - {"resume"}
+    assert flags <= fields | set(train.FLAG_SPELLINGS), flags - fields
 
 
 def test_output_dir_that_cannot_be_written_is_refused_before_any_work(tmp_path):
