@@ -34,7 +34,7 @@ import math
 import numbers
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -450,13 +450,19 @@ _JAZZ_PROGRESSIONS = (
 _COMP_RHYTHMS = ((0.0, 1.5), (1.5, 3.5), (1.0, 3.0), (0.5, 2.0), (0.0, 2.5), (1.5, 2.5, 3.5), (0.0, 3.5), (1.0, 2.5))
 
 
+def _key_and_progression(style: np.random.Generator, progressions: Sequence) -> tuple[int, Any]:
+    """A key (semitones above C) and one of `progressions`, drawn in this order from the genre's
+    style generator: a clip's audio depends on the order of its draws."""
+    key = int(style.integers(12))
+    return key, progressions[style.integers(len(progressions))]
+
+
 def _jazz(c: _Canvas) -> np.ndarray:
     style = c.rng("style")
     bpm = style.uniform(100, 180)
     beat = 60.0 / bpm
     swing = style.uniform(0.6, 0.7)
-    key = int(style.integers(12))
-    progression = _JAZZ_PROGRESSIONS[style.integers(len(_JAZZ_PROGRESSIONS))]
+    key, progression = _key_and_progression(style, _JAZZ_PROGRESSIONS)
     beats_per_chord = 2 if style.random() < (0.5 if bpm < 140 else 0.2) else 4
     n_chords = math.ceil(c.seconds / (beats_per_chord * beat)) + 1
     chords = [progression[i % len(progression)] for i in range(n_chords)]
@@ -566,8 +572,7 @@ def _rock(c: _Canvas) -> np.ndarray:
     style = c.rng("style")
     bpm = style.uniform(100, 150)
     eighth = 30.0 / bpm
-    key = int(style.integers(12))
-    progression = _ROCK_PROGRESSIONS[style.integers(len(_ROCK_PROGRESSIONS))]
+    key, progression = _key_and_progression(style, _ROCK_PROGRESSIONS)
     bars_per_chord = 1 if style.random() < 0.75 else 2
     verse, chorus = (_GUITAR_PATTERNS[i] for i in style.choice(len(_GUITAR_PATTERNS), size=2, replace=False))
     kick_pattern = _KICK_PATTERNS[style.integers(len(_KICK_PATTERNS))]
@@ -656,8 +661,7 @@ def _electronic(c: _Canvas) -> np.ndarray:
     style = c.rng("style")
     bpm = style.uniform(120, 135)
     beat = 60.0 / bpm
-    key = int(style.integers(12))
-    progression = _ELECTRONIC_PROGRESSIONS[style.integers(len(_ELECTRONIC_PROGRESSIONS))]
+    key, progression = _key_and_progression(style, _ELECTRONIC_PROGRESSIONS)
     bars_per_chord = 1 if style.random() < 0.5 else 2
     arp_shape = ("up", "down", "updown", "random")[style.integers(4)]
     arp_sequence = style.integers(0, 7, size=8)
