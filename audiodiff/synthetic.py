@@ -457,6 +457,15 @@ def _key_and_progression(style: np.random.Generator, progressions: Sequence) -> 
     return key, progressions[style.integers(len(progressions))]
 
 
+def _groove(c: "_Canvas", bpm_range: tuple[float, float], progressions: Sequence, one_bar_chance: float):
+    """The first draws of a rock or electronic clip, in their order: tempo, key, progression and
+    whether a chord lasts one bar or two -> (style generator, bpm, key, progression, bars per chord)."""
+    style = c.rng("style")
+    bpm = style.uniform(*bpm_range)
+    key, progression = _key_and_progression(style, progressions)
+    return style, bpm, key, progression, 1 if style.random() < one_bar_chance else 2
+
+
 def _jazz(c: _Canvas) -> np.ndarray:
     style = c.rng("style")
     bpm = style.uniform(100, 180)
@@ -569,11 +578,8 @@ _KICK_PATTERNS = ((0, 4), (0, 4, 5), (0, 3, 4), (0, 1, 4), (0, 4, 7))
 
 
 def _rock(c: _Canvas) -> np.ndarray:
-    style = c.rng("style")
-    bpm = style.uniform(100, 150)
+    style, bpm, key, progression, bars_per_chord = _groove(c, (100, 150), _ROCK_PROGRESSIONS, 0.75)
     eighth = 30.0 / bpm
-    key, progression = _key_and_progression(style, _ROCK_PROGRESSIONS)
-    bars_per_chord = 1 if style.random() < 0.75 else 2
     verse, chorus = (_GUITAR_PATTERNS[i] for i in style.choice(len(_GUITAR_PATTERNS), size=2, replace=False))
     kick_pattern = _KICK_PATTERNS[style.integers(len(_KICK_PATTERNS))]
     guitar_low = int(style.integers(38, 47))  # power chord roots from D2 to A2 upwards
@@ -658,11 +664,8 @@ _ELECTRONIC_PROGRESSIONS = (
 
 
 def _electronic(c: _Canvas) -> np.ndarray:
-    style = c.rng("style")
-    bpm = style.uniform(120, 135)
+    style, bpm, key, progression, bars_per_chord = _groove(c, (120, 135), _ELECTRONIC_PROGRESSIONS, 0.5)
     beat = 60.0 / bpm
-    key, progression = _key_and_progression(style, _ELECTRONIC_PROGRESSIONS)
-    bars_per_chord = 1 if style.random() < 0.5 else 2
     arp_shape = ("up", "down", "updown", "random")[style.integers(4)]
     arp_sequence = style.integers(0, 7, size=8)
     arp_low = int(style.integers(62, 70))
