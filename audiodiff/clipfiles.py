@@ -63,10 +63,11 @@ OUTPUT_SUFFIXES = (".json", ".wav", ".png")  # the JSON first: it is the reserva
 MAX_NAME_BYTES = 200  # file names hold 255 bytes; room for "-N", "_B" and the suffix
 
 
-def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str, list[Path]]:
+def reserve_name(output_dir: Path, name: str, batch_size: int = 1,
+                 suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> tuple[str, list[Path]]:
     """Atomically take `name` (or the first free `name-N`) for a batch -> (name, reserved paths).
 
-    Every file of every clip (NAME.json, NAME.wav, NAME.png per stem) is created empty with an
+    Every file of every clip (NAME.json, NAME.wav, NAME.png per stem: `suffixes`) is created empty with an
     exclusive create (O_EXCL): when any of them exists, or another process takes one first, the
     ones made so far are removed and the next name is tried. So two processes asking for the same
     name at the same moment get different names, and the files written into the reserved paths
@@ -77,7 +78,7 @@ def reserve_name(output_dir: Path, name: str, batch_size: int = 1) -> tuple[str,
         made: list[Path] = []
         try:
             for stem in _stems(candidate, batch_size):
-                for ext in OUTPUT_SUFFIXES:
+                for ext in suffixes:
                     path = output_dir / f"{stem}{ext}"
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                     made.append(path)

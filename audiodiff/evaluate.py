@@ -774,23 +774,17 @@ def _json_ready(value):
     return value
 
 
-def free_path(path: str | os.PathLike) -> Path:
-    """`path`, or the first NAME-1, NAME-2, ... beside it that does not exist yet."""
-    path = Path(path)
-    candidate, n = path, 0
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
 def save_report(report: dict, path: str | os.PathLike) -> Path:
-    """Write the report as JSON at `path` (never over an existing file: NAME-1.json, ...). Returns the path."""
-    target = free_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "x") as handle:
-        json.dump(_json_ready(report), handle, indent=2, allow_nan=False)
-        handle.write("\n")
+    """Write the report as JSON at `path`, never over an existing file: NAME-1.json, ... are taken
+    instead, atomically (the never-overwrite rule of a clip's files, `clipfiles.reserve_name`).
+    Returns the path."""
+    from .clipfiles import reserve_name
+
+    path = Path(path)
+    text = json.dumps(_json_ready(report), indent=2, allow_nan=False) + "\n"  # a report that can't be written takes no name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, (target,) = reserve_name(path.parent, path.stem, suffixes=(path.suffix,))
+    target.write_text(text)
     return target
 
 
