@@ -315,6 +315,18 @@ def _check_request(seconds: float | None, sampling_keywords: dict, name: str | N
     return sampling
 
 
+def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Callable[[str], None]):
+    """The pipeline to generate with, on `target` -> (pipe, how it was chosen)."""
+    if pipe is None:
+        pipe, chosen = resolve_model(model, runs_dir=runs_dir)
+    else:
+        chosen = model_choice or "given (already loaded)"
+    pipe.unet.to(target)
+    if model is None:
+        say(f"model: {pipe.source} ({chosen})")
+    return pipe, chosen
+
+
 def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> SamplingOptions:
     """The options' defaults for the loaded model, and the checks that need it."""
     try:
@@ -394,10 +406,9 @@ def generate(
     seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
-    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps: the
-    `audiodiff.sample.SamplingOptions`; `steps` defaults to the scheduler's usual count (50 for
-    DDIM), `overlap_seconds` to 1 s (at most 40 % of a slice). See the module docstring for the
-    model default.
+    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps: `audiodiff.sample.SamplingOptions`
+    (steps: the scheduler's usual count, 50 for DDIM; overlap: 1 s, at most 40 % of a slice).
+    See the module docstring for the model default.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
     init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
@@ -415,13 +426,7 @@ def generate(
                                            seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps), name, edit)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
-    if pipe is None:
-        pipe, chosen = resolve_model(model, runs_dir=runs_dir)
-    else:
-        chosen = model_choice or "given (already loaded)"
-    pipe.unet.to(target)
-    if model is None:
-        say(f"model: {pipe.source} ({chosen})")
+    pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
     options = _resolve_for(pipe, options, seconds)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
     batch_size = clip.audio.shape[0]
