@@ -42,8 +42,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 from .cli import user_errors
 from .generate import generate
 from .pipeline import GenerationError, pick_device, resolve_model
-from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS, Cancelled, JobProgress, default_overlap_seconds,
-                     strength_start_index)
+from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS_BY_SCHEDULER, Cancelled, JobProgress, check_strength,
+                     default_overlap_seconds, strength_start_index)
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 or --share expose it
 DEFAULT_PORT = 7860  # gradio's usual port
@@ -93,8 +93,7 @@ def edit_kwargs(audio: str | None, mode: str, strength: float | None, second_aud
     if mode == "continue":
         return {"init_audio": audio}
     if mode == "vary":
-        if strength is None or not 0 < strength <= 1:
-            raise GenerationError(f"strength must be in (0, 1], got {strength}")
+        check_strength(strength, GenerationError)
         return {"init_audio": audio, "strength": float(strength), **({"invert": True} if invert else {})}
     if second_audio is None:
         raise GenerationError("join needs a second piece of audio: upload the audio the new part should lead into")
@@ -367,7 +366,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                  elem_id="seed")
                 scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="scheduler",
                                         elem_id="scheduler")
-                steps = gr.Number(DEFAULT_STEPS[DEFAULT_SCHEDULER], label="steps", precision=0, minimum=1,
+                steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label="steps", precision=0, minimum=1,
                                   info="denoising steps per slice; choosing a scheduler sets its usual count",
                                   elem_id="steps")
                 overlap = gr.Number(overlap_default, label="overlap (seconds)", minimum=0,
@@ -420,7 +419,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         current = gr.State(None)
 
         # In the browser: no round trip that a quick click on Generate could overtake.
-        scheduler.input(None, scheduler, steps, js=f"(name) => ({json.dumps(DEFAULT_STEPS)})[name]")
+        scheduler.input(None, scheduler, steps, js=f"(name) => ({json.dumps(DEFAULT_STEPS_BY_SCHEDULER)})[name]")
         mode.change(on_mode, mode, [strength, invert, second_audio])
         for source in (audio, second_audio):
             source.upload(on_upload, source, [source, upload_message])

@@ -44,7 +44,7 @@ spherical interpolation (slerp) of their latents, one batch item per alpha, as t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -53,26 +53,24 @@ from .mel import MelConfig, images_to_audio, mel_power, power_to_images
 from .metrics import normalize_loudness
 from .sample import (
     DEFAULT_PEAK_CEILING,
-    DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
-    LongClip,
-    _components,
-    _make_generator,
-    _sample_shape,
     JobProgress,
+    LongClip,
+    SamplingOptions,
+    SamplingSetup,
+    check_invertible,
+    check_strength,
     decoding,
-    default_overlap_seconds,
-    default_steps,
     downsampling_factor,
     extend_image,
     extend_plan,
     job_progress,
-    make_scheduler,
-    overlap_columns,
     peak_protect,
     sample,
+    sampling_options,
     scheduler_name,
     set_timesteps,
+    slice_spans,
     strength_start_index,
     unet_calls,
 )
@@ -169,41 +167,26 @@ def _decode_span(image: torch.Tensor, mel: MelConfig, first_sample: int, last_sa
     return torch.nan_to_num(decoded) * torch.as_tensor(gain, dtype=torch.float32).reshape(-1, 1), c0 * mel.hop_length
 
 
-class _Setup:
-    """What every edit needs from the pipeline: unet, a scheduler, steps, overlap, a generator."""
-
-    def __init__(self, pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator):
-        self.unet, base_scheduler, self.mel = _components(pipe)
-        height, self.slice_width = _sample_shape(self.unet)
-        if height != self.mel.y_res:
-            raise EditError(f"the UNet makes images {height} rows high but the Mel config has {self.mel.y_res} mel bands")
-        self.base_scheduler = base_scheduler
-        self.scheduler = make_scheduler(scheduler, base_scheduler)
-        self.steps = num_inference_steps or default_steps(self.scheduler)
-        if overlap_seconds is None:
-            overlap_seconds = default_overlap_seconds(self.mel)
-        try:
-            self.overlap = overlap_columns(overlap_seconds, self.mel, self.slice_width)
-        except ValueError as exc:
-            raise EditError(str(exc)) from exc
-        self.overlap = max(self.overlap, 1)
-        self.generator = _make_generator(generator, seed)
-        self.device = self.unet.device
-
-    def seconds_per_column(self) -> float:
-        return self.mel.hop_length / self.mel.sample_rate
+def _prepare(pipe, options: SamplingOptions | None, keywords: dict) -> SamplingSetup:
+    """The job's `SamplingSetup` (options, with `keywords` laid over them, resolved against
+    `pipe`); an edit always continues from at least one known column."""
+    try:
+        setup = SamplingSetup.prepare(pipe, sampling_options(options, keywords))
+    except ValueError as exc:
+        raise EditError(str(exc)) from exc
+    return replace(setup, overlap_columns=max(setup.overlap_columns, 1))
 
 
-def _end_columns(setup: _Setup, available: int) -> int:
-    """How many known columns a gap's last slice ends with: up to `overlap`, leaving room to generate."""
-    end = min(setup.overlap, available, (setup.slice_width - setup.overlap) // 2)
+def _end_columns(setup: SamplingSetup, available: int) -> int:
+    """How many known columns a gap's last slice ends with: up to the overlap, leaving room to generate."""
+    end = min(setup.overlap_columns, available, (setup.slice_width - setup.overlap_columns) // 2)
     if end < 1:
-        raise EditError(f"the overlap ({setup.overlap} columns) leaves no room in a slice of {setup.slice_width} "
+        raise EditError(f"the overlap ({setup.overlap_columns} columns) leaves no room in a slice of {setup.slice_width} "
                         "columns for a known end; use a smaller --overlap")
     return end
 
 
-def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: int, progress) -> LongClip:
+def _fill(setup: SamplingSetup, timeline: _Timeline, progress) -> LongClip:
     """Generate the gap of a timeline with one given piece at its start and optionally one at its end."""
     mel = setup.mel
     image, known, reference = timeline.image(mel)
@@ -219,16 +202,18 @@ def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: in
         total_width = g1 + tail
     else:
         total_width = width
+    batch_size = setup.batch_size
     prefix = image[..., :g0].expand(batch_size, -1, -1, -1).contiguous()
     tracker = job_progress(progress)
     if tracker is not None:
-        plan = extend_plan(g0, total_width, overlap=setup.overlap, slice_width=setup.slice_width,
+        plan = extend_plan(g0, total_width, overlap_columns=setup.overlap_columns, slice_width=setup.slice_width,
                            tail=0 if end_known is None else end_known.shape[-1])
-        tracker.begin(len(plan) * unet_calls(setup.steps, repaint_jumps=repaint_jumps), len(plan))
+        tracker.begin(len(plan) * unet_calls(setup.steps, repaint_jumps=setup.repaint_jumps), len(plan))
     try:
         made, starts, slices = extend_image(
-            setup.unet, setup.scheduler, prefix, total_width, overlap=setup.overlap, num_inference_steps=setup.steps,
-            generator=setup.generator, repaint_jumps=repaint_jumps, progress=tracker or False, end_known=end_known,
+            setup.unet, setup.scheduler, prefix, total_width, overlap_columns=setup.overlap_columns,
+            num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
+            progress=tracker or False, end_known=end_known,
         )
         decoding(tracker)
     finally:
@@ -244,14 +229,9 @@ def _fill(setup: _Setup, timeline: _Timeline, batch_size: int, repaint_jumps: in
                                           math.sqrt(reference))
     # the given audio keeps its level; only if the new part would clip is the whole item turned down
     audio = peak_protect(_splice(decoded, decoded_start, timeline, crossfade), ceiling=1.0)
-    spc = setup.seconds_per_column()
-    seams = [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])
-    return LongClip(
-        image=result, audio=audio, sample_rate=mel.sample_rate,
-        slice_starts_seconds=[s * spc for s in starts], seam_seconds=seams,
-        slice_columns=[(s, min(s + setup.slice_width, total_width)) for s in starts], slices=slices,
-        known_columns=known,
-    )
+    seams = [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])  # between columns
+    return LongClip.from_columns(result, audio, mel, slice_columns=slice_spans(starts, setup.slice_width, total_width),
+                                 slices=slices, seam_seconds=seams, known_columns=known)
 
 
 def _close_own(tracker: JobProgress | None, progress) -> None:
@@ -265,25 +245,21 @@ def continue_audio(
     pipe,
     audio: torch.Tensor,
     seconds: float,
+    options: SamplingOptions | None = None,
     *,
-    overlap_seconds: float | None = None,
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
-    num_inference_steps: int | None = None,
-    scheduler: str | None = DEFAULT_SCHEDULER,
-    batch_size: int = 1,
-    repaint_jumps: int = 0,
     progress: "bool | JobProgress" = True,
+    **sampling,
 ) -> LongClip:
     """The given audio (T,) at the pipeline's sample rate, then `seconds` of new audio that
-    continues it: (B, T + round(seconds * sample_rate)) samples, the given part unchanged."""
+    continues it: (B, T + round(seconds * sample_rate)) samples, the given part unchanged.
+    options (or keywords named as its fields): how to sample, see `audiodiff.sample.SamplingOptions`."""
     if not seconds > 0:
         raise EditError(f"seconds to add must be positive, got {seconds}")
-    setup = _Setup(pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator)
+    setup = _prepare(pipe, options, sampling)
     audio = _check_audio(audio, setup.mel, "the audio to continue")
     added = int(round(seconds * setup.mel.sample_rate))
     timeline = _Timeline(pieces=[(0, audio)], total=audio.numel() + added)
-    return _fill(setup, timeline, batch_size, repaint_jumps, progress)
+    return _fill(setup, timeline, progress)
 
 
 def fill_gap(
@@ -291,27 +267,23 @@ def fill_gap(
     audio_a: torch.Tensor,
     audio_b: torch.Tensor,
     seconds: float,
+    options: SamplingOptions | None = None,
     *,
-    overlap_seconds: float | None = None,
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
-    num_inference_steps: int | None = None,
-    scheduler: str | None = DEFAULT_SCHEDULER,
-    batch_size: int = 1,
-    repaint_jumps: int = 0,
     progress: "bool | JobProgress" = True,
+    **sampling,
 ) -> LongClip:
     """A, then `seconds` of new audio leading out of A's end into B's start, then B:
-    (B, len(A) + round(seconds * sample_rate) + len(B)) samples, A and B unchanged."""
+    (B, len(A) + round(seconds * sample_rate) + len(B)) samples, A and B unchanged.
+    options (or keywords named as its fields): how to sample, see `audiodiff.sample.SamplingOptions`."""
     if not seconds > 0:
         raise EditError(f"the gap must be positive, got {seconds} s")
-    setup = _Setup(pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator)
+    setup = _prepare(pipe, options, sampling)
     audio_a = _check_audio(audio_a, setup.mel, "audio A (before the gap)")
     audio_b = _check_audio(audio_b, setup.mel, "audio B (after the gap)")
     gap = int(round(seconds * setup.mel.sample_rate))
     timeline = _Timeline(pieces=[(0, audio_a), (audio_a.numel() + gap, audio_b)],
                          total=audio_a.numel() + gap + audio_b.numel())
-    return _fill(setup, timeline, batch_size, repaint_jumps, progress)
+    return _fill(setup, timeline, progress)
 
 
 # ---- loops -----------------------------------------------------------------------------------
@@ -329,24 +301,20 @@ def periodic_resample(audio: torch.Tensor, samples: int) -> torch.Tensor:
 def make_loop(
     pipe,
     seconds: float,
+    options: SamplingOptions | None = None,
     *,
-    overlap_seconds: float | None = None,
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
-    num_inference_steps: int | None = None,
-    scheduler: str | None = DEFAULT_SCHEDULER,
-    batch_size: int = 1,
-    repaint_jumps: int = 0,
     progress: "bool | JobProgress" = True,
     target_lufs: float | None = DEFAULT_TARGET_LUFS,
+    **sampling,
 ) -> LongClip:
     """A clip of exactly round(seconds * sample_rate) samples that repeats seamlessly.
 
     The image (B, 1, H, W + E) ends with a copy of its first E columns (what the end leads
-    into); `audio` is one period, no fades.
+    into); `audio` is one period, no fades. options (or keywords named as its fields): how to
+    sample, see `audiodiff.sample.SamplingOptions`.
     """
-    setup = _Setup(pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator)
-    mel, k = setup.mel, setup.overlap
+    setup = _prepare(pipe, options, sampling)
+    mel, k = setup.mel, setup.overlap_columns
     samples = int(round(seconds * mel.sample_rate)) if seconds > 0 else 0
     loop_width = int(round(samples / mel.hop_length))
     end = _end_columns(setup, k)
@@ -358,20 +326,20 @@ def make_loop(
     prefix_width = min(setup.slice_width, loop_width - bridge)
     tracker = job_progress(progress)
     if tracker is not None:
-        slices_to_sample = 1 + len(extend_plan(prefix_width, loop_width + end, overlap=k,
+        slices_to_sample = 1 + len(extend_plan(prefix_width, loop_width + end, overlap_columns=k,
                                                slice_width=setup.slice_width, tail=end))
-        tracker.begin(slices_to_sample * unet_calls(setup.steps, repaint_jumps=repaint_jumps), slices_to_sample)
+        tracker.begin(slices_to_sample * unet_calls(setup.steps, repaint_jumps=setup.repaint_jumps), slices_to_sample)
         tracker.next_slice()
     try:
         first = sample(
-            setup.unet, setup.scheduler, batch_size=batch_size, width=setup.slice_width,
-            num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=repaint_jumps,
+            setup.unet, setup.scheduler, batch_size=setup.batch_size, width=setup.slice_width,
+            num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
             progress=tracker or False,
         ).cpu()  # (B, 1, H, slice_width)
         prefix = first[..., :prefix_width]
         made, starts, slices = extend_image(
-            setup.unet, setup.scheduler, prefix, loop_width + end, overlap=k, num_inference_steps=setup.steps,
-            generator=setup.generator, repaint_jumps=repaint_jumps, progress=tracker or False,
+            setup.unet, setup.scheduler, prefix, loop_width + end, overlap_columns=k, num_inference_steps=setup.steps,
+            generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
             end_known=first[..., :end],
         )  # made[..., loop_width:] == made[..., :end]
         decoding(tracker)
@@ -380,13 +348,10 @@ def make_loop(
     audio = loop_audio(made[..., :loop_width], mel, samples)
     if target_lufs is not None:
         audio = normalize_loudness(audio, mel.sample_rate, target_lufs, DEFAULT_PEAK_CEILING)
-    spc = setup.seconds_per_column()
-    return LongClip(
-        image=made, audio=audio, sample_rate=mel.sample_rate,
-        slice_starts_seconds=[0.0] + [s * spc for s in starts],
-        seam_seconds=[s * spc + k * spc for s in starts if (s + k) < loop_width] + [samples / mel.sample_rate],
-        slice_columns=[(0, prefix.shape[-1])] + [(s, min(s + setup.slice_width, loop_width + end)) for s in starts],
-        slices=[first] + slices,
+    return LongClip.from_columns(
+        made, audio, mel, slice_columns=[(0, prefix.shape[-1])] + slice_spans(starts, setup.slice_width, loop_width + end),
+        slices=[first] + slices, seam_columns=[s + k for s in starts if s + k < loop_width],
+        seam_seconds=[samples / mel.sample_rate],  # the wrap, end -> start
     )
 
 
@@ -449,8 +414,7 @@ def invert(
     """
     from diffusers import DDIMInverseScheduler
 
-    if not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    check_strength(strength)
     inverse = DDIMInverseScheduler.from_config(scheduler.config, clip_sample=False)
     forward = inversion_scheduler(scheduler)
     device, dtype = unet.device, unet.dtype
@@ -488,17 +452,17 @@ def slerp(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.where(sin.abs() < 1e-6, linear, spherical).to(a.dtype)
 
 
-def slice_plan(width: int, slice_width: int, overlap: int) -> list[tuple[int, int, int]]:
+def slice_plan(width: int, slice_width: int, overlap_columns: int) -> list[tuple[int, int, int]]:
     """Cover `width` columns with slices of `slice_width` -> [(start, end, known)], where the
     first `known` columns of each slice are already made (0 for the first). Consecutive slices
-    share at least `overlap` columns; the last slice is moved back to end at `width`, so every
+    share at least `overlap_columns` columns; the last slice is moved back to end at `width`, so every
     slice is full width (unless the whole image is narrower than one slice)."""
     if width <= slice_width:
         return [(0, width, 0)]
     plan = [(0, slice_width, 0)]
     while plan[-1][1] < width:
         made = plan[-1][1]
-        start = made - overlap
+        start = made - overlap_columns
         end = start + slice_width
         if end > width:
             start, end = width - slice_width, width
@@ -506,7 +470,7 @@ def slice_plan(width: int, slice_width: int, overlap: int) -> list[tuple[int, in
     return plan
 
 
-def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, strength: float, start_latents, eta: float,
+def _resample_slices(setup: SamplingSetup, image: torch.Tensor, batch_size: int, strength: float, start_latents, eta: float,
                      tracker: JobProgress | None) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
     """Sample over `image` (1|B, 1, H, W) slice by slice -> (B, 1, H, W) images, slice starts, slices.
 
@@ -523,7 +487,7 @@ def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, streng
     width = image.shape[-1]
     out = torch.zeros(batch_size, 1, image.shape[-2], width)
     starts, slices = [], []
-    for start, end, made in slice_plan(width, setup.slice_width, setup.overlap):
+    for start, end, made in slice_plan(width, setup.slice_width, setup.overlap_columns):
         known = image[..., start:end].expand(batch_size, -1, -1, -1).clone()
         mask = latents = None
         if tracker is not None:
@@ -550,17 +514,12 @@ def _resample_slices(setup: _Setup, image: torch.Tensor, batch_size: int, streng
     return out, starts, slices
 
 
-def _clip_from_image(setup: _Setup, image: torch.Tensor, samples: int, gain, starts, slices) -> LongClip:
+def _clip_from_image(setup: SamplingSetup, image: torch.Tensor, samples: int, gain, starts, slices) -> LongClip:
     mel = setup.mel
     decoded = torch.nan_to_num(images_to_audio(image, mel).float().cpu())[:, :samples]
     audio = peak_protect(decoded * torch.as_tensor(gain, dtype=torch.float32).reshape(-1, 1))
-    spc = setup.seconds_per_column()
-    return LongClip(
-        image=image, audio=audio, sample_rate=mel.sample_rate,
-        slice_starts_seconds=[s * spc for s in starts],
-        seam_seconds=[(s + setup.overlap) * spc for s in starts[1:]],
-        slice_columns=[(s, min(s + setup.slice_width, image.shape[-1])) for s in starts], slices=slices,
-    )
+    return LongClip.from_columns(image, audio, mel, slice_columns=slice_spans(starts, setup.slice_width, image.shape[-1]),
+                                 slices=slices, seam_columns=[s + setup.overlap_columns for s in starts[1:]])
 
 
 def _image_of(audio: torch.Tensor, mel: MelConfig) -> tuple[torch.Tensor, float]:
@@ -574,26 +533,23 @@ def vary(
     pipe,
     audio: torch.Tensor,
     strength: float = DEFAULT_STRENGTH,
+    options: SamplingOptions | None = None,
     *,
     invert_audio: bool = False,
-    overlap_seconds: float | None = None,
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
-    num_inference_steps: int | None = None,
-    scheduler: str | None = DEFAULT_SCHEDULER,
-    batch_size: int = 1,
     eta: float | None = None,
     progress: "bool | JobProgress" = True,
+    **sampling,
 ) -> LongClip:
     """A variation (B, T) of the given audio (T,): the last `strength` of the denoising chain
     run from the original noised to that level, or (invert_audio) from its DDIM inversion.
 
     eta: DDIM stochasticity; default 0 for noised starts, 1 for inverted ones (with 0, an
     inverted start reproduces the original). Inversion needs the ddim scheduler.
+    options (or keywords named as its fields): how to sample, see `audiodiff.sample.SamplingOptions`;
+    a variation has no RePaint jumps (its repaint_jumps are not used).
     """
-    if not 0.0 < strength <= 1.0:
-        raise EditError(f"strength must be in (0, 1], got {strength}")
-    setup = _Setup(pipe, scheduler, num_inference_steps, overlap_seconds, seed, generator)
+    check_strength(strength, EditError)
+    setup = _prepare(pipe, options, sampling)
     audio = _check_audio(audio, setup.mel, "the audio to vary")
     image, reference = _image_of(audio, setup.mel)
     tracker = job_progress(progress)
@@ -601,20 +557,20 @@ def vary(
     def inverted(start: int, end: int) -> torch.Tensor:
         latents = invert(setup.unet, setup.base_scheduler, image[..., start:end], num_inference_steps=setup.steps,
                          strength=strength, progress=tracker, keep_padding=True)
-        return latents.expand(batch_size, -1, -1, -1)
+        return latents.expand(setup.batch_size, -1, -1, -1)
 
     if invert_audio:
-        if scheduler_name(setup.scheduler) != "ddim":
-            raise EditError(f"inversion is DDIM's: use --scheduler ddim with --invert, not {scheduler_name(setup.scheduler)}")
+        check_invertible(scheduler_name(setup.scheduler), EditError)
         eta = INVERTED_VARIATION_ETA if eta is None else eta
-        setup.scheduler = inversion_scheduler(setup.base_scheduler)
+        setup = replace(setup, scheduler=inversion_scheduler(setup.base_scheduler))
     start_latents = inverted if invert_audio else None
     if tracker is not None:
-        slices_to_sample = len(slice_plan(image.shape[-1], setup.slice_width, setup.overlap))
+        slices_to_sample = len(slice_plan(image.shape[-1], setup.slice_width, setup.overlap_columns))
         per_slice = unet_calls(setup.steps, strength=strength) * (2 if invert_audio else 1)  # (inversion +) sampling
         tracker.begin(slices_to_sample * per_slice, slices_to_sample)
     try:
-        made, starts, slices = _resample_slices(setup, image, batch_size, strength, start_latents, eta or 0.0, tracker)
+        made, starts, slices = _resample_slices(setup, image, setup.batch_size, strength, start_latents, eta or 0.0,
+                                                tracker)
         decoding(tracker)
     finally:
         _close_own(tracker, progress)
@@ -626,19 +582,21 @@ def interpolate(
     audio_a: torch.Tensor,
     audio_b: torch.Tensor,
     alphas: Sequence[float] = (0.5,),
+    options: SamplingOptions | None = None,
     *,
-    overlap_seconds: float | None = None,
-    num_inference_steps: int | None = None,
     progress: "bool | JobProgress" = True,
+    **sampling,
 ) -> LongClip:
     """Invert A and B (DDIM, the full chain), walk between them: batch item i is sampled (DDIM,
     eta 0, deterministic) from slerp(latent_A, latent_B, alphas[i]). Any length: the shorter of
-    the two clips, slice by slice; alpha 0 gives A's reconstruction, 1 gives B's."""
+    the two clips, slice by slice; alpha 0 gives A's reconstruction, 1 gives B's.
+    options (or keywords named as its fields): only its steps and overlap are used (always DDIM,
+    one batch item per alpha, no RePaint, no random draws that matter)."""
     alphas = [float(a) for a in alphas]
     if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
         raise EditError(f"interpolation alphas must be between 0 and 1, got {alphas}")
-    setup = _Setup(pipe, "ddim", num_inference_steps, overlap_seconds, 0, None)
-    setup.scheduler = inversion_scheduler(setup.base_scheduler)
+    setup = _prepare(pipe, options, dict(sampling, scheduler="ddim", seed=0, generator=None))
+    setup = replace(setup, scheduler=inversion_scheduler(setup.base_scheduler))
     audio_a = _check_audio(audio_a, setup.mel, "audio A")
     audio_b = _check_audio(audio_b, setup.mel, "audio B")
     samples = min(audio_a.numel(), audio_b.numel())
@@ -654,7 +612,7 @@ def interpolate(
         return torch.cat([slerp(a, b, alpha) for alpha in alphas])
 
     if tracker is not None:
-        slices_to_sample = len(slice_plan(image_a.shape[-1], setup.slice_width, setup.overlap))
+        slices_to_sample = len(slice_plan(image_a.shape[-1], setup.slice_width, setup.overlap_columns))
         tracker.begin(slices_to_sample * 3 * unet_calls(setup.steps), slices_to_sample)  # invert A, B; sample
     try:
         made, starts, slices = _resample_slices(setup, image_a, len(alphas), 1.0, latents, 0.0, tracker)

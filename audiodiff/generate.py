@@ -51,11 +51,10 @@ from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
 from .sample import (
     DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
-    SCHEDULERS,
-    default_overlap_seconds,
-    default_steps,
+    SamplingOptions,
+    check_invertible,
+    check_strength,
     generate_long,
-    make_scheduler,
 )
 
 DEFAULT_OUTPUT_DIR = Path("samples")
@@ -68,7 +67,7 @@ def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") 
     return check_writable_folder(output_dir, flag, error=GenerationError)
 
 
-DEFAULT_SECONDS = 30.0
+DEFAULT_CLIP_SECONDS = 30.0  # a new clip's length, and the seconds a continuation or a gap fill adds
 EDIT_KINDS = ("continue", "vary", "fill-gap", "loop", "interpolate")
 
 
@@ -109,8 +108,8 @@ class EditRequest:
             raise GenerationError(f"{' and '.join(chosen)} can't be combined; choose one edit")
         if (self.strength is not None or self.invert) and self.init_audio is None:
             raise GenerationError("--strength and --invert make a variation of --init-audio FILE; give the audio to vary")
-        if self.strength is not None and not 0.0 < self.strength <= 1.0:
-            raise GenerationError(f"strength must be in (0, 1], got {self.strength}")
+        if self.strength is not None:
+            check_strength(self.strength, GenerationError)
         if self.alphas is not None:
             if self.interpolate is None:
                 raise GenerationError("--alpha goes with --interpolate A B")
@@ -144,43 +143,89 @@ def ends_quietly(audio: torch.Tensor, sample_rate: int, tail_seconds: float = 0.
     return 20 * math.log10(rms(tail) / rms(audio)) < -below_db
 
 
-def _run_edit(pipe, edit: EditRequest, seconds: float | None, common: dict, say: Callable[[str], None]):
+def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingOptions, progress,
+              say: Callable[[str], None]):
     """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
     from . import edits
 
     rate = pipe.mel.sample_rate
     kind = edit.kind
     if kind == "continue":
-        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
         audio = _load_input(edit.init_audio, rate)
         if audio.numel() > rate and ends_quietly(audio, rate):
             say(f"note: {edit.init_audio} ends much quieter than it plays (a fade-out?); the continuation starts from "
                 "that quiet end. Cut the fade off first for a continuation of the music itself.")
-        clip = edits.continue_audio(pipe, audio, seconds, **common)
+        clip = edits.continue_audio(pipe, audio, seconds, options, progress=progress)
         return clip, seconds, {"init_audio": os.fspath(edit.init_audio), "seconds_added": seconds}
     if kind == "vary":
         strength = edits.DEFAULT_STRENGTH if edit.strength is None else edit.strength
         audio = _load_input(edit.init_audio, rate, seconds)
-        common = dict(common)
-        common.pop("repaint_jumps")
-        clip = edits.vary(pipe, audio, strength, invert_audio=edit.invert, **common)
+        clip = edits.vary(pipe, audio, strength, options, invert_audio=edit.invert, progress=progress)
         return clip, audio.numel() / rate, {"init_audio": os.fspath(edit.init_audio), "strength": strength,
                                             "invert": edit.invert}
     if kind == "fill-gap":
-        seconds = DEFAULT_SECONDS if seconds is None else seconds
+        seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
         a, b = (_load_input(f, rate) for f in edit.fill_gap)
-        clip = edits.fill_gap(pipe, a, b, seconds, **common)
+        clip = edits.fill_gap(pipe, a, b, seconds, options, progress=progress)
         return clip, clip.seconds, {"fill_gap": [os.fspath(f) for f in edit.fill_gap], "gap_seconds": seconds}
     if kind == "interpolate":
         a, b = (_load_input(f, rate, seconds) for f in edit.interpolate)
         alphas = list(edit.alphas or (0.5,))
-        clip = edits.interpolate(pipe, a, b, alphas, overlap_seconds=common["overlap_seconds"],
-                                 num_inference_steps=common["num_inference_steps"], progress=common["progress"])
+        clip = edits.interpolate(pipe, a, b, alphas, options, progress=progress)
         return clip, clip.seconds, {"interpolate": [os.fspath(f) for f in edit.interpolate], "alphas": alphas}
-    seconds = DEFAULT_SECONDS if seconds is None else seconds
+    seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
     if kind == "loop":
-        return edits.make_loop(pipe, seconds, **common), seconds, {"loop": True}
-    return generate_long(pipe, seconds, **common), seconds, {}
+        return edits.make_loop(pipe, seconds, options, progress=progress), seconds, {"loop": True}
+    return generate_long(pipe, seconds, options, progress=progress), seconds, {}
+
+
+def _check_request(seconds: float | None, sampling_keywords: dict, name: str | None, edit: EditRequest) -> SamplingOptions:
+    """Everything about a request that can be checked before the model is loaded -> its sampling options."""
+    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise GenerationError(f"seconds must be a positive number, got {seconds}")
+    try:
+        sampling = SamplingOptions(**sampling_keywords)
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from exc
+    if name is not None and (Path(name).name != name or name in ("", ".", "..")):
+        raise GenerationError(f"--name must be a plain file name without folders, got {name!r}; use --output-dir for the folder")
+    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise GenerationError(f"--name is {len(os.fsencode(name))} bytes long; file names hold at most {MAX_NAME_BYTES} "
+                              "here (room is left for -N, _N and the suffix): choose a shorter name")
+    edit.check()
+    if edit.invert or edit.kind == "interpolate":
+        check_invertible(sampling.scheduler, GenerationError)
+    for path in edit.files():
+        if not Path(path).is_file():
+            raise GenerationError(f"audio file not found: {path}")
+    _check_limits(edit, seconds, sampling.batch_size)
+    return sampling
+
+
+def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Callable[[str], None]):
+    """The pipeline to generate with, on `target` -> (pipe, how it was chosen)."""
+    if pipe is None:
+        pipe, chosen = resolve_model(model, runs_dir=runs_dir)
+    else:
+        chosen = model_choice or "given (already loaded)"
+    pipe.unet.to(target)
+    if model is None:
+        say(f"model: {pipe.source} ({chosen})")
+    return pipe, chosen
+
+
+def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> SamplingOptions:
+    """The options' defaults for the loaded model, and the checks that need it."""
+    try:
+        options = options.resolve(pipe)
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from exc
+    column_seconds = pipe.mel.hop_length / pipe.mel.sample_rate
+    if seconds is not None and seconds < column_seconds:
+        raise GenerationError(f"seconds must be at least one spectrogram column of this model, {column_seconds:.4g} s "
+                              f"({pipe.mel.hop_length} samples at {pipe.mel.sample_rate} Hz), got {seconds:g}")
+    return options
 
 
 def generate(
@@ -215,8 +260,9 @@ def generate(
     seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
-    `steps` defaults to the scheduler's usual count (50 for DDIM), `overlap_seconds` to 1 s (at
-    most 40 % of a slice). See the module docstring for the model default.
+    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps: `audiodiff.sample.SamplingOptions`
+    (steps: the scheduler's usual count, 50 for DDIM; overlap: 1 s, at most 40 % of a slice).
+    See the module docstring for the model default.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
     init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
@@ -227,64 +273,20 @@ def generate(
     files of each clip are reserved atomically (`reserve_name`), so concurrent runs never collide.
     """
     say = log or (lambda message: None)
-    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
-        raise GenerationError(f"seconds must be a positive number, got {seconds}")
-    if steps is not None and steps < 1:
-        raise GenerationError(f"steps must be at least 1, got {steps}")
-    if batch_size < 1:
-        raise GenerationError(f"batch size must be at least 1, got {batch_size}")
-    if repaint_jumps < 0:
-        raise GenerationError(f"repaint jumps must be >= 0, got {repaint_jumps}")
-    if scheduler not in SCHEDULERS:
-        raise GenerationError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    if overlap_seconds is not None and not overlap_seconds >= 0:
-        raise GenerationError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
-    if name is not None and (Path(name).name != name or name in ("", ".", "..")):
-        raise GenerationError(f"--name must be a plain file name without folders, got {name!r}; use --output-dir for the folder")
-    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
-        raise GenerationError(f"--name is {len(os.fsencode(name))} bytes long; file names hold at most {MAX_NAME_BYTES} "
-                              "here (room is left for -N, _N and the suffix): choose a shorter name")
     edit = EditRequest(init_audio=init_audio, strength=strength, invert=invert, fill_gap=tuple(fill_gap) if fill_gap else None,
                        loop=loop, interpolate=tuple(interpolate) if interpolate else None,
                        alphas=tuple(alphas) if alphas is not None else None)
-    edit.check()
-    if (edit.invert or edit.kind == "interpolate") and scheduler != "ddim":
-        raise GenerationError(f"inversion is DDIM's: --invert and --interpolate need --scheduler ddim, not {scheduler}")
-    for path in edit.files():
-        if not Path(path).is_file():
-            raise GenerationError(f"audio file not found: {path}")
-    _check_limits(edit, seconds, batch_size)
+    options = _check_request(seconds, dict(scheduler=scheduler, num_inference_steps=steps, overlap_seconds=overlap_seconds,
+                                           seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps), name, edit)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
-    if pipe is None:
-        pipe, chosen = resolve_model(model, runs_dir=runs_dir)
-    else:
-        chosen = model_choice or "given (already loaded)"
-    pipe.unet.to(target)
-    if overlap_seconds is None:
-        overlap_seconds = default_overlap_seconds(pipe.mel)
-    if overlap_seconds >= pipe.mel.slice_seconds:
-        raise GenerationError(
-            f"overlap ({overlap_seconds:g} s) must be shorter than one slice of this model ({pipe.mel.slice_seconds:.2f} s)"
-        )
-    if model is None:
-        say(f"model: {pipe.source} ({chosen})")
-    num_steps = steps or default_steps(make_scheduler(scheduler, pipe.scheduler))
-    noise_levels = pipe.scheduler.config.num_train_timesteps
-    if num_steps > noise_levels:  # diffusers refuses more for ddim and ddpm, but only once sampling starts; dpm ran
-        raise GenerationError(f"{num_steps} steps are more than the {noise_levels} noise levels this model was trained "
-                              f"with; use at most --steps {noise_levels}")
-    column_seconds = pipe.mel.hop_length / pipe.mel.sample_rate
-    if seconds is not None and seconds < column_seconds:
-        raise GenerationError(f"seconds must be at least one spectrogram column of this model, {column_seconds:.4g} s "
-                              f"({pipe.mel.hop_length} samples at {pipe.mel.sample_rate} Hz), got {seconds:g}")
-
-    common = dict(overlap_seconds=overlap_seconds, seed=seed, num_inference_steps=num_steps, scheduler=scheduler,
-                  batch_size=batch_size, repaint_jumps=repaint_jumps, progress=progress)
-    clip, seconds, edit_record = _run_edit(pipe, edit, seconds, common, say)
+    pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
+    options = _resolve_for(pipe, options, seconds)
+    clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
     made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
-                 "seed": seed, "steps": num_steps, "scheduler": scheduler, "overlap_seconds": overlap_seconds,
-                 "repaint_jumps": repaint_jumps, "device": str(target)}
+                 "seed": options.seed, "steps": options.num_inference_steps, "scheduler": options.scheduler,
+                 "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
+                 "device": str(target)}
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None
@@ -302,6 +304,6 @@ def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> 
     if kind in ("vary", "interpolate"):  # `seconds` is how much of the input to use
         total = min(inputs + ([seconds] if seconds is not None else []))
     else:  # continue: the input, then `seconds` more; fill-gap: A, `seconds`, B
-        total = (DEFAULT_SECONDS if seconds is None else seconds) + sum(inputs)
+        total = (DEFAULT_CLIP_SECONDS if seconds is None else seconds) + sum(inputs)
     clips = len(edit.alphas or (0.5,)) if kind == "interpolate" else batch_size
     RequestLimits.from_env().check(seconds=total, clips=clips, batch_size=clips)

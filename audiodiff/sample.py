@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -44,7 +44,7 @@ DEFAULT_SCHEDULER = "ddim"
 # for long clips: on the 4.10 s bundled model (4 clips of 30 s, 2 s overlap) 20 DPM steps left
 # some first slices as noise and the continued level swung by -16..+63 LU/min, where 50 DDIM
 # steps drifted -1.5 LU/min (tempo spread 18 % vs 13 %, seam 1.67 vs 1.19).
-DEFAULT_STEPS = {"ddim": 50, "dpm": 25, "ddpm": 1000}
+DEFAULT_STEPS_BY_SCHEDULER = {"ddim": 50, "dpm": 25, "ddpm": 1000}
 # Overlap between consecutive slices of a long clip, in seconds: 1 s (43 columns, ~2 beats at
 # 120 bpm) of context for each next slice. Measured with benchmarks/long_clip.py (tiny UNet
 # briefly trained on jazz, 30 s, DDIM 20): overlaps of 0.5 / 1 / 2 / 3 s gave seam scores
@@ -78,12 +78,19 @@ def make_scheduler(name: str | None, base_scheduler):
     config = base_scheduler.config
     if name is None:
         return type(base_scheduler).from_config(config)
-    key = name.lower()
-    classes = _scheduler_classes()
+    key = scheduler_key(name)
+    if key == "dpm":
+        return _scheduler_classes()["dpm"].from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    return _scheduler_classes()[key].from_config(config)
+
+
+def scheduler_key(name: str) -> str:
+    """A scheduler name as a user may write it ("DDIM", "dpm++") -> one of SCHEDULERS."""
+    key = name.lower() if isinstance(name, str) else name
     if key in ("ddim", "ddpm"):
-        return classes[key].from_config(config)
+        return key
     if key in ("dpm", "dpm++", "dpmsolver++"):
-        return classes["dpm"].from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+        return "dpm"
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
@@ -96,7 +103,129 @@ def scheduler_name(scheduler) -> str:
 
 
 def default_steps(scheduler) -> int:
-    return DEFAULT_STEPS.get(scheduler_name(scheduler), 50)
+    """The usual step count of a scheduler (an instance, or a name of SCHEDULERS)."""
+    return DEFAULT_STEPS_BY_SCHEDULER.get(scheduler if isinstance(scheduler, str) else scheduler_name(scheduler), 50)
+
+
+# ---- the sampling options --------------------------------------------------------------------
+def check_strength(strength: float | None, error: type[ValueError] = ValueError) -> float:
+    """A variation's strength must be in (0, 1]: the fraction of the chain that is run again."""
+    if strength is None or not 0.0 < strength <= 1.0:
+        raise error(f"strength must be in (0, 1], got {strength}")
+    return strength
+
+
+def check_invertible(scheduler: str, error: type[ValueError] = ValueError) -> None:
+    """DDIM inversion (variations with --invert, interpolation) needs the ddim scheduler."""
+    if scheduler != "ddim":
+        raise error(f"inversion is DDIM's: --invert and --interpolate need --scheduler ddim, not {scheduler}")
+
+
+def _check_counts(num_inference_steps: int | None, batch_size: int, repaint_jumps: int) -> None:
+    if num_inference_steps is not None and num_inference_steps < 1:
+        raise ValueError(f"steps must be at least 1, got {num_inference_steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if repaint_jumps < 0:
+        raise ValueError(f"repaint jumps must be >= 0, got {repaint_jumps}")
+
+
+def _check_overlap_seconds(overlap_seconds: float) -> None:
+    if not overlap_seconds >= 0:
+        raise ValueError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample a clip or an edit, checked when made; None means the pipeline's default,
+    filled in by `resolve(pipe)`. `generate_long` and every edit of `audiodiff.edits` take one.
+
+    scheduler: "ddim", "ddpm", "dpm" (aliases such as "dpm++" are stored as these), or None for
+        the pipeline's own kind.
+    num_inference_steps: steps per slice; None: the scheduler's usual count (DEFAULT_STEPS_BY_SCHEDULER).
+    overlap_seconds: of the previous slice each next slice continues from; None:
+        `default_overlap_seconds(mel)` (1 s on the public models).
+    seed, generator: the noise; a CPU torch.Generator when given (it wins over the seed), else
+        one seeded with `seed` (None: a random seed).
+    batch_size: clips at once. repaint_jumps: RePaint resampling per step (ddim and ddpm only).
+    """
+
+    scheduler: str | None = DEFAULT_SCHEDULER
+    num_inference_steps: int | None = None
+    overlap_seconds: float | None = None
+    seed: int | None = 0
+    generator: torch.Generator | None = None
+    batch_size: int = 1
+    repaint_jumps: int = 0
+
+    def __post_init__(self):
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", scheduler_key(self.scheduler))
+        _check_counts(self.num_inference_steps, self.batch_size, self.repaint_jumps)
+        if self.overlap_seconds is not None:
+            _check_overlap_seconds(self.overlap_seconds)
+        if self.generator is not None:
+            _check_generator(self.generator)
+
+    def resolve(self, pipe) -> "SamplingOptions":
+        """These options with the defaults filled in for `pipe` (steps, overlap), checked against
+        it: the UNet's image height, steps within its noise levels, an overlap shorter than a slice."""
+        unet, base_scheduler, mel = pipeline_parts(pipe)
+        height, slice_width = sample_shape(unet)
+        if height != mel.y_res:
+            raise ValueError(f"the UNet makes images {height} rows high but the Mel config has {mel.y_res} mel bands")
+        steps = self.num_inference_steps or default_steps(self.scheduler or base_scheduler)
+        noise_levels = base_scheduler.config.num_train_timesteps
+        if steps > noise_levels:  # diffusers refuses more for ddim and ddpm, but only once sampling starts; dpm ran
+            raise ValueError(f"{steps} steps are more than the {noise_levels} noise levels this model was trained "
+                             f"with; use at most --steps {noise_levels}")
+        overlap = default_overlap_seconds(mel) if self.overlap_seconds is None else self.overlap_seconds
+        overlap_columns(overlap, mel, slice_width)  # shorter than one slice
+        return replace(self, num_inference_steps=steps, overlap_seconds=overlap)
+
+
+def sampling_options(options: SamplingOptions | None = None, keywords: dict | None = None) -> SamplingOptions:
+    """`options` (default: SamplingOptions()) with keyword arguments, fields of SamplingOptions,
+    laid over it: the keyword entry points (`generate_long(pipe, 5, seed=3)`) build their options here."""
+    options = SamplingOptions() if options is None else options
+    return replace(options, **keywords) if keywords else options
+
+
+@dataclass(frozen=True)
+class SamplingSetup:
+    """What one job samples with: the pipeline's parts, its options resolved, a fresh scheduler
+    (set_timesteps mutates one) and the seeded generator every random tensor is drawn from."""
+
+    unet: Any
+    base_scheduler: Any
+    mel: MelConfig
+    scheduler: Any
+    options: SamplingOptions  # resolved: no None left but the scheduler (None: the pipeline's own kind)
+    slice_width: int  # columns of the images the UNet was trained on
+    overlap_columns: int  # K, the known columns each continued slice starts with
+    generator: torch.Generator
+
+    @classmethod
+    def prepare(cls, pipe, options: SamplingOptions) -> "SamplingSetup":
+        options = options.resolve(pipe)
+        unet, base_scheduler, mel = pipeline_parts(pipe)
+        _, slice_width = sample_shape(unet)
+        return cls(unet=unet, base_scheduler=base_scheduler, mel=mel,
+                   scheduler=make_scheduler(options.scheduler, base_scheduler), options=options,
+                   slice_width=slice_width, overlap_columns=overlap_columns(options.overlap_seconds, mel, slice_width),
+                   generator=make_generator(options.generator, options.seed))
+
+    @property
+    def steps(self) -> int:
+        return self.options.num_inference_steps
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
+
+    @property
+    def repaint_jumps(self) -> int:
+        return self.options.repaint_jumps
 
 
 # ---- progress and stopping -----------------------------------------------------------------
@@ -210,17 +339,22 @@ def unet_calls(num_inference_steps: int, *, strength: float | None = None, repai
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+def _check_generator(generator: torch.Generator) -> None:
+    if generator.device.type != "cpu":
+        raise ValueError("pass a CPU torch.Generator: noise is drawn on the CPU so a seed gives the same noise on every device")
+
+
+def make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """The generator to draw every random tensor from: `generator` (on the CPU), else one seeded with `seed`."""
     if generator is not None:
-        if generator.device.type != "cpu":
-            raise ValueError("pass a CPU torch.Generator: noise is drawn on the CPU so a seed gives the same noise on every device")
+        _check_generator(generator)
         return generator
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
     return torch.Generator("cpu").manual_seed(int(seed))
 
 
-def _sample_shape(unet) -> tuple[int, int]:
+def sample_shape(unet) -> tuple[int, int]:
     """(height, width) of the images the UNet was trained on."""
     size = unet.config.sample_size
     if isinstance(size, int):
@@ -305,22 +439,17 @@ def sample(
     progress: a `JobProgress` (counts every UNet call, may stop the loop between them by raising
         `Cancelled`), True (a bar for this call alone) or False.
     """
-    if num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if repaint_jumps < 0:
-        raise ValueError(f"repaint_jumps must be >= 0, got {repaint_jumps}")
+    _check_counts(num_inference_steps, batch_size, repaint_jumps)
     if repaint_jumps and not _is_stateless(scheduler):
         raise ValueError(f"repaint_jumps needs a scheduler whose steps can be redone (ddim or ddpm), not {scheduler_name(scheduler)}")
-    if strength is not None and not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    if strength is not None:
+        check_strength(strength)
     if (mask is not None or strength is not None) and known is None:
         raise ValueError("a mask or a strength needs the known image (`known`)")
-    height, sample_width = _sample_shape(unet)
+    height, sample_width = sample_shape(unet)
     width = int(width or sample_width)
     device, dtype = unet.device, unet.dtype
-    generator = _make_generator(generator, seed)
+    generator = make_generator(generator, seed)
 
     # Pad to a multiple of the UNet's downsampling factor; the padding is generated, then cropped.
     factor = downsampling_factor(unet)
@@ -447,8 +576,30 @@ class LongClip:
     def seconds(self) -> float:
         return self.audio.shape[-1] / self.sample_rate
 
+    @classmethod
+    def from_columns(cls, image: torch.Tensor, audio: torch.Tensor, mel: MelConfig, *,
+                     slice_columns: list[tuple[int, int]], slices: list[torch.Tensor], seam_columns=(),
+                     seams_before_seconds: float = math.inf, seam_seconds=(),
+                     known_columns: torch.Tensor | None = None) -> "LongClip":
+        """A clip from where its slices lie in image columns ((start, end) each), turned into
+        seconds here: seams at `seam_columns` (those before `seams_before_seconds`), then any
+        `seam_seconds` given in seconds (joins that fall between columns)."""
+        seconds_per_column = mel.hop_length / mel.sample_rate
+        seams = [column * seconds_per_column for column in seam_columns]
+        return cls(
+            image=image, audio=audio, sample_rate=mel.sample_rate,
+            slice_starts_seconds=[start * seconds_per_column for start, _ in slice_columns],
+            seam_seconds=[s for s in seams if s < seams_before_seconds] + list(seam_seconds),
+            slice_columns=list(slice_columns), slices=list(slices), known_columns=known_columns,
+        )
 
-def _components(pipe) -> tuple[Any, Any, MelConfig]:
+
+def slice_spans(starts: list[int], slice_width: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) columns of slices of `slice_width` starting at `starts`, cut at column `end`."""
+    return [(start, min(start + slice_width, end)) for start in starts]
+
+
+def pipeline_parts(pipe) -> tuple[Any, Any, MelConfig]:
     try:
         return pipe.unet, pipe.scheduler, pipe.mel
     except AttributeError as exc:
@@ -467,18 +618,17 @@ def default_overlap_seconds(mel: MelConfig) -> float:
 
 def overlap_columns(overlap_seconds: float, mel: MelConfig, slice_width: int) -> int:
     """K, the known columns each continued slice starts with; must leave new columns to make."""
-    if overlap_seconds < 0:
-        raise ValueError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
+    _check_overlap_seconds(overlap_seconds)
     k = int(round(overlap_seconds * mel.sample_rate / mel.hop_length))
     if k >= slice_width:
         raise ValueError(
-            f"overlap of {overlap_seconds} s ({k} columns) must be shorter than one slice "
-            f"({mel.slice_seconds:.2f} s, {slice_width} columns)"
+            f"overlap ({overlap_seconds:g} s) must be shorter than one slice of this model ({mel.slice_seconds:.2f} s): "
+            f"it is {k} columns, a slice {slice_width}"
         )
     return k
 
 
-def extend_plan(start_width: int, total_width: int, *, overlap: int, slice_width: int, tail: int = 0
+def extend_plan(start_width: int, total_width: int, *, overlap_columns: int, slice_width: int, tail: int = 0
                 ) -> list[tuple[int, int, int, bool]]:
     """The slices `extend_image` samples to continue an image of `start_width` columns to
     `total_width`, the last `tail` of them known -> [(known columns k, slice width, columns kept,
@@ -487,7 +637,7 @@ def extend_plan(start_width: int, total_width: int, *, overlap: int, slice_width
     made = start_width
     plan = []
     while made < gap_end:
-        k = min(overlap, made)
+        k = min(overlap_columns, made)
         remaining = gap_end - made
         final = bool(tail) and k + remaining + tail <= slice_width
         if final:
@@ -507,7 +657,7 @@ def extend_image(
     image: torch.Tensor,
     total_width: int,
     *,
-    overlap: int,
+    overlap_columns: int,
     num_inference_steps: int,
     generator: torch.Generator,
     repaint_jumps: int = 0,
@@ -516,21 +666,22 @@ def extend_image(
 ) -> tuple[torch.Tensor, list[int], list[torch.Tensor]]:
     """Continue `image` (B, 1, H, W0) to `total_width` columns, one slice at a time.
 
-    Every slice is sampled at the UNet's training width and starts with the last `overlap`
-    columns made so far as known columns; its new columns are appended. `end_known`
-    (B|1, 1, H, We), when given, is known content the generated part must lead into (gap
-    filling, loops): it becomes the last We columns of the result, and the last slice holds
+    Every slice is sampled at the UNet's training width and starts with the last
+    `overlap_columns` columns made so far as known columns; its new columns are appended.
+    `end_known` (B|1, 1, H, We), when given, is known content the generated part must lead into
+    (gap filling, loops): it becomes the last We columns of the result, and the last slice holds
     [overlap | the rest of the gap | end_known]. Returns the image (B, 1, H, total_width), the
     column where each new slice starts, and each slice as sampled (B, 1, H, width), before it
     was cut into the image. The slices are `extend_plan`'s.
     """
-    _, slice_width = _sample_shape(unet)
+    _, slice_width = sample_shape(unet)
     batch, _, height, _ = image.shape
     tail = 0 if end_known is None else end_known.shape[-1]
     gap_end = total_width - tail  # columns [gap_end, total_width) are end_known
-    if tail and overlap + tail >= slice_width:
-        raise ValueError(f"overlap ({overlap}) plus the known end ({tail} columns) must be narrower than one slice ({slice_width})")
-    plan = extend_plan(image.shape[-1], total_width, overlap=overlap, slice_width=slice_width, tail=tail)
+    if tail and overlap_columns + tail >= slice_width:
+        raise ValueError(f"overlap ({overlap_columns} columns) plus the known end ({tail} columns) must be narrower "
+                         f"than one slice ({slice_width})")
+    plan = extend_plan(image.shape[-1], total_width, overlap_columns=overlap_columns, slice_width=slice_width, tail=tail)
     own_progress = progress is True
     tracker = job_progress(progress)
     if own_progress:
@@ -606,58 +757,43 @@ def peak_protect(audio: torch.Tensor, ceiling: float = DEFAULT_PEAK_CEILING) -> 
 def generate_long(
     pipe,
     seconds: float,
+    options: SamplingOptions | None = None,
     *,
-    overlap_seconds: float | None = None,
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
-    num_inference_steps: int | None = None,
-    scheduler: str | None = DEFAULT_SCHEDULER,
-    batch_size: int = 1,
-    repaint_jumps: int = 0,
     progress: "bool | JobProgress | None" = True,
     fade_out_seconds: float = DEFAULT_FADE_OUT_SECONDS,
     target_lufs: float | None = DEFAULT_TARGET_LUFS,
+    **sampling,
 ) -> LongClip:
     """A clip of exactly `seconds` (round(seconds * sample_rate) samples) per batch item.
 
     pipe: anything with .unet, .scheduler, .mel (audiodiff.pipeline.AudioDiffusion).
-    scheduler: "ddim" (default), "ddpm", "dpm", or None for the pipeline's own.
-    num_inference_steps: default 50 for DDIM, 25 for DPM-Solver++, 1000 for DDPM.
-    overlap_seconds: default `default_overlap_seconds(mel)` (1 s on the public models).
+    options: how to sample (`SamplingOptions`: scheduler "ddim" by default, its usual steps, an
+        overlap of `default_overlap_seconds(mel)`, seed 0); keyword arguments named as its fields
+        (`seed=3, num_inference_steps=20`) are laid over it.
     progress: True: one tqdm bar for the whole clip (slices x steps); a `JobProgress`: report to
         it (and stop when it says so); False: silent.
     """
-    unet, base_scheduler, mel = _components(pipe)
+    options = sampling_options(options, sampling)
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    height, slice_width = _sample_shape(unet)
-    if height != mel.y_res:
-        raise ValueError(f"the UNet makes images {height} rows high but the Mel config has {mel.y_res} mel bands")
-    sched = make_scheduler(scheduler, base_scheduler)
-    steps = num_inference_steps or default_steps(sched)
-    if overlap_seconds is None:
-        overlap_seconds = default_overlap_seconds(mel)
-    k = overlap_columns(overlap_seconds, mel, slice_width)
-    generator = _make_generator(generator, seed)
-
+    setup = SamplingSetup.prepare(pipe, options)
+    unet, mel, k, slice_width = setup.unet, setup.mel, setup.overlap_columns, setup.slice_width
     samples = int(round(seconds * mel.sample_rate))
     total_width = columns_for_samples(samples, mel)
     tracker = job_progress(progress)
     if tracker is not None:
-        slices_to_sample = 1 + len(extend_plan(slice_width, total_width, overlap=k, slice_width=slice_width))
-        tracker.begin(slices_to_sample * unet_calls(steps, repaint_jumps=repaint_jumps), slices_to_sample)
+        slices_to_sample = 1 + len(extend_plan(slice_width, total_width, overlap_columns=k, slice_width=slice_width))
+        tracker.begin(slices_to_sample * unet_calls(setup.steps, repaint_jumps=setup.repaint_jumps), slices_to_sample)
         tracker.next_slice()
     try:
         image = sample(
-            unet, sched, batch_size=batch_size, width=slice_width, num_inference_steps=steps,
-            generator=generator, repaint_jumps=repaint_jumps, progress=tracker or False,
+            unet, setup.scheduler, batch_size=setup.batch_size, width=slice_width, num_inference_steps=setup.steps,
+            generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
         ).cpu()  # (B, 1, H, slice_width)
         slice0 = image
         image, starts, slices = extend_image(
-            unet, sched, image, total_width, overlap=k, num_inference_steps=steps, generator=generator,
-            repaint_jumps=repaint_jumps, progress=tracker or False,
+            unet, setup.scheduler, image, total_width, overlap_columns=k, num_inference_steps=setup.steps,
+            generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
         )
         image = image[..., :total_width]
         decoding(tracker)
@@ -666,15 +802,7 @@ def generate_long(
     finally:
         if tracker is not None and tracker is not progress:
             tracker.close()
-    seconds_per_column = mel.hop_length / mel.sample_rate
-    slice_starts = [0] + starts
-    ends = [s + slice_width for s in slice_starts]
-    return LongClip(
-        image=image,
-        audio=audio,
-        sample_rate=mel.sample_rate,
-        slice_starts_seconds=[s * seconds_per_column for s in slice_starts],
-        seam_seconds=[(s + k) * seconds_per_column for s in starts if (s + k) * seconds_per_column < seconds],
-        slice_columns=[(s, min(e, total_width)) for s, e in zip(slice_starts, ends)],
-        slices=[slice0] + slices,
+    return LongClip.from_columns(
+        image, audio, mel, slice_columns=slice_spans([0] + starts, slice_width, total_width),
+        slices=[slice0] + slices, seam_columns=[s + k for s in starts], seams_before_seconds=seconds,
     )

@@ -230,6 +230,35 @@ def test_continuing_a_faded_out_file_says_so(tmp_path):
     assert any("fade-out" in m for m in messages)
 
 
+@pytest.mark.parametrize("bad, message", [
+    (dict(batch_size=0), "batch size must be at least 1"),
+    (dict(overlap_seconds=-1.0), "overlap must be >= 0 seconds"),
+    (dict(overlap_seconds=5.0), r"overlap \(5 s\) must be shorter than one slice"),
+    (dict(num_inference_steps=2000), "2000 steps are more than the 1000 noise levels"),
+    (dict(scheduler="euler"), "unknown scheduler"),
+])
+def test_every_edit_refuses_bad_sampling_options_before_the_unet_works(pipe, bad, message):
+    """The options are checked once, in one place, and each edit reports them as an EditError."""
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    a, b = clip("jazz", 0, 1.0), clip("rock", 1, 1.0)
+    try:
+        for run in (lambda: edits.continue_audio(pipe, a, 1.0, progress=False, **bad),
+                    lambda: edits.fill_gap(pipe, a, b, 1.0, progress=False, **bad),
+                    lambda: edits.make_loop(pipe, 3.0, progress=False, **bad),
+                    lambda: edits.vary(pipe, a, 0.5, progress=False, **bad)):
+            with pytest.raises(edits.EditError, match=message):
+                run()
+        if "scheduler" not in bad and "batch_size" not in bad:  # interpolation is always DDIM, one item per alpha
+            with pytest.raises(edits.EditError, match=message):
+                edits.interpolate(pipe, a, b, (0.5,), progress=False, **bad)
+        with pytest.raises(edits.EditError, match="strength must be in"):
+            edits.vary(pipe, a, 0.0, progress=False)
+    finally:
+        hook.remove()
+    assert calls == []
+
+
 def test_generate_rejects_edits_that_mean_nothing(tmp_path):
     wav = write_wav(tmp_path / "a.wav", clip("jazz", 1, 1.0), 16000)
     cases = [

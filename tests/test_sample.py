@@ -1,5 +1,6 @@
 """The denoising loop, masked sampling and long clips, on a tiny random-weight UNet (CPU, seconds)."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -15,6 +16,10 @@ from audiodiff.sample import (
     Cancelled,
     JobProgress,
     LongClip,
+    SamplingOptions,
+    check_invertible,
+    check_strength,
+    default_overlap_seconds,
     extend_image,
     generate_long,
     make_scheduler,
@@ -253,7 +258,7 @@ def test_gap_fill_hook_keeps_both_ends(pipe):
     scheduler = DDIMScheduler()
     generator = torch.Generator().manual_seed(0)
     for total in (90, 200):
-        image, starts, slices = extend_image(pipe.unet, scheduler, start, total, overlap=12, num_inference_steps=2,
+        image, starts, slices = extend_image(pipe.unet, scheduler, start, total, overlap_columns=12, num_inference_steps=2,
                                              generator=generator, end_known=end, progress=False)
         assert image.shape[-1] == total
         assert torch.equal(image[..., :64], start) and torch.equal(image[..., -10:], end)
@@ -301,3 +306,78 @@ def test_should_stop_ends_the_job_between_two_unet_calls(pipe):
                       num_inference_steps=STEPS, progress=progress)
     assert counting.calls == 5  # not one UNet call after the stop
     assert progress.total_steps == 96 * STEPS  # the whole 30 s job (3751 columns: 1 + 95 slices) counted up front
+
+
+# ---- the sampling options: checked once, resolved against the pipeline once ------------------
+BAD_OPTIONS = [
+    (dict(scheduler="euler"), "unknown scheduler 'euler'"),
+    (dict(num_inference_steps=0), "steps must be at least 1, got 0"),
+    (dict(batch_size=0), "batch size must be at least 1, got 0"),
+    (dict(repaint_jumps=-1), "repaint jumps must be >= 0, got -1"),
+    (dict(overlap_seconds=-0.5), r"overlap must be >= 0 seconds, got -0.5"),
+    (dict(overlap_seconds=float("nan")), "overlap must be >= 0 seconds, got nan"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_OPTIONS)
+def test_each_bad_sampling_option_is_refused_when_made_before_any_unet_call(pipe, bad, message):
+    with pytest.raises(ValueError, match=message):
+        SamplingOptions(**bad)
+    counting = CountingUNet(pipe.unet)
+    with pytest.raises(ValueError, match=message):  # the keyword entry point builds the same options
+        generate_long(SimpleNamespace(unet=counting, scheduler=pipe.scheduler, mel=MEL), 1.0, progress=False, **bad)
+    assert counting.calls == 0
+
+
+def test_sampling_options_resolve_defaults_and_pipeline_limits_once(pipe):
+    options = SamplingOptions()
+    resolved = options.resolve(pipe)
+    assert (resolved.scheduler, resolved.num_inference_steps) == ("ddim", 50)
+    assert resolved.overlap_seconds == default_overlap_seconds(MEL) == pytest.approx(0.4 * MEL.slice_seconds, abs=1e-3)
+    assert resolved.resolve(pipe) == resolved and options.num_inference_steps is None  # frozen; resolving is idempotent
+    assert SamplingOptions(scheduler=None).resolve(pipe).num_inference_steps == 1000  # the pipeline's own: DDPM
+    assert SamplingOptions(scheduler="DPM++").resolve(pipe) == SamplingOptions(scheduler="dpm", num_inference_steps=25,
+                                                                               overlap_seconds=resolved.overlap_seconds)
+    assert SamplingOptions(num_inference_steps=7, overlap_seconds=0.1).resolve(pipe).num_inference_steps == 7
+    for bad, message in [(dict(overlap_seconds=MEL.slice_seconds), r"overlap \(0.51\d* s\) must be shorter than one slice"),
+                         (dict(num_inference_steps=2000), "2000 steps are more than the 1000 noise levels")]:
+        with pytest.raises(ValueError, match=message):
+            SamplingOptions(**bad).resolve(pipe)
+    wrong_height = SimpleNamespace(unet=pipe.unet, scheduler=pipe.scheduler, mel=MelConfig(x_res=64, y_res=16))
+    with pytest.raises(ValueError, match="rows high but the Mel config has 16 mel bands"):
+        SamplingOptions().resolve(wrong_height)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.seed = 3
+
+
+def test_strength_and_inversion_checks():
+    assert check_strength(1.0) == 1.0 and check_strength(0.01) == 0.01
+    for bad in (0.0, 1.5, -1.0, None):
+        with pytest.raises(ValueError, match=r"strength must be in \(0, 1\]"):
+            check_strength(bad)
+    with pytest.raises(KeyError, match="strength"):  # raised as the caller's own error type
+        check_strength(2.0, KeyError)
+    check_invertible("ddim")
+    with pytest.raises(ValueError, match="need --scheduler ddim, not dpm"):
+        check_invertible("dpm")
+
+
+def test_options_and_keywords_are_the_same_request(pipe):
+    options = SamplingOptions(seed=3, num_inference_steps=2, overlap_seconds=0.2, batch_size=2)
+    by_options = generate_long(pipe, 0.8, options, progress=False)
+    by_keywords = generate_long(pipe, 0.8, seed=3, num_inference_steps=2, overlap_seconds=0.2, batch_size=2, progress=False)
+    over = generate_long(pipe, 0.8, options, seed=4, progress=False)  # a keyword laid over the options
+    assert torch.equal(by_options.audio, by_keywords.audio) and by_options.audio.shape[0] == 2
+    assert not torch.equal(over.audio, by_options.audio)
+    with pytest.raises(TypeError, match="seeds"):
+        generate_long(pipe, 0.8, seeds=3, progress=False)
+
+
+def test_long_clip_from_columns_turns_columns_into_seconds_once():
+    spc = MEL.hop_length / MEL.sample_rate
+    image, audio = torch.zeros(1, 1, MEL.y_res, 100), torch.zeros(1, 6000)
+    clip = LongClip.from_columns(image, audio, MEL, slice_columns=[(0, 64), (40, 100)], slices=[image, image],
+                                 seam_columns=[52, 120], seams_before_seconds=0.75, seam_seconds=[0.7])
+    assert clip.sample_rate == MEL.sample_rate and clip.seconds == 0.75
+    assert clip.slice_starts_seconds == [0.0, 40 * spc] and clip.slice_columns == [(0, 64), (40, 100)]
+    assert clip.seam_seconds == [52 * spc, 0.7]  # column 120 (0.96 s) lies past the clip's end
