@@ -753,7 +753,7 @@ def format_comparison(result: dict) -> str:
         f"FD(after)  = {_fmt(result['after']['fd'])}   ({result['after']['model']})",
         f"ratio after/before = {_fmt(result['ratio'], 3)}",
         f"after is closest to {result['after']['closest_genre']}"
-        + (f" (the target)" if result["after_closest_genre"] else f", not to the target {genre}"),
+        + (" (the target)" if result["after_closest_genre"] else f", not to the target {genre}"),
         "scale (same units):",
         *_scale_lines(result),
         f"goal ({result['goal']}): {'met' if result['goal_met'] else 'not met'}",

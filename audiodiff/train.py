@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,9 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as checkpoint_io
 from .mel import MelConfig
+
+if TYPE_CHECKING:  # annotations of _TrainingData
+    from .data import GenreData, ValidationSplit
 
 DEFAULT_DATASET = "lewtun/music_genres"
 CHECKPOINTS = "checkpoints"
