@@ -230,23 +230,33 @@ PRESETS: dict[str, Preset] = {
         description="in between: 128x128 Mel, 22050 Hz, 2.97 s per image, 4.48 M parameters",
     ),
     "compact": _COMPACT,
-    # 1.99 M parameters: the architecture of the bundled base model (BUNDLED below) since
-    # session 3. The compact UNet on 64x128 images of 4.10 s at 16 kHz (n_fft 1024, hop 512:
-    # 32 ms frames, 2x overlap), so one image holds two bars at 120 bpm and a continued slice
-    # can see whole beats of the past. Chosen by measurement (OMP_NUM_THREADS=1, one run; codec
-    # = spectral convergence of a Griffin-Lim round trip on 6 slices of real jazz):
-    #   64x64   16 kHz hop 256 (the 1.02 s compact)    fwd  29 ms  train step 1.0 s  codec 0.032
-    #   64x256  16 kHz hop 256 n_fft 1024 (4.1 s)      fwd  94 ms  train step 7.7 s  codec 0.026
-    #   64x176  11 kHz hop 256 n_fft 1024 (4.1 s)      fwd  60 ms  train step 3.1 s  codec 0.038
-    #   64x128  16 kHz hop 512 n_fft 2048 (4.1 s)      fwd  41 ms  train step 1.9 s  codec 0.016
-    #   64x128  16 kHz hop 512 n_fft 1024 (4.1 s)      fwd  41 ms  train step 2.0 s  codec 0.013  <- this
-    #   the same, channels (48,64,96,128), 2 attn      fwd  74 ms  train step 3.8 s  codec 0.013
-    # 4x the audio per image for 1.4x the forward time of the 1.02 s model (half the columns
-    # per second), and the best round trip of the four 4 s candidates; the wider UNet doubles
-    # the cost for a pre-training budget that then buys half the steps.
+    # 1.99 M parameters: the architecture of the bundled base model (BUNDLED below). The compact
+    # UNet on 64x168 images of 4.03 s at 16 kHz (n_fft 1024, hop 384: 24 ms frames, 2.67x
+    # overlap), so one image holds two bars at 120 bpm and a continued slice can see whole beats
+    # of the past. Chosen by measurement (OMP_NUM_THREADS=1, one run each; codec = spectral
+    # convergence of a Griffin-Lim round trip on 6 slices of real jazz; codec realism = the
+    # held-out built-in jazz sent through the codec, its FD to the originals over the FD
+    # between two halves of the genre: the floor of the realism a model of that image can reach):
+    #   image   rate    hop  n_fft (seconds)     fwd     train step  codec  codec realism
+    #   64x64   16 kHz  256  1024 (1.02 s)       29 ms   1.0 s       0.032  0.47
+    #   64x256  16 kHz  256  1024 (4.10 s)       94 ms   7.7 s       0.026  0.42 (64x192)
+    #   64x176  11 kHz  256  1024 (4.10 s)       60 ms   3.1 s       0.038  0.28 (12 kHz)
+    #   64x128  16 kHz  512  2048 (4.10 s)       41 ms   1.9 s       0.016  2.41
+    #   64x128  16 kHz  512  1024 (4.10 s)       41 ms   2.0 s       0.013  1.63   <- stage 1
+    #   64x168  16 kHz  384  1024 (4.03 s)       ~55 ms  ~2.8 s      -      0.29   <- this
+    # Session 3 chose hop 512 by the spectral convergence column; its clips then measured 5.6
+    # on the realism scale, and the last column shows why: with 64 bands and 2x overlap the
+    # codec alone costs 1.63. Hop 384 keeps 4 s per image for 1.3x the columns, and its codec
+    # is as good as any. The recipe (bundle.py) trains 64x128 first and moves the weights to
+    # this image (`with_mel`): cheaper steps for most of the way.
     "compact-4s": dataclasses.replace(
+        _COMPACT, mel=MelConfig(x_res=168, y_res=64, sample_rate=16000, n_fft=1024, hop_length=384),
+        description="the bundled model's layout: 64x168 Mel, 16 kHz, 4.03 s per image, 1.99 M parameters",
+    ),
+    # The bundled recipe's first stage (and session 3's bundled model): 64x128 Mel, hop 512.
+    "compact-4s-hop512": dataclasses.replace(
         _COMPACT, mel=MelConfig(x_res=128, y_res=64, sample_rate=16000, n_fft=1024, hop_length=512),
-        description="the bundled model's layout: 64x128 Mel, 16 kHz, 4.10 s per image, 1.99 M parameters",
+        description="the bundled recipe's first stage: 64x128 Mel, 16 kHz, hop 512, 4.10 s per image, 1.99 M parameters",
     ),
     # 113.7 M parameters, 496 GFLOP per image: the layout of teticio/audio-diffusion-*-256
     # (DESIGN section 1).
@@ -262,7 +272,7 @@ PRESETS: dict[str, Preset] = {
 
 
 # The bundled base model: the "compact-4s" preset pre-trained on every genre of the built-in set
-# (scripts/make_bundled.py), shipped inside the package so that everything runs offline.
+# (scripts/make_bundled.py, two stages: bundle.py), shipped inside the package so that everything runs offline.
 BUNDLED = "bundled"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled" / "base"
 
@@ -302,6 +312,25 @@ def build_preset(name: str, seed: int = 0, mel: MelConfig | None = None) -> Audi
         torch.manual_seed(seed)
         unet = UNet2DModel(**preset.unet_kwargs(mel))
     return AudioDiffusion(unet=unet.eval(), scheduler=default_scheduler(), mel=mel, source=name)
+
+
+def with_mel(pipe: AudioDiffusion, mel: MelConfig) -> AudioDiffusion:
+    """The same UNet weights and scheduler on another Mel image: a warm start for training.
+
+    Convolutions and attention don't depend on the image's size, so the weights load into a UNet
+    whose sample size is the new image's; what they have learnt transfers as far as the new
+    image resembles the old (same bands and rate, another hop: the same sounds, played at
+    another speed along the time axis). The UNet must still be able to halve the new size at
+    every down block."""
+    factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    if mel.x_res % factor or mel.y_res % factor:
+        raise PipelineError(f"this UNet downsamples by {factor}, so the Mel image's x_res and y_res must be "
+                            f"multiples of {factor}; got {mel.x_res}x{mel.y_res}")
+    sample_size = mel.x_res if mel.x_res == mel.y_res else (mel.y_res, mel.x_res)
+    unet = UNet2DModel.from_config({**pipe.unet.config, "sample_size": sample_size})
+    unet.load_state_dict(pipe.unet.state_dict())
+    return AudioDiffusion(unet=unet.to(pipe.device, pipe.dtype).eval(), scheduler=pipe.scheduler, mel=mel,
+                          source=pipe.source)
 
 
 # ---- the hub ---------------------------------------------------------------------------------------

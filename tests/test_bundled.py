@@ -39,3 +39,32 @@ def test_bundled_model_denoises_better_than_random_weights():
         untrained, _, _ = diffusion_loss(random_pipe.unet, random_pipe.scheduler, images,
                                          torch.Generator().manual_seed(0), timesteps)
     assert trained.item() < 0.3 * untrained.item(), (trained.item(), untrained.item())
+
+
+def test_make_bundled_trains_two_stages_moves_the_weights_and_resumes(tmp_path):
+    """The recipe's shape on a tiny model: stage 1 on one image, its weights moved to stage 2's
+    wider image, stage 2 trained and installed; a resumed build keeps finished stages."""
+    import dataclasses
+
+    from audiodiff import bundle
+    from audiodiff.mel import MelConfig
+    from audiodiff.pipeline import MODEL_INDEX
+
+    tiny = dataclasses.replace(bundle.COARSE, pretrained="tiny", synthetic_clips_per_genre=2, synthetic_seconds=4.0,
+                               max_steps=2, batch_size=2, warmup_steps=0, checkpoint_every=1, validate_every=1,
+                               sample_every=100, output_dir=str(tmp_path / "runs"))
+    final = dataclasses.replace(tiny, run_name="base", lr=3e-4)
+    wider = MelConfig(x_res=48, y_res=32, sample_rate=16000, n_fft=2048, hop_length=384)
+    target = tmp_path / "installed"
+    assert bundle.make_bundled(final, coarse=tiny, mel=wider, target=target, progress=False) == target
+    installed = load_pipeline(target)
+    assert installed.mel == wider and installed.unet.config.sample_size == [32, 48]
+    coarse = load_pipeline(tmp_path / "runs" / "coarse")
+    retimed = load_pipeline(tmp_path / "runs" / bundle.RETIMED)
+    assert coarse.mel == PRESETS["tiny"].mel and retimed.mel == wider
+    for name, weight in coarse.unet.state_dict().items():  # the same weights on the wider image
+        assert torch.equal(weight, retimed.unet.state_dict()[name]), name
+    stamp = (tmp_path / "runs" / "coarse" / MODEL_INDEX).stat().st_mtime_ns
+    bundle.make_bundled(final, coarse=tiny, mel=wider, target=target, progress=False, resume=True)
+    assert (tmp_path / "runs" / "coarse" / MODEL_INDEX).stat().st_mtime_ns == stamp  # stage 1 not redone
+    assert not (tmp_path / "runs" / "coarse-2").exists() and not (tmp_path / "runs" / "base-2").exists()

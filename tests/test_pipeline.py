@@ -332,7 +332,7 @@ def test_preset_deterministic_by_seed_and_keeps_global_rng():
 
 
 def test_preset_errors():
-    with pytest.raises(ValueError, match="tiny, small, compact, compact-4s, audio-diffusion-256"):
+    with pytest.raises(ValueError, match="tiny, small, compact, compact-4s, compact-4s-hop512, audio-diffusion-256"):
         build_preset("huge")
     with pytest.raises(PipelineError, match="multiples of 4"):
         build_preset("tiny", mel=MelConfig(x_res=30, y_res=32))
@@ -632,3 +632,18 @@ def test_saved_weights_are_readable_like_any_other_file(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mode)
     assert mode == 0o644, oct(mode)
+
+
+def test_with_mel_moves_the_weights_onto_another_image_and_refuses_sizes_it_cannot_halve():
+    from audiodiff.pipeline import with_mel
+
+    pipe = build_preset("tiny", seed=3)
+    wider = MelConfig(x_res=48, y_res=32, sample_rate=16000, n_fft=2048, hop_length=384)
+    moved = with_mel(pipe, wider)
+    assert moved.mel == wider and tuple(moved.unet.config.sample_size) == (32, 48)
+    assert_same_weights(pipe.unet, moved.unet)
+    with torch.no_grad():  # the UNet runs on the new image size
+        out = moved.unet(torch.zeros(1, 1, 32, 48), 10).sample
+    assert out.shape == (1, 1, 32, 48)
+    with pytest.raises(PipelineError, match="multiples of 4"):
+        with_mel(pipe, MelConfig(x_res=50, y_res=32, sample_rate=16000, n_fft=2048, hop_length=384))
