@@ -410,7 +410,7 @@ def invert(
     column and cropped. progress: counts each UNet call (and may stop between them).
     keep_padding: return the padded columns' latents too, for `sample(start_noise=...)`: a
     sample whose padding starts from fresh noise instead drifts far from the original (mean
-    error 1.06 instead of 0.03 for a 1.8 s clip, 58 columns padded to 64, on the 4.10 s model).
+    error 1.06 instead of 0.03 for a 1.8 s clip, 58 columns padded to 64, on the previous 4.10 s model).
     """
     from diffusers import DDIMInverseScheduler
 

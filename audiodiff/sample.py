@@ -41,7 +41,7 @@ SCHEDULERS = ("ddim", "ddpm", "dpm")
 DEFAULT_SCHEDULER = "ddim"
 # 50 DDIM steps is the reference pipeline's default and where DDIM's output stops changing
 # audibly on the public 256 models; DDPM needs its full 1000. DPM-Solver++ is not the default
-# for long clips: on the 4.10 s bundled model (4 clips of 30 s, 2 s overlap) 20 DPM steps left
+# for long clips: on the previous (hop-512, 4.10 s) bundled model (4 clips of 30 s, 2 s overlap) 20 DPM steps left
 # some first slices as noise and the continued level swung by -16..+63 LU/min, where 50 DDIM
 # steps drifted -1.5 LU/min (tempo spread 18 % vs 13 %, seam 1.67 vs 1.19).
 DEFAULT_STEPS_BY_SCHEDULER = {"ddim": 50, "dpm": 25, "ddpm": 1000}
@@ -52,7 +52,7 @@ DEFAULT_STEPS_BY_SCHEDULER = {"ddim": 50, "dpm": 25, "ddpm": 1000}
 # -3.9 / -4.9 / -6.4 / -6.7 LU/min, with 6 / 6 / 8 / 10 slices to sample: every measure gets
 # worse and the cost grows with the overlap, while below ~1 s the context no longer holds a beat.
 # The reference notebook's 2 s is a flag away (--overlap 2). Models with short slices (the
-# tiny preset's 1.02 s) get at most 40 % of a slice. On the 4.10 s bundled model (DDIM 50, 4
+# tiny preset's 1.02 s) get at most 40 % of a slice. On the previous (hop-512) 4.10 s bundled model (DDIM 50, 4
 # clips of 30 s, seeds 0-3) 1 s and 2 s gave tempo spreads of 11.5 / 12.7 % (median), drifts of
 # -1.2 / -1.5 LU/min and seams of 1.19 / 1.19 with 10 / 14 slices: more context did not hold the
 # tempo better, so 1 s stays.

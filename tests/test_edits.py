@@ -1,7 +1,7 @@
 """Edits (audiodiff.edits): continuation, gap filling, loops, inversion, variations, interpolation,
 and each flag of scripts/generate.py as a user runs it.
 
-The bundled base model (2 M parameters, 64 x 128 images at 16 kHz, 4.10 s slices) is the tiny
+The bundled base model (2 M parameters, 64 x 168 images at 16 kHz, 4.03 s slices) is the tiny
 model here: inversion needs a model that has learnt something (a random UNet's noise
 predictions diverge without clipping), and it ships with the package, so no test downloads it.
 """
@@ -292,7 +292,7 @@ FLAG_CASES = {
     "vary": (["--init-audio", "{a}", "--strength", "0.4"], 1.5),
     "invert": (["--init-audio", "{a}", "--strength", "0.4", "--invert"], 1.5),
     "interpolate": (["--interpolate", "{a}", "{b}", "--alpha", "0", "0.5"], 1.2),
-    "loop": (["--loop", "--seconds", "5"], 5.0),  # at least a slice (4.10 s) and a bit
+    "loop": (["--loop", "--seconds", "5"], 5.0),  # at least a slice (4.03 s) and a bit
     "fill-gap": (["--fill-gap", "{a}", "{b}", "--seconds", "0.75"], 1.5 + 0.75 + 1.2),
 }
 
