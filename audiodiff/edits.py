@@ -61,10 +61,12 @@ from .sample import (
     check_invertible,
     check_strength,
     decoding,
+    default_overlap_seconds,
     downsampling_factor,
     extend_image,
     extend_plan,
     job_progress,
+    overlap_columns,
     peak_protect,
     sample,
     sampling_options,
@@ -78,6 +80,9 @@ from .sample import (
 CROSSFADE_SECONDS = 0.1  # original -> decoded audio next to each join, inside the given audio
 INVERTED_VARIATION_ETA = 1.0  # DDIM stochasticity when sampling from an inverted latent (variations)
 DEFAULT_STRENGTH = 0.5
+# A loop's context when the caller gives no overlap: 1 s, the default before long clips' grew to 1.5 s
+# (sample.py), so that loops of a bar (2 s at 120 bpm) stay possible.
+LOOP_OVERLAP_SECONDS = 1.0
 
 
 class EditError(ValueError):
@@ -311,12 +316,18 @@ def make_loop(
 
     The image (B, 1, H, W + E) ends with a copy of its first E columns (what the end leads
     into); `audio` is one period, no fades. options (or keywords named as its fields): how to
-    sample, see `audiodiff.sample.SamplingOptions`.
+    sample, see `audiodiff.sample.SamplingOptions`; without an overlap of the caller's, a loop
+    continues from LOOP_OVERLAP_SECONDS (1 s) of itself.
     """
     setup = _prepare(pipe, options, sampling)
-    mel, k = setup.mel, setup.overlap_columns
+    mel = setup.mel
     samples = int(round(seconds * mel.sample_rate)) if seconds > 0 else 0
     loop_width = int(round(samples / mel.hop_length))
+    chosen = sampling.get("overlap_seconds") is not None or (options is not None and options.overlap_seconds is not None)
+    if not chosen:  # a loop of a bar or two: long clips' 1.5 s default would refuse loops under 2.8 s
+        seconds_of_context = min(LOOP_OVERLAP_SECONDS, default_overlap_seconds(mel))
+        setup = replace(setup, overlap_columns=max(1, overlap_columns(seconds_of_context, mel, setup.slice_width)))
+    k = setup.overlap_columns
     end = _end_columns(setup, k)
     bridge = k  # at least this many columns are generated to lead back into the start
     if loop_width < end + bridge + 1:

@@ -23,7 +23,7 @@ ENV_MAX_BATCH_SIZE = "AUDIODIFF_MAX_BATCH_SIZE"
 # once, so memory grows with it: on the public 256 models' Mel (22.05 kHz, n_fft 2048) decoding
 # 120 s peaked at +556 MB (measured on CPU), ~4.6 MB per second of audio, so ~2.8 GB at the
 # limit, which a 4-8 GB GPU or a laptop still holds. Sampling time grows with it too: 600 s is
-# ~122 slices of the public model (5.94 s slices, 1 s overlap), 6100 UNet calls at 50 steps.
+# ~136 slices of the public model (5.94 s slices, 1.5 s overlap), 6800 UNet calls at 50 steps.
 DEFAULT_MAX_SECONDS = 600.0
 # Clips sampled at once: the public 256 UNet holds ~370 MB of activations per batch item in a
 # forward pass (fp32; measured on CPU: +489 MB at batch 1, +1.6 GB at batch 4), so 64 is ~24 GB,

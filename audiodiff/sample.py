@@ -45,18 +45,21 @@ DEFAULT_SCHEDULER = "ddim"
 # some first slices as noise and the continued level swung by -16..+63 LU/min, where 50 DDIM
 # steps drifted -1.5 LU/min (tempo spread 18 % vs 13 %, seam 1.67 vs 1.19).
 DEFAULT_STEPS_BY_SCHEDULER = {"ddim": 50, "dpm": 25, "ddpm": 1000}
-# Overlap between consecutive slices of a long clip, in seconds: 1 s (43 columns, ~2 beats at
-# 120 bpm) of context for each next slice. Measured with benchmarks/long_clip.py (tiny UNet
-# briefly trained on jazz, 30 s, DDIM 20): overlaps of 0.5 / 1 / 2 / 3 s gave seam scores
-# 1.02 / 1.01 / 1.06 / 1.08, 4 s loudness spreads 0.61 / 0.80 / 1.08 / 1.21 LU and drifts
-# -3.9 / -4.9 / -6.4 / -6.7 LU/min, with 6 / 6 / 8 / 10 slices to sample: every measure gets
-# worse and the cost grows with the overlap, while below ~1 s the context no longer holds a beat.
-# The reference notebook's 2 s is a flag away (--overlap 2). Models with short slices (the
-# tiny preset's 1.02 s) get at most 40 % of a slice. On the previous (hop-512) 4.10 s bundled model (DDIM 50, 4
-# clips of 30 s, seeds 0-3) 1 s and 2 s gave tempo spreads of 11.5 / 12.7 % (median), drifts of
-# -1.2 / -1.5 LU/min and seams of 1.19 / 1.19 with 10 / 14 slices: more context did not hold the
-# tempo better, so 1 s stays.
-DEFAULT_OVERLAP_SECONDS = 1.0
+# Overlap between consecutive slices of a long clip, in seconds: 1.5 s of context for each next
+# slice (62 columns of the bundled model, three beats at 120 bpm), chosen by the tempo measure.
+# On the bundled 4.03 s model fine-tuned on jazz by the README's command (DDIM 50, 4 clips of 30 s,
+# seeds 0-3; benchmarks/long_clip.py's measures):
+#   overlap   tempo spread (median)   drift LU/min   seam   key    slices   time per clip
+#   0.5 s     25.9 %                  -1.88          1.14   0.92    9       22.8 s
+#   1.0 s     20.7 %                  -1.49          1.24   0.93   10       28.4 s
+#   1.5 s     18.0 %                  -0.88          1.21   0.90   12       30.0 s   <- default
+#   2.0 s     19.9 %                  -0.44          1.21   0.90   14       34.7 s
+# More context holds the level (the drift shrinks with every step) and, up to 1.5 s, the tempo;
+# 2 s costs 16 % more time for no steadier tempo. On the previous (hop-512) 4.10 s model 1 s and
+# 2 s gave 11.5 / 12.7 %, and on a tiny UNet (1.02 s slices) every measure got worse with more
+# overlap: models with short slices get at most 40 % of a slice. The reference notebook's 2 s is
+# a flag away (--overlap 2).
+DEFAULT_OVERLAP_SECONDS = 1.5
 MAX_DEFAULT_OVERLAP_FRACTION = 0.4
 DEFAULT_FADE_OUT_SECONDS = 0.5
 FADE_IN_SECONDS = 0.005  # removes a click if the first sample is far from zero
@@ -612,7 +615,7 @@ def columns_for_samples(samples: int, mel: MelConfig) -> int:
 
 
 def default_overlap_seconds(mel: MelConfig) -> float:
-    """DEFAULT_OVERLAP_SECONDS (1 s), or 40 % of a slice for models whose slices are shorter."""
+    """DEFAULT_OVERLAP_SECONDS (1.5 s), or 40 % of a slice for models whose slices are shorter."""
     return min(DEFAULT_OVERLAP_SECONDS, round(MAX_DEFAULT_OVERLAP_FRACTION * mel.slice_seconds, 3))
 
 
