@@ -366,6 +366,9 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
         "seam_scored_files": sum("seam_score" in r for r in rows),
         "loudness_spread_lu_mean": mean("loudness_spread_lu"),
         "loudness_drift_lu_per_minute_mean": mean("loudness_drift_lu_per_minute"),
+        # a clip that rises and one that sinks average to none: the size of each clip's drift
+        "loudness_drift_abs_lu_per_minute_mean": (float(np.mean(np.abs(values("loudness_drift_lu_per_minute"))))
+                                                  if values("loudness_drift_lu_per_minute") else None),
         "tempo_spread_percent_mean": mean("tempo_spread_percent"),
         "tempo_spread_percent_median": median("tempo_spread_percent"),
         "tempo_scored_files": len(values("tempo_spread_percent")),
@@ -707,6 +710,7 @@ LONG_CLIP_MEASURES = (  # (key of the mean, label, digits, what the value means)
     ("key_consistency_mean", "key consistency", 2, "1.0 = every 5 s window in the clip's key"),
     ("loudness_spread_lu_mean", "loudness spread, LU", 2, "std of 4 s loudness"),
     ("loudness_drift_lu_per_minute_mean", "loudness drift, LU/min", 2, "0 = no drift"),
+    ("loudness_drift_abs_lu_per_minute_mean", "|loudness drift|, LU/min", 2, "each clip's drift, sign dropped"),
     ("seam_score_mean", "seam score", 2, "1.0 = seams like any moment"),
 )
 

@@ -49,7 +49,7 @@ DEFAULT_STEPS_BY_SCHEDULER = {"ddim": 50, "dpm": 25, "ddpm": 1000}
 # slice (62 columns of the bundled model, three beats at 120 bpm), chosen by the tempo measure.
 # On the bundled 4.03 s model fine-tuned on jazz by the README's command (DDIM 50, 4 clips of 30 s,
 # seeds 0-3; benchmarks/long_clip.py's measures):
-#   overlap   tempo spread (median)   drift LU/min   seam   key    slices   time per clip
+#   overlap   tempo spread (median)   drift LU/min (mean, signed)   seam   key   slices   time per clip
 #   0.5 s     25.9 %                  -1.88          1.14   0.92    9       22.8 s
 #   1.0 s     20.7 %                  -1.49          1.24   0.93   10       28.4 s
 #   1.5 s     18.0 %                  -0.88          1.21   0.90   12       30.0 s   <- default

@@ -17,7 +17,8 @@ given with `--reference-run`. Columns (audiodiff.metrics; DESIGN section 7):
 - tempo %: tempo spread, the std of log2(tempo) over 5 s windows in %, octave errors folded;
   the median over the clips (one clip with a misread window does not decide it);
 - key: key consistency, 1.0 = every 5 s window has the clip's pitch-class profile (mean);
-- drift: BS.1770 loudness drift over 4 s windows, LU per minute (mean);
+- drift: BS.1770 loudness drift over 4 s windows, LU per minute (mean); |drift|: the mean of each
+  clip's drift without its sign (a clip that rises and one that sinks do not cancel);
 - seam: seam score, 1.0 = a seam is like any other moment (mean);
 - genre ratio: Frechet distance to the genre's held-out tracks of the fine-tuned model over
   that of its base model (audiodiff.evaluate.compare_models, its defaults: 16 clips of 4 s,
@@ -146,7 +147,8 @@ def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
         "closest_genre": comparison["after_closest_genre"],
         "realism": comparison["after"]["fd"] / halves if halves else None,
         "real_time": statistics.median(seconds_each) / settings.seconds,
-        "note": f"{pipe.mel.slice_seconds:.2f} s per image, base {Path(model.config.pretrained).name}",
+        "note": f"{pipe.mel.slice_seconds:.2f} s per image, base {Path(model.config.pretrained).name}, "
+                f"{'closest to' if comparison['after_closest_genre'] else 'NOT closest to'} {model.config.genre}",
     }
 
 
@@ -167,6 +169,7 @@ def _measures(report: dict) -> dict:
         "tempo": report["tempo_spread_percent_median"],
         "key": report["key_consistency_mean"],
         "drift": report["loudness_drift_lu_per_minute_mean"],
+        "abs_drift": report["loudness_drift_abs_lu_per_minute_mean"],
         "seam": report["seam_score_mean"],
     }
 
@@ -175,6 +178,7 @@ COLUMNS = (  # (key, header, format)
     ("tempo", "tempo %", "{:.1f}"),
     ("key", "key", "{:.2f}"),
     ("drift", "drift LU/min", "{:+.2f}"),
+    ("abs_drift", "|drift|", "{:.2f}"),
     ("seam", "seam", "{:.2f}"),
     ("genre_ratio", "genre ratio", "{:.2f}"),
     ("realism", "realism", "{:.2f}"),
@@ -201,7 +205,8 @@ def summary_line(rows: dict[str, dict]) -> str:
     labels = list(rows)
     first, reference, real = rows[labels[0]], rows.get("reference"), rows[labels[-1]]
     pairs = [("tempo_spread_percent", first["tempo"], "{:.1f}"), ("key_consistency", first["key"], "{:.2f}"),
-             ("loudness_drift_lu_per_min", first["drift"], "{:.2f}"), ("seam", first["seam"], "{:.2f}"),
+             ("loudness_drift_lu_per_min", first["drift"], "{:.2f}"),
+             ("abs_loudness_drift_lu_per_min", first["abs_drift"], "{:.2f}"), ("seam", first["seam"], "{:.2f}"),
              ("genre_ratio", first["genre_ratio"], "{:.2f}"), ("realism", first["realism"], "{:.2f}"),
              ("time_vs_real_time", first["real_time"], "{:.2f}x")]
     if reference is not None:

@@ -480,3 +480,16 @@ def test_script_turns_a_user_error_into_one_line_and_exit_2(tmp_path, capsys):
         run(lambda: script.main(["--generated", str(tmp_path / "nowhere"), "--reference", str(tmp_path)]))
     assert exited.value.code == 2
     assert capsys.readouterr().err.splitlines() == [f"error: {tmp_path / 'nowhere'} is not a folder of audio files"]
+
+
+def test_long_clip_report_gives_the_size_of_drift_that_opposite_clips_would_cancel():
+    from audiodiff.evaluate import AudioClip, long_clip_report
+
+    rate, seconds = 16000, 16.0
+    noise = torch.randn(int(rate * seconds), generator=torch.Generator().manual_seed(0)) * 0.1
+    rising = noise * torch.logspace(-1, 0, noise.numel())  # +20 dB over the clip
+    report = long_clip_report([AudioClip("up", rising, rate), AudioClip("down", rising.flip(0), rate)])
+    up, down = (row["loudness_drift_lu_per_minute"] for row in report["files"])
+    assert up > 30 and down < -30  # ~ +-20 dB over ~12 s between the first and last window centres
+    assert abs(report["loudness_drift_lu_per_minute_mean"]) < 0.1 * abs(up)  # the signs cancel
+    assert report["loudness_drift_abs_lu_per_minute_mean"] == pytest.approx((abs(up) + abs(down)) / 2)
