@@ -1,5 +1,5 @@
 """benchmarks/long_clip.py: its --smoke mode runs the whole code path on the tiny preset, and
-its flags are checked before any work. (The other benchmarks are measured by hand, not tested.)"""
+its flags are checked before any work. codec_realism.py's round trip and flags are checked too. (The other benchmarks are measured by hand, not tested.)"""
 
 import importlib.util
 import re
@@ -77,3 +77,22 @@ def test_long_clip_flags_are_checked_before_any_work(tmp_path, capsys):
     helped = capsys.readouterr().out
     for flag in ("--run", "--reference-run", "--seconds", "--clips", "--device", "--smoke"):
         assert flag in helped
+
+
+def test_codec_realism_round_trip_keeps_whole_slices_and_refuses_unknown_presets(capsys):
+    import torch
+
+    from audiodiff.evaluate import AudioClip
+    from audiodiff.pipeline import PRESETS
+
+    spec = importlib.util.spec_from_file_location("codec_realism_benchmark", LONG_CLIP.parent / "codec_realism.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mel = PRESETS["tiny"].mel
+    tone = torch.sin(torch.arange(int(2.5 * mel.slice_samples)) * 2 * torch.pi * 440 / mel.sample_rate) * 0.3
+    back = module.round_trip(AudioClip("tone", tone, mel.sample_rate), mel)
+    assert back.audio.shape == (2 * (mel.x_res - 1) * mel.hop_length,)  # two whole slices, (W - 1) hops each
+    assert back.audio.abs().max() > 0.01  # sound, not silence
+    with pytest.raises(SystemExit):
+        module.main(["--presets", "huge"])
+    assert "unknown preset(s) huge" in capsys.readouterr().err
