@@ -314,6 +314,19 @@ def build_preset(name: str, seed: int = 0, mel: MelConfig | None = None) -> Audi
     return AudioDiffusion(unet=unet.eval(), scheduler=default_scheduler(), mel=mel, source=name)
 
 
+def weights_sha256(unet) -> str:
+    """A fingerprint of a UNet's weights (every tensor's name, dtype, shape and bytes, by name): a
+    run records its base's, so that a later comparison can tell when "bundled" or a folder has
+    changed since the run started from it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unet.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def with_mel(pipe: AudioDiffusion, mel: MelConfig) -> AudioDiffusion:
     """The same UNet weights and scheduler on another Mel image: a warm start for training.
 

@@ -398,7 +398,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     """The run in stages: where it starts, the accelerator, model and data, the run folder, then the loop."""
-    from .pipeline import check_writable_folder, load_pipeline
+    from .pipeline import check_writable_folder, load_pipeline, weights_sha256
 
     start = _Start.find(config, resume)
     resumed = start.checkpoint is not None
@@ -411,7 +411,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     config, sources = _with_sources(start.config, accelerator.print)
     pipe = load_pipeline(sources.pretrained)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
-    run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run)
+    run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
+                                                          base_sha256=weights_sha256(pipe.unet))
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
     loop = TrainLoop(config, accelerator, pipe, data, run_dir, new_run, progress=progress)
     if resumed:
@@ -546,13 +547,15 @@ def _load_training_data(config: FinetuneConfig, mel: MelConfig, accelerator, pro
 
 
 def _open_run_dir(accelerator, config: FinetuneConfig, data: _TrainingData, mixed_precision: str, sources: Sources,
-                  new_run: _NewRun) -> Path:
-    """A new run's folder, made by the main process with its configuration and split, told to every process."""
+                  new_run: _NewRun, base_sha256: str | None = None) -> Path:
+    """A new run's folder, made by the main process with its configuration, its base's weights
+    fingerprint (`pipeline.weights_sha256`) and its split, told to every process."""
     run_dir = None
     if accelerator.is_main_process:
         run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre.genre or config.genre, config.run_name)
         (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
-                                                        "num_processes": data.processes, "fallback": sources.fallback},
+                                                        "num_processes": data.processes, "fallback": sources.fallback,
+                                                        "pretrained_weights_sha256": base_sha256},
                                                        indent=2) + "\n")
         (run_dir / SPLIT_FILE).write_text(json.dumps(data.split.record(), indent=2) + "\n")
     return _broadcast_path(accelerator, run_dir)

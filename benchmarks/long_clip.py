@@ -67,7 +67,7 @@ from audiodiff.evaluate import (  # noqa: E402
     reference_long_clips,
 )
 from audiodiff.generate import generate  # noqa: E402
-from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device  # noqa: E402
+from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device, weights_sha256  # noqa: E402
 from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"
@@ -94,6 +94,7 @@ class Run:
     label: str
     path: Path
     config: FinetuneConfig
+    base_sha256: str | None = None  # the base's weights when the run started (runs since session 4 record it)
 
     @classmethod
     def read(cls, path, label: str) -> "Run":
@@ -105,12 +106,13 @@ class Run:
         if not config_path.is_file():
             raise ValueError(f"{folder} has no {CONFIG_FILE}: the benchmark needs the run's base model and genre")
         try:
-            config = FinetuneConfig.from_dict(json.loads(config_path.read_text()))
+            saved = json.loads(config_path.read_text())
+            config = FinetuneConfig.from_dict(saved)
         except (OSError, json.JSONDecodeError, TypeError) as exc:
             raise ValueError(f"{config_path} can't be read ({exc})") from None
         if not config.genre or not config.pretrained or (config.dataset is None and config.data_dir is None):
             raise ValueError(f"{config_path} does not name the run's genre, base model and data source")
-        return cls(label, folder, config)
+        return cls(label, folder, config, saved.get("pretrained_weights_sha256"))
 
     @property
     def source(self) -> dict:
@@ -141,6 +143,10 @@ def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
                                 device=None if settings.device == "auto" else settings.device,
                                 split=settings.split, **settings.compare)
     halves = comparison["fd_same_genre_halves"]
+    base_now = weights_sha256(load_pipeline(model.config.pretrained).unet)
+    base_note = ("" if model.base_sha256 == base_now else
+                 ", base changed since the run (ratio against today's)" if model.base_sha256 else
+                 ", base unrecorded (ratio against today's)")
     return {
         **_measures(report),
         "genre_ratio": comparison["ratio"],
@@ -148,7 +154,7 @@ def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
         "realism": comparison["after"]["fd"] / halves if halves else None,
         "real_time": statistics.median(seconds_each) / settings.seconds,
         "note": f"{pipe.mel.slice_seconds:.2f} s per image, base {Path(model.config.pretrained).name}, "
-                f"{'closest to' if comparison['after_closest_genre'] else 'NOT closest to'} {model.config.genre}",
+                f"{'closest to' if comparison['after_closest_genre'] else 'NOT closest to'} {model.config.genre}{base_note}",
     }
 
 

@@ -99,6 +99,10 @@ def test_finetune_writes_a_pipeline_that_loads_here_and_in_diffusers(tmp_path, m
     assert "tiny" in card and "jazz" in card.lower() and "6 (batch 2" in card and "generate.py --model" in card
     saved = json.loads((run_dir / train.CONFIG_FILE).read_text())
     assert saved["genre"] == "jazz" and saved["max_steps"] == 6
+    # the base's weights are fingerprinted, so that a later comparison knows if "tiny"/"bundled" changed
+    from audiodiff.pipeline import weights_sha256
+
+    assert saved["pretrained_weights_sha256"] == weights_sha256(base.unet) != weights_sha256(ours.unet)
     # --mixed-precision auto (the default) means full precision on the CPU, and says so
     assert saved["mixed_precision"] == "auto" and saved["mixed_precision_used"] == "no"
     assert "| mixed precision | no (chosen by --mixed-precision auto) |" in card
