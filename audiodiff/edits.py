@@ -66,8 +66,8 @@ from .sample import (
     extend_image,
     extend_plan,
     job_progress,
-    overlap_columns,
     peak_protect,
+    pipeline_parts,
     sample,
     sampling_options,
     scheduler_name,
@@ -172,11 +172,17 @@ def _decode_span(image: torch.Tensor, mel: MelConfig, first_sample: int, last_sa
     return torch.nan_to_num(decoded) * torch.as_tensor(gain, dtype=torch.float32).reshape(-1, 1), c0 * mel.hop_length
 
 
-def _prepare(pipe, options: SamplingOptions | None, keywords: dict) -> SamplingSetup:
+def _prepare(pipe, options: SamplingOptions | None, keywords: dict, most_overlap_seconds: float | None = None
+             ) -> SamplingSetup:
     """The job's `SamplingSetup` (options, with `keywords` laid over them, resolved against
-    `pipe`); an edit always continues from at least one known column."""
+    `pipe`); an edit always continues from at least one known column. `most_overlap_seconds`
+    caps the default overlap when the options name none."""
     try:
-        setup = SamplingSetup.prepare(pipe, sampling_options(options, keywords))
+        options = sampling_options(options, keywords)
+        if options.overlap_seconds is None and most_overlap_seconds is not None:
+            _, _, mel = pipeline_parts(pipe)
+            options = replace(options, overlap_seconds=min(most_overlap_seconds, default_overlap_seconds(mel)))
+        setup = SamplingSetup.prepare(pipe, options)
     except ValueError as exc:
         raise EditError(str(exc)) from exc
     return replace(setup, overlap_columns=max(setup.overlap_columns, 1))
@@ -319,15 +325,10 @@ def make_loop(
     sample, see `audiodiff.sample.SamplingOptions`; without an overlap of the caller's, a loop
     continues from LOOP_OVERLAP_SECONDS (1 s) of itself.
     """
-    setup = _prepare(pipe, options, sampling)
-    mel = setup.mel
+    setup = _prepare(pipe, options, sampling, most_overlap_seconds=LOOP_OVERLAP_SECONDS)
+    mel, k = setup.mel, setup.overlap_columns
     samples = int(round(seconds * mel.sample_rate)) if seconds > 0 else 0
     loop_width = int(round(samples / mel.hop_length))
-    chosen = sampling.get("overlap_seconds") is not None or (options is not None and options.overlap_seconds is not None)
-    if not chosen:  # a loop of a bar or two: long clips' 1.5 s default would refuse loops under 2.8 s
-        seconds_of_context = min(LOOP_OVERLAP_SECONDS, default_overlap_seconds(mel))
-        setup = replace(setup, overlap_columns=max(1, overlap_columns(seconds_of_context, mel, setup.slice_width)))
-    k = setup.overlap_columns
     end = _end_columns(setup, k)
     bridge = k  # at least this many columns are generated to lead back into the start
     if loop_width < end + bridge + 1:
