@@ -165,6 +165,12 @@ class AudioDiffusion:
 
 
 # ---- presets: random weights, offline ------------------------------------------------------------
+def unet_sample_size(mel: MelConfig) -> int | tuple[int, int]:
+    """UNet2DModel's sample_size for a Mel image: (height, width) = (y_res, x_res); an int when
+    square, as in the public checkpoints."""
+    return mel.x_res if mel.x_res == mel.y_res else (mel.y_res, mel.x_res)
+
+
 @dataclass(frozen=True)
 class Preset:
     """An architecture to start from random weights: the Mel image and the UNet's layout."""
@@ -178,11 +184,8 @@ class Preset:
     description: str
 
     def unet_kwargs(self, mel: MelConfig) -> dict:
-        # UNet2DModel's sample_size is (height, width) = (y_res, x_res); an int when square, as
-        # in the public checkpoints.
-        sample_size = mel.x_res if mel.x_res == mel.y_res else (mel.y_res, mel.x_res)
         return dict(
-            sample_size=sample_size, in_channels=1, out_channels=1,
+            sample_size=unet_sample_size(mel), in_channels=1, out_channels=1,
             layers_per_block=self.layers_per_block, block_out_channels=self.block_out_channels,
             down_block_types=self.down_block_types, up_block_types=self.up_block_types,
             norm_num_groups=self.norm_num_groups,
@@ -334,13 +337,10 @@ def with_mel(pipe: AudioDiffusion, mel: MelConfig) -> AudioDiffusion:
     whose sample size is the new image's; what they have learnt transfers as far as the new
     image resembles the old (same bands and rate, another hop: the same sounds, played at
     another speed along the time axis). The UNet must still be able to halve the new size at
-    every down block."""
-    factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-    if mel.x_res % factor or mel.y_res % factor:
-        raise PipelineError(f"this UNet downsamples by {factor}, so the Mel image's x_res and y_res must be "
-                            f"multiples of {factor}; got {mel.x_res}x{mel.y_res}")
-    sample_size = mel.x_res if mel.x_res == mel.y_res else (mel.y_res, mel.x_res)
-    unet = UNet2DModel.from_config({**pipe.unet.config, "sample_size": sample_size})
+    every down block (`check_unet_config`, as for any pipeline loaded)."""
+    config = {**pipe.unet.config, "sample_size": unet_sample_size(mel)}
+    check_unet_config(config, mel, f"{pipe.source} on a {mel.y_res}x{mel.x_res} image")
+    unet = UNet2DModel.from_config(config)
     unet.load_state_dict(pipe.unet.state_dict())
     return AudioDiffusion(unet=unet.to(pipe.device, pipe.dtype).eval(), scheduler=pipe.scheduler, mel=mel,
                           source=pipe.source)
