@@ -577,8 +577,11 @@ def _model_row(pipe, made: ClipSet, scaler: Standardizer, references: dict[str, 
     features = scaler(made.features)
     by_genre = {label: frechet_distance(features, reference) for label, reference in references.items()}
     long_clips = long_clip_report(made.clips)
+    from .pipeline import weights_sha256
+
     return {
-        "model": str(pipe.source), "fd": by_genre[genre], "fd_by_genre": by_genre,
+        "model": str(pipe.source), "weights_sha256": weights_sha256(pipe.unet), "fd": by_genre[genre],
+        "fd_by_genre": by_genre,
         "closest_genre": min(by_genre, key=by_genre.get), "windows": int(made.features.shape[0]),
         "seam_score_mean": long_clips["seam_score_mean"],
         "loudness_spread_lu_mean": long_clips["loudness_spread_lu_mean"],

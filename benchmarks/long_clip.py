@@ -67,7 +67,7 @@ from audiodiff.evaluate import (  # noqa: E402
     reference_long_clips,
 )
 from audiodiff.generate import generate  # noqa: E402
-from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device, weights_sha256  # noqa: E402
+from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device  # noqa: E402
 from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"
@@ -143,8 +143,7 @@ def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
                                 device=None if settings.device == "auto" else settings.device,
                                 split=settings.split, **settings.compare)
     halves = comparison["fd_same_genre_halves"]
-    base_now = weights_sha256(load_pipeline(model.config.pretrained).unet)
-    base_note = ("" if model.base_sha256 == base_now else
+    base_note = ("" if model.base_sha256 == comparison["before"]["weights_sha256"] else
                  ", base changed since the run (ratio against today's)" if model.base_sha256 else
                  ", base unrecorded (ratio against today's)")
     return {

@@ -372,6 +372,9 @@ def test_compare_models_on_tiny_pipelines(after_model, genre_dir):
 
     same = compare_models("tiny", "tiny", "tones", split=SplitSettings(0.5, 3), **kwargs)  # same model and seeds: same clips
     assert same["ratio"] == pytest.approx(1.0, abs=1e-9)
+    # each row names the exact weights compared: the same preset twice, and the run's differ from it
+    assert same["before"]["weights_sha256"] == same["after"]["weights_sha256"] == result["before"]["weights_sha256"]
+    assert result["after"]["weights_sha256"] != result["before"]["weights_sha256"]
     assert same["before"]["fd"] == pytest.approx(result["before"]["fd"], rel=1e-9)  # deterministic
     with pytest.raises(EvaluationError, match="--dataset ID"):
         compare_models("tiny", "tiny", "tones", clips=1)
