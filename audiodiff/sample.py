@@ -147,7 +147,7 @@ class SamplingOptions:
         the pipeline's own kind.
     num_inference_steps: steps per slice; None: the scheduler's usual count (DEFAULT_STEPS_BY_SCHEDULER).
     overlap_seconds: of the previous slice each next slice continues from; None:
-        `default_overlap_seconds(mel)` (1 s on the public models).
+        `default_overlap_seconds(mel)` (1.5 s on the public and bundled models).
     seed, generator: the noise; a CPU torch.Generator when given (it wins over the seed), else
         one seeded with `seed` (None: a random seed).
     batch_size: clips at once. repaint_jumps: RePaint resampling per step (ddim and ddpm only).
