@@ -261,7 +261,7 @@ def generate(
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
     seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps: `audiodiff.sample.SamplingOptions`
-    (steps: the scheduler's usual count, 50 for DDIM; overlap: 1 s, at most 40 % of a slice).
+    (steps: the scheduler's usual count, 50 for DDIM; overlap: 1.5 s (1 s for loops), at most 40 % of a slice).
     See the module docstring for the model default.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
