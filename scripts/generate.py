@@ -66,8 +66,8 @@ def parse_args(argv=None):
                         "ddpm (the training chain, slow), dpm (DPM-Solver++, fewest steps) (default: ddim)")
     p.add_argument("--overlap", type=non_negative_float, default=None,
                    help="seconds of the previous slice each next slice continues from; must be shorter than "
-                        f"one slice (5.94 s on the public models) (default: {DEFAULT_OVERLAP_SECONDS:g}, at most "
-                        "40%% of a slice for models with shorter slices)")
+                        f"one slice (5.94 s on the public models) (default: {DEFAULT_OVERLAP_SECONDS:g}, 1 with --loop; "
+                        "at most 40%% of a slice for models with shorter slices)")
     p.add_argument("--batch-size", type=positive_int, default=1,
                    help=f"clips generated at once, written as NAME_1, NAME_2, ... (default: 1; at most "
                         f"{DEFAULT_MAX_BATCH_SIZE}, raise it with the environment variable AUDIODIFF_MAX_BATCH_SIZE)")
