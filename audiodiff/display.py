@@ -1,6 +1,6 @@
 """A spectrogram picture a musician reads: colour, seconds and Hz, joins and given audio marked.
 
-`NAME.png` (audiodiff.generate.spectrogram_png) is the model's own image, one pixel per Mel band
+`NAME.png` (audiodiff.clipfiles.spectrogram_png) is the model's own image, one pixel per Mel band
 and STFT frame, grey, so that it turns back into audio exactly; a 64-band model's is 64 pixels
 high. This module draws a *separate* picture of it for the eye, at the size it is shown:
 

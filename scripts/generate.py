@@ -15,7 +15,7 @@ Edits of your own audio (any format soundfile reads; resampled to the model's ra
     python scripts/generate.py --fill-gap a.wav b.wav --seconds 10           # a.wav, 10 new s, b.wav
 
 Writes NAME.wav (16-bit PCM), NAME.png (spectrogram, time axis; turn it back into audio with
-audiodiff.generate.png_to_audio) and NAME.json (how it was made) into --output-dir. An existing
+audiodiff.clipfiles.png_to_audio) and NAME.json (how it was made) into --output-dir. An existing
 file is never overwritten: NAME-1, NAME-2, ... is used instead.
 
 Limits on one run (checked before any work): 600 s of audio, 64 clips at once; raise them with the
