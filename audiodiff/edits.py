@@ -219,12 +219,12 @@ def _fill(setup: SamplingSetup, timeline: _Timeline, progress) -> LongClip:
     if tracker is not None:
         plan = extend_plan(g0, total_width, overlap_columns=setup.overlap_columns, slice_width=setup.slice_width,
                            tail=0 if end_known is None else end_known.shape[-1])
-        tracker.begin(len(plan) * unet_calls(setup.steps, repaint_jumps=setup.repaint_jumps), len(plan))
+        tracker.begin(len(plan) * setup.continued_slice_calls(), len(plan))
     try:
         made, starts, slices = extend_image(
             setup.unet, setup.scheduler, prefix, total_width, overlap_columns=setup.overlap_columns,
             num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
-            progress=tracker or False, end_known=end_known,
+            progress=tracker or False, end_known=end_known, candidates=setup.candidates, mel=mel,
         )
         decoding(tracker)
     finally:
@@ -338,9 +338,10 @@ def make_loop(
     prefix_width = min(setup.slice_width, loop_width - bridge)
     tracker = job_progress(progress)
     if tracker is not None:
-        slices_to_sample = 1 + len(extend_plan(prefix_width, loop_width + end, overlap_columns=k,
-                                               slice_width=setup.slice_width, tail=end))
-        tracker.begin(slices_to_sample * unet_calls(setup.steps, repaint_jumps=setup.repaint_jumps), slices_to_sample)
+        continued = len(extend_plan(prefix_width, loop_width + end, overlap_columns=k,
+                                    slice_width=setup.slice_width, tail=end))
+        tracker.begin(unet_calls(setup.steps, repaint_jumps=setup.repaint_jumps) + continued * setup.continued_slice_calls(),
+                      1 + continued)
         tracker.next_slice()
     try:
         first = sample(
@@ -352,7 +353,7 @@ def make_loop(
         made, starts, slices = extend_image(
             setup.unet, setup.scheduler, prefix, loop_width + end, overlap_columns=k, num_inference_steps=setup.steps,
             generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
-            end_known=first[..., :end],
+            end_known=first[..., :end], candidates=setup.candidates, mel=mel,
         )  # made[..., loop_width:] == made[..., :end]
         decoding(tracker)
     finally:

@@ -39,6 +39,7 @@ from .clipfiles import (  # noqa: F401
 # GenerationError, pick_device and resolve_model live with model loading; imported from here too
 from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
 from .sample import (
+    DEFAULT_CANDIDATES,
     DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
     SamplingOptions,
@@ -230,6 +231,7 @@ def generate(
     overlap_seconds: float | None = None,
     batch_size: int = 1,
     repaint_jumps: int = 0,
+    candidates: int = DEFAULT_CANDIDATES,
     device: str | None = None,
     runs_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -250,7 +252,7 @@ def generate(
     seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
-    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps: `audiodiff.sample.SamplingOptions`
+    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates: `audiodiff.sample.SamplingOptions`
     (steps: the scheduler's usual count, 50 for DDIM; overlap: 1.5 s (1 s for loops), at most 40 % of a slice).
     See the module docstring for the model default.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
@@ -267,7 +269,8 @@ def generate(
                        loop=loop, interpolate=tuple(interpolate) if interpolate else None,
                        alphas=tuple(alphas) if alphas is not None else None)
     options = _check_request(seconds, dict(scheduler=scheduler, num_inference_steps=steps, overlap_seconds=overlap_seconds,
-                                           seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps), name, edit)
+                                           seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps,
+                                           candidates=candidates), name, edit)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
@@ -276,7 +279,7 @@ def generate(
     made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
                  "seed": options.seed, "steps": options.num_inference_steps, "scheduler": options.scheduler,
                  "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
-                 "device": str(target)}
+                 "candidates": options.candidates, "device": str(target)}
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None

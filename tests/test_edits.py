@@ -240,7 +240,8 @@ def test_continuing_a_faded_out_file_says_so(tmp_path):
 def test_every_edit_refuses_bad_sampling_options_before_the_unet_works(pipe, bad, message):
     """The options are checked once, in one place, and each edit reports them as an EditError."""
     calls = []
-    hook = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    # images denoised per UNet call (a continued slice's candidates are denoised together)
+    hook = pipe.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     a, b = clip("jazz", 0, 1.0), clip("rock", 1, 1.0)
     try:
         for run in (lambda: edits.continue_audio(pipe, a, 1.0, progress=False, **bad),
@@ -341,7 +342,8 @@ def test_each_edit_counts_its_unet_calls_against_a_total_known_up_front(pipe, ki
     from audiodiff.sample import JobProgress
 
     calls = []
-    hook = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    # images denoised per UNet call (a continued slice's candidates are denoised together)
+    hook = pipe.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     totals_before_first_call = []
     progress = JobProgress(on_update=lambda p: totals_before_first_call.append(p.total_steps) if not calls else None)
     a, b = clip("jazz", 0, 2.0), clip("rock", 1, 2.0)
@@ -360,4 +362,4 @@ def test_each_edit_counts_its_unet_calls_against_a_total_known_up_front(pipe, ki
     finally:
         hook.remove()
     assert progress.slices >= 1
-    assert progress.done_steps == len(calls) == progress.total_steps == totals_before_first_call[-1]
+    assert progress.done_steps == sum(calls) == progress.total_steps == totals_before_first_call[-1]

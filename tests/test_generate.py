@@ -316,10 +316,11 @@ def test_script_shows_one_progress_bar_whose_total_is_slices_times_steps(model_d
     slices = len(json.loads((tmp_path / "bar.json").read_text())["seam_seconds"]) + 1
     assert slices == 4  # 2.5 s of the tiny model's 1.02 s slices, each next one continuing 0.41 s
     counts = [(int(n), int(total)) for n, total in re.findall(r"(\d+)/(\d+) \[", done.stderr)]
-    assert {total for _, total in counts} == {slices * 3}  # one total, slices x steps, from the start
+    total = slices * 3  # one total from the start: slices x steps
+    assert {total for _, total in counts} == {total}
     steps_done = [n for n, _ in counts]
     assert steps_done == sorted(steps_done) and len(set(steps_done)) > 2  # one bar that only moves on, never restarts
-    assert counts[-1] == (slices * 3, slices * 3)
+    assert counts[-1] == (total, total)
     assert "of 4" in done.stderr  # it says which slice it is on
 
 
@@ -334,6 +335,20 @@ def test_script_user_mistakes_are_one_line_errors(tmp_path):
     assert huge.returncode == 2 and huge.stdout == ""  # refused at once: it used to sample for minutes
     assert huge.stderr.startswith("error: ") and "limit of 600 s per request" in huge.stderr
     assert len(huge.stderr.strip().splitlines()) == 1 and not (tmp_path / "none").exists()
+    many = _script(["--model", "tiny", "--candidates", "17", "--output-dir", str(tmp_path / "none")], tmp_path)
+    assert many.returncode == 2 and many.stderr.strip() == "error: candidates must be a whole number from 1 to 16, got 17"
+    assert not (tmp_path / "none").exists()
+
+
+def test_candidates_are_recorded_and_change_only_the_continued_slices(model_dir, tmp_path):
+    one = json.loads(run_generate(model_dir, tmp_path, seconds=2.5, name="one")[0][2].read_text())
+    paths, _ = run_generate(model_dir, tmp_path, seconds=2.5, name="three", candidates=3)
+    three = json.loads(paths[2].read_text())
+    assert one["candidates"] == 1 and three["candidates"] == 3
+    assert three["seam_seconds"] == one["seam_seconds"]  # the same slices, each chosen among three
+    a, _ = sf.read(tmp_path / "one.wav")
+    b, _ = sf.read(paths[0])
+    assert a.shape == b.shape and not np.allclose(a, b)
 
 
 def test_model_and_device_choice_live_with_model_loading():

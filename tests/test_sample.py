@@ -22,6 +22,8 @@ from audiodiff.sample import (
     default_overlap_seconds,
     extend_image,
     generate_long,
+    image_level_db,
+    level_chooser,
     make_scheduler,
     overlap_columns,
     sample,
@@ -265,33 +267,100 @@ def test_gap_fill_hook_keeps_both_ends(pipe):
         assert torch.equal(slices[-1][..., -10:], end)  # B was known while the last slice was sampled
 
 
+# ---- candidates: several versions of a slice, one finished -----------------------------------
+@pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DPMSolverMultistepScheduler])
+def test_dropping_candidates_does_not_change_the_one_kept(pipe, scheduler_cls):
+    """Candidates chosen after step 1 end exactly as the same candidate does when all of them run
+    to the end: the others are dropped (and a multistep scheduler forgets them) without touching it."""
+    width, k, seen = 64, 20, []
+    known, mask = _known(2, width), torch.arange(width) < k
+
+    def pick(candidates):
+        seen.append(candidates.clone())
+        return torch.tensor([2, 0])  # item 0 keeps its third candidate, item 1 its first
+
+    common = dict(batch_size=2, width=width, num_inference_steps=STEPS, known=known, mask=mask, progress=False,
+                  candidates=3)
+    early = sample(pipe.unet, scheduler_cls(), seed=5, choose=pick, choose_after=1, **common)
+    late = sample(pipe.unet, scheduler_cls(), seed=5, choose=pick, choose_after=STEPS, **common)
+    assert early.shape == late.shape == (2, 1, MEL.y_res, width)
+    assert torch.allclose(early, late, atol=1e-5)
+    assert seen[0].shape == (2, 3, 1, MEL.y_res, width)  # (items, candidates, 1, H, W), predicted clean images
+    assert seen[0].min() >= -1 and seen[0].max() <= 1
+    assert torch.equal(early[..., :k], known[..., :k])
+    assert not torch.allclose(seen[1][:, 0], seen[1][:, 1], atol=0.05)  # the candidates are different draws
+    other = sample(pipe.unet, scheduler_cls(), seed=5, choose=lambda c: torch.tensor([1, 1]), choose_after=1, **common)
+    assert not torch.allclose(other[0], early[0], atol=0.05) and not torch.allclose(other[1], early[1], atol=0.05)
+
+
+def test_one_candidate_is_the_plain_loop(pipe):
+    plain = generate_long(pipe, 1.5, overlap_seconds=0.2, num_inference_steps=STEPS, seed=3, candidates=1, progress=False)
+    again = generate_long(pipe, 1.5, overlap_seconds=0.2, num_inference_steps=STEPS, seed=3, candidates=1, progress=False)
+    chosen = generate_long(pipe, 1.5, overlap_seconds=0.2, num_inference_steps=STEPS, seed=3, candidates=3, progress=False)
+    assert torch.equal(plain.audio, again.audio)
+    assert torch.equal(plain.slices[0], chosen.slices[0])  # the first slice has nothing to keep a level with
+    assert not torch.equal(plain.slices[1], chosen.slices[1])
+
+
+def test_level_chooser_picks_the_candidate_nearest_the_clip_level():
+    grey = torch.full((2, 4, 1, MEL.y_res, 10), -1.0)  # 2 items, 4 candidates, silence (-80 dB)
+    for c, db in enumerate([-10.0, -30.0, -20.0, -50.0]):  # new columns [3, 10) of candidate c at this level
+        grey[:, c, ..., 3:] = (db + 80.0) / 80.0 * 2 - 1
+    grey[:, :, ..., :3] = 1.0  # the known columns are loud: they must not count
+    levels = image_level_db(grey[..., 3:], MEL)
+    assert levels.shape == (2, 4) and torch.allclose(levels[0], torch.tensor([-10.0, -30.0, -20.0, -50.0]), atol=0.2)
+    choose = level_chooser(torch.tensor([-22.0, -45.0]), MEL, new_columns=(3, 10))
+    assert choose(grey).tolist() == [2, 3]
+    # early in the chain every prediction is blurred and quieter, the known columns as predicted
+    # too (here by 12 dB); read against them, the choice is the same
+    blurred = grey - 12.0 / 40.0
+    assert level_chooser(torch.tensor([-22.0, -45.0]), MEL, new_columns=(3, 10))(blurred).tolist() == [0, 1]  # fooled
+    context = image_level_db(grey[:, 0, ..., :3], MEL)  # the known columns as they are: 0 dB
+    choose = level_chooser(torch.tensor([-22.0, -45.0]), MEL, new_columns=(3, 10), context_db=context)
+    assert choose(blurred).tolist() == [2, 3]
+
+
+def test_a_bad_choice_is_refused(pipe):
+    with pytest.raises(ValueError, match="one candidate index in"):
+        sample(pipe.unet, DDIMScheduler(), batch_size=1, num_inference_steps=STEPS, seed=0, progress=False,
+               candidates=2, choose=lambda c: torch.tensor([2]), choose_after=1)
+    with pytest.raises(ValueError, match="need a `choose` function"):
+        sample(pipe.unet, DDIMScheduler(), num_inference_steps=STEPS, progress=False, candidates=2)
+
+
 # ---- one progress count for the whole job, and stopping --------------------------------------
 class CountingUNet(torch.nn.Module):
-    """The tiny UNet, counting its calls."""
+    """The tiny UNet, counting its calls and the images it was called on (rows)."""
 
     def __init__(self, unet):
         super().__init__()
-        self.unet, self.calls = unet, 0
+        self.unet, self.calls, self.rows = unet, 0, 0
         self.config, self.device, self.dtype = unet.config, unet.device, unet.dtype
 
-    def forward(self, *args, **kwargs):
+    def forward(self, sample, *args, **kwargs):
         self.calls += 1
-        return self.unet(*args, **kwargs)
+        self.rows += sample.shape[0]
+        return self.unet(sample, *args, **kwargs)
 
 
-@pytest.mark.parametrize("repaint_jumps", [0, 1])
-def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repaint_jumps):
+@pytest.mark.parametrize("repaint_jumps,candidates", [(0, 1), (1, 1), (0, 3), (1, 3)])
+def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repaint_jumps, candidates):
     counting = CountingUNet(pipe.unet)
     seen = []
     progress = JobProgress(on_update=lambda p: seen.append((p.done_steps, p.total_steps, p.description())))
     clip = generate_long(SimpleNamespace(unet=counting, scheduler=pipe.scheduler, mel=MEL), 2.5, overlap_seconds=0.2,
-                         num_inference_steps=STEPS, progress=progress, repaint_jumps=repaint_jumps)
+                         num_inference_steps=STEPS, progress=progress, repaint_jumps=repaint_jumps,
+                         candidates=candidates)
     slices = len(clip.slice_starts_seconds)
     assert slices == 8  # 314 columns: a 64-column slice, then 7 that add 64 - 25 overlap columns each
     per_slice = STEPS + repaint_jumps * (STEPS - 1)
+    # a continued slice's candidates are denoised together: a call on all of them counts as
+    # `candidates` calls, as many images as the UNet denoised
+    shared = (candidates - 1) * per_slice
     totals = {total for _, total, _ in seen}
-    assert totals == {slices * per_slice}  # known before the first step, never revised
-    assert progress.done_steps == counting.calls == slices * per_slice
+    assert totals == {slices * per_slice + (slices - 1) * shared}  # known before the first step, never revised
+    assert counting.calls == slices * per_slice
+    assert progress.done_steps == counting.rows == slices * per_slice + (slices - 1) * shared
     assert [done for done, _, _ in seen if done] == sorted(done for done, _, _ in seen if done)  # never goes back
     described = [text for _, _, text in seen]
     assert f"sampling slice 1 of {slices}" in described and f"sampling slice {slices} of {slices}" in described
@@ -316,6 +385,8 @@ BAD_OPTIONS = [
     (dict(repaint_jumps=-1), "repaint jumps must be >= 0, got -1"),
     (dict(overlap_seconds=-0.5), r"overlap must be >= 0 seconds, got -0.5"),
     (dict(overlap_seconds=float("nan")), "overlap must be >= 0 seconds, got nan"),
+    (dict(candidates=0), "candidates must be a whole number from 1 to 16, got 0"),
+    (dict(candidates=17), "candidates must be a whole number from 1 to 16, got 17"),
 ]
 
 
