@@ -225,6 +225,7 @@ def _fill(setup: SamplingSetup, timeline: _Timeline, progress) -> LongClip:
             setup.unet, setup.scheduler, prefix, total_width, overlap_columns=setup.overlap_columns,
             num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
             progress=tracker or False, end_known=end_known, candidates=setup.candidates, mel=mel,
+            level_hold=setup.options.level_hold,
         )
         decoding(tracker)
     finally:
@@ -354,6 +355,7 @@ def make_loop(
             setup.unet, setup.scheduler, prefix, loop_width + end, overlap_columns=k, num_inference_steps=setup.steps,
             generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
             end_known=first[..., :end], candidates=setup.candidates, mel=mel,
+            level_hold=setup.options.level_hold,
         )  # made[..., loop_width:] == made[..., :end]
         decoding(tracker)
     finally:

@@ -40,6 +40,7 @@ from .clipfiles import (  # noqa: F401
 from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
 from .sample import (
     DEFAULT_CANDIDATES,
+    DEFAULT_LEVEL_HOLD,
     DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
     SamplingOptions,
@@ -232,6 +233,7 @@ def generate(
     batch_size: int = 1,
     repaint_jumps: int = 0,
     candidates: int = DEFAULT_CANDIDATES,
+    level_hold: float = DEFAULT_LEVEL_HOLD,
     device: str | None = None,
     runs_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -252,7 +254,8 @@ def generate(
     seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
-    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates: `audiodiff.sample.SamplingOptions`
+    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold:
+    `audiodiff.sample.SamplingOptions`
     (steps: the scheduler's usual count, 50 for DDIM; overlap: 1.5 s (1 s for loops), at most 40 % of a slice).
     See the module docstring for the model default.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
@@ -270,7 +273,7 @@ def generate(
                        alphas=tuple(alphas) if alphas is not None else None)
     options = _check_request(seconds, dict(scheduler=scheduler, num_inference_steps=steps, overlap_seconds=overlap_seconds,
                                            seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps,
-                                           candidates=candidates), name, edit)
+                                           candidates=candidates, level_hold=level_hold), name, edit)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
@@ -279,7 +282,7 @@ def generate(
     made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
                  "seed": options.seed, "steps": options.num_inference_steps, "scheduler": options.scheduler,
                  "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
-                 "candidates": options.candidates, "device": str(target)}
+                 "candidates": options.candidates, "level_hold": options.level_hold, "device": str(target)}
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None

@@ -27,7 +27,7 @@ import argparse
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
 from audiodiff.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SECONDS
 from audiodiff.generate import DEFAULT_OUTPUT_DIR, generate
-from audiodiff.sample import DEFAULT_CANDIDATES, DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER, MAX_CANDIDATES, SCHEDULERS
+from audiodiff.sample import DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER, MAX_CANDIDATES, SCHEDULERS
 
 
 def non_negative_float(text: str) -> float:
@@ -79,6 +79,10 @@ def parse_args(argv=None):
                    help="make each continued slice of a long clip N times and keep the one whose loudness stays "
                         "closest to the clip so far: steadier level and smoother joins, at N times the time "
                         f"per slice (default: {DEFAULT_CANDIDATES}, no choice; at most {MAX_CANDIDATES})")
+    p.add_argument("--no-level-hold", action="store_true",
+                   help="let each continued slice of a long clip come out at whatever level the model draws; by "
+                        "default every slice is held at the level of the clip so far while it is sampled, so a "
+                        "long clip neither sinks nor swells (it gives up crescendos longer than one slice)")
     edits = p.add_argument_group("edits of your own audio (choose one)")
     edits.add_argument("--init-audio", metavar="FILE", default=None,
                        help="continue FILE from its end by --seconds (the output is FILE unchanged, then the new "
@@ -114,7 +118,8 @@ def main(argv=None):
     paths = generate(
         args.model, args.seconds, output_dir=args.output_dir, name=args.name, seed=args.seed, steps=args.steps,
         scheduler=args.scheduler, overlap_seconds=args.overlap, batch_size=args.batch_size,
-        repaint_jumps=args.repaint_jumps, candidates=args.candidates, device=args.device, progress=not args.no_progress,
+        repaint_jumps=args.repaint_jumps, candidates=args.candidates,
+        level_hold=0.0 if args.no_level_hold else DEFAULT_LEVEL_HOLD, device=args.device, progress=not args.no_progress,
         init_audio=args.init_audio, strength=args.strength, invert=args.invert, fill_gap=args.fill_gap,
         loop=args.loop, interpolate=args.interpolate, alphas=args.alpha,
     )

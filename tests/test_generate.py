@@ -345,6 +345,7 @@ def test_candidates_are_recorded_and_change_only_the_continued_slices(model_dir,
     paths, _ = run_generate(model_dir, tmp_path, seconds=2.5, name="three", candidates=3)
     three = json.loads(paths[2].read_text())
     assert one["candidates"] == 1 and three["candidates"] == 3
+    assert one["level_hold"] == three["level_hold"] == 2.0
     assert three["seam_seconds"] == one["seam_seconds"]  # the same slices, each chosen among three
     a, _ = sf.read(tmp_path / "one.wav")
     b, _ = sf.read(paths[0])

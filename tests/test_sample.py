@@ -24,6 +24,7 @@ from audiodiff.sample import (
     generate_long,
     image_level_db,
     level_chooser,
+    level_guide,
     make_scheduler,
     overlap_columns,
     sample,
@@ -302,21 +303,35 @@ def test_one_candidate_is_the_plain_loop(pipe):
     assert not torch.equal(plain.slices[1], chosen.slices[1])
 
 
+def test_image_level_is_loudness_weighted():
+    """A band's power counts as BS.1770's K-weighting counts it: treble (+4 dB shelf) more than bass."""
+    from audiodiff.sample import band_loudness_weights
+
+    weights = 10 * torch.log10(band_loudness_weights(MEL))
+    assert weights.shape == (MEL.y_res,) and bool((weights.diff() > -0.05).all())  # never less for a higher band
+    assert 3.0 < float(weights[-1] - weights[MEL.y_res // 4]) < 6.0
+    low, high = torch.full((1, 1, MEL.y_res, 8), -1.0), torch.full((1, 1, MEL.y_res, 8), -1.0)
+    low[..., 2, :], high[..., -2, :] = 0.5, 0.5  # the same power in one low or one high band
+    assert float(image_level_db(high, MEL) - image_level_db(low, MEL)) > 3.0
+
+
 def test_level_chooser_picks_the_candidate_nearest_the_clip_level():
     grey = torch.full((2, 4, 1, MEL.y_res, 10), -1.0)  # 2 items, 4 candidates, silence (-80 dB)
     for c, db in enumerate([-10.0, -30.0, -20.0, -50.0]):  # new columns [3, 10) of candidate c at this level
         grey[:, c, ..., 3:] = (db + 80.0) / 80.0 * 2 - 1
     grey[:, :, ..., :3] = 1.0  # the known columns are loud: they must not count
-    levels = image_level_db(grey[..., 3:], MEL)
-    assert levels.shape == (2, 4) and torch.allclose(levels[0], torch.tensor([-10.0, -30.0, -20.0, -50.0]), atol=0.2)
-    choose = level_chooser(torch.tensor([-22.0, -45.0]), MEL, new_columns=(3, 10))
+    levels = image_level_db(grey[..., 3:], MEL)  # K-weighted: a constant offset for a flat spectrum
+    offset = float(levels[0, 0] + 10.0)
+    assert levels.shape == (2, 4) and torch.allclose(levels[0] - offset, torch.tensor([-10.0, -30.0, -20.0, -50.0]), atol=0.2)
+    target = torch.tensor([-22.0, -45.0]) + offset
+    choose = level_chooser(target, MEL, new_columns=(3, 10))
     assert choose(grey).tolist() == [2, 3]
     # early in the chain every prediction is blurred and quieter, the known columns as predicted
     # too (here by 12 dB); read against them, the choice is the same
     blurred = grey - 12.0 / 40.0
-    assert level_chooser(torch.tensor([-22.0, -45.0]), MEL, new_columns=(3, 10))(blurred).tolist() == [0, 1]  # fooled
+    assert level_chooser(target, MEL, new_columns=(3, 10))(blurred).tolist() == [0, 1]  # fooled
     context = image_level_db(grey[:, 0, ..., :3], MEL)  # the known columns as they are: 0 dB
-    choose = level_chooser(torch.tensor([-22.0, -45.0]), MEL, new_columns=(3, 10), context_db=context)
+    choose = level_chooser(target, MEL, new_columns=(3, 10), context_db=context)
     assert choose(blurred).tolist() == [2, 3]
 
 
@@ -387,6 +402,8 @@ BAD_OPTIONS = [
     (dict(overlap_seconds=float("nan")), "overlap must be >= 0 seconds, got nan"),
     (dict(candidates=0), "candidates must be a whole number from 1 to 16, got 0"),
     (dict(candidates=17), "candidates must be a whole number from 1 to 16, got 17"),
+    (dict(level_hold=-1), "level hold must be from 0 \\(off\\) to 4, got -1"),
+    (dict(level_hold=float("nan")), "level hold must be from 0 \\(off\\) to 4, got nan"),
 ]
 
 
@@ -452,3 +469,71 @@ def test_long_clip_from_columns_turns_columns_into_seconds_once():
     assert clip.sample_rate == MEL.sample_rate and clip.seconds == 0.75
     assert clip.slice_starts_seconds == [0.0, 40 * spc] and clip.slice_columns == [(0, 64), (40, 100)]
     assert clip.seam_seconds == [52 * spc, 0.7]  # column 120 (0.96 s) lies past the clip's end
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_a_steered_prediction_is_what_the_scheduler_then_sees(kind):
+    """A guide's clean image goes back into the model output the scheduler steps with, for each
+    prediction type: the output's own clean prediction is exactly the steered image."""
+    from audiodiff.sample import _model_output_for, _predicted_clean
+
+    scheduler = DDIMScheduler(prediction_type=kind)
+    generator = torch.Generator().manual_seed(0)
+    x, clean = torch.randn(2, 1, 8, 8, generator=generator), torch.rand(2, 1, 8, 8, generator=generator) * 2 - 1
+    for t in (999, 500, 20):
+        assert torch.allclose(_predicted_clean(scheduler, _model_output_for(scheduler, clean, x, t), x, t), clean, atol=1e-4)
+
+
+# ---- the level hold: continued slices stay at the clip's level --------------------------------
+def _slice_level_errors(clip, mel, k):
+    """Level of each continued slice's new columns minus the level of the clip before them, dB."""
+    return [float(image_level_db(clip.image[..., a + k:b], mel) - image_level_db(clip.image[..., :a + k], mel))
+            for a, b in clip.slice_columns[1:]]
+
+
+class SinkingUNet(torch.nn.Module):
+    """A stand-in UNet that continues its context 6 dB quieter: its clean prediction is the
+    context's mean grey over the first `k` (known) columns and 0.15 grey (6 dB) less after them,
+    so a long clip sinks slice by slice unless something holds it."""
+
+    def __init__(self, unet, scheduler, k):
+        super().__init__()
+        self.config, self.device, self.dtype = unet.config, unet.device, unet.dtype
+        self.alphas, self.k = scheduler.alphas_cumprod, k
+
+    def forward(self, sample, t):
+        a = float(self.alphas[int(t)])
+        context = (sample[..., : self.k] / math.sqrt(a)).mean(dim=(1, 2, 3), keepdim=True).clamp(-0.9, 0.9)
+        clean = context.expand_as(sample).clone()
+        clean[..., self.k :] -= 0.15
+        return SimpleNamespace(sample=(sample - math.sqrt(a) * clean) / math.sqrt(1 - a))
+
+
+def test_level_hold_keeps_each_continued_slice_at_the_clip_level(pipe):
+    k = overlap_columns(0.2, MEL, MEL.x_res)
+    sinking = SimpleNamespace(unet=SinkingUNet(pipe.unet, pipe.scheduler, k), scheduler=pipe.scheduler, mel=MEL)
+    common = dict(overlap_seconds=0.2, num_inference_steps=STEPS, seed=2, progress=False, target_lufs=None)
+    free_clip = generate_long(sinking, 3.0, level_hold=0, **common)
+    held_clip = generate_long(sinking, 3.0, **common)  # the default holds
+    free, held = _slice_level_errors(free_clip, MEL, k), _slice_level_errors(held_clip, MEL, k)
+    assert len(free) == len(held) >= 8
+    # unheld, each slice is quieter than all before it; held, a few dB off at most (this model
+    # pulls every prediction 6 dB down again, a real one follows the level it is steered to)
+    assert np.mean(free) < -20.0 and np.mean(np.abs(held)) < 0.2 * np.mean(np.abs(free))
+    end = held_clip.image.shape[-1]
+    assert image_level_db(free_clip.image[..., end - 20:], MEL) < image_level_db(free_clip.image[..., :20], MEL) - 20
+    assert abs(float(image_level_db(held_clip.image[..., end - 20:], MEL) - image_level_db(held_clip.image[..., :20], MEL))) < 3
+    assert torch.equal(held_clip.slices[0], free_clip.slices[0])  # slice 0 has no clip to hold to
+
+
+def test_level_guide_moves_the_new_columns_from_zero_at_the_join():
+    mel = dataclasses.replace(MEL, sample_rate=8000, hop_length=64)  # 125 columns per second: a ramp of 125
+    clean = torch.full((1, 1, MEL.y_res, 300), -0.5)  # -60 dB everywhere
+    guide = level_guide(torch.tensor([-50.0]), torch.tensor([-60.0]), mel, new_columns=(40, 300), strength=1.0)
+    out = guide(clean, 0)
+    shift = (out - clean)[0, 0, 0]  # grey units, per column
+    assert torch.equal(shift[:41], torch.zeros(41))  # the known columns and the join itself: unchanged
+    assert bool((shift[41:165] > 0).all()) and bool((shift[41:165].diff() > 0).all())  # a ramp up ...
+    assert torch.allclose(shift[165:], torch.full((135,), 10.0 / 40.0))  # ... to the whole 10 dB (40 dB per grey unit)
+    quieter = level_guide(torch.tensor([-70.0]), torch.tensor([-60.0]), mel, new_columns=(40, 300), strength=1.0)
+    assert bool((quieter(clean, 0)[..., 165:] < clean[..., 165:]).all())
