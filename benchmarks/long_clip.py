@@ -7,11 +7,12 @@ bundled model fine-tuned the same way, and real clips of the genre, measured the
 
 Each `--run` (a folder written by scripts/finetune.py) makes `--clips` clips of `--seconds`
 (seeds 0, 1, ...) at its default generation settings, through the same library function as
-`python scripts/generate.py --seconds 30` (audiodiff.generate.generate: DDIM 50 steps, the
+`python scripts/generate.py --seconds 30` (audiodiff.generate.generate: DDIM 50 steps, the level hold, the
 default overlap, loudness normalised, fade-out). The reference row is the previous bundled
 model (benchmarks/reference/bundled-1s, 1.02 s per image) fine-tuned the same way as the first
 run (its training_config.json, with that model as the base; the run is written beside the
-first run and named on screen so that `--reference-run` can reuse it next time), or the run
+first run, in the hidden folder .benchmark-references/ so that `generate.py` never takes it for the
+newest run, and named on screen so that `--reference-run` can reuse it next time), or the run
 given with `--reference-run`. Columns (audiodiff.metrics; DESIGN section 7):
 
 - tempo %: tempo spread, the std of log2(tempo) over 5 s windows in %, octave errors folded;
@@ -33,13 +34,16 @@ The last row measures the genre's held-out tracks (the split of the first run), 
 `--seconds`, the same way: the music the model learned from, for scale. Ends with one summary
 line of `name: value` pairs for the first run, the reference and the real clips.
 
-Measured on the reference (the 1.02 s bundled model fine-tuned by the README's default offline
-command, `scripts/finetune.py --genre jazz`: 300 steps on built-in jazz; 4 clips of 30 s; a
-2-core CPU shared with other jobs, load ~10, so the time is pessimistic):
+Measured (session 5; 8 clips of 30 s, seeds 0-7, one thread of the 2-core CPU): the default model
+fine-tuned by the README's default offline command (`scripts/finetune.py --genre jazz`: 300 steps
+on built-in jazz), generating with the level hold, and the reference row made the same way:
 
-                 tempo %   key  drift LU/min  seam  genre ratio  realism  x real time
-    reference       19.7  0.86         -0.48  1.10         0.48     2.18       11.02x
-    real jazz        0.2  0.78         -0.63     -            -        -            -
+                      tempo %   key  drift LU/min  |drift|  seam  genre ratio  realism  x real time
+    jazz (4.03 s)        19.5  0.90         -0.22     0.33  1.13         0.53     2.45        1.00x
+    reference (1.02 s)   24.5  0.85         +0.47     0.66  1.06         0.47     2.50        1.69x
+    real jazz             0.2  0.78         -0.63     1.00     -            -        -            -
+
+Without the level hold (session 4, 4 clips) the jazz row read |drift| 3.2 and seam 1.21.
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ class Run:
     @property
     def source(self) -> dict:
         return {"dataset": self.config.dataset, "data_dir": self.config.data_dir}
+
+
+REFERENCE_RUNS_FOLDER = ".benchmark-references"
 
 
 def finetune_like(template: Run, base: str, output_dir: Path, progress: bool) -> Path:
@@ -245,7 +252,7 @@ def parse_args(argv=None):
                         "by their folder names; the first one is the summary line's")
     p.add_argument("--reference-run", metavar="DIR", default=None,
                    help="the reference row: a run fine-tuned from benchmarks/reference/bundled-1s (default: "
-                        "fine-tune that model now, the same way as the first --run, beside it)")
+                        "fine-tune that model now, the same way as the first --run, beside it in .benchmark-references/)")
     p.add_argument("--seconds", type=positive_float, default=None,
                    help=f"length of each clip in seconds; at least 10 for a tempo spread (two 5 s windows) "
                         f"(default: {DEFAULT_SECONDS:g}, as the README's generate command)")
@@ -280,7 +287,9 @@ def main(argv=None):
             run_, base = smoke_runs(work_dir)
             runs = [run_]
         if reference is None:
-            output_dir = work_dir / "runs" if args.smoke else runs[0].path.parent
+            # in a hidden folder beside the run: `generate.py`'s default model, the newest run in
+            # runs/, stays the user's own (hidden folders are never picked)
+            output_dir = work_dir / "runs" if args.smoke else runs[0].path.parent / REFERENCE_RUNS_FOLDER
             print(f"fine-tuning the reference ({Path(base).name}) as {runs[0].label} was trained ...")
             path = finetune_like(runs[0], base, output_dir, progress=not args.smoke)
             reference = Run.read(path, "reference")
