@@ -968,8 +968,10 @@ def level_guide(target_db: torch.Tensor, context_db: torch.Tensor, mel: MelConfi
 
     def guide(clean: torch.Tensor, step: int) -> torch.Tensor:
         c = clean.clamp(-1.0, 1.0)
-        level = context_db.to(c).view(-1) + image_level_db(c[..., start:end], mel) - image_level_db(c[..., :start], mel)
-        shift = strength * (target_db.to(c).view(-1) - level) / db_per_grey_unit  # (B,) grey units
+        per_item = clean.shape[0] // target_db.numel()  # an item's candidates are neighbouring rows
+        target, context = (v.to(c).view(-1).repeat_interleave(per_item) for v in (target_db, context_db))
+        level = context + image_level_db(c[..., start:end], mel) - image_level_db(c[..., :start], mel)
+        shift = strength * (target - level) / db_per_grey_unit  # (rows,) grey units
         columns = torch.arange(clean.shape[-1], device=clean.device)
         weight = ((columns - start).float() / ramp_columns).clamp(0.0, 1.0) * (columns < end)
         return clean + shift.view(-1, 1, 1, 1) * weight.view(1, 1, 1, -1)

@@ -537,3 +537,10 @@ def test_level_guide_moves_the_new_columns_from_zero_at_the_join():
     assert torch.allclose(shift[165:], torch.full((135,), 10.0 / 40.0))  # ... to the whole 10 dB (40 dB per grey unit)
     quieter = level_guide(torch.tensor([-70.0]), torch.tensor([-60.0]), mel, new_columns=(40, 300), strength=1.0)
     assert bool((quieter(clean, 0)[..., 165:] < clean[..., 165:]).all())
+
+
+def test_candidates_and_the_level_hold_work_together_on_a_batch(pipe):
+    clip = generate_long(pipe, 1.5, overlap_seconds=0.2, num_inference_steps=STEPS, seed=1, batch_size=2, candidates=3,
+                         progress=False)
+    assert clip.audio.shape == (2, int(1.5 * MEL.sample_rate)) and torch.isfinite(clip.audio).all()
+    assert not torch.equal(clip.audio[0], clip.audio[1])
