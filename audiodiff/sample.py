@@ -79,7 +79,7 @@ MAX_DEFAULT_OVERLAP_FRACTION = 0.4
 # the predicted image is blurred (its level reads up to 15 dB off; read against the prediction of
 # the known columns, as `level_chooser` does, the offset cancels but the ranking of candidates a
 # dB or two apart does not survive the steps still to come). So candidates are finished before
-# one is chosen (CANDIDATE_STEPS_FRACTION = 1), which costs N times the UNet calls of each
+# one is chosen (extend_image chooses after the last step), which costs N times the UNet calls of each
 # continued slice: too slow to be the default at the 2x-real-time bar, worth it for a clip you keep.
 DEFAULT_CANDIDATES = 1
 # The level hold (on by default; --no-level-hold): why continued slices drift, and the fix. A slice
@@ -110,7 +110,6 @@ DEFAULT_LEVEL_HOLD = 2.0
 MAX_LEVEL_HOLD = 4.0
 LEVEL_HOLD_RAMP_SECONDS = 1.0
 MAX_CANDIDATES = 16
-CANDIDATE_STEPS_FRACTION = 1.0
 DEFAULT_FADE_OUT_SECONDS = 0.5
 FADE_IN_SECONDS = 0.005  # removes a click if the first sample is far from zero
 
@@ -191,11 +190,6 @@ def _check_candidates(candidates: int, choose=None, choose_after: int | None = N
         raise ValueError("candidates need a `choose` function that picks one of them")
     if candidates > 1 and num_inference_steps is not None and not 1 <= choose_after <= num_inference_steps:
         raise ValueError(f"choose_after must be a step from 1 to {num_inference_steps}, got {choose_after}")
-
-
-def candidate_steps(num_inference_steps: int) -> int:
-    """How many of a slice's steps its candidates share before one is chosen (at least one)."""
-    return max(1, min(num_inference_steps, int(round(CANDIDATE_STEPS_FRACTION * num_inference_steps))))
 
 
 def _check_overlap_seconds(overlap_seconds: float) -> None:
@@ -311,7 +305,7 @@ class SamplingSetup:
     def continued_slice_calls(self) -> int:
         """UNet calls (as `JobProgress` counts them) of one continued slice."""
         return unet_calls(self.steps, repaint_jumps=self.repaint_jumps, candidates=self.candidates,
-                          choose_after=candidate_steps(self.steps))
+                          choose_after=self.steps)
 
 
 # ---- progress and stopping -----------------------------------------------------------------
@@ -657,7 +651,7 @@ def sample(
             if mask_full is not None:
                 # the known pixels at the level of this step's *output* (t_prev): no lag
                 x = torch.where(mask_full, _noised(known, noise, _alpha_bar(scheduler, t_prev)), x)
-        if candidates > 1 and weight > 1 and i + 1 == choose_after:
+        if candidates > 1 and i + 1 == choose_after:
             clean = _predicted_clean(scheduler, model_output, x_in, t).float().clamp(-1.0, 1.0)
             picked = torch.as_tensor(choose(clean[..., :width].reshape(batch_size, candidates, *clean.shape[1:3], width)))
             if picked.shape != (batch_size,) or not bool(((picked >= 0) & (picked < candidates)).all()):
@@ -847,9 +841,9 @@ def extend_image(
     [overlap | the rest of the gap | end_known]. Returns the image (B, 1, H, total_width), the
     column where each new slice starts, and each slice as sampled (B, 1, H, width), before it
     was cut into the image. The slices are `extend_plan`'s.
-    candidates: sample each slice as this many candidates for its first `candidate_steps` steps
-    and finish the one whose new columns' level is closest to the image made so far
-    (`level_chooser`); needs the Mel config `mel` (its dB scale).
+    candidates: sample each slice as this many candidates, all to the last step, and keep the one
+    whose new columns' level is closest to the image made so far (`level_chooser`); needs the
+    Mel config `mel` (its dB scale).
     level_hold: hold each slice's new columns at the level of the image made so far, this strong
     (`level_guide`; 0: off); not the last slice before `end_known`. Needs `mel` too.
     """
@@ -865,10 +859,9 @@ def extend_image(
     tracker = job_progress(progress)
     if (candidates > 1 or level_hold) and mel is None:
         raise ValueError("choosing among candidates and holding the level need the Mel config (mel=): its dB scale")
-    choose_after = candidate_steps(num_inference_steps)
     if own_progress:
         tracker.begin(len(plan) * unet_calls(num_inference_steps, repaint_jumps=repaint_jumps, candidates=candidates,
-                                             choose_after=choose_after), len(plan))
+                                             choose_after=num_inference_steps), len(plan))
     starts: list[int] = []
     slices: list[torch.Tensor] = []
     for k, width, keep, final in plan:
@@ -881,18 +874,19 @@ def extend_image(
             mask[width - tail :] = True
         if tracker is not None:
             tracker.next_slice()
-        chooser = None
+        chooser = guide = None
+        hold = level_hold and k and not final  # a slice that leads into known audio follows that audio's level
+        if candidates > 1 or hold:
+            clip_db = image_level_db(image, mel)  # the clip so far
+            context_db = image_level_db(known[..., :k], mel) if k else None
         if candidates > 1:
-            chooser = level_chooser(image_level_db(image, mel), mel, new_columns=(k, width - tail if final else width),
-                                    context_db=image_level_db(known[..., :k], mel) if k else None)
-        guide = None
-        if level_hold and k and not final:  # a slice that leads into known audio follows that audio's level
-            guide = level_guide(image_level_db(image, mel), image_level_db(known[..., :k], mel), mel,
-                                new_columns=(k, width), strength=level_hold)
+            chooser = level_chooser(clip_db, mel, new_columns=(k, width - tail if final else width), context_db=context_db)
+        if hold:
+            guide = level_guide(clip_db, context_db, mel, new_columns=(k, width), strength=level_hold)
         slice_image = sample(
             unet, scheduler, batch_size=batch, width=width, num_inference_steps=num_inference_steps,
             generator=generator, known=known, mask=mask, repaint_jumps=repaint_jumps, progress=tracker or False,
-            candidates=candidates, choose=chooser, choose_after=choose_after, guide=guide,
+            candidates=candidates, choose=chooser, choose_after=num_inference_steps, guide=guide,
         )  # (B, 1, H, width)
         starts.append(image.shape[-1] - k)
         slices.append(slice_image.cpu())
@@ -928,7 +922,8 @@ def band_loudness_weights(mel: MelConfig) -> torch.Tensor:
     weighted = AF.treble_biquad(impulse, mel.sample_rate, 4.0, 1500.0, 1 / math.sqrt(2))
     weighted = AF.highpass_biquad(weighted, mel.sample_rate, 38.0, 0.5)
     gain = torch.fft.rfft(weighted[0]).abs() ** 2  # (n_fft // 2 + 1,)
-    bank = filterbank(mel).to_dense() if filterbank(mel).is_sparse else filterbank(mel)  # (n_mels, n_freqs)
+    bank = filterbank(mel)  # (n_mels, n_freqs)
+    bank = bank.to_dense() if bank.is_sparse else bank
     return (bank @ gain) / bank.sum(dim=1).clamp_min(1e-12)
 
 
