@@ -65,6 +65,7 @@ from .sample import (
     downsampling_factor,
     extend_image,
     extend_plan,
+    image_beat_columns,
     job_progress,
     peak_protect,
     pipeline_parts,
@@ -225,7 +226,7 @@ def _fill(setup: SamplingSetup, timeline: _Timeline, progress) -> LongClip:
             setup.unet, setup.scheduler, prefix, total_width, overlap_columns=setup.overlap_columns,
             num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
             progress=tracker or False, end_known=end_known, candidates=setup.candidates, mel=mel,
-            level_hold=setup.options.level_hold,
+            level_hold=setup.options.level_hold, tempo_hold=setup.options.tempo_hold,  # the beat of all of A
         )
         decoding(tracker)
     finally:
@@ -355,7 +356,8 @@ def make_loop(
             setup.unet, setup.scheduler, prefix, loop_width + end, overlap_columns=k, num_inference_steps=setup.steps,
             generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
             end_known=first[..., :end], candidates=setup.candidates, mel=mel,
-            level_hold=setup.options.level_hold,
+            level_hold=setup.options.level_hold, tempo_hold=setup.options.tempo_hold,
+            beat_columns=image_beat_columns(first, mel, max_columns=k) if setup.options.tempo_hold and k else None,
         )  # made[..., loop_width:] == made[..., :end]
         decoding(tracker)
     finally:

@@ -43,6 +43,7 @@ from .sample import (
     DEFAULT_LEVEL_HOLD,
     DEFAULT_SCHEDULER,
     DEFAULT_TARGET_LUFS,
+    DEFAULT_TEMPO_HOLD,
     SamplingOptions,
     check_invertible,
     check_strength,
@@ -234,6 +235,7 @@ def generate(
     repaint_jumps: int = 0,
     candidates: int = DEFAULT_CANDIDATES,
     level_hold: float = DEFAULT_LEVEL_HOLD,
+    tempo_hold: float = DEFAULT_TEMPO_HOLD,
     device: str | None = None,
     runs_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -254,7 +256,7 @@ def generate(
     seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
-    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold:
+    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold, tempo_hold:
     `audiodiff.sample.SamplingOptions`
     (steps: the scheduler's usual count, 50 for DDIM; overlap: 1.5 s (1 s for loops), at most 40 % of a slice).
     See the module docstring for the model default.
@@ -273,7 +275,8 @@ def generate(
                        alphas=tuple(alphas) if alphas is not None else None)
     options = _check_request(seconds, dict(scheduler=scheduler, num_inference_steps=steps, overlap_seconds=overlap_seconds,
                                            seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps,
-                                           candidates=candidates, level_hold=level_hold), name, edit)
+                                           candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold),
+                             name, edit)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
@@ -282,10 +285,13 @@ def generate(
     made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
                  "seed": options.seed, "steps": options.num_inference_steps, "scheduler": options.scheduler,
                  "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
-                 "candidates": options.candidates, "level_hold": options.level_hold, "device": str(target)}
+                 "candidates": options.candidates, "level_hold": options.level_hold, "tempo_hold": options.tempo_hold,
+                 "device": str(target)}
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None
+    if getattr(clip, "bpm", None):  # the beat the tempo hold kept, per clip
+        per_clip = [{"bpm": bpm} for bpm in clip.bpm]
     return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, seed, edit.kind), made_with,
                             per_clip=per_clip, log=say)
 

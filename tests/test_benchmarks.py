@@ -28,23 +28,23 @@ def test_long_clip_smoke_prints_one_table_and_a_summary(tmp_path, monkeypatch, c
     table = out[out.index("tempo %"):].splitlines()
     rows = {}
     for line in table[1:]:
-        cells = re.split(r"\s{2,}", line.strip())  # label, 8 measures, note
-        if len(cells) == 10:
+        cells = re.split(r"\s{2,}", line.strip())  # label, 9 measures, note
+        if len(cells) == 11:
             rows[cells[0].split()[0]] = cells
     assert set(rows) == {"smoke", "reference", "real"}
     for name in ("smoke", "reference"):  # generated rows: every measure (key is "-" for a 2-step model's noise)
-        tempo, key, drift, abs_drift, seam, ratio, realism, real_time = rows[name][1:9]
+        tempo, key, drift, abs_drift, seam, ratio, realism, clip_realism, real_time = rows[name][1:10]
         assert re.fullmatch(r"[0-9.]+x", real_time) and float(real_time[:-1]) > 0
-        assert float(seam) > 0 and float(ratio) > 0 and float(realism) > 0
+        assert float(seam) > 0 and float(ratio) > 0 and float(realism) > 0 and float(clip_realism) > 0
         assert tempo == "-" or float(tempo) >= 0
         assert re.fullmatch(r"[+-][0-9.]+", drift) and float(abs_drift) >= abs(float(drift)) - 0.005
     real = rows["real"]
     assert float(real[1]) < 5.0  # built-in jazz holds one tempo
     assert 0.5 < float(real[2]) <= 1.0  # and one key
-    assert real[5:9] == ["-"] * 4  # no seams, no model
-    assert real[9].startswith("3 held-out tracks, first 10.5 s")  # 25 % of 10 whole recordings
+    assert real[5:10] == ["-"] * 5  # no seams, no model
+    assert real[10].startswith("3 held-out tracks, first 10.5 s")  # 25 % of 10 whole recordings
     summary = dict(pair.split(": ") for pair in out.strip().splitlines()[-1].split(", "))
-    for name in ("tempo_spread_percent", "loudness_drift_lu_per_min", "seam", "genre_ratio", "realism",
+    for name in ("tempo_spread_percent", "loudness_drift_lu_per_min", "seam", "genre_ratio", "realism", "clip_realism",
                  "time_vs_real_time", "speedup_vs_reference", "real_tempo_spread_percent"):
         assert name in summary
     assert summary["time_vs_real_time"].endswith("x")

@@ -361,3 +361,18 @@ def test_model_and_device_choice_live_with_model_loading():
     assert pipeline.pick_device("cpu") == torch.device("cpu")
     with pytest.raises(generate_module.GenerationError, match="unknown device 'no-such'"):
         pipeline.pick_device("no-such")
+
+
+def test_the_tempo_hold_is_recorded_with_the_beat_it_kept_and_the_script_turns_it_off(model_dir, tmp_path):
+    held = json.loads(run_generate(model_dir, tmp_path, seconds=2.5, name="held")[0][2].read_text())
+    assert held["tempo_hold"] == 0.25 and isinstance(held["bpm"], float) and 40 <= held["bpm"] <= 480
+    keys = list(held)
+    assert keys.index("level_hold") < keys.index("tempo_hold") < keys.index("bpm") < keys.index("seam_seconds")
+    done = _script(["--model", str(model_dir), "--seconds", "2.5", "--steps", "2", "--output-dir", str(tmp_path),
+                    "--name", "free", "--no-tempo-hold", "--no-progress"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    free = json.loads((tmp_path / "free.json").read_text())
+    assert free["tempo_hold"] == 0.0 and "bpm" not in free and free["level_hold"] == 2.0
+    a, _ = sf.read(tmp_path / "free.wav")
+    b, _ = sf.read(tmp_path / "held.wav")
+    assert a.shape == b.shape and not np.allclose(a, b)  # the same seed, steps and noise: only the hold differs

@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 
-from audiodiff.mel import MelConfig, images_to_audio
+from audiodiff.mel import MelConfig, audio_to_spectrogram, images_to_audio
 from audiodiff.metrics import loudness
 from audiodiff.sample import (
     DEFAULT_PEAK_CEILING,
@@ -22,9 +22,13 @@ from audiodiff.sample import (
     default_overlap_seconds,
     extend_image,
     generate_long,
+    chain_guides,
+    image_beat_columns,
     image_level_db,
+    image_onset,
     level_chooser,
     level_guide,
+    tempo_guide,
     make_scheduler,
     overlap_columns,
     sample,
@@ -544,3 +548,98 @@ def test_candidates_and_the_level_hold_work_together_on_a_batch(pipe):
                          progress=False)
     assert clip.audio.shape == (2, int(1.5 * MEL.sample_rate)) and torch.isfinite(clip.audio).all()
     assert not torch.equal(clip.audio[0], clip.audio[1])
+
+
+# ---- the tempo hold: continued slices stay on the clip's beat ---------------------------------
+def _clicks(bpm, seconds, sample_rate):
+    """Noise bursts (20 ms decay) on every beat: (T,) float32."""
+    rng = np.random.default_rng(0)
+    audio = np.zeros(int(seconds * sample_rate), np.float32)
+    burst = (0.5 * rng.standard_normal(160) * np.exp(-np.arange(160) / 32)).astype(np.float32)
+    for beat in np.arange(0.0, seconds, 60.0 / bpm):
+        i = int(beat * sample_rate)
+        audio[i : i + 160] += burst[: audio.size - i]
+    return torch.from_numpy(audio)
+
+
+def test_image_beat_columns_reads_the_beat_of_a_click_track():
+    columns_per_second = MEL.sample_rate / MEL.hop_length  # 125
+    images = audio_to_spectrogram(torch.stack([_clicks(120, 4.0, MEL.sample_rate), _clicks(96, 4.0, MEL.sample_rate)]), MEL)
+    onset = image_onset(images, MEL)
+    assert onset.shape == (2, images.shape[-1]) and float(onset[:, 0].abs().max()) == 0.0
+    beats = image_beat_columns(images, MEL)
+    expected = torch.tensor([60.0 / 120, 60.0 / 96]) * columns_per_second  # 62.5 and 78.1 columns
+    assert torch.allclose(beats, expected, rtol=0.02), beats
+    # longer than the context a slice can echo: halved (still on the beat grid)
+    assert torch.allclose(image_beat_columns(images, MEL, max_columns=50.0), expected / 2, rtol=0.02)
+
+
+def _rhythm(image, groups=8, window=11):
+    """Band envelopes minus their moving average, as `tempo_guide` reads them: (B, G, W)."""
+    bands = torch.tensor_split(torch.arange(image.shape[-2]), groups)
+    envelope = torch.stack([image[:, 0, band].mean(dim=1) for band in bands], dim=1)
+    trend = torch.nn.functional.avg_pool1d(torch.nn.functional.pad(envelope, (window // 2, window // 2), mode="replicate"),
+                                           window, stride=1)
+    return envelope - trend
+
+
+def test_tempo_guide_echoes_the_beat_before_and_keeps_the_rhythm_s_spread():
+    generator = torch.Generator().manual_seed(0)
+    width, start, beat = 120, 40, 10
+    columns = torch.arange(width)
+    pulse = lambda period: (columns % period == 0).float()  # noqa: E731
+    # the known columns pulse every 10 columns, the new ones every 13; a little noise everywhere
+    envelope = torch.where(columns < start, pulse(beat), pulse(13)) * 0.6 - 0.5
+    clean = envelope.view(1, 1, 1, -1).expand(1, 1, MEL.y_res, width) + 0.02 * torch.randn(1, 1, MEL.y_res, width,
+                                                                                             generator=generator)
+    out = tempo_guide(torch.tensor([float(beat)]), new_columns=(start, width), strength=1.0)(clean, 0)
+    assert torch.equal(out[..., :start], clean[..., :start])  # the known columns: untouched
+    before, after = _rhythm(clean), _rhythm(out)
+    # the first beat of new columns is the beat before it, echoed
+    first = np.corrcoef(after[0, :, start : start + beat].flatten(), before[0, :, start - beat : start].flatten())[0, 1]
+    assert first > 0.95
+    # half way between two pulse trains that don't line up, the rhythm's spread over the new
+    # columns is still what it was: blending alone would average the onsets away
+    half = _rhythm(tempo_guide(torch.tensor([float(beat)]), new_columns=(start, width), strength=0.5)(clean, 0))
+    assert torch.allclose(half[..., start:].std(dim=-1), before[..., start:].std(dim=-1), rtol=0.1)
+    # strength 0: nothing moves; chain_guides applies guides in turn and skips None
+    still = tempo_guide(torch.tensor([float(beat)]), new_columns=(start, width), strength=0.0)(clean, 0)
+    assert torch.allclose(still, clean, atol=1e-6)
+    double = chain_guides(None, lambda c, s: c + 1, None, lambda c, s: c * 2)
+    assert torch.equal(double(clean, 0), (clean + 1) * 2) and chain_guides(None) is None
+
+
+def _beat_correlation(clip, k, beat):
+    """Mean correlation of each continued slice's new rhythm with itself one beat earlier."""
+    rhythm = _rhythm(clip.image)
+    lag = int(round(beat))
+    values = []
+    for a, b in clip.slice_columns[1:]:
+        now, before = rhythm[0, :, a + k : b], rhythm[0, :, a + k - lag : b - lag]
+        values.append(np.corrcoef(now.flatten(), before.flatten())[0, 1])
+    return float(np.mean(values))
+
+
+def test_tempo_hold_keeps_continued_slices_on_the_first_slice_s_beat(pipe):
+    common = dict(overlap_seconds=0.2, num_inference_steps=STEPS, progress=False, target_lufs=None, level_hold=0)
+    k = overlap_columns(0.2, MEL, MEL.x_res)
+    gains = []
+    for seed in range(3):
+        free = generate_long(pipe, 3.0, seed=seed, tempo_hold=0, **common)
+        held = generate_long(pipe, 3.0, seed=seed, **common)  # the default holds
+        assert free.bpm is None and len(held.bpm) == 1
+        assert torch.equal(held.slices[0], free.slices[0])  # slice 0 sets the beat
+        beat = float(image_beat_columns(held.slices[0], MEL, max_columns=k)[0])
+        assert beat <= k and held.bpm[0] == round(60.0 * MEL.sample_rate / MEL.hop_length / beat, 1)
+        gains.append(_beat_correlation(held, k, beat) - _beat_correlation(free, k, beat))
+    assert min(gains) > 0.05, gains
+
+
+def test_tempo_hold_is_checked_and_off_when_zero(pipe):
+    for bad in (-0.1, 1.5, float("nan"), "0.2"):
+        with pytest.raises(ValueError, match="tempo hold must be from 0 \\(off\\) to 1"):
+            SamplingOptions(tempo_hold=bad)
+    clip = generate_long(pipe, 1.5, overlap_seconds=0.2, num_inference_steps=STEPS, seed=1, batch_size=2, candidates=2,
+                         progress=False)  # batch, candidates, level and tempo hold together
+    assert clip.audio.shape == (2, int(1.5 * MEL.sample_rate)) and torch.isfinite(clip.audio).all()
+    assert len(clip.bpm) == 2 and all(b > 0 for b in clip.bpm)
