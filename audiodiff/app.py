@@ -121,7 +121,7 @@ class AudioStudio:
         return cls(pipe, output_dir=output_dir, device=device, model_choice=chosen)
 
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
-                 scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None,
+                 scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None, bpm: float | None = None,
                  edits: dict | None = None, log=None, progress: "bool | JobProgress" = True) -> Clip:
         """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
         `Cancelled` when `progress` (a JobProgress) says stop."""
@@ -134,7 +134,7 @@ class AudioStudio:
             wav, png, meta = generate(
                 self.pipe.source, seconds, output_dir=self.output_dir, seed=int(seed),
                 steps=None if steps is None else int(steps), scheduler=scheduler, overlap_seconds=overlap_seconds,
-                device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
+                bpm=bpm or None, device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
                 **edits,
             )
         return Clip(wav=wav, png=png, json=meta)
@@ -151,7 +151,7 @@ def _summary(clip: Clip, messages: list[str]) -> str:
     edit = record.get("edit", "generate")
     line = (f"**{clip.wav.name}**: {'' if edit == 'generate' else edit + ', '}{record['seconds']:g} s at "
             f"{record['sample_rate']} Hz, seed {record['seed']}, {record['steps']} {record['scheduler']} steps, "
-            f"overlap {record['overlap_seconds']:g} s")
+            f"overlap {record['overlap_seconds']:g} s" + (f", {record['bpm']:g} bpm" if record.get("bpm") else ""))
     if record.get("strength") is not None:
         run = record["steps"] - strength_start_index(record["steps"], record["strength"])
         line += (f", strength {record['strength']:g} (the last {run} of the {record['steps']} steps run)"
@@ -262,7 +262,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
     flags = StopFlags()
     keep = gr.update  # an output left as it is
 
-    def on_generate(seconds, seed, steps, scheduler, overlap, loop, audio, mode, strength, invert, second_audio,
+    def on_generate(seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio,
                     current, request: gr.Request, progress=gr.Progress()):
         session = request.session_hash if request else None
         stop_flag = flags.get(session)
@@ -288,7 +288,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         try:
             edits = edit_kwargs(audio, mode, strength, second_audio, bool(loop), bool(invert))
             clip = studio.generate(
-                seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap,
+                seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap, bpm=bpm,
                 edits=edits, log=messages.append, progress=job,
             )
         except Cancelled:
@@ -373,6 +373,10 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                     info=f"of the previous slice each next slice continues from; "
                                          f"shorter than one slice ({mel.slice_seconds:.2f} s)",
                                     elem_id="overlap")
+                bpm = gr.Number(None, label="bpm (optional)", minimum=0,
+                                info="the tempo of a new clip or loop, 40 to 240; empty: the clip keeps the "
+                                     "beat of its first slice (your audio's, when you continue it)",
+                                elem_id="bpm")
                 loop = gr.Checkbox(False, label="loop: a clip that repeats seamlessly", elem_id="loop")
                 with gr.Accordion("your audio (optional): continue, vary or join", open=False,
                                   elem_id="audio-section") as audio_section:
@@ -429,7 +433,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         reuse.click(on_reuse, current, [audio, mode, audio_section])
         button.click(
             on_generate,
-            [seconds, seed, steps, scheduler, overlap, loop, audio, mode, strength, invert, second_audio, current],
+            [seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio, current],
             [message, placeholder, image, player, files, summary, reuse, previous_column, previous_image,
              previous_player, previous_summary, current],
             concurrency_limit=1,  # one shared model: clicks wait in the queue

@@ -58,6 +58,7 @@ from .sample import (
     LongClip,
     SamplingOptions,
     SamplingSetup,
+    beat_bpm,
     check_invertible,
     check_strength,
     decoding,
@@ -65,7 +66,7 @@ from .sample import (
     downsampling_factor,
     extend_image,
     extend_plan,
-    image_beat_columns,
+    first_slice,
     job_progress,
     peak_protect,
     pipeline_parts,
@@ -173,13 +174,16 @@ def _decode_span(image: torch.Tensor, mel: MelConfig, first_sample: int, last_sa
     return torch.nan_to_num(decoded) * torch.as_tensor(gain, dtype=torch.float32).reshape(-1, 1), c0 * mel.hop_length
 
 
-def _prepare(pipe, options: SamplingOptions | None, keywords: dict, most_overlap_seconds: float | None = None
-             ) -> SamplingSetup:
+def _prepare(pipe, options: SamplingOptions | None, keywords: dict, most_overlap_seconds: float | None = None,
+             new_music: bool = False) -> SamplingSetup:
     """The job's `SamplingSetup` (options, with `keywords` laid over them, resolved against
     `pipe`); an edit always continues from at least one known column. `most_overlap_seconds`
-    caps the default overlap when the options name none."""
+    caps the default overlap when the options name none. A bpm is for edits that make `new_music`
+    (loops): the others keep the tempo of the audio they are given."""
     try:
         options = sampling_options(options, keywords)
+        if options.bpm is not None and not new_music:
+            raise ValueError("a bpm sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo")
         if options.overlap_seconds is None and most_overlap_seconds is not None:
             _, _, mel = pipeline_parts(pipe)
             options = replace(options, overlap_seconds=min(most_overlap_seconds, default_overlap_seconds(mel)))
@@ -327,7 +331,7 @@ def make_loop(
     sample, see `audiodiff.sample.SamplingOptions`; without an overlap of the caller's, a loop
     continues from LOOP_OVERLAP_SECONDS (1 s) of itself.
     """
-    setup = _prepare(pipe, options, sampling, most_overlap_seconds=LOOP_OVERLAP_SECONDS)
+    setup = _prepare(pipe, options, sampling, most_overlap_seconds=LOOP_OVERLAP_SECONDS, new_music=True)
     mel, k = setup.mel, setup.overlap_columns
     samples = int(round(seconds * mel.sample_rate)) if seconds > 0 else 0
     loop_width = int(round(samples / mel.hop_length))
@@ -346,18 +350,14 @@ def make_loop(
                       1 + continued)
         tracker.next_slice()
     try:
-        first = sample(
-            setup.unet, setup.scheduler, batch_size=setup.batch_size, width=setup.slice_width,
-            num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
-            progress=tracker or False,
-        ).cpu()  # (B, 1, H, slice_width)
+        first, beat = first_slice(setup, tracker or False)  # (B, 1, H, slice_width), the beat (B,) or None
         prefix = first[..., :prefix_width]
         made, starts, slices = extend_image(
             setup.unet, setup.scheduler, prefix, loop_width + end, overlap_columns=k, num_inference_steps=setup.steps,
             generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
             end_known=first[..., :end], candidates=setup.candidates, mel=mel,
             level_hold=setup.options.level_hold, tempo_hold=setup.options.tempo_hold,
-            beat_columns=image_beat_columns(first, mel, max_columns=k) if setup.options.tempo_hold and k else None,
+            beat_columns=beat,
         )  # made[..., loop_width:] == made[..., :end]
         decoding(tracker)
     finally:
@@ -369,6 +369,7 @@ def make_loop(
         made, audio, mel, slice_columns=[(0, prefix.shape[-1])] + slice_spans(starts, setup.slice_width, loop_width + end),
         slices=[first] + slices, seam_columns=[s + k for s in starts if s + k < loop_width],
         seam_seconds=[samples / mel.sample_rate],  # the wrap, end -> start
+        bpm=None if beat is None else beat_bpm(beat, mel),
     )
 
 

@@ -187,6 +187,8 @@ def _check_request(seconds: float | None, sampling_keywords: dict, name: str | N
         raise GenerationError(f"--name is {len(os.fsencode(name))} bytes long; file names hold at most {MAX_NAME_BYTES} "
                               "here (room is left for -N, _N and the suffix): choose a shorter name")
     edit.check()
+    if sampling.bpm is not None and edit.kind not in (None, "loop"):
+        raise GenerationError("--bpm sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo")
     if edit.invert or edit.kind == "interpolate":
         check_invertible(sampling.scheduler, GenerationError)
     for path in edit.files():
@@ -236,6 +238,7 @@ def generate(
     candidates: int = DEFAULT_CANDIDATES,
     level_hold: float = DEFAULT_LEVEL_HOLD,
     tempo_hold: float = DEFAULT_TEMPO_HOLD,
+    bpm: float | None = None,
     device: str | None = None,
     runs_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -256,7 +259,7 @@ def generate(
     seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
         seconds of new audio; for variations and interpolation, how much of the input to use
         (default: all of it).
-    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold, tempo_hold:
+    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold, tempo_hold, bpm:
     `audiodiff.sample.SamplingOptions`
     (steps: the scheduler's usual count, 50 for DDIM; overlap: 1.5 s (1 s for loops), at most 40 % of a slice).
     See the module docstring for the model default.
@@ -275,7 +278,8 @@ def generate(
                        alphas=tuple(alphas) if alphas is not None else None)
     options = _check_request(seconds, dict(scheduler=scheduler, num_inference_steps=steps, overlap_seconds=overlap_seconds,
                                            seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps,
-                                           candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold),
+                                           candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold,
+                                           bpm=bpm),
                              name, edit)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)

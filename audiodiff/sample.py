@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 
 from .mel import MelConfig, images_to_audio, images_to_db
-from .metrics import DEFAULT_PEAK_CEILING, DEFAULT_TARGET_LUFS, normalize_loudness  # noqa: F401 - re-exported
+from .metrics import DEFAULT_PEAK_CEILING, DEFAULT_TARGET_LUFS, MAX_BPM, MIN_BPM, normalize_loudness  # noqa: F401 - re-exported
 
 SCHEDULERS = ("ddim", "ddpm", "dpm")
 DEFAULT_SCHEDULER = "ddim"
@@ -245,6 +245,8 @@ class SamplingOptions:
         (DEFAULT_LEVEL_HOLD, 2: why); 0: the level is the model's draw.
     tempo_hold: how strongly each continued slice is kept on the clip's beat (DEFAULT_TEMPO_HOLD,
         0.25: why); 0: each slice's metre is the model's draw.
+    bpm: the tempo of a new clip or loop, MIN_BPM to MAX_BPM: its first slice is steered onto it
+        too; None: the first slice's own beat. Needs the tempo hold.
     """
 
     scheduler: str | None = DEFAULT_SCHEDULER
@@ -257,6 +259,7 @@ class SamplingOptions:
     candidates: int = DEFAULT_CANDIDATES
     level_hold: float = DEFAULT_LEVEL_HOLD
     tempo_hold: float = DEFAULT_TEMPO_HOLD
+    bpm: float | None = None
 
     def __post_init__(self):
         if self.scheduler is not None:
@@ -267,6 +270,11 @@ class SamplingOptions:
             raise ValueError(f"level hold must be from 0 (off) to {MAX_LEVEL_HOLD:g}, got {self.level_hold!r}")
         if not (isinstance(self.tempo_hold, (int, float)) and 0 <= self.tempo_hold <= MAX_TEMPO_HOLD):
             raise ValueError(f"tempo hold must be from 0 (off) to {MAX_TEMPO_HOLD:g}, got {self.tempo_hold!r}")
+        if self.bpm is not None:
+            if not (isinstance(self.bpm, (int, float)) and not isinstance(self.bpm, bool) and MIN_BPM <= self.bpm <= MAX_BPM):
+                raise ValueError(f"bpm must be from {MIN_BPM:g} to {MAX_BPM:g}, got {self.bpm!r}")
+            if not self.tempo_hold:
+                raise ValueError("a bpm is kept by the tempo hold: not with the tempo hold off (--no-tempo-hold)")
         if self.overlap_seconds is not None:
             _check_overlap_seconds(self.overlap_seconds)
         if self.generator is not None:
@@ -885,7 +893,7 @@ def extend_image(
     (`level_guide`; 0: off); not the last slice before `end_known`. Needs `mel` too.
     tempo_hold: keep every slice's new columns on the beat of `image` as given, this strong
     (`tempo_guide`; 0: off); the beat period is `beat_columns` (B,) in columns, or read from
-    `image` (`image_beat_columns`). Needs `mel` too.
+    `image` (`image_beat_columns`), halved while longer than the overlap (`fold_beat`). Needs `mel` too.
     """
     _, slice_width = sample_shape(unet)
     batch, _, height, _ = image.shape
@@ -899,8 +907,8 @@ def extend_image(
     tracker = job_progress(progress)
     if (candidates > 1 or level_hold or tempo_hold) and mel is None:
         raise ValueError("choosing among candidates and holding the level or tempo need the Mel config (mel=): its dB scale")
-    if tempo_hold and beat_columns is None:
-        beat_columns = image_beat_columns(image, mel, max_columns=overlap_columns)
+    if tempo_hold:
+        beat_columns = fold_beat(image_beat_columns(image, mel) if beat_columns is None else beat_columns, overlap_columns)
     if own_progress:
         tracker.begin(len(plan) * unet_calls(num_inference_steps, repaint_jumps=repaint_jumps, candidates=candidates,
                                              choose_after=num_inference_steps), len(plan))
@@ -1043,11 +1051,10 @@ def image_onset(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
     return torch.nn.functional.pad(rise, (1, 0)).reshape(*images.shape[:-3], images.shape[-1])
 
 
-def image_beat_columns(images: torch.Tensor, mel: MelConfig, max_columns: float | None = None) -> torch.Tensor:
+def image_beat_columns(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
     """The beat period of each image (B, 1, H, W) in columns (float) -> (B,): the onset
     autocorrelation's peak with the prior around 120 bpm that the tempo measure uses
-    (`metrics.tempo_and_clarity`). Halved while it is longer than `max_columns` (a whole number
-    of beats per bar: half a beat is still on the grid)."""
+    (`metrics.tempo_and_clarity`)."""
     import numpy as np
 
     from .metrics import tempo_and_clarity
@@ -1056,11 +1063,28 @@ def image_beat_columns(images: torch.Tensor, mel: MelConfig, max_columns: float 
     periods = []
     for onset in image_onset(images.cpu(), mel).reshape(-1, images.shape[-1]):
         log2_bpm, _ = tempo_and_clarity(onset.numpy().astype(np.float64), columns_per_second)
-        period = 60.0 * columns_per_second / 2.0**log2_bpm
-        while max_columns is not None and period > max_columns and period >= 4.0:
-            period /= 2.0
-        periods.append(period)
+        periods.append(60.0 * columns_per_second / 2.0**log2_bpm)
     return torch.tensor(periods, dtype=torch.float32)
+
+
+def beat_columns_for(bpm: float, mel: MelConfig) -> float:
+    """One beat at `bpm` in image columns."""
+    return 60.0 * mel.sample_rate / mel.hop_length / bpm
+
+
+def beat_bpm(beat_columns: torch.Tensor, mel: MelConfig) -> list[float]:
+    """Beat periods (B,) in columns as tempi in bpm, to 0.1."""
+    return [round(60.0 * mel.sample_rate / mel.hop_length / float(b), 1) for b in beat_columns]
+
+
+def fold_beat(beat_columns: torch.Tensor, max_columns: float) -> torch.Tensor:
+    """Each beat period (B,) halved while it is longer than `max_columns` (the known columns a
+    slice can echo): half a beat is still on the beat's grid."""
+    folded = beat_columns.clone().float()
+    for i in range(folded.numel()):
+        while folded[i] > max_columns and folded[i] >= 4.0:
+            folded[i] /= 2.0
+    return folded
 
 
 def _delayed(envelope: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
@@ -1152,6 +1176,28 @@ def peak_protect(audio: torch.Tensor, ceiling: float = DEFAULT_PEAK_CEILING) -> 
     return audio * torch.clamp(ceiling / peak, max=1.0)
 
 
+def first_slice(setup: SamplingSetup, progress: "bool | JobProgress | None") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A clip's first slice, from noise: (B, 1, H, slice_width) on the CPU, and the beat (B,) in
+    columns that the continued slices keep, None without the tempo hold. With `options.bpm` the
+    beat is that tempo's and the first slice is steered onto it as well (`tempo_guide` from its
+    second beat on, echoing the first); else it is the first slice's own (`image_beat_columns`)."""
+    options, mel = setup.options, setup.mel
+    guide = beat = None
+    if options.bpm is not None:
+        beat = torch.full((setup.batch_size,), beat_columns_for(options.bpm, mel))
+        echo = fold_beat(beat, max(setup.overlap_columns, 4))
+        guide = tempo_guide(echo, new_columns=(min(int(math.ceil(float(echo.max()))), setup.slice_width), setup.slice_width),
+                            strength=options.tempo_hold)
+    image = sample(
+        setup.unet, setup.scheduler, batch_size=setup.batch_size, width=setup.slice_width,
+        num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
+        progress=progress, guide=guide,
+    ).cpu()
+    if options.tempo_hold and setup.overlap_columns and beat is None:
+        beat = image_beat_columns(image, mel)
+    return image, (beat if options.tempo_hold and setup.overlap_columns else None)
+
+
 def generate_long(
     pipe,
     seconds: float,
@@ -1185,12 +1231,8 @@ def generate_long(
                       1 + continued)
         tracker.next_slice()
     try:
-        image = sample(
-            unet, setup.scheduler, batch_size=setup.batch_size, width=slice_width, num_inference_steps=setup.steps,
-            generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
-        ).cpu()  # (B, 1, H, slice_width)
+        image, beat_columns = first_slice(setup, tracker or False)  # (B, 1, H, slice_width), (B,) or None
         slice0 = image
-        beat_columns = image_beat_columns(image, mel, max_columns=k) if setup.options.tempo_hold and k else None
         image, starts, slices = extend_image(
             unet, setup.scheduler, image, total_width, overlap_columns=k, num_inference_steps=setup.steps,
             generator=setup.generator, repaint_jumps=setup.repaint_jumps, progress=tracker or False,
@@ -1207,5 +1249,5 @@ def generate_long(
     return LongClip.from_columns(
         image, audio, mel, slice_columns=slice_spans([0] + starts, slice_width, total_width),
         slices=[slice0] + slices, seam_columns=[s + k for s in starts], seams_before_seconds=seconds,
-        bpm=None if beat_columns is None else [round(60.0 * mel.sample_rate / mel.hop_length / float(b), 1) for b in beat_columns],
+        bpm=None if beat_columns is None else beat_bpm(beat_columns, mel),
     )

@@ -27,7 +27,8 @@ import argparse
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
 from audiodiff.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SECONDS
 from audiodiff.generate import DEFAULT_OUTPUT_DIR, generate
-from audiodiff.sample import DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_TEMPO_HOLD, DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER, MAX_CANDIDATES, SCHEDULERS
+from audiodiff.sample import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER,
+                              DEFAULT_TEMPO_HOLD, MAX_BPM, MAX_CANDIDATES, MIN_BPM, SCHEDULERS)
 
 
 def non_negative_float(text: str) -> float:
@@ -87,6 +88,10 @@ def parse_args(argv=None):
                    help="let each continued slice of a long clip pick its own beat; by default the clip's beat is "
                         "read from its first slice and every later slice is kept on it while it is sampled, so a "
                         "long clip keeps one tempo (the tempo is written to the clip's JSON as bpm)")
+    p.add_argument("--bpm", type=positive_float, default=None,
+                   help=f"the tempo of a new clip or --loop in beats per minute ({MIN_BPM:g} to {MAX_BPM:g}): its first "
+                        "slice is steered onto that beat too, and the tempo hold keeps it; not with --no-tempo-hold "
+                        "or with edits of your own audio, which keep its tempo (default: the first slice's own beat)")
     edits = p.add_argument_group("edits of your own audio (choose one)")
     edits.add_argument("--init-audio", metavar="FILE", default=None,
                        help="continue FILE from its end by --seconds (the output is FILE unchanged, then the new "
@@ -124,7 +129,7 @@ def main(argv=None):
         scheduler=args.scheduler, overlap_seconds=args.overlap, batch_size=args.batch_size,
         repaint_jumps=args.repaint_jumps, candidates=args.candidates,
         level_hold=0.0 if args.no_level_hold else DEFAULT_LEVEL_HOLD,
-        tempo_hold=0.0 if args.no_tempo_hold else DEFAULT_TEMPO_HOLD, device=args.device, progress=not args.no_progress,
+        tempo_hold=0.0 if args.no_tempo_hold else DEFAULT_TEMPO_HOLD, bpm=args.bpm, device=args.device, progress=not args.no_progress,
         init_audio=args.init_audio, strength=args.strength, invert=args.invert, fill_gap=args.fill_gap,
         loop=args.loop, interpolate=args.interpolate, alphas=args.alpha,
     )

@@ -246,6 +246,7 @@ def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
     _fill(page, "seconds", seconds)
     _fill(page, "seed", 7)
     _fill(page, "steps", 3)
+    _fill(page, "bpm", 120)
     src = _generate(page)
     assert src.split("?")[0].endswith(".wav"), src
 
@@ -271,10 +272,12 @@ def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
     assert sorted(Path(link.split("?")[0]).suffix for link in links) == [".json", ".wav"], links
     record = page.request.get(next(link for link in links if ".json" in link)).json()
     assert (record["seconds"], record["seed"], record["steps"], record["scheduler"]) == (seconds, 7, 3, "ddim")
+    assert record["bpm"] == 120.0 and record["tempo_hold"] == 0.25  # the tempo asked for, kept by the tempo hold
     assert record["samples"] == round(seconds * SAMPLE_RATE)
     assert record["model_choice"] == "given"  # how the app's model was chosen, not "already loaded"
     assert json.loads((output_dir / "tiny-pipeline-seed7.json").read_text()) == record
     assert "tiny-pipeline-seed7.wav" in page.locator("#summary").inner_text()
+    assert "120 bpm" in page.locator("#summary").inner_text()
 
     page.screenshot(path=tmp_path / "app.png", full_page=True)
     assert (tmp_path / "app.png").stat().st_size > 10_000
@@ -294,6 +297,10 @@ def test_user_errors_show_in_the_page_and_the_previous_clip_stays_to_compare(ser
     _fill(page, "overlap", 0.3)
     _fill(page, "seconds", 0)
     assert "seconds must be a positive number" in _error_text(page)
+    _fill(page, "seconds", 1.5)
+    _fill(page, "bpm", 300)
+    assert "bpm must be from 40 to 240, got 300" in _error_text(page)
+    _fill(page, "bpm", "")
     _fill(page, "seconds", 100000)  # the request over the cap gets the message, and says how to raise it
     said = _error_text(page)
     assert "limit of 600 s per request" in said and "AUDIODIFF_MAX_SECONDS" in said

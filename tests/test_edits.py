@@ -127,6 +127,15 @@ def test_periodic_resample_keeps_a_periodic_signal_periodic():
     assert torch.equal(edits.periodic_resample(period, 1000), period)
 
 
+def test_a_loop_keeps_a_bpm_and_edits_of_given_audio_refuse_one(pipe):
+    made = edits.make_loop(pipe, 2.5, num_inference_steps=STEPS, progress=False, seed=1, bpm=90)
+    assert made.bpm == [90.0]
+    own = edits.make_loop(pipe, 2.5, num_inference_steps=STEPS, progress=False, seed=1)
+    assert own.bpm is not None and own.bpm != [90.0] and not torch.equal(own.audio, made.audio)
+    with pytest.raises(edits.EditError, match="keeps that audio's tempo"):
+        edits.continue_audio(pipe, clip("jazz", 1, 1.0), 1.0, num_inference_steps=STEPS, progress=False, bpm=90)
+
+
 def test_a_loop_too_short_for_the_model_is_a_clear_error(pipe):
     with pytest.raises(edits.EditError, match="at least"):
         edits.make_loop(pipe, 0.2, num_inference_steps=2, progress=False)

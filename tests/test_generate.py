@@ -376,3 +376,17 @@ def test_the_tempo_hold_is_recorded_with_the_beat_it_kept_and_the_script_turns_i
     a, _ = sf.read(tmp_path / "free.wav")
     b, _ = sf.read(tmp_path / "held.wav")
     assert a.shape == b.shape and not np.allclose(a, b)  # the same seed, steps and noise: only the hold differs
+
+
+def test_a_bpm_is_recorded_and_bad_ones_are_refused_before_any_work(model_dir, tmp_path):
+    told = json.loads(run_generate(model_dir, tmp_path, seconds=2.5, name="told", bpm=120)[0][2].read_text())
+    assert told["bpm"] == 120.0 and told["tempo_hold"] == 0.25
+    fast = _script(["--model", str(model_dir), "--bpm", "300", "--output-dir", str(tmp_path / "none")], tmp_path)
+    assert fast.returncode == 2 and fast.stderr.strip() == "error: bpm must be from 40 to 240, got 300.0"
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(GenerationError, match="not with the tempo hold off"):
+        run_generate(model_dir, tmp_path / "none", bpm=120, tempo_hold=0.0)
+    (tmp_path / "a.wav").write_bytes((tmp_path / "told.wav").read_bytes())
+    with pytest.raises(GenerationError, match="keeps that audio's tempo"):
+        run_generate(model_dir, tmp_path / "none", bpm=120, init_audio=tmp_path / "a.wav")
+    assert not (tmp_path / "none").exists()

@@ -22,7 +22,10 @@ from audiodiff.sample import (
     default_overlap_seconds,
     extend_image,
     generate_long,
+    beat_bpm,
+    beat_columns_for,
     chain_guides,
+    fold_beat,
     image_beat_columns,
     image_level_db,
     image_onset,
@@ -571,7 +574,9 @@ def test_image_beat_columns_reads_the_beat_of_a_click_track():
     expected = torch.tensor([60.0 / 120, 60.0 / 96]) * columns_per_second  # 62.5 and 78.1 columns
     assert torch.allclose(beats, expected, rtol=0.02), beats
     # longer than the context a slice can echo: halved (still on the beat grid)
-    assert torch.allclose(image_beat_columns(images, MEL, max_columns=50.0), expected / 2, rtol=0.02)
+    assert torch.allclose(fold_beat(beats, 50.0), beats / 2) and torch.equal(fold_beat(beats, 80.0), beats)
+    assert beat_bpm(beats, MEL) == pytest.approx([120.0, 96.0], abs=2.0)
+    assert beat_columns_for(120.0, MEL) == 62.5
 
 
 def _rhythm(image, groups=8, window=11):
@@ -629,8 +634,9 @@ def test_tempo_hold_keeps_continued_slices_on_the_first_slice_s_beat(pipe):
         held = generate_long(pipe, 3.0, seed=seed, **common)  # the default holds
         assert free.bpm is None and len(held.bpm) == 1
         assert torch.equal(held.slices[0], free.slices[0])  # slice 0 sets the beat
-        beat = float(image_beat_columns(held.slices[0], MEL, max_columns=k)[0])
-        assert beat <= k and held.bpm[0] == round(60.0 * MEL.sample_rate / MEL.hop_length / beat, 1)
+        beat = image_beat_columns(held.slices[0], MEL)
+        assert held.bpm == beat_bpm(beat, MEL)  # the first slice's own beat, recorded before folding
+        beat = float(fold_beat(beat, k)[0])
         gains.append(_beat_correlation(held, k, beat) - _beat_correlation(free, k, beat))
     assert min(gains) > 0.05, gains
 
@@ -643,3 +649,24 @@ def test_tempo_hold_is_checked_and_off_when_zero(pipe):
                          progress=False)  # batch, candidates, level and tempo hold together
     assert clip.audio.shape == (2, int(1.5 * MEL.sample_rate)) and torch.isfinite(clip.audio).all()
     assert len(clip.bpm) == 2 and all(b > 0 for b in clip.bpm)
+
+
+def test_a_bpm_steers_the_first_slice_onto_that_beat_and_is_kept(pipe):
+    common = dict(overlap_seconds=0.2, num_inference_steps=STEPS, progress=False, target_lufs=None, level_hold=0)
+    k = overlap_columns(0.2, MEL, MEL.x_res)
+    beat = float(fold_beat(torch.tensor([beat_columns_for(100.0, MEL)]), k)[0])  # 75 columns, echoed as 18.75
+    gains = []
+    for seed in range(3):
+        own = generate_long(pipe, 1.5, seed=seed, **common)
+        told = generate_long(pipe, 1.5, seed=seed, bpm=100, **common)
+        assert told.bpm == [100.0] and own.bpm != [100.0]
+        rhythm_own, rhythm_told = _rhythm(own.slices[0]), _rhythm(told.slices[0])
+        lag = int(round(beat))
+        echo = [np.corrcoef(r[0, :, lag:].flatten(), r[0, :, :-lag].flatten())[0, 1] for r in (rhythm_own, rhythm_told)]
+        gains.append(echo[1] - echo[0])
+        assert not torch.equal(told.slices[0], own.slices[0])  # the first slice itself is steered
+    assert min(gains) > 0.05, gains
+    with pytest.raises(ValueError, match="bpm must be from 40 to 240, got 300"):
+        SamplingOptions(bpm=300)
+    with pytest.raises(ValueError, match="not with the tempo hold off"):
+        SamplingOptions(bpm=120, tempo_hold=0)
