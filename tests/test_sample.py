@@ -81,12 +81,16 @@ def test_overlap_columns_equal_previous_slice_before_decoding(pipe):
     k = overlap_columns(0.25, MEL, MEL.x_res)
     assert k == 31
     assert len(clip.slices) >= 4 and len(clip.slices) == len(clip.slice_columns)
+    blended = k // 2  # a new clip's joins are blended over 0.25 s (31 columns here), at most half the overlap
     for previous, current in zip(clip.slices, clip.slices[1:]):
-        assert torch.equal(current[..., :k], previous[..., -k:])
+        assert torch.equal(current[..., : k - blended], previous[..., -k:-blended])
+        assert not torch.equal(current[..., k - blended : k], previous[..., -blended:])  # regenerated
         assert not torch.equal(current[..., k:], previous[..., : MEL.x_res - k])  # the rest is new
-    # the stitched image is made of the slices, each at its place
-    for (start, end), piece in zip(clip.slice_columns, clip.slices):
-        assert torch.equal(clip.image[..., start:end], piece[..., : end - start])
+    # the stitched image is made of the slices, each at its place, but for the tail that the next
+    # slice regenerated
+    for i, ((start, end), piece) in enumerate(zip(clip.slice_columns, clip.slices)):
+        cut = end - start - (blended if i + 1 < len(clip.slices) else 0)
+        assert torch.equal(clip.image[..., start : start + cut], piece[..., :cut])
     # seams sit where the generated columns of each slice begin
     assert clip.seam_seconds == pytest.approx([(s + k) * MEL.hop_length / MEL.sample_rate for s, _ in clip.slice_columns[1:]])
 
@@ -124,7 +128,8 @@ def test_batch_of_clips(pipe):
     assert not torch.equal(clip.image[0], clip.image[1])
     for previous, current in zip(clip.slices, clip.slices[1:]):
         k = overlap_columns(0.2, MEL, MEL.x_res)
-        assert torch.equal(current[..., :k], previous[..., -k:])
+        blended = k // 2  # the joins' blended tail is regenerated
+        assert torch.equal(current[..., : k - blended], previous[..., -k:-blended])
 
 
 @pytest.mark.parametrize("name", ["ddim", "ddpm", "dpm", None])
@@ -670,3 +675,39 @@ def test_a_bpm_steers_the_first_slice_onto_that_beat_and_is_kept(pipe):
         SamplingOptions(bpm=300)
     with pytest.raises(ValueError, match="not with the tempo hold off"):
         SamplingOptions(bpm=120, tempo_hold=0)
+
+
+# ---- the blended join: a slice's first new columns do not start with a jump -------------------
+def test_pull_moves_free_columns_toward_the_known_image_and_nothing_else(pipe):
+    generator_args = dict(num_inference_steps=STEPS, seed=3, progress=False)
+    known = torch.full((1, 1, MEL.y_res, MEL.x_res), -0.4)
+    mask = torch.zeros(MEL.x_res, dtype=torch.bool)
+    mask[:20] = True
+    free = sample(pipe.unet, pipe.scheduler, known=known, mask=mask, **generator_args)
+    none = sample(pipe.unet, pipe.scheduler, known=known, mask=mask, pull=torch.zeros(MEL.x_res), **generator_args)
+    assert torch.equal(free, none)  # a pull of 0 is no pull
+    pull = torch.zeros(MEL.x_res)
+    pull[20:30] = 0.9
+    pulled = sample(pipe.unet, pipe.scheduler, known=known, mask=mask, pull=pull, **generator_args)
+    assert torch.equal(pulled[..., :20], free[..., :20])  # known columns: exact
+    near = lambda image: float((image[..., 20:30] - known[..., 20:30]).abs().mean())  # noqa: E731
+    assert near(pulled) < 0.5 * near(free)
+    with pytest.raises(ValueError, match="pull must be"):
+        sample(pipe.unet, pipe.scheduler, known=known, mask=mask, pull=torch.full((MEL.x_res,), 1.5), **generator_args)
+
+
+def test_a_new_clip_regenerates_the_tail_before_each_join(pipe):
+    k = overlap_columns(0.2, MEL, MEL.x_res)  # 25 columns; the blend is 0.25 s, 31 columns, at most k // 2 = 12
+    clip = generate_long(pipe, 2.0, overlap_seconds=0.2, num_inference_steps=STEPS, seed=0, progress=False,
+                         target_lufs=None)
+    blended = min(int(round(0.25 * MEL.sample_rate / MEL.hop_length)), k // 2)
+    assert blended == 12
+    first, second = clip.slices[0], clip.slices[1]
+    join = MEL.x_res  # where slice 1's new columns begin
+    # the first slice is kept up to the blend; its last `blended` columns are slice 1's regenerated ones
+    assert torch.equal(clip.image[..., : join - blended], first[..., : join - blended])
+    assert torch.equal(clip.image[..., join - blended : join], second[..., k - blended : k])
+    assert not torch.equal(clip.image[..., join - blended : join], first[..., join - blended :])
+    # near what they were: closer to the first slice's columns than to unrelated ones
+    tail = clip.image[..., join - blended : join]
+    assert float((tail - first[..., join - blended :]).abs().mean()) < float((tail - first[..., :blended]).abs().mean())
