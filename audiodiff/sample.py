@@ -122,7 +122,7 @@ LEVEL_HOLD_RAMP_SECONDS = 1.0
 # average over one beat) is blended DEFAULT_TEMPO_HOLD of the way toward the envelope one beat
 # earlier, then scaled back to the spread it had (`tempo_guide`). The first beat of new columns
 # echoes the known context, so the clip keeps the context's phase too. Measured (DDIM 50, 30 s
-# clips; realism: Frechet distance of the long clips' 4 s windows to held-out jazz over the
+# clips; realism (seeds 0-3): Frechet distance of the long clips' 4 s windows to held-out jazz over the
 # distance between two halves of it, 1.0 = as close as jazz is to itself):
 #   tempo hold                            tempo %, seeds 0-3 / 4-7   pulse clarity   realism   seam
 #   none                                  19.5 / 19.7                0.21            1.81      1.20 / 1.05
@@ -145,11 +145,11 @@ TEMPO_HOLD_BAND_GROUPS = 8
 # columns are not held fixed but pulled toward what they were, by JOIN_BLEND_PULL of the way after
 # every step at their far end, falling to nothing at the join (a feathered mask edge), and the
 # previous slice's tail is replaced by the blended one. Measured (DDIM 50, 30 s clips, both holds;
-# clip realism: see the README, on the run's own held-out split):
+# clip realism as in DEFAULT_TEMPO_HOLD's table):
 #   blended join          seam, seeds 0-3 / 4-7   |drift| LU/min   tempo %       clip realism
-#   none                  1.20 / 1.14             0.35 / 0.16      0.7 / 1.7     3.59 / 3.88
+#   none                  1.20 / 1.14             0.35 / 0.16      0.7 / 1.7     1.82 / 1.87
 #   0.14 s (6 columns)    1.10 / 1.06             0.49 / 0.16      0.7 / 1.7     -
-#   0.24 s (10 columns)   1.05 / 1.03             0.66 / 0.34      0.8 / 1.7     3.61 / 3.86
+#   0.24 s (10 columns)   1.05 / 1.03             0.66 / 0.34      0.8 / 1.7     1.84 / 1.87
 # The score 0.24 s before the joins, where the blend begins, stays where it was (0.985 / 1.144
 # against 0.978 / 1.142): the spike is smoothed, not moved. Only new clips blend: an edit's known
 # columns are the user's audio, and a loop's may be its own start.
@@ -1228,7 +1228,7 @@ def first_slice(setup: SamplingSetup, progress: "bool | JobProgress | None") -> 
     guide = beat = None
     if options.bpm is not None:
         beat = torch.full((setup.batch_size,), beat_columns_for(options.bpm, mel))
-        echo = fold_beat(beat, max(setup.overlap_columns, 4))
+        echo = fold_beat(beat, setup.overlap_columns or setup.slice_width // 2)  # the lag continued slices echo
         guide = tempo_guide(echo, new_columns=(min(int(math.ceil(float(echo.max()))), setup.slice_width), setup.slice_width),
                             strength=options.tempo_hold)
     image = sample(
@@ -1236,9 +1236,9 @@ def first_slice(setup: SamplingSetup, progress: "bool | JobProgress | None") -> 
         num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.repaint_jumps,
         progress=progress, guide=guide,
     ).cpu()
-    if options.tempo_hold and setup.overlap_columns and beat is None:
+    if beat is None and options.tempo_hold and setup.overlap_columns:
         beat = image_beat_columns(image, mel)
-    return image, (beat if options.tempo_hold and setup.overlap_columns else None)
+    return image, beat
 
 
 def generate_long(

@@ -671,6 +671,8 @@ def test_a_bpm_steers_the_first_slice_onto_that_beat_and_is_kept(pipe):
         gains.append(echo[1] - echo[0])
         assert not torch.equal(told.slices[0], own.slices[0])  # the first slice itself is steered
     assert min(gains) > 0.05, gains
+    # with no overlap nothing is continued, but the first slice is still steered and the bpm kept
+    assert generate_long(pipe, 1.5, overlap_seconds=0, num_inference_steps=STEPS, bpm=100, progress=False).bpm == [100.0]
     with pytest.raises(ValueError, match="bpm must be from 40 to 240, got 300"):
         SamplingOptions(bpm=300)
     with pytest.raises(ValueError, match="not with the tempo hold off"):
