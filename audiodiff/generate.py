@@ -281,6 +281,8 @@ def generate(
                                            candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold,
                                            bpm=bpm),
                              name, edit)
+    if edit.kind == "loop" and options.bpm is not None:
+        _say_loop_beats(DEFAULT_CLIP_SECONDS if seconds is None else seconds, options.bpm, say)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
@@ -298,6 +300,17 @@ def generate(
         per_clip = [{"bpm": bpm} for bpm in clip.bpm]
     return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, seed, edit.kind), made_with,
                             per_clip=per_clip, log=say)
+
+
+def _say_loop_beats(seconds: float, bpm: float, say: Callable[[str], None]) -> None:
+    """A loop at a given tempo that is not a whole number of beats stumbles where it wraps: say so,
+    with the nearest lengths that are (the length asked for is kept: it is exact by promise)."""
+    beats = seconds * bpm / 60.0
+    if abs(beats - round(beats)) > 0.05:
+        whole = [n for n in (math.floor(beats), math.ceil(beats)) if n >= 1]
+        options = " or ".join(f"--seconds {n * 60.0 / bpm:.3f} ({n} beats)" for n in whole)
+        say(f"note: a {seconds:g} s loop is {beats:.2f} beats at {bpm:g} bpm, so its beat slips where it wraps; "
+            f"{options} repeats on the beat")
 
 
 def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> None:

@@ -390,3 +390,13 @@ def test_a_bpm_is_recorded_and_bad_ones_are_refused_before_any_work(model_dir, t
     with pytest.raises(GenerationError, match="keeps that audio's tempo"):
         run_generate(model_dir, tmp_path / "none", bpm=120, init_audio=tmp_path / "a.wav")
     assert not (tmp_path / "none").exists()
+
+
+def test_a_loop_at_a_bpm_that_is_not_whole_beats_says_which_lengths_are(model_dir, tmp_path):
+    _, said = run_generate(model_dir, tmp_path, seconds=2.5, name="slips", loop=True, bpm=100)
+    notes = [m for m in said if m.startswith("note: a 2.5 s loop is 4.17 beats at 100 bpm")]
+    assert len(notes) == 1 and "--seconds 2.400 (4 beats) or --seconds 3.000 (5 beats)" in notes[0], said
+    paths, said = run_generate(model_dir, tmp_path, seconds=2.4, name="whole", loop=True, bpm=100)
+    assert not [m for m in said if "beats at" in m]
+    record = json.loads(paths[2].read_text())
+    assert record["bpm"] == 100.0 and record["edit"] == "loop" and sf.info(paths[0]).duration == pytest.approx(2.4)
