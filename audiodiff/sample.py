@@ -1155,6 +1155,8 @@ def tempo_guide(beat_columns: torch.Tensor, new_columns: tuple[int, int], streng
     start, end = new_columns
 
     def guide(clean: torch.Tensor, step: int) -> torch.Tensor:
+        if min(end, clean.shape[-1]) - start < 2:  # no rhythm to keep in fewer than two new columns
+            return clean
         c = clean.clamp(-1.0, 1.0)
         rows, _, height, width = c.shape
         beats = beat_columns.to(c.device).float().repeat_interleave(rows // beat_columns.numel())  # (rows,)

@@ -615,6 +615,8 @@ def test_tempo_guide_echoes_the_beat_before_and_keeps_the_rhythm_s_spread():
     # strength 0: nothing moves; chain_guides applies guides in turn and skips None
     still = tempo_guide(torch.tensor([float(beat)]), new_columns=(start, width), strength=0.0)(clean, 0)
     assert torch.allclose(still, clean, atol=1e-6)
+    for few in ((start, start + 1), (width, width)):  # one new column or none: nothing to keep, nothing broken
+        assert torch.equal(tempo_guide(torch.tensor([float(beat)]), new_columns=few)(clean, 0), clean)
     double = chain_guides(None, lambda c, s: c + 1, None, lambda c, s: c * 2)
     assert torch.equal(double(clean, 0), (clean + 1) * 2) and chain_guides(None) is None
 
