@@ -52,6 +52,7 @@ import torch
 from .mel import MelConfig, images_to_audio, mel_power, power_to_images
 from .metrics import normalize_loudness
 from .sample import (
+    BPM_ONLY_FOR_NEW_MUSIC,
     DEFAULT_PEAK_CEILING,
     DEFAULT_TARGET_LUFS,
     JobProgress,
@@ -183,7 +184,7 @@ def _prepare(pipe, options: SamplingOptions | None, keywords: dict, most_overlap
     try:
         options = sampling_options(options, keywords)
         if options.bpm is not None and not new_music:
-            raise ValueError("a bpm sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo")
+            raise ValueError(f"a bpm {BPM_ONLY_FOR_NEW_MUSIC}")
         if options.overlap_seconds is None and most_overlap_seconds is not None:
             _, _, mel = pipeline_parts(pipe)
             options = replace(options, overlap_seconds=min(most_overlap_seconds, default_overlap_seconds(mel)))

@@ -39,6 +39,7 @@ from .clipfiles import (  # noqa: F401
 # GenerationError, pick_device and resolve_model live with model loading; imported from here too
 from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
 from .sample import (
+    BPM_ONLY_FOR_NEW_MUSIC,
     DEFAULT_CANDIDATES,
     DEFAULT_LEVEL_HOLD,
     DEFAULT_SCHEDULER,
@@ -188,7 +189,7 @@ def _check_request(seconds: float | None, sampling_keywords: dict, name: str | N
                               "here (room is left for -N, _N and the suffix): choose a shorter name")
     edit.check()
     if sampling.bpm is not None and edit.kind not in (None, "loop"):
-        raise GenerationError("--bpm sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo")
+        raise GenerationError(f"--bpm {BPM_ONLY_FOR_NEW_MUSIC}")
     if edit.invert or edit.kind == "interpolate":
         check_invertible(sampling.scheduler, GenerationError)
     for path in edit.files():

@@ -136,6 +136,8 @@ LEVEL_HOLD_RAMP_SECONDS = 1.0
 # holds over-regularise (clarity above jazz's, realism worse); held only early, the last steps
 # undo it. 0.25 is the weakest hold that locks the tempo and leaves realism where it was.
 DEFAULT_TEMPO_HOLD = 0.25
+# a bpm is for what the model makes from nothing (new clips, loops); given audio keeps its own tempo
+BPM_ONLY_FOR_NEW_MUSIC = "sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo"
 MAX_TEMPO_HOLD = 1.0
 TEMPO_HOLD_BAND_GROUPS = 8
 # The blended join (new clips): the spike at the joins, and the fix. Measured on the held clips of
@@ -942,7 +944,7 @@ def extend_image(
     tracker = job_progress(progress)
     if (candidates > 1 or level_hold or tempo_hold or blend_join) and mel is None:
         raise ValueError("choosing among candidates, holding the level or tempo and blending joins need the Mel config (mel=)")
-    blend_columns = int(round(JOIN_BLEND_SECONDS * mel.sample_rate / mel.hop_length)) if blend_join else 0
+    blend_columns = int(round(JOIN_BLEND_SECONDS * mel.pixels_per_second)) if blend_join else 0
     if tempo_hold:
         beat_columns = fold_beat(image_beat_columns(image, mel) if beat_columns is None else beat_columns, overlap_columns)
     if own_progress:
@@ -1054,7 +1056,7 @@ def level_guide(target_db: torch.Tensor, context_db: torch.Tensor, mel: MelConfi
     own prediction of them)."""
     start, end = new_columns
     # over at most half the new columns (models with short slices)
-    ramp_columns = max(1, min(int(round(LEVEL_HOLD_RAMP_SECONDS * mel.sample_rate / mel.hop_length)), (end - start) // 2))
+    ramp_columns = max(1, min(int(round(LEVEL_HOLD_RAMP_SECONDS * mel.pixels_per_second)), (end - start) // 2))
     db_per_grey_unit = mel.top_db / 2.0  # images span [-1, 1] for top_db dB
 
     def guide(clean: torch.Tensor, step: int) -> torch.Tensor:
@@ -1102,22 +1104,21 @@ def image_beat_columns(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
 
     from .metrics import tempo_and_clarity
 
-    columns_per_second = mel.sample_rate / mel.hop_length
     periods = []
     for onset in image_onset(images.cpu(), mel).reshape(-1, images.shape[-1]):
-        log2_bpm, _ = tempo_and_clarity(onset.numpy().astype(np.float64), columns_per_second)
-        periods.append(60.0 * columns_per_second / 2.0**log2_bpm)
+        log2_bpm, _ = tempo_and_clarity(onset.numpy().astype(np.float64), mel.pixels_per_second)
+        periods.append(beat_columns_for(2.0**log2_bpm, mel))
     return torch.tensor(periods, dtype=torch.float32)
 
 
 def beat_columns_for(bpm: float, mel: MelConfig) -> float:
     """One beat at `bpm` in image columns."""
-    return 60.0 * mel.sample_rate / mel.hop_length / bpm
+    return 60.0 * mel.pixels_per_second / bpm
 
 
 def beat_bpm(beat_columns: torch.Tensor, mel: MelConfig) -> list[float]:
     """Beat periods (B,) in columns as tempi in bpm, to 0.1."""
-    return [round(60.0 * mel.sample_rate / mel.hop_length / float(b), 1) for b in beat_columns]
+    return [round(60.0 * mel.pixels_per_second / float(b), 1) for b in beat_columns]
 
 
 def fold_beat(beat_columns: torch.Tensor, max_columns: float) -> torch.Tensor:
@@ -1171,8 +1172,8 @@ def tempo_guide(beat_columns: torch.Tensor, new_columns: tuple[int, int], streng
         blended = (1.0 - strength) * rhythm + strength * _delayed(rhythm, beats)
         spread = rhythm[..., start:end].std(dim=-1, keepdim=True)
         blended = blended * (spread / blended[..., start:end].std(dim=-1, keepdim=True).clamp_min(1e-6))
-        change = (blended - rhythm) * ((torch.arange(width, device=c.device) >= start)
-                                       & (torch.arange(width, device=c.device) < end)).to(c.dtype)
+        columns = torch.arange(width, device=c.device)
+        change = (blended - rhythm) * ((columns >= start) & (columns < end)).to(c.dtype)
         sizes = torch.tensor([len(band) for band in bands], device=c.device)
         return clean + change.repeat_interleave(sizes, dim=1).unsqueeze(1).to(clean.dtype)
 
