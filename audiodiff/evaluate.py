@@ -315,7 +315,8 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
     `tempo_window_seconds` windows, see audiodiff.metrics) of each clip, and their means (the
     tempo spread's median too: one clip with a misread window does not dominate it). What can't
     be measured says why."""
-    from .metrics import key_consistency, loudness_drift, loudness_spread, seam_score, tempo_spread, tempo_windows
+    from .metrics import (harmonic_share, key_consistency, loudness_drift, loudness_spread, seam_score, spectral_flatness,
+                          tempo_spread, tempo_windows)
 
     rows = []
     for clip in clips:
@@ -347,6 +348,11 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
                     row[key.split("_")[0] + "_note"] = str(exc)
         else:
             row["tempo_note"] = row["key_note"] = f"shorter than two {tempo_window_seconds:g} s windows"
+        try:  # tonality: is it instruments or noise (metrics module docstring)
+            row["flatness"] = spectral_flatness(clip.audio, clip.sample_rate)
+            row["harmonic_share"] = harmonic_share(clip.audio, clip.sample_rate)
+        except ValueError as exc:
+            row["tonality_note"] = str(exc)
         rows.append(row)
 
     def values(key):
@@ -373,6 +379,8 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
         "tempo_spread_percent_median": median("tempo_spread_percent"),
         "tempo_scored_files": len(values("tempo_spread_percent")),
         "key_consistency_mean": mean("key_consistency"),
+        "flatness_median": median("flatness"),
+        "harmonic_share_median": median("harmonic_share"),
     }
 
 
@@ -715,6 +723,8 @@ LONG_CLIP_MEASURES = (  # (key of the mean, label, digits, what the value means)
     ("loudness_drift_lu_per_minute_mean", "loudness drift, LU/min", 2, "0 = no drift"),
     ("loudness_drift_abs_lu_per_minute_mean", "|loudness drift|, LU/min", 2, "each clip's drift, sign dropped"),
     ("seam_score_mean", "seam score", 2, "1.0 = seams like any moment"),
+    ("flatness_median", "spectral flatness", 4, "lower = more tonal; white noise ~0.56"),
+    ("harmonic_share_median", "harmonic share", 2, "harmonic energy over all (HPSS)"),
 )
 
 
@@ -730,7 +740,7 @@ def format_long_clips(long_clips: dict) -> list[str]:
                      f"{_fmt(real.get(key), digits) if real else '':>10}   {meaning}")
     notes = collections.Counter()
     for row in long_clips["files"]:
-        for field_name in ("seam_note", "loudness_note", "tempo_note", "key_note"):
+        for field_name in ("seam_note", "loudness_note", "tempo_note", "key_note", "tonality_note"):
             if row.get(field_name):
                 notes[(field_name.split("_")[0], row[field_name])] += 1
     for (what, note), count in notes.items():

@@ -21,6 +21,8 @@ given with `--reference-run`. Columns (audiodiff.metrics; DESIGN section 7):
 - drift: BS.1770 loudness drift over 4 s windows, LU per minute (mean); |drift|: the mean of each
   clip's drift without its sign (a clip that rises and one that sinks do not cancel);
 - seam: seam score, 1.0 = a seam is like any other moment (mean);
+- flatness, harmonic: tonality (docs/tonality.md), the median over the clips of the spectral
+  flatness (lower is more tonal; real jazz 0.0002-0.0004) and of the harmonic share;
 - genre ratio: Frechet distance to the genre's held-out tracks of the fine-tuned model over
   that of its base model (audiodiff.evaluate.compare_models, its defaults: 16 clips of 4 s,
   DDIM 20 steps, both models with the same seeds); <= 0.7 is the project's goal;
@@ -34,8 +36,11 @@ given with `--reference-run`. Columns (audiodiff.metrics; DESIGN section 7):
 - x real time: wall time to make one clip (median over the clips) over its length, one clip at
   a time as scripts/generate.py makes it; below 1.0 is faster than real time.
 
-The last row measures the genre's held-out tracks (the split of the first run), cut to
-`--seconds`, the same way: the music the model learned from, for scale. Ends with one summary
+The "real" row measures the genre's held-out tracks (the split of the first run), cut to
+`--seconds`, the same way: the music the model learned from, for scale; the "codec floor" row,
+those tracks through the codec alone (tonality only: no model's clips can beat it). Then a steps
+sweep: the first run's single images (one slice, seeds 0..clips-1) at 20, 50 and 200 DDIM steps,
+with each flatness over the one before (DESIGN section 7: at most 1.2x). Ends with one summary
 line of `name: value` pairs for the first run, the reference and the real clips.
 
 Measured (session 6; 8 clips of 30 s, seeds 0-7, one thread of the 2-core CPU): the default model
@@ -68,9 +73,12 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 
 from audiodiff.cli import positive_float, positive_int, run  # noqa: E402
+from audiodiff.audio import resample  # noqa: E402
 from audiodiff.evaluate import (  # noqa: E402
+    AudioClip,
     SplitSettings,
     compare_models,
+    cut_clips,
     evaluate_folder,
     genre_clips,
     load_folder_clips,
@@ -78,12 +86,14 @@ from audiodiff.evaluate import (  # noqa: E402
     reference_long_clips,
 )
 from audiodiff.generate import generate  # noqa: E402
+from audiodiff.mel import audio_to_spectrogram, images_to_audio  # noqa: E402
 from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device  # noqa: E402
 from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
 REFERENCE_MODEL = Path(__file__).resolve().parent / "reference" / "bundled-1s"
 DEFAULT_SECONDS = 30.0  # the README's `scripts/generate.py --seconds 30`
 DEFAULT_CLIPS = 4  # the issue's "median of 4 clips"
+SWEEP_STEPS = (20, 50, 200)  # DESIGN section 7: quality must not fall as the steps rise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +106,7 @@ class Settings:
     steps: int | None = None  # None: each run's default (what scripts/generate.py uses)
     compare: dict = dataclasses.field(default_factory=dict)  # compare_models overrides (clips, seconds, steps)
     split: SplitSettings | None = None  # None: each run's own split (its training_config.json)
+    sweep_steps: tuple[int, ...] = SWEEP_STEPS  # single-image steps sweep of the first run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +201,50 @@ def measure_real(model: Run, settings: Settings) -> tuple[str, dict]:
     return label, {**_measures(report), "note": note}
 
 
+def measure_codec_floor(model: Run, settings: Settings) -> tuple[str, dict]:
+    """The same held-out tracks through the codec alone (encoded as one image, decoded once): the
+    tonality no model making these images can beat (DESIGN section 7)."""
+    split = settings.split or SplitSettings.from_run(model.path)
+    mel = load_pipeline(model.path).mel
+    target, _ = genre_clips(model.config.genre, mel, **model.source, split=split)
+    decoded = []
+    for clip in cut_clips(target.clips, settings.seconds):
+        audio = resample(clip.audio.float(), clip.sample_rate, mel.sample_rate)
+        image = audio_to_spectrogram(audio, mel)
+        decoded.append(AudioClip(clip.name, images_to_audio(image, mel)[0].float(), mel.sample_rate))
+    report = long_clip_report(decoded)
+    return f"codec floor ({target.genre})", {"flatness": report["flatness_median"],
+                                             "harmonic": report["harmonic_share_median"],
+                                             "note": "the held-out tracks through the codec alone"}
+
+
+
+def steps_sweep(model: Run, settings: Settings, work_dir: Path) -> dict[int, dict]:
+    """Tonality of single images (one slice each, seeds 0..clips-1) at 20, 50 and 200 DDIM steps."""
+    pipe = load_pipeline(model.path)
+    rows = {}
+    for steps in settings.sweep_steps:
+        folder = work_dir / f"steps-{steps}"
+        for seed in range(settings.clips):
+            generate(str(model.path), pipe.mel.slice_seconds, output_dir=folder, name=f"image{seed}", seed=seed,
+                     steps=steps, scheduler="ddim", device=settings.device, progress=False, log=None, pipe=pipe,
+                     model_choice="given")
+        report = long_clip_report(load_folder_clips(folder).clips)
+        rows[steps] = {"flatness": report["flatness_median"], "harmonic": report["harmonic_share_median"]}
+    return rows
+
+
+def format_sweep(rows: dict[int, dict]) -> str:
+    lines = [f"{'single images':<16}{'flatness':>10}{'harmonic':>10}{'flatness vs fewer steps':>26}"]
+    previous = None
+    for steps, row in rows.items():
+        ratio = row["flatness"] / previous if previous else None
+        lines.append(f"{f'DDIM {steps} steps':<16}{_cell(row['flatness'], '{:.4f}'):>10}"
+                     f"{_cell(row['harmonic'], '{:.2f}'):>10}{_cell(ratio, '{:.2f}x'):>26}")
+        previous = row["flatness"]
+    return "\n".join(lines)
+
+
 def _measures(report: dict) -> dict:
     return {
         "tempo": report["tempo_spread_percent_median"],
@@ -197,6 +252,8 @@ def _measures(report: dict) -> dict:
         "drift": report["loudness_drift_lu_per_minute_mean"],
         "abs_drift": report["loudness_drift_abs_lu_per_minute_mean"],
         "seam": report["seam_score_mean"],
+        "flatness": report["flatness_median"],
+        "harmonic": report["harmonic_share_median"],
     }
 
 
@@ -206,6 +263,8 @@ COLUMNS = (  # (key, header, format)
     ("drift", "drift LU/min", "{:+.2f}"),
     ("abs_drift", "|drift|", "{:.2f}"),
     ("seam", "seam", "{:.2f}"),
+    ("flatness", "flatness", "{:.4f}"),
+    ("harmonic", "harmonic", "{:.2f}"),
     ("genre_ratio", "genre ratio", "{:.2f}"),
     ("realism", "realism", "{:.2f}"),
     ("clip_realism", "clip realism", "{:.2f}"),
@@ -228,9 +287,11 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def summary_line(rows: dict[str, dict]) -> str:
+def summary_line(rows: dict[str, dict], sweep: dict[int, dict] | None = None) -> str:
     labels = list(rows)
-    first, reference, real = rows[labels[0]], rows.get("reference"), rows[labels[-1]]
+    first, reference = rows[labels[0]], rows.get("reference")
+    real = rows[next(label for label in labels if label.startswith("real "))]
+    floor = next((rows[label] for label in labels if label.startswith("codec floor")), {})
     pairs = [("tempo_spread_percent", first["tempo"], "{:.1f}"), ("key_consistency", first["key"], "{:.2f}"),
              ("loudness_drift_lu_per_min", first["drift"], "{:.2f}"),
              ("abs_loudness_drift_lu_per_min", first["abs_drift"], "{:.2f}"), ("seam", first["seam"], "{:.2f}"),
@@ -245,6 +306,12 @@ def summary_line(rows: dict[str, dict]) -> str:
                    if first["real_time"] and reference["real_time"] else None, "{:.2f}x")]
     pairs += [("real_tempo_spread_percent", real["tempo"], "{:.1f}"), ("real_key_consistency", real["key"], "{:.2f}"),
               ("real_loudness_drift_lu_per_min", real["drift"], "{:.2f}")]
+    pairs += [("flatness", first.get("flatness"), "{:.4f}"), ("real_flatness", real.get("flatness"), "{:.4f}"),
+              ("codec_floor_flatness", floor.get("flatness"), "{:.4f}"), ("harmonic_share", first.get("harmonic"), "{:.2f}")]
+    steps = sorted(sweep or {})
+    for fewer, more in zip(steps, steps[1:]):
+        low, high = sweep[fewer]["flatness"], sweep[more]["flatness"]
+        pairs.append((f"flatness_{more}_vs_{fewer}_steps", high / low if low and high is not None else None, "{:.2f}x"))
     return ", ".join(f"{name}: {_cell(value, fmt)}" for name, value, fmt in pairs)
 
 
@@ -257,7 +324,7 @@ def smoke_runs(work_dir: Path) -> tuple[Run, str]:
     return Run.read(finetune(config, progress=False).run_dir, "smoke run"), "tiny"
 
 
-SMOKE = Settings(seconds=10.5, clips=1, device="cpu", steps=2, compare={"clips": 2, "seconds": 1.0, "steps": 2},
+SMOKE = Settings(seconds=10.5, clips=1, device="cpu", steps=2, sweep_steps=(2, 3), compare={"clips": 2, "seconds": 1.0, "steps": 2},
                  split=SplitSettings(validation_fraction=0.25, synthetic_pool=10, synthetic_seconds=12.0))
 
 
@@ -323,12 +390,17 @@ def main(argv=None):
             rows[label] = measured[key]
         label, real = measure_real(runs[0], settings)
         rows[label] = real
+        label, floor = measure_codec_floor(runs[0], settings)
+        rows[label] = floor
+        print(f"steps sweep of {runs[0].label}: {settings.clips} single images at {settings.sweep_steps} DDIM steps ...")
+        sweep = steps_sweep(runs[0], settings, work_dir / "sweep")
 
     print(f"\n{settings.clips} clip{'s' if settings.clips != 1 else ''} of {settings.seconds:g} s per row, "
           f"seed{'s 0-' if settings.clips != 1 else ' '}{settings.clips - 1}, "
           f"default generation settings{' (smoke: 2 steps)' if args.smoke else ''}")
     print(format_table(rows))
-    print("\n" + summary_line(rows))
+    print("\n" + format_sweep(sweep))
+    print("\n" + summary_line(rows, sweep))
 
 
 if __name__ == "__main__":

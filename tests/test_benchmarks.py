@@ -28,12 +28,13 @@ def test_long_clip_smoke_prints_one_table_and_a_summary(tmp_path, monkeypatch, c
     table = out[out.index("tempo %"):].splitlines()
     rows = {}
     for line in table[1:]:
-        cells = re.split(r"\s{2,}", line.strip())  # label, 9 measures, note
-        if len(cells) == 11:
+        cells = re.split(r"\s{2,}", line.strip())  # label, 11 measures, note
+        if len(cells) == 13:
             rows[cells[0].split()[0]] = cells
-    assert set(rows) == {"smoke", "reference", "real"}
+    assert set(rows) == {"smoke", "reference", "real", "codec"}
     for name in ("smoke", "reference"):  # generated rows: every measure (key is "-" for a 2-step model's noise)
-        tempo, key, drift, abs_drift, seam, ratio, realism, clip_realism, real_time = rows[name][1:10]
+        tempo, key, drift, abs_drift, seam, flatness, harmonic, ratio, realism, clip_realism, real_time = rows[name][1:12]
+        assert 0 < float(flatness) < 1 and 0 <= float(harmonic) <= 1
         assert re.fullmatch(r"[0-9.]+x", real_time) and float(real_time[:-1]) > 0
         assert float(seam) > 0 and float(ratio) > 0 and float(realism) > 0 and float(clip_realism) > 0
         assert tempo == "-" or float(tempo) >= 0
@@ -41,14 +42,20 @@ def test_long_clip_smoke_prints_one_table_and_a_summary(tmp_path, monkeypatch, c
     real = rows["real"]
     assert float(real[1]) < 5.0  # built-in jazz holds one tempo
     assert 0.5 < float(real[2]) <= 1.0  # and one key
-    assert real[5:10] == ["-"] * 5  # no seams, no model
-    assert real[10].startswith("3 held-out tracks, first 10.5 s")  # 25 % of 10 whole recordings
+    assert real[5] == "-" and real[8:12] == ["-"] * 4  # no seams, no model
+    assert 0 < float(real[6]) < 0.05 and float(real[7]) > 0.3  # built-in jazz is tonal
+    assert real[12].startswith("3 held-out tracks, first 10.5 s")  # 25 % of 10 whole recordings
+    codec = rows["codec"]  # the same tracks through the codec alone: tonality only
+    assert codec[1:6] == ["-"] * 5 and codec[8:12] == ["-"] * 4 and float(codec[6]) >= float(real[6]) * 0.8
     summary = dict(pair.split(": ") for pair in out.strip().splitlines()[-1].split(", "))
     for name in ("tempo_spread_percent", "loudness_drift_lu_per_min", "seam", "genre_ratio", "realism", "clip_realism",
-                 "time_vs_real_time", "speedup_vs_reference", "real_tempo_spread_percent"):
+                 "time_vs_real_time", "speedup_vs_reference", "real_tempo_spread_percent", "flatness", "real_flatness",
+                 "codec_floor_flatness", "harmonic_share", "flatness_3_vs_2_steps"):
         assert name in summary
     assert summary["time_vs_real_time"].endswith("x")
     assert float(summary["real_tempo_spread_percent"]) == pytest.approx(float(real[1]), abs=0.05)
+    assert float(summary["codec_floor_flatness"]) == pytest.approx(float(codec[6]), abs=5e-5)
+    assert "DDIM 2 steps" in out and "DDIM 3 steps" in out and summary["flatness_3_vs_2_steps"].endswith("x")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -297,6 +297,11 @@ def test_long_clip_measures_next_to_real_clips_cut_to_the_same_length(tmp_path):
     assert generated_value == pytest.approx(clips["tempo_spread_percent_median"], abs=0.05)
     assert real_value == pytest.approx(real["tempo_spread_percent_median"], abs=0.05)
     assert "key consistency" in text and "vs 3 real clips of the reference cut to 12 s" in text
+    # tonality: a click track is percussive (short decaying notes), measured on both sides
+    assert 0 < clips["flatness_median"] < 1 and clips["harmonic_share_median"] < real["harmonic_share_median"] + 0.2
+    assert all("flatness" in row and "harmonic_share" in row for row in clips["files"] + real["files"])
+    flat_line = next(line for line in text.splitlines() if "spectral flatness" in line)
+    assert float(flat_line.split()[2]) == pytest.approx(clips["flatness_median"], abs=5e-5)
 
 
 def test_held_out_reference_follows_the_trainer_split(generated_dir, genre_dir):

@@ -8,6 +8,7 @@ import torch
 import torchaudio.functional as AF
 from conftest import tone
 
+from audiodiff import metrics
 from audiodiff.metrics import (
     chroma_windows,
     fold_octaves,
@@ -216,3 +217,28 @@ def test_loudness_target_and_ceiling_are_defined_once():
     spiky[22050] = 1.0  # one click 20x the tone: -16 LUFS would lift it far past the ceiling
     peak = float(normalize_loudness(spiky, 22050).abs().max())
     assert peak == pytest.approx(metrics.DEFAULT_PEAK_CEILING, abs=1e-3)
+
+
+def test_spectral_flatness_separates_a_tone_from_noise_and_ignores_silence():
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    noise = np.random.default_rng(0).standard_normal(3 * sr) * 0.1
+    assert metrics.spectral_flatness(tone, sr) < 1e-4
+    assert 0.3 < metrics.spectral_flatness(noise, sr) < 0.8  # a periodogram of white noise: ~e^-0.577
+    half_silent = np.concatenate([tone, np.zeros(3 * sr)])
+    assert metrics.spectral_flatness(half_silent, sr) == pytest.approx(metrics.spectral_flatness(tone, sr), rel=0.5)
+    # the level does not matter: the clip is read at peak 1
+    assert metrics.spectral_flatness(noise * 0.01, sr) == pytest.approx(metrics.spectral_flatness(noise, sr), rel=1e-6)
+    with pytest.raises(ValueError):
+        metrics.spectral_flatness(np.zeros(sr), sr)
+
+
+def test_harmonic_share_is_high_for_held_notes_and_low_for_clicks():
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
+    clicks = np.zeros(2 * sr)
+    clicks[:: sr // 8] = 1.0
+    assert metrics.harmonic_share(chord, sr) > 0.9
+    assert metrics.harmonic_share(clicks, sr) < 0.2
