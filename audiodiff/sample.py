@@ -158,6 +158,7 @@ TEMPO_HOLD_BAND_GROUPS = 8
 JOIN_BLEND_SECONDS = 0.25
 JOIN_BLEND_PULL = 0.8
 MAX_CANDIDATES = 16
+MAX_REPAINT_JUMPS = 20  # RePaint used 10; each jump is one more UNet call per step (issue 25: 1e8 was accepted)
 DEFAULT_FADE_OUT_SECONDS = 0.5
 FADE_IN_SECONDS = 0.005  # removes a click if the first sample is far from zero
 
@@ -226,8 +227,8 @@ def _check_counts(num_inference_steps: int | None, batch_size: int, repaint_jump
         raise ValueError(f"steps must be at least 1, got {num_inference_steps}")
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
-    if repaint_jumps < 0:
-        raise ValueError(f"repaint jumps must be >= 0, got {repaint_jumps}")
+    if not 0 <= repaint_jumps <= MAX_REPAINT_JUMPS:
+        raise ValueError(f"repaint jumps must be from 0 to {MAX_REPAINT_JUMPS}, got {repaint_jumps}")
 
 
 def _check_candidates(candidates: int, choose=None, choose_after: int | None = None,

@@ -28,7 +28,7 @@ from audiodiff.cli import non_negative_int, positive_float, positive_int, run
 from audiodiff.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SECONDS
 from audiodiff.generate import DEFAULT_OUTPUT_DIR, generate
 from audiodiff.sample import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER,
-                              DEFAULT_TEMPO_HOLD, MAX_BPM, MAX_CANDIDATES, MIN_BPM, SCHEDULERS)
+                              DEFAULT_TEMPO_HOLD, MAX_BPM, MAX_CANDIDATES, MAX_REPAINT_JUMPS, MIN_BPM, SCHEDULERS)
 
 
 def non_negative_float(text: str) -> float:
@@ -75,7 +75,7 @@ def parse_args(argv=None):
     p.add_argument("--repaint-jumps", type=non_negative_int, default=0,
                    help="RePaint resampling: re-noise and denoise each step this many extra times so the new "
                         "part agrees better with the part it continues; each costs one more UNet call per "
-                        "step; ddim and ddpm only (default: 0)")
+                        f"step; ddim and ddpm only (default: 0; at most {MAX_REPAINT_JUMPS})")
     p.add_argument("--candidates", type=positive_int, default=DEFAULT_CANDIDATES,
                    help="make each continued slice of a long clip N times and keep the one whose loudness stays "
                         "closest to the clip so far: steadier level and smoother joins, at N times the time "

@@ -338,6 +338,9 @@ def test_script_user_mistakes_are_one_line_errors(tmp_path):
     many = _script(["--model", "tiny", "--candidates", "17", "--output-dir", str(tmp_path / "none")], tmp_path)
     assert many.returncode == 2 and many.stderr.strip() == "error: candidates must be a whole number from 1 to 16, got 17"
     assert not (tmp_path / "none").exists()
+    jumps = _script(["--model", "tiny", "--repaint-jumps", "100000000", "--output-dir", str(tmp_path / "none")], tmp_path)
+    assert jumps.returncode == 2 and jumps.stderr.strip() == "error: repaint jumps must be from 0 to 20, got 100000000"
+    assert jumps.stdout == "" and not (tmp_path / "none").exists()
 
 
 def test_candidates_are_recorded_and_change_only_the_continued_slices(model_dir, tmp_path):
