@@ -70,6 +70,10 @@ def make_bundled(config: FinetuneConfig = RECIPE, resume: bool = False, target: 
     `config` is stage 2, trained on `mel`'s images; stage 1 is `coarse`, by default COARSE in the
     same output folder."""
     coarse = coarse or dataclasses.replace(COARSE, output_dir=config.output_dir)
+    if resume and not (Path(coarse.output_dir) / coarse.run_name).is_dir():
+        # a typo'd --output-dir must not start a build of hours (issue 25)
+        raise ValueError(f"nothing to resume in {coarse.output_dir}: no build was started there "
+                         "(leave out --resume to start one)")
     coarse_dir = _stage(coarse, resume, progress)
     retimed = Path(config.output_dir) / RETIMED
     if not (resume and (retimed / MODEL_INDEX).is_file()):

@@ -1,5 +1,6 @@
 """The bundled base model ships inside the package and works offline."""
 
+import pytest
 import torch
 
 from audiodiff.pipeline import BUNDLED, BUNDLED_DIR, PRESETS, load_pipeline
@@ -56,6 +57,9 @@ def test_make_bundled_trains_two_stages_moves_the_weights_and_resumes(tmp_path):
     final = dataclasses.replace(tiny, run_name="base", lr=3e-4)
     wider = MelConfig(x_res=48, y_res=32, sample_rate=16000, n_fft=2048, hop_length=384)
     target = tmp_path / "installed"
+    with pytest.raises(ValueError, match="nothing to resume in .*runs: no build was started there"):
+        bundle.make_bundled(final, coarse=tiny, mel=wider, target=target, progress=False, resume=True)
+    assert not (tmp_path / "runs").exists() and not target.exists()
     assert bundle.make_bundled(final, coarse=tiny, mel=wider, target=target, progress=False) == target
     installed = load_pipeline(target)
     assert installed.mel == wider and installed.unet.config.sample_size == [32, 48]
