@@ -315,8 +315,7 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
     `tempo_window_seconds` windows, see audiodiff.metrics) of each clip, and their means (the
     tempo spread's median too: one clip with a misread window does not dominate it). What can't
     be measured says why."""
-    from .metrics import (harmonic_share, key_consistency, loudness_drift, loudness_spread, seam_score, spectral_flatness,
-                          tempo_spread, tempo_windows)
+    from .metrics import key_consistency, loudness_drift, loudness_spread, seam_score, tempo_spread, tempo_windows, tonality
 
     rows = []
     for clip in clips:
@@ -349,8 +348,7 @@ def long_clip_report(clips: Sequence[AudioClip], window_seconds: float = 4.0,
         else:
             row["tempo_note"] = row["key_note"] = f"shorter than two {tempo_window_seconds:g} s windows"
         try:  # tonality: is it instruments or noise (metrics module docstring)
-            row["flatness"] = spectral_flatness(clip.audio, clip.sample_rate)
-            row["harmonic_share"] = harmonic_share(clip.audio, clip.sample_rate)
+            row["flatness"], row["harmonic_share"] = tonality(clip.audio, clip.sample_rate)
         except ValueError as exc:
             row["tonality_note"] = str(exc)
         rows.append(row)

@@ -405,8 +405,8 @@ TONALITY_SILENT_DB = 60.0  # a frame this far below the clip's loudest is silenc
 _POWER_FLOOR = 1e-10  # librosa's amin: a bin at zero would make the geometric mean zero
 
 
-def _tonality_power(audio, sample_rate: int) -> np.ndarray:
-    """Power STFT (F, T) of mono audio at 16 kHz, scaled to peak 1 (flatness reads the floor)."""
+def _tonality_magnitude(audio, sample_rate: int) -> np.ndarray:
+    """Magnitude STFT (F, T) of mono audio at 16 kHz, scaled to peak 1 (flatness reads the floor)."""
     x = torch.from_numpy(_mono_numpy(audio).copy())
     x = resample(x, int(sample_rate), TONALITY_SAMPLE_RATE).double()
     peak = float(x.abs().max()) if x.numel() else 0.0
@@ -414,24 +414,38 @@ def _tonality_power(audio, sample_rate: int) -> np.ndarray:
         raise ValueError("tonality needs audio of at least 2048 samples at 16 kHz that is not silent")
     spec = torch.stft(x / peak, TONALITY_N_FFT, TONALITY_HOP, window=torch.hann_window(TONALITY_N_FFT, dtype=torch.float64),
                       center=True, return_complex=True)
-    return spec.abs().square().numpy()
+    return spec.abs().numpy()
 
 
-def spectral_flatness(audio, sample_rate: int) -> float:
-    """Median spectral flatness over the clip's frames that are not silent (module docstring):
-    ~1 for white noise, ~1e-6 for a sine; lower is more tonal."""
-    power = np.maximum(_tonality_power(audio, sample_rate), _POWER_FLOOR)
+def _flatness(magnitude: np.ndarray) -> float:
+    power = np.maximum(np.square(magnitude), _POWER_FLOOR)
     energy = power.sum(axis=0)
     voiced = energy > energy.max() * 10.0 ** (-TONALITY_SILENT_DB / 10.0)
     flatness = np.exp(np.log(power).mean(axis=0)) / power.mean(axis=0)
     return float(np.median(flatness[voiced]))
 
 
+def _harmonic_share(magnitude: np.ndarray) -> float:
+    import librosa
+
+    harmonic, percussive = librosa.decompose.hpss(magnitude)
+    h, p = float(np.square(harmonic).sum()), float(np.square(percussive).sum())
+    return h / max(h + p, 1e-30)
+
+
+def spectral_flatness(audio, sample_rate: int) -> float:
+    """Median spectral flatness over the clip's frames that are not silent (module docstring):
+    ~1 for white noise, ~1e-6 for a sine; lower is more tonal."""
+    return _flatness(_tonality_magnitude(audio, sample_rate))
+
+
 def harmonic_share(audio, sample_rate: int) -> float:
     """Energy of the harmonic part over harmonic + percussive (librosa HPSS on the 16 kHz STFT):
     1 for held notes, near 0 for clicks and noise."""
-    import librosa
+    return _harmonic_share(_tonality_magnitude(audio, sample_rate))
 
-    harmonic, percussive = librosa.decompose.hpss(_tonality_power(audio, sample_rate) ** 0.5)
-    h, p = float(np.square(harmonic).sum()), float(np.square(percussive).sum())
-    return h / max(h + p, 1e-30)
+
+def tonality(audio, sample_rate: int) -> tuple[float, float]:
+    """(spectral flatness, harmonic share) from one STFT of the clip."""
+    magnitude = _tonality_magnitude(audio, sample_rate)
+    return _flatness(magnitude), _harmonic_share(magnitude)

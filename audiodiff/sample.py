@@ -702,10 +702,7 @@ def sample(
             steered = guide(clean.float(), step_index)
             if steered is not None:
                 model_output = _model_output_for(scheduler, steered.to(clean), x, t)
-        # DDIM steps from the clipped clean image *and* the noise that predicts it: diffusers clips
-        # x0 but by default keeps the raw noise for the step's direction, an inconsistent step whose
-        # loss adds up with the step count (docs/tonality.md: flatness 0.0022/0.0080/0.0573 at
-        # 20/50/200 steps on the bundled model; 0.0047/0.0041/0.0037 consistent).
+        # the noise re-derived from the clipped x0, else each step loses signal (docs/tonality.md)
         kwargs = {"eta": eta, "use_clipped_model_output": True} if is_ddim else {}
         out = scheduler.step(model_output, t, x, generator=generator, **kwargs).prev_sample
         if tracker is not None:

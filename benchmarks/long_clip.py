@@ -76,6 +76,7 @@ from audiodiff.cli import positive_float, positive_int, run  # noqa: E402
 from audiodiff.audio import resample  # noqa: E402
 from audiodiff.evaluate import (  # noqa: E402
     AudioClip,
+    ClipSet,
     SplitSettings,
     compare_models,
     cut_clips,
@@ -86,7 +87,7 @@ from audiodiff.evaluate import (  # noqa: E402
     reference_long_clips,
 )
 from audiodiff.generate import generate  # noqa: E402
-from audiodiff.mel import audio_to_spectrogram, images_to_audio  # noqa: E402
+from audiodiff.mel import MelConfig, audio_to_spectrogram, images_to_audio  # noqa: E402
 from audiodiff.pipeline import MODEL_INDEX, load_pipeline, pick_device  # noqa: E402
 from audiodiff.train import CONFIG_FILE, FinetuneConfig, finetune  # noqa: E402
 
@@ -189,34 +190,34 @@ def measure_run(model: Run, settings: Settings, work_dir: Path) -> dict:
     }
 
 
-def measure_real(model: Run, settings: Settings) -> tuple[str, dict]:
-    """The run's genre's held-out tracks, cut to the clips' length, measured the same way."""
-    split = settings.split or SplitSettings.from_run(model.path)
+def held_out(model: Run, settings: Settings) -> tuple[ClipSet, MelConfig]:
+    """The run's genre's held-out tracks (its split) and its Mel config, loaded once for the
+    real row and the codec floor."""
     mel = load_pipeline(model.path).mel
-    target, _ = genre_clips(model.config.genre, mel, **model.source, split=split)
+    target, _ = genre_clips(model.config.genre, mel, **model.source, split=settings.split or SplitSettings.from_run(model.path))
+    return target, mel
+
+
+def measure_real(target: ClipSet, settings: Settings) -> tuple[str, dict]:
+    """The held-out tracks, cut to the clips' length, measured the same way."""
     report = reference_long_clips(target.clips, settings.seconds, target.description)
     lengths = sorted(row["seconds"] for row in report["files"])
-    label = f"real {target.genre}"
     note = f"{len(lengths)} held-out tracks, first {statistics.median(lengths):g} s"
-    return label, {**_measures(report), "note": note}
+    return f"real {target.genre}", {**_measures(report), "note": note}
 
 
-def measure_codec_floor(model: Run, settings: Settings) -> tuple[str, dict]:
-    """The same held-out tracks through the codec alone (encoded as one image, decoded once): the
-    tonality no model making these images can beat (DESIGN section 7)."""
-    split = settings.split or SplitSettings.from_run(model.path)
-    mel = load_pipeline(model.path).mel
-    target, _ = genre_clips(model.config.genre, mel, **model.source, split=split)
+def measure_codec_floor(target: ClipSet, mel: MelConfig, settings: Settings) -> tuple[str, dict]:
+    """The same held-out tracks through the codec alone (encoded as one image, decoded once, as a
+    generated clip is): the tonality no model making these images can beat (DESIGN section 7)."""
     decoded = []
     for clip in cut_clips(target.clips, settings.seconds):
         audio = resample(clip.audio.float(), clip.sample_rate, mel.sample_rate)
-        image = audio_to_spectrogram(audio, mel)
-        decoded.append(AudioClip(clip.name, images_to_audio(image, mel)[0].float(), mel.sample_rate))
+        decoded.append(AudioClip(clip.name, images_to_audio(audio_to_spectrogram(audio, mel), mel)[0].float(),
+                                 mel.sample_rate))
     report = long_clip_report(decoded)
     return f"codec floor ({target.genre})", {"flatness": report["flatness_median"],
                                              "harmonic": report["harmonic_share_median"],
                                              "note": "the held-out tracks through the codec alone"}
-
 
 
 def steps_sweep(model: Run, settings: Settings, work_dir: Path) -> dict[int, dict]:
@@ -388,10 +389,9 @@ def main(argv=None):
                 sys.stdout.flush()
                 measured[key] = measure_run(model, settings, work_dir / "clips" / str(index))
             rows[label] = measured[key]
-        label, real = measure_real(runs[0], settings)
-        rows[label] = real
-        label, floor = measure_codec_floor(runs[0], settings)
-        rows[label] = floor
+        target, mel = held_out(runs[0], settings)
+        for label, row in (measure_real(target, settings), measure_codec_floor(target, mel, settings)):
+            rows[label] = row
         print(f"steps sweep of {runs[0].label}: {settings.clips} single images at {settings.sweep_steps} DDIM steps ...")
         sweep = steps_sweep(runs[0], settings, work_dir / "sweep")
 
