@@ -148,6 +148,8 @@ class FinetuneConfig:
     sample_steps: int = 50
     validation_fraction: float = 0.1
     num_workers: int = 2
+    prediction_type: str | None = None  # None: the model's own; epsilon | v_prediction (see diffusion_loss)
+    snr_gamma: float | None = None  # min-SNR loss weighting (Hang et al. 2023); None: uniform over timesteps
     push_to_hub: bool = False
     hub_model_id: str | None = None
     device: str | None = None  # None = automatic (CUDA when available); "cpu" forces the CPU
@@ -169,6 +171,10 @@ class FinetuneConfig:
             raise ValueError(f"validation fraction must be in [0, 1), got {self.validation_fraction}")
         if self.lora_rank < 0 or self.warmup_steps < 0 or self.num_workers < 0:
             raise ValueError("lora-rank, warmup-steps and num-workers must not be negative")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction-type must be one of {', '.join(PREDICTION_TYPES[1:])}, got {self.prediction_type!r}")
+        if self.snr_gamma is not None and not (0 < self.snr_gamma <= 1000):
+            raise ValueError(f"snr-gamma must be in (0, 1000], got {self.snr_gamma}")
         if self.dataset is not None and self.data_dir is not None:
             raise ValueError("give either --dataset or --data-dir, not both")
         if self.recording_column is not None and (self.data_dir is not None or str(self.dataset).lower() == "synthetic"):
@@ -291,8 +297,49 @@ def timestep_quarter_losses(losses: torch.Tensor, timesteps: torch.Tensor, num_t
     return {f"loss_q{q}": losses[quarter == q].mean().item() for q in range(4) if (quarter == q).any()}
 
 
-def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None):
-    """MSE between the added and the predicted noise at uniform random timesteps.
+PREDICTION_TYPES = (None, "epsilon", "v_prediction")
+
+
+def with_objective(pipe, config: "FinetuneConfig"):
+    """`pipe` set to train `config.prediction_type`. A preset starts from random weights, so it takes
+    any; a trained model keeps its own (a new target would undo what it learned): asking another
+    is a ValueError."""
+    from diffusers import DDPMScheduler
+
+    from .pipeline import PRESETS
+
+    wanted = config.prediction_type
+    own = getattr(pipe.scheduler.config, "prediction_type", "epsilon")
+    if wanted is None or wanted == own:
+        return pipe
+    if getattr(pipe, "source", None) not in PRESETS:
+        raise ValueError(f"--prediction-type {wanted}: {config.pretrained or 'the pretrained model'} was trained "
+                         f"with {own}; a new target applies to a preset trained from scratch")
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config, prediction_type=wanted)
+    return pipe
+
+
+def _target_and_weight(scheduler, images, noise, timesteps, snr_gamma: float | None):
+    """What the model learns to predict (its scheduler's prediction_type: the noise, the velocity
+    sqrt(a) noise - sqrt(1 - a) x0, or the clean image) and each item's loss weight: 1, or min-SNR-gamma
+    (min(SNR, gamma) / SNR for the noise, / (SNR + 1) for the velocity, itself for the image)."""
+    kind = getattr(scheduler.config, "prediction_type", "epsilon")
+    target = {"v_prediction": lambda: scheduler.get_velocity(images, noise, timesteps),
+              "sample": lambda: images}.get(kind, lambda: noise)()
+    if snr_gamma is None:
+        return target, None
+    alpha_bar = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = alpha_bar / (1.0 - alpha_bar)
+    clipped = snr.clamp(max=snr_gamma)
+    weight = {"v_prediction": clipped / (snr + 1.0), "sample": clipped}.get(kind, clipped / snr)
+    return target, weight
+
+
+def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None,
+                   snr_gamma: float | None = None):
+    """MSE between the model's output and its target (the added noise, the velocity or the clean
+    image, as its scheduler's prediction_type says) at uniform random timesteps, optionally weighted
+    by min-SNR-`snr_gamma`.
 
     images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
     (CPU) so that they do not depend on the device or on the number of processes.
@@ -308,8 +355,10 @@ def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Gener
     timesteps = timesteps.to(images.device)
     noisy = scheduler.add_noise(images, noise, timesteps)
     predicted = unet(noisy, timesteps).sample
-    per_item = F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
-    return per_item.mean(), per_item.detach(), timesteps.detach().cpu()
+    target, weight = _target_and_weight(scheduler, images, noise, timesteps, snr_gamma)
+    per_item = F.mse_loss(predicted.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    loss = per_item.mean() if weight is None else (per_item * weight).mean()
+    return loss, per_item.detach(), timesteps.detach().cpu()
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -409,7 +458,7 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         _clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
     start.check_processes(accelerator.num_processes)  # before any data is read
     config, sources = _with_sources(start.config, accelerator.print)
-    pipe = load_pipeline(sources.pretrained)
+    pipe = with_objective(load_pipeline(sources.pretrained), config)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
     run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
                                                           base_sha256=weights_sha256(pipe.unet))
@@ -673,7 +722,8 @@ class TrainLoop:
         images = images.to(accelerator.device)
         with accelerator.accumulate(self.unet):
             generator = step_generator(config.seed, self.micro * accelerator.num_processes + accelerator.process_index)
-            loss, per_item, timesteps = diffusion_loss(self.unet, self.pipe.scheduler, images, generator)
+            loss, per_item, timesteps = diffusion_loss(self.unet, self.pipe.scheduler, images, generator,
+                                                       snr_gamma=self.config.snr_gamma)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)

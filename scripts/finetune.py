@@ -55,6 +55,10 @@ def parse_args(argv=None):
                             "0 = full fine-tune (default: 0)")
     model.add_argument("--gradient-checkpointing", action="store_true",
                        help="recompute activations in the backward pass: less GPU memory, ~30%% slower")
+    model.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], default=None,
+                       help="what the UNet learns to predict: the noise or the velocity (v, steadier clean-image "
+                            "estimates at high noise). Only for a preset trained from scratch; a pretrained model "
+                            "keeps its own (default: the model's own; presets: epsilon)")
     model.add_argument("--no-ema", action="store_true", help="save the raw weights instead of their moving average")
 
     opt = p.add_argument_group("optimisation")
@@ -71,6 +75,9 @@ def parse_args(argv=None):
                           f"{train.FALLBACK_LR:g} on the bundled offline fallback)")
     opt.add_argument("--warmup-steps", type=non_negative_int, default=train.DEFAULT_WARMUP_STEPS,
                      help=f"linear warm-up before the cosine decay (default: {train.DEFAULT_WARMUP_STEPS})")
+    opt.add_argument("--snr-gamma", type=positive_float, default=None,
+                     help="weight each timestep's loss by min(SNR, GAMMA) over its SNR (min-SNR weighting, 5 is "
+                          "usual): less effort on nearly clean images, faster training from scratch (default: uniform)")
     opt.add_argument("--mixed-precision", choices=list(train.MIXED_PRECISIONS), default="auto",
                      help="auto: bf16 on GPUs that support it natively (A100, RTX 30xx and newer), fp16 with loss "
                           "scaling on older GPUs, full precision on the CPU; no: full precision everywhere; "

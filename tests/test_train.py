@@ -79,6 +79,60 @@ def test_loss_goes_down_when_overfitting_one_batch():
     assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5]), losses
 
 
+class Oracle(torch.nn.Module):
+    """A "UNet" that outputs a fixed answer: exactly the target of one objective."""
+
+    def __init__(self, answer):
+        super().__init__()
+        self.answer = answer
+
+    def forward(self, x, t):
+        return dataclasses.make_dataclass("Out", ["sample"])(self.answer)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_the_loss_targets_what_the_scheduler_says_the_model_predicts(kind):
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=kind)
+    images, noise = torch.rand(4, 1, 8, 8) * 2 - 1, torch.randn(4, 1, 8, 8)
+    timesteps = torch.tensor([10, 300, 700, 990])
+    answers = {"epsilon": noise, "v_prediction": scheduler.get_velocity(images, noise, timesteps), "sample": images}
+    for answer_kind, answer in answers.items():
+        loss, _, _ = train.diffusion_loss(Oracle(answer), scheduler, images, None, timesteps, noise=noise)
+        assert (loss.item() < 1e-10) == (answer_kind == kind), (kind, answer_kind, loss.item())
+
+
+def test_min_snr_weights_follow_the_formula_and_spare_the_clean_end():
+    from diffusers import DDPMScheduler
+
+    images, noise = torch.zeros(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    timesteps = torch.tensor([0, 500, 999])
+    for kind in ("epsilon", "v_prediction"):
+        scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=kind)
+        alpha_bar = scheduler.alphas_cumprod[timesteps]
+        snr = alpha_bar / (1 - alpha_bar)
+        _, weight = train._target_and_weight(scheduler, images, noise, timesteps, 5.0)
+        expected = snr.clamp(max=5.0) / (snr + 1 if kind == "v_prediction" else snr)
+        assert torch.allclose(weight, expected.float())
+        assert weight[0] < 0.01  # the nearly clean end weighs little
+        assert kind == "v_prediction" or torch.isclose(weight[2], torch.tensor(1.0))  # the noisy end in full
+        assert train._target_and_weight(scheduler, images, noise, timesteps, None)[1] is None
+
+
+def test_a_preset_trains_velocity_from_scratch_and_a_trained_model_keeps_its_target(tmp_path, music):
+    result = train.finetune(tiny_config(tmp_path, max_steps=2, prediction_type="v_prediction", snr_gamma=5.0),
+                            progress=False)
+    assert load_pipeline(result.run_dir).scheduler.config.prediction_type == "v_prediction"
+    assert all(np.isfinite(result.losses))
+    # fine-tuning it: the model's own target by default, and asking for another is refused before any work
+    again = train.finetune(tiny_config(tmp_path, max_steps=1, pretrained=str(result.run_dir)), progress=False)
+    assert load_pipeline(again.run_dir).scheduler.config.prediction_type == "v_prediction"
+    with pytest.raises(ValueError, match="trained with v_prediction"):
+        train.finetune(tiny_config(tmp_path, max_steps=1, pretrained=str(result.run_dir), prediction_type="epsilon"),
+                       progress=False)
+
+
 def test_finetune_writes_a_pipeline_that_loads_here_and_in_diffusers(tmp_path, music):
     result = train.finetune(tiny_config(tmp_path), progress=False)
     run_dir = result.run_dir
@@ -355,6 +409,7 @@ def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(tmp_path):
     ({"run_name": "../x"}, "run-name"), ({"run_name": "/tmp/x"}, "run-name"), ({"run_name": "a/b"}, "run-name"),
     ({"run_name": ".."}, "run-name"), ({"seed": 2**70}, "seed"), ({"seed": -1}, "seed"),
     ({"data_dir": "y", "recording_column": "song_id"}, "recording-column"),
+    ({"prediction_type": "sample"}, "prediction-type"), ({"snr_gamma": 0.0}, "snr-gamma"),
 ])
 def test_bad_config_values_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
@@ -415,14 +470,15 @@ def test_finetune_script_flags_become_the_config_field_by_field(tmp_path):
         "--epochs", "3", "--batch-size", "5", "--grad-accum", "2", "--lr", "0.001", "--warmup-steps", "9",
         "--mixed-precision", "bf16", "--seed", "11", "--output-dir", str(tmp_path), "--run-name", "mine",
         "--resume", "latest", "--checkpoint-every", "13", "--keep-checkpoints", "4", "--validate-every", "17",
-        "--sample-every", "19", "--push-to-hub", "--hub-model-id", "me/jazz", "--device", "cpu"])
+        "--sample-every", "19", "--push-to-hub", "--hub-model-id", "me/jazz", "--device", "cpu",
+        "--prediction-type", "v_prediction", "--snr-gamma", "5"])
     expected = train.FinetuneConfig(
         genre=None, dataset="me/songs", split="test", genre_column="style", audio_column="sound",
         recording_column="album", streaming=True, num_workers=0, pretrained="tiny", lora_rank=4,
         gradient_checkpointing=True, ema=False, max_steps=7, epochs=3, batch_size=5, grad_accum=2, lr=0.001,
         warmup_steps=9, mixed_precision="bf16", seed=11, output_dir=str(tmp_path), run_name="mine",
         checkpoint_every=13, keep_checkpoints=4, validate_every=17, sample_every=19, push_to_hub=True,
-        hub_model_id="me/jazz", device="cpu")
+        hub_model_id="me/jazz", device="cpu", prediction_type="v_prediction", snr_gamma=5.0)
     assert train.FinetuneConfig.from_flags(vars(args)) == expected
     assert train.FinetuneConfig.from_flags({"genre": "Rock", "device": "auto"}).genre == "Rock"
     # every flag reaches the config (a flag with no field of its name would be dropped silently)
