@@ -496,6 +496,12 @@ def synthetic_tracks(genre: str | None, clips_per_genre: int, seconds: float) ->
         clips = synthetic_clips(clips_per_genre, seconds, genres=[label] if label else None)
     except ValueError as exc:  # clips_per_genre or seconds out of range
         raise DataError(f"built-in synthetic set: {exc}") from exc
+    from .fluid import RendererMissing, check_renderer
+
+    try:
+        check_renderer()  # before any work, never as a skipped track
+    except RendererMissing as exc:
+        raise DataError(str(exc)) from None
     return label, [Track(clip.name, clip.genre, clip) for clip in clips]
 
 

