@@ -472,6 +472,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     return loop.finish(mixed_precision, sources.fallback)
 
 
+OUTSIDE_EFFECTS = ("push_to_hub", "hub_model_id", "output_dir")  # fields a resume takes from the command line only
+
+
 @dataclass(frozen=True)
 class _Start:
     """Where a run starts: a new run from the configuration given, or (a resume) a checkpoint of a run
@@ -490,7 +493,10 @@ class _Start:
         checkpoint_io.check_loadable(checkpoint)  # a pickled (old or tampered) checkpoint: refused before any work
         run_dir = checkpoint.parent.parent
         saved = json.loads((run_dir / CONFIG_FILE).read_text())
-        config = FinetuneConfig.from_dict({**saved, "max_steps": config.max_steps or saved.get("max_steps")})
+        # The training state comes from the folder; what acts outside it (an upload, where output
+        # goes) only from this command line: a shared run folder must not push to someone's hub (issue 25)
+        here = {name: getattr(config, name) for name in OUTSIDE_EFFECTS}
+        config = FinetuneConfig.from_dict({**saved, **here, "max_steps": config.max_steps or saved.get("max_steps")})
         return cls(config, checkpoint, run_dir, saved)
 
     def check_processes(self, num_processes: int) -> None:

@@ -217,6 +217,23 @@ def test_resume_from_the_last_checkpoint_keeps_the_loss_history(tmp_path, music)
     assert all(torch.equal(p, q) for p, q in zip(a.unet.parameters(), b.unet.parameters()))
 
 
+def test_resume_pushes_only_where_this_command_line_says(tmp_path, music, monkeypatch):
+    """A shared run folder's training_config.json cannot make a plain --resume upload (issue 25)."""
+    pushed = []
+    monkeypatch.setattr(train, "push_to_hub", lambda run_dir, repo_id: pushed.append(repo_id))
+    first = train.finetune(tiny_config(tmp_path, max_steps=2, checkpoint_every=1, validate_every=1000), progress=False)
+    saved_path = first.run_dir / train.CONFIG_FILE
+    saved = json.loads(saved_path.read_text())
+    saved.update(push_to_hub=True, hub_model_id="someone/else", output_dir="/somewhere/else")
+    saved_path.write_text(json.dumps(saved))
+    resumed = train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(first.run_dir), progress=False)
+    assert resumed.steps == 3 and pushed == []
+    assert not Path("/somewhere/else").exists()
+    train.finetune(tiny_config(tmp_path, max_steps=4, push_to_hub=True, hub_model_id="me/mine"),
+                   resume=str(first.run_dir), progress=False)
+    assert pushed == ["me/mine"]
+
+
 def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
     from audiodiff import checkpoint
 
