@@ -20,6 +20,7 @@ complete. Writing is the main process's job; every process takes part in collect
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -147,9 +148,23 @@ def check_loadable(folder: Path) -> dict:
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return safetensors.torch.load_file(path, device="cpu")
+        tensors = safetensors.torch.load_file(path, device="cpu")
     except Exception as exc:  # noqa: BLE001 - missing, truncated or corrupt file
         raise CheckpointError(f"can't read the checkpoint file {path}: {exc}") from exc
+    bad = next((name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:  # resuming would train (and save) NaN: refuse (issue 25)
+        raise CheckpointError(f"refusing to resume from {path.parent}: {path.name} holds NaN or infinite values "
+                              f"({bad}); resume from an earlier checkpoint")
+    return tensors
+
+
+def _check_finite_numbers(value, where: str, folder: Path) -> None:
+    """Every number in the JSON state (learning rates, betas, moments' counts) must be finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"refusing to resume from {folder}: {where} is {value}; resume from an earlier checkpoint")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _check_finite_numbers(item, f"{where}.{key}", folder)
 
 
 def restore(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema, grad_scaler,
@@ -158,6 +173,8 @@ def restore(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema
     the same way: same model, LoRA, optimiser). Returns (step, loss history of steps 1..step)."""
     folder = Path(folder)
     state = check_loadable(folder)
+    for part in ("optimizer", "lr_scheduler", "ema"):
+        _check_finite_numbers(state.get(part), part, folder)
     try:
         unet.load_state_dict(_load_tensors(folder / MODEL_FILE), strict=True)
 

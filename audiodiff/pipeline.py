@@ -631,6 +631,9 @@ def _load_unet(unet_dir: Path, source: str, mel: MelConfig) -> UNet2DModel:
     state = _rename_deprecated_attention_keys(unet, _load_file(weights))
     # float32 master weights whatever the file holds (fp16 variants): move with .to(dtype=...)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # it would only ever make silence (issue 25)
+        raise PipelineError(f"{source}: the UNet weights hold NaN or infinite values ({bad}); the model is broken")
     try:
         unet.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:

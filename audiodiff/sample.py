@@ -741,6 +741,11 @@ def sample(
             shape, weight = (batch_size, *shape[1:]), 1
     if own_progress:
         tracker.close()
+    if not torch.isfinite(x).all():  # decoded, it would be silence written as a clip (issue 25)
+        from .pipeline import GenerationError
+
+        raise GenerationError("the model produced NaN or infinite values (broken weights, or an overflow in half "
+                              "precision: try --device cpu); no clip was written")
     x = x.float().clamp(-1.0, 1.0)
     if mask_full is not None:
         x = torch.where(mask_full, known_exact, x)  # exactly the clean known image, in float32

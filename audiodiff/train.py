@@ -472,6 +472,10 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     return loop.finish(mixed_precision, sources.fallback)
 
 
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the run stopped with its checkpoints intact."""
+
+
 OUTSIDE_EFFECTS = ("push_to_hub", "hub_model_id", "output_dir")  # fields a resume takes from the command line only
 
 
@@ -730,6 +734,7 @@ class TrainLoop:
             generator = step_generator(config.seed, self.micro * accelerator.num_processes + accelerator.process_index)
             loss, per_item, timesteps = diffusion_loss(self.unet, self.pipe.scheduler, images, generator,
                                                        snr_gamma=self.config.snr_gamma)
+            self._stop_unless_finite(loss)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(self.trainable, config.max_grad_norm)
@@ -740,6 +745,19 @@ class TrainLoop:
         self.micro += 1
         if accelerator.sync_gradients:
             self._after_optimizer_step(loss, per_item, timesteps, epoch)
+
+    def _stop_unless_finite(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, before it reaches the weights: the checkpoints written so
+        far are the last good ones (issue 25). Every process stops together."""
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            finite = self.accelerator.gather(finite).min().reshape(1)
+        if finite.item() == 1.0:
+            return
+        kept = list_checkpoints(self.run_dir)
+        where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
+        raise TrainingDiverged(f"the loss became {loss.item()} at step {self.step + 1}, so training stopped; {where} "
+                               f"(lower --lr, then --resume from it)")
 
     def _after_optimizer_step(self, loss, per_item, timesteps, epoch: int) -> None:
         """EMA update, logs (loss, lr, loss per timestep quarter), and validation, samples and a

@@ -647,3 +647,26 @@ def test_with_mel_moves_the_weights_onto_another_image_and_refuses_sizes_it_cann
     assert out.shape == (1, 1, 32, 48)
     with pytest.raises(PipelineError, match="multiples of 4"):
         with_mel(pipe, MelConfig(x_res=50, y_res=32, sample_rate=16000, n_fft=2048, hop_length=384))
+
+
+def test_nan_or_inf_weights_are_refused_at_load_and_by_the_generate_script(tmp_path):
+    """A broken model would only ever make silence, written as a clip with exit 0 (issue 25)."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file, save_file
+
+    _, folder = saved_tiny(tmp_path)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    name = sorted(state)[3]
+    state[name] = state[name].clone().fill_(float("nan"))
+    save_file(state, weights)
+    with pytest.raises(PipelineError, match=f"NaN or infinite values \\({name}\\)"):
+        load_pipeline(folder)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "scripts" / "generate.py"), "--model", str(folder), "--seconds", "1",
+                           "--output-dir", str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and "NaN" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -757,3 +757,13 @@ def test_ddim_with_clipping_gives_the_same_image_at_any_step_count():
     assert abs(float(results[0].mean() - results[1].mean())) < 0.02
     assert float(results[1].mean()) > 0.15
     assert float((results[0] - results[1]).abs().mean()) < 0.05
+
+
+def test_a_model_that_outputs_nan_raises_instead_of_making_silence():
+    from audiodiff.pipeline import GenerationError
+
+    broken = tiny_unet()
+    broken.forward = lambda x, t, **kwargs: SimpleNamespace(sample=torch.full_like(x, float("nan")))
+    with pytest.raises(GenerationError, match="NaN or infinite values"):
+        sample(broken, make_scheduler("ddim", DDPMScheduler(num_train_timesteps=1000)), width=MEL.x_res,
+               num_inference_steps=2, progress=False)

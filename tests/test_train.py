@@ -234,6 +234,46 @@ def test_resume_pushes_only_where_this_command_line_says(tmp_path, music, monkey
     assert pushed == ["me/mine"]
 
 
+def test_training_stops_at_the_first_nan_loss_keeping_the_good_checkpoints(tmp_path, music, monkeypatch):
+    real = train.diffusion_loss
+    calls = []
+
+    def fails_at_step_3(*args, **kwargs):
+        calls.append(1)
+        loss, per_item, timesteps = real(*args, **kwargs)
+        return (loss * float("nan") if len(calls) == 3 else loss), per_item, timesteps
+
+    monkeypatch.setattr(train, "diffusion_loss", fails_at_step_3)
+    with pytest.raises(train.TrainingDiverged, match=r"the loss became nan at step 3.*step-000002"):
+        train.finetune(tiny_config(tmp_path, run_name="nan", max_steps=6, checkpoint_every=2), progress=False)
+    run_dir = tmp_path / "runs" / "nan"
+    assert [p.name for p in train.list_checkpoints(run_dir)] == ["step-000002"]
+    assert not (run_dir / "model_index.json").exists()  # no pipeline of NaN weights
+    monkeypatch.setattr(train, "diffusion_loss", real)
+    resumed = train.finetune(tiny_config(tmp_path, max_steps=4), resume=str(run_dir), progress=False)
+    assert resumed.steps == 4 and all(np.isfinite(resumed.losses))
+
+
+@pytest.mark.parametrize("poison", ["weights", "learning rate"])
+def test_a_checkpoint_holding_nan_is_refused_at_resume(tmp_path, music, poison):
+    from safetensors.torch import load_file, save_file
+
+    from audiodiff import checkpoint as checkpoint_io
+
+    first = train.finetune(tiny_config(tmp_path, max_steps=2, checkpoint_every=2), progress=False)
+    latest = train.list_checkpoints(first.run_dir)[-1]
+    if poison == "weights":
+        state = load_file(latest / checkpoint_io.MODEL_FILE)
+        state = {k: v.fill_(float("inf")) if i == 0 else v for i, (k, v) in enumerate(state.items())}
+        save_file(state, latest / checkpoint_io.MODEL_FILE)
+    else:
+        saved = json.loads((latest / checkpoint_io.STATE_FILE).read_text())
+        saved["optimizer"]["param_groups"][0]["lr"] = float("nan")
+        (latest / checkpoint_io.STATE_FILE).write_text(json.dumps(saved))
+    with pytest.raises(checkpoint_io.CheckpointError, match="refusing to resume .*(NaN or infinite|is nan)"):
+        train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(first.run_dir), progress=False)
+
+
 def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
     from audiodiff import checkpoint
 
