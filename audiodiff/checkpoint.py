@@ -15,12 +15,18 @@ One checkpoint folder (`checkpoints/step-000500/`):
 
 train.py writes these files into a temporary folder and renames it, so a folder named step-N is
 complete. Writing is the main process's job; every process takes part in collecting RNG states.
+
+A run folder is trained by one process (group) at a time: RunLock holds an advisory lock on its
+`.lock` file for the whole run (the kernel drops it when the process dies, so a dead run's lock is
+simply taken over).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import random
 from pathlib import Path
 
@@ -35,6 +41,43 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 EMA_FILE = "ema.safetensors"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
+
+
+LOCK_FILE = ".lock"
+
+
+class RunInUse(ValueError):
+    """Another live process is training this run folder."""
+
+
+class RunLock:
+    """The advisory lock (flock) on a run folder's `.lock`, naming its holder's PID and host inside."""
+
+    def __init__(self):
+        self.fd: int | None = None
+
+    def take(self, folder: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no locking
+            return
+        path = Path(folder) / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunInUse(f"{folder} is being trained by {holder}; wait for it to finish (or stop it), then "
+                           f"--resume it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock; the file stays, unlocked
+            self.fd = None
 
 
 class CheckpointError(ValueError):

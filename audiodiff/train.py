@@ -428,6 +428,7 @@ class _NewRun:
 
     folder: Path | None = None
     trained: bool = False
+    lock: checkpoint_io.RunLock = dataclasses.field(default_factory=checkpoint_io.RunLock)  # held for the run
 
 
 def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool = True) -> RunResult:
@@ -443,6 +444,8 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
         if new_run.folder is not None and not new_run.trained and not list_checkpoints(new_run.folder):
             shutil.rmtree(new_run.folder, ignore_errors=True)
         raise
+    finally:
+        new_run.lock.release()
 
 
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
@@ -453,6 +456,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     resumed = start.checkpoint is not None
     check_writable_folder(start.run_dir if resumed else start.config.output_dir,
                           "the run folder" if resumed else "--output-dir")
+    if resumed and _is_main_launch():
+        new_run.lock.take(start.run_dir)  # before anything in it is touched (issue 25)
     accelerator, mixed_precision = _make_accelerator(start.config)
     if accelerator.is_main_process:
         _clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
@@ -462,6 +467,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     data = _load_training_data(config, pipe.mel, accelerator, progress)
     run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
                                                           base_sha256=weights_sha256(pipe.unet))
+    if not resumed and accelerator.is_main_process:
+        new_run.lock.take(run_dir)  # a fresh folder: so that a --resume of it while it trains is refused
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
     loop = TrainLoop(config, accelerator, pipe, data, run_dir, new_run, progress=progress)
     if resumed:
@@ -892,6 +899,11 @@ def _shard(accelerator):
     return Shard(accelerator.process_index, accelerator.num_processes, lambda obj: gather_object([obj]))
 
 
+def _is_main_launch() -> bool:
+    """The launch's main process (torchrun and accelerate set RANK), known before the accelerator exists."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _clean_leftovers(folder: Path, resumed: bool) -> None:
     """What kills left behind: staging folders of final pipeline saves (in --output-dir, or the resumed
     run's), and the resumed run's unfinished checkpoint folders (never the latest complete one)."""
@@ -1027,6 +1039,6 @@ def push_to_hub(run_dir: Path, repo_id: str, api=None) -> str:
 
         api = HfApi()
     api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=str(run_dir), ignore_patterns=[f"{CHECKPOINTS}/*", ".tmp*"],
+    api.upload_folder(repo_id=repo_id, folder_path=str(run_dir), ignore_patterns=[f"{CHECKPOINTS}/*", ".tmp*", checkpoint_io.LOCK_FILE],
                       commit_message=f"Upload {run_dir.name} (audiodiff fine-tune)")
     return f"https://huggingface.co/{repo_id}"

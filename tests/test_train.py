@@ -274,6 +274,30 @@ def test_a_checkpoint_holding_nan_is_refused_at_resume(tmp_path, music, poison):
         train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(first.run_dir), progress=False)
 
 
+def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path, music):
+    """A second --resume of a run still training is refused in one line naming the holder; a lock
+    left by a dead process is taken over (issue 25)."""
+    from audiodiff.checkpoint import LOCK_FILE, RunInUse
+
+    first = train.finetune(tiny_config(tmp_path, max_steps=2, checkpoint_every=2), progress=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from audiodiff.checkpoint import RunLock; "
+                               "RunLock().take(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(first.run_dir)],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in first.run_dir.rglob("*"))
+        with pytest.raises(RunInUse, match=f"being trained by process {holder.pid} on "):
+            train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(first.run_dir), progress=False)
+        assert sorted(p.name for p in first.run_dir.rglob("*")) == before  # nothing touched
+        done = run_script(["--resume", str(first.run_dir), "--max-steps", "3", "--num-workers", "0"], cwd=tmp_path)
+        assert done.returncode == 2 and f"process {holder.pid}" in done.stderr and "Traceback" not in done.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    resumed = train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(first.run_dir), progress=False)
+    assert resumed.steps == 3 and (first.run_dir / LOCK_FILE).is_file()
+
+
 def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
     from audiodiff import checkpoint
 
