@@ -9,8 +9,10 @@ and the edits all go through `write_clip_files`, via `audiodiff.generate.generat
   audio (`png_to_image`, `png_to_audio`: riffusion's habit);
 - `NAME.json`: how it was made (what the caller says) and what the clip is (length, seams, Mel
   configuration, versions), keys in `RECORD_ORDER`.
-Names are taken atomically (`reserve_name`): when NAME is taken, NAME-1, NAME-2, ... is used, so
-nothing is ever overwritten, even by two processes asking for one name at once.
+Names are taken atomically: the files are written whole under temporary names, then linked to
+their names with links that fail when a name exists; when NAME is taken, NAME-1, NAME-2, ... is
+used. So nothing is ever overwritten, even by two processes asking for one name at once, and a
+kill leaves no empty or half-written clip (`reserve_name` does it where there are no hard links).
 """
 
 from __future__ import annotations
@@ -178,6 +180,9 @@ def _in_record_order(record: dict) -> dict:
     return dict(sorted(record.items(), key=lambda item: rank[item[0]]))  # stable: unlisted keys keep their order
 
 
+TEMP_PREFIX = ".tmp-clip-"  # .tmp-clip-<pid>-<index>.<ext>: a clip's files before they get their name
+
+
 def write_clip_files(
     clip: LongClip,
     mel: MelConfig,
@@ -193,50 +198,109 @@ def write_clip_files(
     clip: the generated batch (audio (B, T), image (B, 1, H, W)); mel: the model's Mel configuration,
         which the PNG and the JSON carry.
     name: the wanted name; a batch of B > 1 clips is NAME_1 ... NAME_B. When any of those files
-        exists, NAME-1, NAME-2, ... is taken instead (atomically, `reserve_name`) and said through `log`.
+        exists, NAME-1, NAME-2, ... is taken instead (atomically) and said through `log`.
     made_with: how the clips were made (model, seed, steps, scheduler, ...), written into every JSON
         with what the clip itself tells (batch index, seconds, samples, seams, Mel configuration,
         torch threads, time, file names, versions); per_clip: more fields for each clip (e.g. alpha).
-    On any failure the files reserved by this call are removed: no half-written clip is left behind.
+    The files are written whole under temporary names first and then given their names (hard links
+    that fail when the name exists: never an overwrite), so even a kill -9 leaves no empty or
+    half-written NAME.*; temporary files of dead processes are removed by the next call (issue 25).
     """
     say = log or (lambda message: None)
-    batch_size = clip.audio.shape[0]
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # checked before the work, but the folder may have changed meanwhile
         raise GenerationError(f"can't create --output-dir {output_dir}: {exc.strerror or exc}") from exc
-    base, reserved = reserve_name(output_dir, name, batch_size)
+    _clean_stale_temporaries(output_dir)
+    samples = clip.audio.shape[-1]
+    temporaries: list[Path] = []
+    try:
+        for index in range(clip.audio.shape[0]):
+            temporaries.append(write_wav(_temporary(output_dir, index, ".wav"), clip.audio[index], clip.sample_rate))
+            temporaries.append(spectrogram_png(clip.image[index][..., : columns_for_samples(samples, mel)], mel,
+                                               samples, _temporary(output_dir, index, ".png")))
+        records = [{**made_with, **_clip_facts(clip, mel, index), **(per_clip[index] if per_clip else {})}
+                   for index in range(clip.audio.shape[0])]
+        base, written = _publish(output_dir, name, records, temporaries)
+    finally:
+        for path in temporaries + [_temporary(output_dir, i, ".json") for i in range(clip.audio.shape[0])]:
+            path.unlink(missing_ok=True)
     if base != name:
         say(f"{name} already exists in {output_dir}; writing {base} instead")
+    return written
+
+
+def _temporary(output_dir: Path, index: int, suffix: str) -> Path:
+    return output_dir / f"{TEMP_PREFIX}{os.getpid()}-{index}{suffix}"
+
+
+def _clean_stale_temporaries(output_dir: Path) -> None:
+    from .pipeline import _process_alive
+
+    for path in output_dir.glob(f"{TEMP_PREFIX}*"):
+        pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _clip_facts(clip: LongClip, mel: MelConfig, index: int) -> dict:
     samples = clip.audio.shape[-1]
-    written: list[Path] = []
+    return {
+        "batch_size": clip.audio.shape[0],
+        "batch_index": index,
+        "seconds": round(samples / clip.sample_rate, 6),
+        "samples": samples,
+        "sample_rate": clip.sample_rate,
+        "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
+        "mel": mel.to_dict(),
+        "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (README)
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _publish(output_dir: Path, name: str, records: list[dict], temporaries: list[Path]) -> tuple[str, list[Path]]:
+    """Give the written files (wav, png per clip in `temporaries`) the first free NAME (or NAME-N)
+    with their JSON: each by an exclusive hard link, undone when any name of the batch is taken.
+    Where the file system has no hard links, the names are reserved (`reserve_name`) and replaced."""
+    candidate, n = name, 0
+    while True:
+        stems = _stems(candidate, len(records))
+        for index, (stem, record) in enumerate(zip(stems, records)):
+            meta = _temporary(output_dir, index, ".json")
+            full = {**record, "files": {"wav": f"{stem}.wav", "png": f"{stem}.png"}, "versions": _versions()}
+            meta.write_text(json.dumps(_in_record_order(full), indent=2) + "\n")
+        pairs = [(_temporary(output_dir, i, ext), output_dir / f"{stem}{ext}")
+                 for i, stem in enumerate(stems) for ext in (".wav", ".png", ".json")]
+        made: list[Path] = []
+        try:
+            for source, target in pairs:
+                os.link(source, target)
+                made.append(target)
+            return candidate, made
+        except FileExistsError:
+            for path in made:
+                path.unlink(missing_ok=True)
+            n += 1
+            candidate = f"{name}-{n}"
+        except OSError:  # no hard links here (FAT, some network file systems): reserve, then replace
+            for path in made:
+                path.unlink(missing_ok=True)
+            return _publish_by_replacing(output_dir, candidate, pairs)
+
+
+def _publish_by_replacing(output_dir: Path, name: str, pairs: list[tuple[Path, Path]]) -> tuple[str, list[Path]]:
+    base, reserved = reserve_name(output_dir, name, len(pairs) // 3)
+    if base != name:  # the JSON names its files: rewrite them for the name reserved
+        for source, _ in pairs[2::3]:
+            record = json.loads(source.read_text())
+            record["files"] = {k: v.replace(name, base, 1) for k, v in record["files"].items()}
+            source.write_text(json.dumps(record, indent=2) + "\n")
     try:
-        for index, stem in enumerate(_stems(base, batch_size)):
-            wav = write_wav(output_dir / f"{stem}.wav", clip.audio[index], clip.sample_rate)
-            png = spectrogram_png(clip.image[index][..., : columns_for_samples(samples, mel)], mel, samples,
-                                  output_dir / f"{stem}.png")
-            record = {
-                **made_with,
-                "batch_size": batch_size,
-                "batch_index": index,
-                "seconds": round(samples / clip.sample_rate, 6),
-                "samples": samples,
-                "sample_rate": clip.sample_rate,
-                "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
-                "mel": mel.to_dict(),
-                "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (README)
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "files": {"wav": wav.name, "png": png.name},
-                "versions": _versions(),
-                **(per_clip[index] if per_clip else {}),
-            }
-            meta = output_dir / f"{stem}.json"
-            with open(meta, "w") as handle:  # the empty file reserve_name made for this clip
-                json.dump(_in_record_order(record), handle, indent=2)
-                handle.write("\n")
-            written += [wav, png, meta]
+        targets = [output_dir / f"{stem}{ext}" for stem in _stems(base, len(pairs) // 3) for ext in (".wav", ".png", ".json")]
+        for (source, _), target in zip(pairs, targets):
+            os.replace(source, target)
+        return base, targets
     except BaseException:
-        for path in reserved:  # ours alone (reserve_name made them): no half-written clip is left behind
+        for path in reserved:
             path.unlink(missing_ok=True)
         raise
-    return written

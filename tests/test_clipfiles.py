@@ -1,6 +1,7 @@
 """clipfiles.write_clip_files: the one writer of a clip's WAV, PNG and JSON, on a clip made in the test (no model)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_never_overwrites_and_leaves_nothing_half_written(tmp_path, monkeypatch)
     before = {p: p.read_bytes() for p in tmp_path.iterdir()}
 
     def fail_on_the_second_png(image, mel, samples, path):
-        if path.name.endswith("_2.png"):
+        if path.name.endswith("-1.png"):  # the second clip's, written under its temporary name
             raise OSError("disk full")
         return real_png(image, mel, samples, path)
 
@@ -72,3 +73,47 @@ def test_never_overwrites_and_leaves_nothing_half_written(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         write_clip_files(_clip(), MEL, tmp_path, "c", MADE_WITH)
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # c-2's files, written or reserved, are gone
+
+
+def test_a_kill_while_writing_leaves_no_named_file_and_its_leftovers_are_cleaned(tmp_path):
+    """kill -9 during the PNG: nothing named c*.* exists (no 0-byte files), and the next write removes
+    the dead process's temporary files (issue 25)."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time, torch\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_clipfiles import _clip, MEL, MADE_WITH\n"
+        "from audiodiff import clipfiles\n"
+        "def stuck(*args, **kwargs):\n"
+        "    print('writing', flush=True); time.sleep(60)\n"
+        "clipfiles.spectrogram_png = stuck\n"
+        "from pathlib import Path\n"
+        "clipfiles.write_clip_files(_clip(), MEL, Path(sys.argv[1]), 'c', MADE_WITH)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left and all(name.startswith(clipfiles.TEMP_PREFIX) for name in left), left  # only temporaries
+    paths = write_clip_files(_clip(), MEL, tmp_path, "c", MADE_WITH)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # c_1.*, c_2.*: cleaned up
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_without_hard_links_names_are_reserved_and_replaced(tmp_path, monkeypatch):
+    (tmp_path / "c_1.wav").write_text("someone else's")
+
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(clipfiles.os, "link", no_links)
+    paths = write_clip_files(_clip(), MEL, tmp_path, "c", MADE_WITH)
+    assert [p.name for p in paths][:3] == ["c-1_1.wav", "c-1_1.png", "c-1_1.json"]
+    assert json.loads(paths[2].read_text())["files"] == {"wav": "c-1_1.wav", "png": "c-1_1.png"}
+    assert (tmp_path / "c_1.wav").read_text() == "someone else's"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(clipfiles.TEMP_PREFIX)]
