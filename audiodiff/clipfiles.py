@@ -21,6 +21,8 @@ import datetime as _dt
 import json
 import os
 import re
+import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -130,19 +132,51 @@ def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Pat
     return path
 
 
+MAX_PNG_PIXELS = 32_000_000  # ~13 minutes of the public 256 model's spectrogram; decoding more is refused
+
+
 def png_to_image(path: str | os.PathLike) -> tuple[torch.Tensor, MelConfig, int]:
-    """Read a PNG written by `spectrogram_png` -> (image (1, 1, H, W) in [-1, 1], MelConfig, samples)."""
+    """Read a PNG written by `spectrogram_png` -> (image (1, 1, H, W) in [-1, 1], MelConfig, samples).
+
+    Everything in it is checked before the pixels are decoded: its size, the Mel config, the crop
+    box and the length (issue 25: a 12000x12000 PNG was decoded before its rows were checked; a
+    truncated one was a traceback)."""
     path = Path(path)
-    with Image.open(path) as picture:
-        text = dict(getattr(picture, "text", {}) or {})
-        if PNG_KEY_MEL not in text or PNG_KEY_BOX not in text:
-            raise GenerationError(f"{path} carries no audiodiff spectrogram metadata (was it written by scripts/generate.py?)")
-        mel = MelConfig.from_dict(json.loads(text[PNG_KEY_MEL]))
-        box = tuple(json.loads(text[PNG_KEY_BOX]))
-        grey = np.asarray(picture.convert("L").crop(box), dtype=np.float32)[::-1]  # back to row 0 = lowest band
-    samples = int(text.get(PNG_KEY_SAMPLES, mel.frames_to_samples(grey.shape[1])))
+    try:
+        with Image.open(path) as picture:
+            text = dict(getattr(picture, "text", {}) or {})
+            if PNG_KEY_MEL not in text or PNG_KEY_BOX not in text:
+                raise GenerationError(f"{path} carries no audiodiff spectrogram metadata (was it written by "
+                                      f"scripts/generate.py?)")
+            mel, box, samples = _png_metadata(path, text, picture.size)
+            grey = np.asarray(picture.convert("L").crop(box), dtype=np.float32)[::-1]  # back to row 0 = lowest band
+    except GenerationError:
+        raise
+    except (OSError, SyntaxError, ValueError, TypeError, RecursionError, Image.DecompressionBombError) as exc:
+        raise GenerationError(f"{path} is not a readable spectrogram PNG ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
     image = torch.from_numpy(grey.copy()).div(127.5).sub(1.0).reshape(1, 1, *grey.shape)
     return image, mel, samples
+
+
+def _png_metadata(path: Path, text: dict, size: tuple[int, int]) -> tuple[MelConfig, tuple, int]:
+    """The PNG's Mel config, crop box and length, each checked against the picture's size."""
+    width, height = size
+    if width * height > MAX_PNG_PIXELS:
+        raise GenerationError(f"{path} is {width}x{height} pixels; a spectrogram PNG holds at most {MAX_PNG_PIXELS}")
+    mel = MelConfig.from_dict(json.loads(text[PNG_KEY_MEL]))
+    box = json.loads(text[PNG_KEY_BOX])
+    valid = (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in box)
+             and 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height and box[3] - box[1] == mel.y_res)
+    if not valid:
+        raise GenerationError(f"{path}: its spectrogram box {box!r} does not fit the picture ({width}x{height}) "
+                              f"and its {mel.y_res} mel bands")
+    columns = box[2] - box[0]
+    most = mel.frames_to_samples(columns) + mel.hop_length
+    samples = text.get(PNG_KEY_SAMPLES, str(mel.frames_to_samples(columns)))
+    if not (isinstance(samples, str) and samples.isdigit() and 0 < int(samples) <= most):
+        raise GenerationError(f"{path}: its length {samples!r} must be a whole number of samples from 1 to {most}")
+    return mel, tuple(box), int(samples)
 
 
 def png_to_audio(path: str | os.PathLike, *, target_lufs: float | None = DEFAULT_TARGET_LUFS) -> tuple[torch.Tensor, int]:
@@ -230,8 +264,15 @@ def write_clip_files(
     return written
 
 
+_CALL_TOKENS = threading.local()
+
+
 def _temporary(output_dir: Path, index: int, suffix: str) -> Path:
-    return output_dir / f"{TEMP_PREFIX}{os.getpid()}-{index}{suffix}"
+    """This call's temporary file: the PID first (for the stale check), then a token per thread."""
+    token = getattr(_CALL_TOKENS, "token", None)
+    if token is None:
+        token = _CALL_TOKENS.token = uuid.uuid4().hex[:8]
+    return output_dir / f"{TEMP_PREFIX}{os.getpid()}-{token}-{index}{suffix}"
 
 
 def _clean_stale_temporaries(output_dir: Path) -> None:

@@ -26,6 +26,10 @@ CONFIG_NAME = "mel_config.json"
 AMIN = 1e-10  # librosa.power_to_db's floor: silence is -100 dB before the reference is removed
 
 
+MEL_RANGES = {"x_res": (1, 4096), "y_res": (1, 1024), "sample_rate": (1000, 192000), "n_fft": (16, 16384),
+              "hop_length": (1, 16384), "top_db": (1, 200), "n_iter": (1, 1000)}
+
+
 @dataclass(frozen=True)
 class MelConfig:
     """The fields of a pipeline's `mel/mel_config.json`; defaults are the public 256 checkpoints'."""
@@ -39,12 +43,18 @@ class MelConfig:
     n_iter: int = 32  # Griffin-Lim iterations used when decoding
 
     def __post_init__(self):
+        # Every field has a range, checked before anything is allocated: a config comes from files
+        # anyone can edit (a pipeline's mel/, a PNG's metadata), and n_iter 1e9 or x_res 2**22
+        # would hang or exhaust memory (issue 25). The ranges hold every public model with room.
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"MelConfig.{field.name} must be a positive number, got {value!r}")
-        if self.hop_length > self.n_fft:
-            raise ValueError(f"MelConfig.hop_length ({self.hop_length}) must not exceed n_fft ({self.n_fft})")
+            low, high = MEL_RANGES[field.name]
+            whole = isinstance(value, int) or (field.name == "top_db" and isinstance(value, float))
+            if isinstance(value, bool) or not whole or not (low <= value <= high):
+                kind = "a number" if field.name == "top_db" else "an integer"
+                raise ValueError(f"MelConfig.{field.name} must be {kind} from {low} to {high}, got {value!r}")
+        if self.hop_length >= self.n_fft:  # the inverse STFT needs overlapping windows
+            raise ValueError(f"MelConfig.hop_length ({self.hop_length}) must be less than n_fft ({self.n_fft})")
 
     # ---- derived values -------------------------------------------------------------------
     @property

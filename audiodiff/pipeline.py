@@ -559,7 +559,32 @@ def _load_scheduler(folder: Path, index: dict, source: str) -> SchedulerMixin:
     cls = getattr(diffusers, str(name), None)
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
         raise PipelineError(f"{source}: scheduler {name!r} is not a diffusers scheduler class (e.g. DDPMScheduler)")
-    return cls.from_config(config)
+    _check_scheduler_config(config, source)
+    try:
+        return cls.from_config(config)
+    except (TypeError, ValueError, NotImplementedError, OverflowError) as exc:
+        raise PipelineError(f"{source}: scheduler/scheduler_config.json can't be used: {str(exc).splitlines()[0]}") from None
+
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+
+
+def _check_scheduler_config(config: Mapping, source: str) -> None:
+    """The numbers a scheduler allocates or takes logarithms of, in range before it is built (issue 25:
+    num_train_timesteps 1e10 allocated for minutes; beta_start 5 died in a math domain error)."""
+    where = f"{source}: scheduler/scheduler_config.json"
+    steps = config.get("num_train_timesteps", 1000)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 100_000:
+        raise PipelineError(f"{where}: num_train_timesteps must be an integer from 1 to 100000, got {steps!r}")
+    for key in ("beta_start", "beta_end"):
+        value = config.get(key, 0.01)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise PipelineError(f"{where}: {key} must be a number between 0 and 1, got {value!r}")
+    schedule = config.get("beta_schedule", "linear")
+    if schedule not in BETA_SCHEDULES:
+        raise PipelineError(f"{where}: beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {schedule!r}")
+    if config.get("trained_betas") is not None:
+        raise PipelineError(f"{where}: trained_betas (a list of betas) is not supported; use a beta_schedule")
 
 
 def _find_weights(unet_dir: Path) -> Path | None:

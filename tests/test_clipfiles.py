@@ -117,3 +117,76 @@ def test_without_hard_links_names_are_reserved_and_replaced(tmp_path, monkeypatc
     assert json.loads(paths[2].read_text())["files"] == {"wav": "c-1_1.wav", "png": "c-1_1.png"}
     assert (tmp_path / "c_1.wav").read_text() == "someone else's"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(clipfiles.TEMP_PREFIX)]
+
+
+def _png_with(tmp_path, size=(40, 16 + clipfiles.AXIS_HEIGHT), name="x.png", **text):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    values = {clipfiles.PNG_KEY_MEL: json.dumps(MEL.to_dict()), clipfiles.PNG_KEY_BOX: json.dumps([0, 0, size[0], 16]),
+              clipfiles.PNG_KEY_SAMPLES: "500", **text}
+    for key, value in values.items():
+        info.add_text(key, value)
+    path = tmp_path / name
+    Image.new("L", size, 128).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("size,text,message", [
+    ((100000, 32), {clipfiles.PNG_KEY_BOX: "[0, 0, 100000, 32]"}, "box"), ((6000, 6000), {}, "at most"),
+    ((40, 32), {clipfiles.PNG_KEY_SAMPLES: "-5"}, "whole number of samples"),
+    ((40, 32), {clipfiles.PNG_KEY_SAMPLES: "10000000"}, "whole number of samples"),
+    ((40, 32), {clipfiles.PNG_KEY_MEL: json.dumps({**MEL.to_dict(), "n_iter": 10**9})}, "n_iter"),
+    ((40, 32), {clipfiles.PNG_KEY_BOX: "[0, 0, 99999, 16]"}, "box"),
+    ((40, 32), {clipfiles.PNG_KEY_BOX: "[" * 100000 + "]" * 100000}, "not a readable"),
+    ((40, 32), {clipfiles.PNG_KEY_MEL: "{not json"}, "not a readable"),
+])
+def test_hostile_pngs_are_one_line_before_their_pixels_are_decoded(tmp_path, size, text, message):
+    import time
+
+    from audiodiff.pipeline import GenerationError
+
+    path = _png_with(tmp_path, size=size, **text)
+    start = time.perf_counter()
+    with pytest.raises(GenerationError, match=message):
+        clipfiles.png_to_audio(path)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_a_truncated_or_garbled_png_is_one_line(tmp_path):
+    from audiodiff.pipeline import GenerationError
+
+    whole = _png_with(tmp_path).read_bytes()
+    for name, data in (("cut.png", whole[: len(whole) // 2]), ("garbled.png", whole[:60] + bytes(200) + whole[260:])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(GenerationError, match="readable|metadata"):
+            clipfiles.png_to_audio(tmp_path / name)
+
+
+def test_fuzzed_mel_configs_and_png_metadata_raise_only_one_line_errors(tmp_path):
+    """Random and extreme values: only ValueError (one line at the command line), fast, never a
+    hang, another exception or a big allocation."""
+    import time
+
+    from audiodiff.mel import MelConfig
+
+    rng = np.random.default_rng(0)
+    extremes = [0, -1, 1, 2**31, 2**63, 10**30, 1e-300, float("inf"), float("nan"), 0.5, "3", None, [], {}, True]
+    fields = list(MelConfig().to_dict())
+    start = time.perf_counter()
+    for trial in range(300):
+        values = MelConfig().to_dict()
+        for field in rng.choice(fields, size=rng.integers(1, 4), replace=False):
+            values[field] = extremes[rng.integers(len(extremes))] if rng.random() < 0.6 else int(rng.integers(-10, 10**6))
+        try:
+            config = MelConfig.from_dict(values)
+        except ValueError:
+            continue
+        assert config.x_res * config.hop_length < 2**27  # what was accepted allocates little
+        if trial % 10 == 0:
+            path = _png_with(tmp_path, name=f"f{trial}.png", **{clipfiles.PNG_KEY_MEL: json.dumps(values)})
+            try:
+                clipfiles.png_to_image(path)
+            except ValueError:
+                pass
+    assert time.perf_counter() - start < 30

@@ -114,13 +114,27 @@ def test_mel_config_derived_values_and_validation(tmp_path):
     assert config.frames_to_samples(config.x_res) == 255 * 512
     with pytest.raises(ValueError, match="hop_length"):
         MelConfig(hop_length=4096)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="x_res must be an integer from 1 to 4096"):
         MelConfig(x_res=0)
     with pytest.raises(FileNotFoundError, match="mel_config.json"):
         MelConfig.from_pretrained(tmp_path)
     (tmp_path / "mel_config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a valid"):
         MelConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("n_iter", 10**9), ("sample_rate", 10**12), ("x_res", 2**22), ("n_fft", 10**9), ("n_fft", 2048.5),
+    ("sample_rate", 16000.5), ("hop_length", 2048), ("top_db", float("nan")), ("y_res", True), ("n_iter", "32"),
+])
+def test_hostile_mel_numbers_are_refused_in_one_line_before_any_allocation(field, value):
+    """Numbers from files anyone edits (a pipeline's mel/, a PNG's metadata) have ranges (issue 25)."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=f"MelConfig.{field}|hop_length"):
+        MelConfig.from_dict({**MelConfig().to_dict(), field: value})
+    assert time.perf_counter() - start < 0.1
 
 
 def test_images_to_audio_any_width_deterministic_and_accurate():

@@ -670,3 +670,25 @@ def test_nan_or_inf_weights_are_refused_at_load_and_by_the_generate_script(tmp_p
                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     assert done.returncode == 2 and "NaN" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"num_train_timesteps": 10**10}, "num_train_timesteps must be an integer from 1 to 100000"),
+    ({"num_train_timesteps": "abc"}, "num_train_timesteps"),
+    ({"beta_start": 5}, "beta_start must be a number between 0 and 1"),
+    ({"beta_schedule": "evil"}, "beta_schedule must be one of"),
+])
+def test_hostile_scheduler_numbers_are_refused_in_one_line(tmp_path, changes, message):
+    _, folder = saved_tiny(tmp_path)
+    edit_json(folder / "scheduler" / "scheduler_config.json", **changes)
+    start = time.perf_counter()
+    with pytest.raises(PipelineError, match=message):
+        load_pipeline(folder)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_hostile_mel_numbers_in_a_pipeline_folder_are_one_line(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    edit_json(folder / "mel" / "mel_config.json", n_iter=10**9)
+    with pytest.raises((PipelineError, ValueError), match="n_iter must be an integer from 1 to 1000"):
+        load_pipeline(folder)
