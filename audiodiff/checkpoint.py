@@ -44,6 +44,7 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt")
 
 
 LOCK_FILE = ".lock"
+MAX_STEP = 10**9 - 1  # step-NNNNNN folder names hold up to nine digits
 
 
 class RunInUse(ValueError):
@@ -176,8 +177,9 @@ def check_loadable(folder: Path) -> dict:
         )
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"can't read the checkpoint {folder / STATE_FILE}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"can't read the checkpoint {folder / STATE_FILE}: {type(exc).__name__}: "
+                              f"{str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"refusing to resume from {folder}: it was not written in audiodiff's checkpoint format (safetensors + "
@@ -186,10 +188,18 @@ def check_loadable(folder: Path) -> dict:
     if state.get("version") != VERSION:
         raise CheckpointError(f"{folder} is checkpoint format version {state.get('version')}; this audiodiff reads "
                               f"version {VERSION}")
+    step = state.get("step")
+    named = folder.name.split("-", 1)[1] if folder.name.startswith("step-") else None
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= MAX_STEP or (
+            named is not None and named.isdigit() and int(named) != step):
+        raise CheckpointError(f"refusing to resume from {folder}: its step {step!r} is not a step from 1 to {MAX_STEP}"
+                              f" matching its folder's name")
     return state
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if path.is_symlink() or not path.is_file():  # a FIFO would hang the read; a link may lead anywhere
+        raise CheckpointError(f"can't read the checkpoint file {path}: not a regular file inside the checkpoint")
     try:
         tensors = safetensors.torch.load_file(path, device="cpu")
     except Exception as exc:  # noqa: BLE001 - missing, truncated or corrupt file

@@ -432,8 +432,8 @@ def load_pipeline(name_or_path: str | os.PathLike, *, device=None) -> AudioDiffu
 def _read_json(path: Path, what: str) -> dict:
     try:
         value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"can't read {what} {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PipelineError(f"can't read {what} {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(value, dict):
         raise PipelineError(f"{what} {path} does not hold a JSON object")
     return value
@@ -613,9 +613,16 @@ def _load_bin(path: Path) -> dict:
 
 def _load_file(path: Path) -> dict:
     if path.name.endswith(".index.json"):  # sharded: {"weight_map": {key: shard file}}
-        shards = sorted(set(_read_json(path, "weight index").get("weight_map", {}).values()))
+        index = _read_json(path, "weight index")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise PipelineError(f"{path}: weight_map must map weight names to shard file names")
+        shards = sorted(set(weight_map.values()))
         if not shards:
             raise PipelineError(f"{path} lists no weight shards")
+        outside = [shard for shard in shards if Path(shard).name != shard or shard in (".", "..")]
+        if outside:  # only files beside the index are opened (issue 25: ../../elsewhere, /etc/passwd)
+            raise PipelineError(f"{path} names shards outside its folder ({outside[0]!r}); refusing to read them")
         state = {}
         for shard in shards:
             state.update(_load_file(path.parent / shard))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -229,12 +230,19 @@ def new_run_dir(output_dir: str | Path, genre: str | None, run_name: str | None 
     return candidate
 
 
+CHECKPOINT_NAME = re.compile(r"step-\d{6,9}")
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders of an interrupted write are ignored)."""
     folder = Path(run_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    done = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_FILE).is_file()]
+    if folder.is_symlink():  # saving and pruning would happen outside the run (issue 25)
+        raise checkpoint_io.CheckpointError(f"{folder} is a symbolic link; a run's checkpoints must be a real folder "
+                                            f"inside it")
+    done = [p for p in folder.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+            and (p / STATE_FILE).is_file()]  # a stray step-best or a link is not a checkpoint
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -483,6 +491,21 @@ class TrainingDiverged(ValueError):
     """The loss became NaN or infinite; the run stopped with its checkpoints intact."""
 
 
+def _read_saved_config(run_dir: Path) -> dict:
+    """A resumed run's training_config.json: a JSON object, or one line saying what is wrong."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise checkpoint_io.CheckpointError(f"{run_dir} has no {CONFIG_FILE}: resume a run folder (or a checkpoint "
+                                            f"inside one's {CHECKPOINTS}/ folder)")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise checkpoint_io.CheckpointError(f"can't read {path}: {type(exc).__name__}") from None
+    if not isinstance(saved, dict):
+        raise checkpoint_io.CheckpointError(f"{path} does not hold a JSON object of settings")
+    return saved
+
+
 OUTSIDE_EFFECTS = ("push_to_hub", "hub_model_id", "output_dir")  # fields a resume takes from the command line only
 
 
@@ -502,12 +525,19 @@ class _Start:
             return cls(config)
         checkpoint = find_resume_checkpoint(resume, config.output_dir)
         checkpoint_io.check_loadable(checkpoint)  # a pickled (old or tampered) checkpoint: refused before any work
+        if checkpoint.parent.name != CHECKPOINTS:  # a lone checkpoint folder: its run is not two folders up
+            raise checkpoint_io.CheckpointError(f"{checkpoint} is not inside a run's {CHECKPOINTS}/ folder; resume "
+                                                f"the run folder it came from")
         run_dir = checkpoint.parent.parent
-        saved = json.loads((run_dir / CONFIG_FILE).read_text())
+        saved = _read_saved_config(run_dir)
         # The training state comes from the folder; what acts outside it (an upload, where output
         # goes) only from this command line: a shared run folder must not push to someone's hub (issue 25)
         here = {name: getattr(config, name) for name in OUTSIDE_EFFECTS}
-        config = FinetuneConfig.from_dict({**saved, **here, "max_steps": config.max_steps or saved.get("max_steps")})
+        try:
+            config = FinetuneConfig.from_dict({**saved, **here, "max_steps": config.max_steps or saved.get("max_steps")})
+        except (TypeError, ValueError) as exc:  # wrong types or values written into the folder's settings
+            raise checkpoint_io.CheckpointError(f"{run_dir / CONFIG_FILE} holds settings that can't be used: "
+                                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         return cls(config, checkpoint, run_dir, saved)
 
     def check_processes(self, num_processes: int) -> None:

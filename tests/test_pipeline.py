@@ -692,3 +692,23 @@ def test_hostile_mel_numbers_in_a_pipeline_folder_are_one_line(tmp_path):
     edit_json(folder / "mel" / "mel_config.json", n_iter=10**9)
     with pytest.raises((PipelineError, ValueError), match="n_iter must be an integer from 1 to 1000"):
         load_pipeline(folder)
+
+
+@pytest.mark.parametrize("weight_map,message", [
+    ({"conv_in.weight": "../../elsewhere.safetensors"}, "outside its folder"),
+    ({"conv_in.weight": "/etc/passwd"}, "outside its folder"), (["a", "b"], "weight_map must map"),
+])
+def test_a_shard_index_cannot_point_outside_its_folder(tmp_path, weight_map, message):
+    _, folder = saved_tiny(tmp_path)
+    unet = folder / "unet"
+    (unet / "diffusion_pytorch_model.safetensors").unlink()
+    (unet / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(PipelineError, match=message):
+        load_pipeline(folder)
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    _, folder = saved_tiny(tmp_path)
+    (folder / "scheduler" / "scheduler_config.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(PipelineError, match="RecursionError"):
+        load_pipeline(folder)

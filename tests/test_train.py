@@ -298,6 +298,62 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(tmp_path, music):
     assert resumed.steps == 3 and (first.run_dir / LOCK_FILE).is_file()
 
 
+@pytest.fixture
+def checkpointed(tmp_path, music):
+    """A finished tiny run with checkpoints at steps 1 and 2."""
+    return train.finetune(tiny_config(tmp_path, max_steps=2, checkpoint_every=1, validate_every=1000),
+                          progress=False).run_dir
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("fifo", "not a regular file"), ("step_huge", "its step"), ("step_negative", "its step"),
+    ("step_other", "its step"), ("nested_state", "RecursionError"), ("config_list", "JSON object of settings"),
+    ("config_types", "settings that can't be used"), ("checkpoints_link", "symbolic link"),
+])
+def test_a_damaged_run_folder_is_one_line_within_a_second(tmp_path, checkpointed, damage, message):
+    """Only regular files inside the run are opened; steps, names and settings are checked (issue 25)."""
+    import time
+
+    from audiodiff import checkpoint as checkpoint_io
+
+    latest = train.list_checkpoints(checkpointed)[-1]
+    state_path = latest / checkpoint_io.STATE_FILE
+    state = json.loads(state_path.read_text())
+    if damage == "fifo":
+        (latest / checkpoint_io.EMA_FILE).unlink()
+        os.mkfifo(latest / checkpoint_io.EMA_FILE)
+    elif damage.startswith("step_"):
+        state["step"] = {"step_huge": 10**18, "step_negative": -5, "step_other": 1}[damage]
+        state_path.write_text(json.dumps(state))
+    elif damage == "nested_state":
+        state_path.write_text("[" * 100000 + "]" * 100000)
+    elif damage == "config_list":
+        (checkpointed / train.CONFIG_FILE).write_text("[1, 2]")
+    elif damage == "config_types":
+        saved = json.loads((checkpointed / train.CONFIG_FILE).read_text())
+        (checkpointed / train.CONFIG_FILE).write_text(json.dumps({**saved, "batch_size": "abc"}))
+    else:
+        outside = tmp_path / "elsewhere"
+        shutil.move(checkpointed / train.CHECKPOINTS, outside)
+        (checkpointed / train.CHECKPOINTS).symlink_to(outside)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(checkpointed), progress=False)
+    assert time.perf_counter() - start < 5.0
+
+
+def test_stray_folders_beside_checkpoints_and_lone_checkpoints(tmp_path, checkpointed):
+    (checkpointed / train.CHECKPOINTS / "step-best").mkdir()
+    (checkpointed / train.CHECKPOINTS / "step-best" / train.STATE_FILE).write_text("{}")
+    assert [p.name for p in train.list_checkpoints(checkpointed)] == ["step-000001", "step-000002"]
+    lone = tmp_path / "lone"
+    shutil.copytree(train.list_checkpoints(checkpointed)[-1], lone)
+    with pytest.raises(ValueError, match="not inside a run's checkpoints/ folder"):
+        train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(lone), progress=False)
+    resumed = train.finetune(tiny_config(tmp_path, max_steps=3), resume="latest", progress=False)
+    assert resumed.steps == 3
+
+
 def test_interrupted_checkpoint_never_becomes_latest(tmp_path, music, monkeypatch):
     from audiodiff import checkpoint
 
