@@ -572,20 +572,23 @@ def _track_name(audio: dict, used: set) -> str:
     return name
 
 
-def _row_source(row_audio) -> str | bytes | None:
-    """Encoded bytes of a row's audio, or a local path, or None."""
-    if isinstance(row_audio, dict):
-        data = row_audio.get("bytes")
-        if data is not None:
-            return bytes(data)
-        path = row_audio.get("path")
-        if path and os.path.isfile(path):
-            return path
-    elif isinstance(row_audio, (bytes, bytearray)):
+def _row_source(row_audio, root: str | os.PathLike | None = None) -> str | bytes | None:
+    """Encoded bytes of a row's audio, or the path of a file inside the dataset's own folder `root`,
+    or None (skipped and counted): a row must not make us read any file on the machine (issue 25:
+    {"bytes": None, "path": "/some/secret.wav"} trained on that file)."""
+    if isinstance(row_audio, (bytes, bytearray)):
         return bytes(row_audio)
-    elif isinstance(row_audio, str) and os.path.isfile(row_audio):
-        return row_audio
-    return None
+    if isinstance(row_audio, dict):
+        if row_audio.get("bytes") is not None:
+            return bytes(row_audio["bytes"])
+        path = row_audio.get("path")
+    else:
+        path = row_audio if isinstance(row_audio, str) else None
+    if not path or root is None:
+        return None
+    real, folder = os.path.realpath(path), os.path.realpath(root)
+    inside = os.path.commonpath([real, folder]) == folder
+    return path if inside and os.path.isfile(real) else None
 
 
 class _Rows:
@@ -597,10 +600,12 @@ class _Rows:
         self.genre_column, self.audio_column = genre_column, audio_column
         self.recording_column: str | None = None  # set by resolve_recording_column
         self.is_object = not isinstance(dataset, (str, os.PathLike))
+        self.root = None  # the local dataset's folder: the only place a row's path may point into
         if self.is_object:
             self.where = f"in-memory dataset ({split})"
         elif Path(dataset).exists():
             self.where = f"local dataset {dataset} ({split})"
+            self.root = dataset if Path(dataset).is_dir() else Path(dataset).parent
         else:
             self.where = f"hub dataset {dataset} ({split})"
         self._plain = None
@@ -726,7 +731,7 @@ def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, rec
         expected = genre_counts.get(label, 0) if label else len(labels)
         if streaming:
             stream = TrackStream(_as_iterable(rows), audio_column, label, expected, description, min_seconds,
-                                 recording_column=recording_column)
+                                 recording_column=recording_column, root=source.root)
             return GenreData(stream, label, genre_counts, collections.Counter(),
                              description + " (streamed: files are checked as they arrive)", min_seconds=min_seconds)
         tracks, used = [], set()
@@ -736,7 +741,7 @@ def _load_rows(dataset, genre, config, *, split, genre_column, audio_column, rec
         for row in rows:
             audio = row[audio_column]
             name = _track_name(audio if isinstance(audio, dict) else {}, used)
-            data = _row_source(audio)
+            data = _row_source(audio, source.root)
             if data is None:
                 skipped["missing_audio"] += 1
                 skipped_files.append((name, "missing_audio"))
@@ -1130,11 +1135,13 @@ class TrackStream:
     """
 
     def __init__(self, rows, audio_column: str, genre: str, count: int, description: str,
-                 min_seconds: float, part: tuple[float, int, bool] | None = None, recording_column: str | None = None):
+                 min_seconds: float, part: tuple[float, int, bool] | None = None, recording_column: str | None = None,
+                 root: str | os.PathLike | None = None):
         self.rows = rows  # a datasets.IterableDataset of {genre_column, audio_column[, recording_column]} rows
         self.audio_column, self.genre, self.count = audio_column, genre, count
         self.description, self.min_seconds, self.part = description, min_seconds, part
         self.recording_column = recording_column
+        self.root = root  # the local dataset's folder (rows' paths must lie inside it), or None
 
     def __repr__(self) -> str:
         side = "" if self.part is None else (", held-out part" if self.part[2] else ", training part")
@@ -1158,7 +1165,8 @@ class TrackStream:
         if self.part is not None:
             raise ValueError("this stream is already one side of a split")
         make = lambda held: TrackStream(self.rows, self.audio_column, self.genre, self.count, self.description,
-                                        self.min_seconds, (validation_fraction, int(seed), held), self.recording_column)
+                                        self.min_seconds, (validation_fraction, int(seed), held), self.recording_column,
+                                        self.root)
         return make(False), make(True)
 
     def iter_tracks(self, rows=None) -> Iterator[Track]:
@@ -1166,7 +1174,7 @@ class TrackStream:
         for row in rows if rows is not None else self.rows:
             audio = row[self.audio_column]
             name = _track_name(audio if isinstance(audio, dict) else {}, used)
-            data = _row_source(audio)
+            data = _row_source(audio, self.root)
             track = Track(name, self.genre, data, _recording_of(row, self.recording_column)) if data is not None else None
             if track is not None and self.keeps(track.recording_id):
                 yield track

@@ -574,3 +574,28 @@ def test_validation_slices_are_fixed(long_tracks):
         starts = audio.unfold(0, S, 1)
         assert (starts == first[k]).all(dim=1).any()
     assert validation_slices(long_tracks, CONFIG, 0).shape == (0, S)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_row_cannot_make_us_read_a_file_outside_its_dataset(tmp_path, streaming):
+    """Rows without bytes name a path: read only inside the local dataset's own folder; elsewhere
+    (or in a dataset object, or a hub dataset) skipped and counted (issue 25)."""
+    secret = tmp_path / "secret.wav"
+    sf.write(secret, music(1.2, 16000, 5), 16000)
+    folder = tmp_path / "ds"
+    (folder / "data").mkdir(parents=True)
+    own = folder / "own.wav"
+    sf.write(own, music(1.1, 16000, 6), 16000)
+    rows = {"genre": ["Jazz"] * 3, "audio": [{"bytes": encode(music(1.0, 16000, 1), 16000), "path": "a.wav"},
+                                             {"bytes": None, "path": str(secret)},
+                                             {"bytes": None, "path": str(own)}]}
+    table = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(decode=False))
+    table.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    data = load_genre("jazz", CONFIG, dataset=str(folder), streaming=streaming, progress=False)
+    tracks = list(data.tracks)
+    sources = [t.source for t in tracks]
+    assert str(secret) not in sources and len(tracks) == 2 and str(own) in sources
+    if not streaming:
+        assert data.skipped == {"missing_audio": 1}
+    in_memory = load_genre("jazz", CONFIG, dataset=table, progress=False)  # no folder of its own: bytes only
+    assert len(in_memory.tracks) == 1 and in_memory.skipped == {"missing_audio": 2}
