@@ -879,6 +879,10 @@ class EvaluationRequest:
         from .generate import check_output_dir
 
         if self.output:
+            # a report is a .json file: --output /etc/passwd would write /etc/passwd-1 (issue 25)
+            if Path(self.output).suffix.lower() != ".json" or Path(self.output).is_dir():
+                raise EvaluationError(f"--output {self.output}: name a .json file (in a folder of yours), e.g. "
+                                      f"reports/jazz.json")
             check_output_dir(Path(self.output).expanduser().parent, "--output's folder")
         elif mode == "folder":
             check_output_dir(default_report_path(self.generated).parent, "the report's folder (beside --generated)")

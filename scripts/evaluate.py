@@ -76,8 +76,8 @@ def parse_args(argv=None):
                      help="sample rate the --embedding expects, when the module has no sample_rate attribute "
                           "(default: 16000)")
     out.add_argument("--output", metavar="PATH",
-                     help="where to write the JSON report (default: beside the generated folder, or in the --after "
-                          "run's folder); its folder is checked before any work; an existing file is never "
+                     help="the .json file to write the report to (default: beside the generated folder, or in the "
+                          "--after run's folder); its folder is checked before any work; an existing file is never "
                           "overwritten (NAME-1.json, ...)")
     out.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
     return p.parse_args(argv)

@@ -472,6 +472,10 @@ def test_script_checks_the_report_folder_before_any_work(generated_dir, tmp_path
         script.main([*folder_mode, "--output", str(a_file / "report.json")])
     with pytest.raises(GenerationError, match="is under .*a-file, which is a file"):
         script.main([*folder_mode, "--output", str(a_file / "sub" / "report.json")])
+    for elsewhere in (a_file, tmp_path, tmp_path / "passwd"):  # /etc/passwd wrote /etc/passwd-1 (issue 25)
+        with pytest.raises(ValueError, match="name a .json file"):
+            script.main([*folder_mode, "--output", str(elsewhere)])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("a-file")) == ["a-file"]
     run_folder = tmp_path / "run"
     run_folder.mkdir()
     with not_writable(run_folder):  # before/after: the report goes into the --after run's folder
