@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS_BY_SCHEDULER, 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 or --share expose it
 DEFAULT_PORT = 7860  # gradio's usual port
 DEFAULT_APP_OUTPUT_DIR = Path("samples") / "app"
+MAX_UPLOAD_BYTES = 128 * 1024 * 1024  # ten minutes of 48 kHz stereo WAV is 110 MB
+UPLOAD_LIFETIME = (600, 3600)  # gradio deletes uploads and copies older than an hour, checked every 10 min
 DEFAULT_APP_SECONDS = 10.0  # long enough to hear a continuation seam, short enough to wait for on a CPU
 MODES = ("continue", "vary", "join")
 DEFAULT_STRENGTH = 0.5  # where the slider starts: audiodiff.edits' default
@@ -112,6 +115,8 @@ class AudioStudio:
         # one job at a time on the shared model, even when a stopped job's thread is still
         # finishing its last UNet call while the next click starts
         self._busy = threading.Lock()
+        self._tokens: dict[str, str] = {}  # session -> its folder's random name
+        self._busy_tokens = threading.Lock()
 
     @classmethod
     def load(cls, model: str | None, *, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR,
@@ -120,9 +125,19 @@ class AudioStudio:
         pipe, chosen = resolve_model(model, runs_dir=runs_dir, device=pick_device(device))
         return cls(pipe, output_dir=output_dir, device=device, model_choice=chosen)
 
+    def session_folder(self, session: str | None) -> Path:
+        """Where a visitor's clips go: a folder under output_dir named by a random token of 128 bits,
+        made for their session. Files the page serves can be fetched by anyone who knows their path,
+        so a clip's path must be known to its session alone (issue 25: names like bundled-seed0.wav
+        in one shared folder let every visitor fetch every other's)."""
+        with self._busy_tokens:
+            token = self._tokens.setdefault(session or "", secrets.token_urlsafe(16))
+        return self.output_dir / token
+
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
                  scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None, bpm: float | None = None,
-                 edits: dict | None = None, log=None, progress: "bool | JobProgress" = True) -> Clip:
+                 edits: dict | None = None, log=None, progress: "bool | JobProgress" = True,
+                 output_dir: Path | None = None) -> Clip:
         """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
         `Cancelled` when `progress` (a JobProgress) says stop."""
         edits = edits or {}
@@ -132,7 +147,7 @@ class AudioStudio:
             raise GenerationError(f"steps must be a whole number, got {steps}")
         with self._busy:
             wav, png, meta = generate(
-                self.pipe.source, seconds, output_dir=self.output_dir, seed=int(seed),
+                self.pipe.source, seconds, output_dir=output_dir or self.output_dir, seed=int(seed),
                 steps=None if steps is None else int(steps), scheduler=scheduler, overlap_seconds=overlap_seconds,
                 bpm=bpm or None, device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
                 **edits,
@@ -143,7 +158,7 @@ class AudioStudio:
         text = f"**Model:** {self.pipe.describe()}"
         if self.model_choice != "given":
             text += f"  \n*{self.model_choice}*"
-        return text + f"  \n**Clips are written to** `{self.output_dir}`"
+        return text + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`"
 
 
 def _summary(clip: Clip, messages: list[str]) -> str:
@@ -188,8 +203,15 @@ def check_upload(path: str | None, mel) -> str | None:
         return None
     from .audio import AudioError, read_audio
 
+    from .audio import duration_seconds
+    from .limits import RequestLimits
+
     name = Path(path).name
     try:
+        longest = RequestLimits.from_env().max_seconds
+        if duration_seconds(path) > longest:  # from the header: an hour of FLAC is never decoded (issue 25)
+            return (f"**{name}** can't be used: it is longer than this app's {longest / 60:g} minutes per request. "
+                    "Upload a shorter excerpt.")
         audio, sample_rate = read_audio(path)
     except AudioError:
         return (f"**{name}** can't be used: it is not audio this app can read. Upload a WAV, FLAC, OGG, MP3 "
@@ -289,7 +311,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             edits = edit_kwargs(audio, mode, strength, second_audio, bool(loop), bool(invert))
             clip = studio.generate(
                 seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap, bpm=bpm,
-                edits=edits, log=messages.append, progress=job,
+                edits=edits, log=messages.append, progress=job, output_dir=studio.session_folder(session),
             )
         except Cancelled:
             note = f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written."
@@ -345,7 +367,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             return keep(), keep(), keep()
         return current["wav"], "continue", gr.update(open=True)
 
-    with gr.Blocks(title="audiodiff", analytics_enabled=False) as app:
+    with gr.Blocks(title="audiodiff", analytics_enabled=False, delete_cache=UPLOAD_LIFETIME) as app:
         gr.Markdown("## audiodiff: generate, listen and compare")
         gr.Markdown(studio.describe())
         with gr.Row(elem_id="actions", equal_height=True):
@@ -459,6 +481,7 @@ def launch_app(model: str | None = None, *, host: str = DEFAULT_HOST, port: int 
     app.launch(
         server_name=host, server_port=port, share=share, inbrowser=False,
         show_error=True,  # an unexpected failure shows its message in the page too, not only "Error"
-        allowed_paths=[str(studio.output_dir.resolve())],  # the clips the page shows and offers
+        allowed_paths=[str(studio.output_dir.resolve())],  # the clips the page shows (each session's own folder)
+        max_file_size=MAX_UPLOAD_BYTES,  # refused by the server before it is stored
         css=CSS, ssr_mode=False, mcp_server=False, pwa=False,  # no Node server, no extra endpoints
     )

@@ -137,6 +137,12 @@ def ends_quietly(audio: torch.Tensor, sample_rate: int, tail_seconds: float = 0.
     return 20 * math.log10(rms(tail) / rms(audio)) < -below_db
 
 
+def _named(path: str | os.PathLike) -> str:
+    """An input as a clip's JSON records it: the file's name, never where it lies (in the app, an
+    upload's server path that gradio would then serve to anyone who asks: issue 25)."""
+    return Path(path).name
+
+
 def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingOptions, progress,
               say: Callable[[str], None]):
     """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
@@ -151,23 +157,23 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingO
             say(f"note: {edit.init_audio} ends much quieter than it plays (a fade-out?); the continuation starts from "
                 "that quiet end. Cut the fade off first for a continuation of the music itself.")
         clip = edits.continue_audio(pipe, audio, seconds, options, progress=progress)
-        return clip, seconds, {"init_audio": os.fspath(edit.init_audio), "seconds_added": seconds}
+        return clip, seconds, {"init_audio": _named(edit.init_audio), "seconds_added": seconds}
     if kind == "vary":
         strength = edits.DEFAULT_STRENGTH if edit.strength is None else edit.strength
         audio = _load_input(edit.init_audio, rate, seconds)
         clip = edits.vary(pipe, audio, strength, options, invert_audio=edit.invert, progress=progress)
-        return clip, audio.numel() / rate, {"init_audio": os.fspath(edit.init_audio), "strength": strength,
+        return clip, audio.numel() / rate, {"init_audio": _named(edit.init_audio), "strength": strength,
                                             "invert": edit.invert}
     if kind == "fill-gap":
         seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
         a, b = (_load_input(f, rate) for f in edit.fill_gap)
         clip = edits.fill_gap(pipe, a, b, seconds, options, progress=progress)
-        return clip, clip.seconds, {"fill_gap": [os.fspath(f) for f in edit.fill_gap], "gap_seconds": seconds}
+        return clip, clip.seconds, {"fill_gap": [_named(f) for f in edit.fill_gap], "gap_seconds": seconds}
     if kind == "interpolate":
         a, b = (_load_input(f, rate, seconds) for f in edit.interpolate)
         alphas = list(edit.alphas or (0.5,))
         clip = edits.interpolate(pipe, a, b, alphas, options, progress=progress)
-        return clip, clip.seconds, {"interpolate": [os.fspath(f) for f in edit.interpolate], "alphas": alphas}
+        return clip, clip.seconds, {"interpolate": [_named(f) for f in edit.interpolate], "alphas": alphas}
     seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
     if kind == "loop":
         return edits.make_loop(pipe, seconds, options, progress=progress), seconds, {"loop": True}

@@ -6,7 +6,7 @@
     python scripts/app.py --model runs/jazz-... --port 7861
 
 Open the address it prints (http://127.0.0.1:7860 by default). The model is loaded once; each
-click writes NAME.wav, NAME.png and NAME.json into --output-dir, as scripts/generate.py does,
+click writes NAME.wav, NAME.png and NAME.json into the visitor's own folder under --output-dir, as scripts/generate.py does,
 never overwriting. The page is served to this machine only unless --host or --share say otherwise.
 """
 
@@ -30,7 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--share", action="store_true",
                    help="also create a temporary public gradio.live link (needs the internet; anyone with "
                         "the link can use the page)")
-    p.add_argument("--output-dir", default="samples/app", help="folder for the clips (default: samples/app)")
+    p.add_argument("--output-dir", default="samples/app", help="folder for the clips; each visitor's go into a folder of their own, named by a random token "
+                        "(default: samples/app)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda or cuda:N (default: auto)")
     return p.parse_args(argv)
 

@@ -260,11 +260,16 @@ def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
     assert audio.shape == (round(seconds * SAMPLE_RATE),)
     assert 0.01 < abs(audio).max() <= 1.0  # loudness-normalised sound, not silence
 
-    # The same clip was written to --output-dir, with its spectrogram and its JSON.
-    written = output_dir / "tiny-pipeline-seed7.wav"
-    assert written.is_file(), sorted(p.name for p in output_dir.iterdir())
+    # The same clip was written to this session's own folder under --output-dir (a random name of
+    # 128 bits), with its spectrogram and its JSON; at the name anyone could guess there is nothing.
+    (written,) = output_dir.rglob("tiny-pipeline-seed7.wav")
+    session_folder = written.parent
+    assert session_folder.parent == output_dir and len(session_folder.name) >= 22
     assert page.request.get(src).body() == written.read_bytes()
-    assert (output_dir / "tiny-pipeline-seed7.png").is_file()
+    assert (session_folder / "tiny-pipeline-seed7.png").is_file()
+    base = src.split("/gradio_api/")[0]
+    guessed = f"{base}/gradio_api/file={output_dir / 'tiny-pipeline-seed7.wav'}"
+    assert not page.request.get(guessed).ok  # another visitor's guess of a clip's name: nothing there
     assert page.locator("#spectrogram img").evaluate("img => img.complete && img.naturalWidth") > 0
 
     # The download offers the WAV and its JSON; the JSON says how the clip was made.
@@ -275,7 +280,7 @@ def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
     assert record["bpm"] == 120.0 and record["tempo_hold"] == 0.25  # the tempo asked for, kept by the tempo hold
     assert record["samples"] == round(seconds * SAMPLE_RATE)
     assert record["model_choice"] == "given"  # how the app's model was chosen, not "already loaded"
-    assert json.loads((output_dir / "tiny-pipeline-seed7.json").read_text()) == record
+    assert json.loads((session_folder / "tiny-pipeline-seed7.json").read_text()) == record
     assert "tiny-pipeline-seed7.wav" in page.locator("#summary").inner_text()
     assert "120 bpm" in page.locator("#summary").inner_text()
 
@@ -347,9 +352,10 @@ def test_loop_checkbox_makes_a_loop_of_the_requested_length(server, page):
     src = _generate(page)
     audio, sample_rate = _wav(page, src)
     assert (sample_rate, audio.shape) == (SAMPLE_RATE, (round(seconds * SAMPLE_RATE),))
-    record = json.loads((output_dir / "tiny-pipeline-loop-seed3.json").read_text())
+    (written,) = output_dir.rglob("tiny-pipeline-loop-seed3.json")  # in the session's own folder
+    record = json.loads(written.read_text())
     assert (record["edit"], record["samples"], record["seed"]) == ("loop", round(seconds * SAMPLE_RATE), 3)
-    assert page.request.get(src).body() == (output_dir / "tiny-pipeline-loop-seed3.wav").read_bytes()
+    assert page.request.get(src).body() == written.with_suffix(".wav").read_bytes()
 
 
 def test_stop_ends_a_long_job_and_the_next_starts_at_once(server, page):
@@ -432,6 +438,36 @@ def test_use_this_clip_opens_the_audio_section_and_says_so(server, page):
     page.wait_for_selector("#init-audio audio[src]", state="attached", timeout=10_000)
     assert page.locator("#init-audio").is_visible()  # opened, so the change is in view
     assert f"continuing: {name} (1.5 s)" in page.locator("#loaded").inner_text()
+
+
+def test_each_session_writes_to_its_own_unguessable_folder_and_records_upload_names_only(tmp_path):
+    """Issue 25: clips under names anyone could guess, in one folder every visitor could fetch from,
+    and JSON that gave the server path of the upload (which gradio then serves)."""
+    from audiodiff.app import AudioStudio
+    from audiodiff.pipeline import build_preset
+
+    studio = AudioStudio(build_preset("tiny"), output_dir=tmp_path / "clips")
+    a, b = studio.session_folder("session-a"), studio.session_folder("session-b")
+    assert a != b and a == studio.session_folder("session-a") and a.parent == b.parent == tmp_path / "clips"
+    assert len(a.name) >= 22 and len(b.name) >= 22
+    upload = tmp_path / "gradio" / "0123abcd" / "my take.wav"
+    upload.parent.mkdir(parents=True)
+    sf.write(upload, 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(1.5 * SAMPLE_RATE)) / SAMPLE_RATE), SAMPLE_RATE)
+    clip = studio.generate(0.5, steps=1, edits={"init_audio": str(upload)}, progress=False, output_dir=a)
+    record = json.loads(Path(clip.json).read_text())
+    assert record["init_audio"] == "my take.wav" and "gradio" not in Path(clip.json).read_text()
+    assert Path(clip.wav).parent == a
+
+
+def test_a_long_upload_is_refused_from_its_header_without_decoding(tmp_path, monkeypatch):
+    from audiodiff import app as app_module
+    from audiodiff.pipeline import build_preset
+
+    long = tmp_path / "set.flac"
+    sf.write(long, np.zeros(11 * 60 * 8000, dtype=np.float32), 8000)
+    monkeypatch.setattr("audiodiff.audio.read_audio", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
+    message = app_module.check_upload(str(long), build_preset("tiny").mel)
+    assert "set.flac" in message and "longer than this app's 10 minutes" in message
 
 
 def test_a_variations_summary_says_how_many_steps_ran(tmp_path):
