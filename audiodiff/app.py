@@ -26,6 +26,7 @@ gradio is an optional extra (`pip install -e ".[app]"`) and is imported by this 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import threading
@@ -141,8 +142,8 @@ class AudioStudio:
         """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
         `Cancelled` when `progress` (a JobProgress) says stop."""
         edits = edits or {}
-        if seed is None or float(seed) != int(seed):
-            raise GenerationError(f"seed must be a whole number, got {seed}")
+        if seed is None or not math.isfinite(float(seed)) or float(seed) != int(seed) or not 0 <= int(seed) < 2**32:
+            raise GenerationError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed}")
         if steps is not None and float(steps) != int(steps):
             raise GenerationError(f"steps must be a whole number, got {steps}")
         with self._busy:

@@ -211,6 +211,71 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _check_shapes(per_parameter: dict, optimizer, folder: Path) -> None:
+    """The optimiser's moments must have their parameters' shapes (issue 25: wrong ones loaded, then
+    failed at step 1); step counts are scalars."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in per_parameter.items():
+        if not 0 <= index < len(parameters):
+            raise CheckpointError(f"{folder} holds optimiser state for parameter {index}; this model has "
+                                  f"{len(parameters)}")
+        for name, value in values.items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != parameters[index].shape:
+                raise CheckpointError(f"{folder}: the optimiser's {name} of parameter {index} has shape "
+                                      f"{tuple(value.shape)}, the parameter {tuple(parameters[index].shape)}")
+
+
+_NUMBER, _INT, _FLAG = "number", "integer", "flag"
+_SCHEMA = {  # the types of the JSON state's known fields: wrong ones loaded, then failed at step 1 (issue 25)
+    "lr_scheduler": {"last_epoch": _INT, "_step_count": _INT, "base_lrs": [_NUMBER], "_last_lr": [_NUMBER]},
+    "ema": {"decay": _NUMBER, "min_decay": _NUMBER, "optimization_step": _INT, "update_after_step": _INT,
+            "use_ema_warmup": _FLAG, "inv_gamma": _NUMBER, "power": _NUMBER},
+    "group": {"lr": _NUMBER, "eps": _NUMBER, "weight_decay": _NUMBER, "betas": [_NUMBER], "params": [_INT],
+              "initial_lr": _NUMBER, "amsgrad": _FLAG, "maximize": _FLAG},
+}
+
+
+def _fits(value, kind) -> bool:
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(_fits(item, kind[0]) for item in value)
+    if kind == _FLAG:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind == _INT else isinstance(value, (int, float))
+
+
+def _check_types(state: dict, folder: Path) -> None:
+    optimizer = state.get("optimizer")
+    groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+        raise CheckpointError(f"refusing to resume from {folder}: its optimiser state has no parameter groups")
+    checks = [("lr_scheduler", state.get("lr_scheduler"), _SCHEMA["lr_scheduler"])]
+    checks += [("ema", state["ema"], _SCHEMA["ema"])] if state.get("ema") is not None else []
+    checks += [(f"optimizer.param_groups.{i}", group, _SCHEMA["group"]) for i, group in enumerate(groups)]
+    for where, values, schema in checks:
+        if not isinstance(values, dict):
+            raise CheckpointError(f"refusing to resume from {folder}: {where} is not a JSON object")
+        for key, kind in schema.items():
+            if key in values and not (values[key] is None and kind == _FLAG) and not _fits(values[key], kind):
+                raise CheckpointError(f"refusing to resume from {folder}: {where}.{key} is {values[key]!r}, "
+                                      f"not a{'n' if str(kind)[0] in 'i' else ''} {kind if isinstance(kind, str) else 'list'}")
+    for i, group in enumerate(groups):
+        betas = group.get("betas", [0.9, 0.999])
+        numbers_in_range = (len(betas) == 2 and all(0 <= b < 1 for b in betas) and 0 <= group.get("lr", 0) < 1
+                            and 0 < group.get("eps", 1e-8) < 1 and 0 <= group.get("weight_decay", 0) < 1)
+        if not numbers_in_range:
+            raise CheckpointError(f"refusing to resume from {folder}: optimizer.param_groups.{i} holds values out of "
+                                  f"range (betas two numbers in [0, 1), lr and weight_decay in [0, 1), eps in (0, 1))")
+    values = optimizer.get("values", {})
+    steps = [v.get("step") for v in values.values() if isinstance(v, dict)] if isinstance(values, dict) else [None]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= MAX_STEP for v in steps):
+        raise CheckpointError(f"refusing to resume from {folder}: the optimiser's step counts are not steps")
+    ema = state.get("ema") or {}
+    if not (0 <= ema.get("decay", 0) <= 1 and 0 <= ema.get("min_decay", 0) <= 1 and ema.get("optimization_step", 0) >= 0):
+        raise CheckpointError(f"refusing to resume from {folder}: its EMA decay or step is out of range")
+
+
 def _check_finite_numbers(value, where: str, folder: Path) -> None:
     """Every number in the JSON state (learning rates, betas, moments' counts) must be finite."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -228,6 +293,7 @@ def restore(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema
     state = check_loadable(folder)
     for part in ("optimizer", "lr_scheduler", "ema"):
         _check_finite_numbers(state.get(part), part, folder)
+    _check_types(state, folder)
     try:
         unet.load_state_dict(_load_tensors(folder / MODEL_FILE), strict=True)
 
@@ -240,6 +306,7 @@ def restore(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema
             per_parameter.setdefault(int(index), {}).update(values)
         groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group
                   for group in state["optimizer"]["param_groups"]]
+        _check_shapes(per_parameter, optimizer, folder)
         optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
 
         lr_scheduler.load_state_dict({**state["lr_scheduler"], "lr_lambdas": [None] * len(lr_scheduler.lr_lambdas)})
@@ -250,6 +317,8 @@ def restore(folder: Path, *, unet: torch.nn.Module, optimizer, lr_scheduler, ema
             shadow = _load_tensors(folder / EMA_FILE)
             if len(shadow) != len(ema.shadow_params):
                 raise CheckpointError(f"{folder} holds {len(shadow)} EMA tensors, this model has {len(ema.shadow_params)}")
+            if any(shadow[f"shadow.{i}"].shape != p.shape for i, p in enumerate(ema.shadow_params)):
+                raise CheckpointError(f"{folder} holds EMA tensors of other shapes than this model's")
             devices = [p.device for p in ema.shadow_params]
             ema.load_state_dict({**state["ema"], "shadow_params": [shadow[f"shadow.{i}"] for i in range(len(shadow))]})
             ema.shadow_params = [p.to(device) for p, device in zip(ema.shadow_params, devices)]

@@ -658,8 +658,12 @@ def _load_unet(unet_dir: Path, source: str, mel: MelConfig) -> UNet2DModel:
         raise PipelineError(f"{source} has no UNet weights ({WEIGHTS_NAME}.safetensors or .bin in {unet_dir})")
     config = _read_json(config_path, "UNet configuration")
     check_unet_config(config, mel, source)
-    with torch.device("meta"):  # no random initialisation: every parameter comes from the file
-        unet = UNet2DModel.from_config(config)
+    try:
+        with torch.device("meta"):  # no random initialisation: every parameter comes from the file
+            unet = UNet2DModel.from_config(config)
+    except Exception as exc:  # noqa: BLE001 - diffusers fails on bad configs in many ways (UnboundLocalError...)
+        raise PipelineError(f"{source}: unet/config.json does not describe a UNet this version can build "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     state = _rename_deprecated_attention_keys(unet, _load_file(weights))
     # float32 master weights whatever the file holds (fp16 variants): move with .to(dtype=...)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

@@ -544,7 +544,10 @@ class _Start:
         """Each process trained on its own share of the tracks, so only as many processes continue exactly."""
         if self.checkpoint is None or self.config.streaming:
             return
-        trained_by = int(self.saved.get("num_processes", 1))
+        trained_by = self.saved.get("num_processes", 1)
+        if isinstance(trained_by, bool) or not isinstance(trained_by, int) or trained_by < 1:
+            raise checkpoint_io.CheckpointError(f"{self.run_dir / CONFIG_FILE}: num_processes must be a positive "
+                                                f"integer, got {trained_by!r}")
         if trained_by != num_processes:
             raise ValueError(f"{self.run_dir} was trained by {trained_by} process(es), each on its own share of the "
                              f"tracks; resume it with {trained_by} (e.g. torchrun --nproc_per_node {trained_by}) to "

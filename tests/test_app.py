@@ -459,6 +459,17 @@ def test_each_session_writes_to_its_own_unguessable_folder_and_records_upload_na
     assert Path(clip.wav).parent == a
 
 
+@pytest.mark.parametrize("seed", [1e30, -3, 2.5, float("nan"), 2**32])
+def test_a_seed_out_of_range_is_one_sentence(tmp_path, seed):
+    from audiodiff.app import AudioStudio
+    from audiodiff.pipeline import GenerationError, build_preset
+
+    studio = AudioStudio(build_preset("tiny"), output_dir=tmp_path)
+    with pytest.raises(GenerationError, match="seed must be a whole number from 0 to 4294967295"):
+        studio.generate(0.5, seed=seed, steps=1, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_long_upload_is_refused_from_its_header_without_decoding(tmp_path, monkeypatch):
     from audiodiff import app as app_module
     from audiodiff.pipeline import build_preset

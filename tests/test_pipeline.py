@@ -712,3 +712,31 @@ def test_deeply_nested_json_is_one_line(tmp_path):
     (folder / "scheduler" / "scheduler_config.json").write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(PipelineError, match="RecursionError"):
         load_pipeline(folder)
+
+
+def test_fuzzed_pipeline_folders_load_or_raise_one_line_errors(tmp_path):
+    """Random and extreme values in a pipeline's three configs: load_pipeline works or raises a
+    ValueError (one line at the command line), quickly: never another exception, a hang or a big
+    allocation (issue 25)."""
+    import random
+
+    rng = random.Random(0)
+    extremes = [None, -1, 0, 1, 2**31, 10**30, 1e-300, 0.5, "abc", [], {}, [0], True, "evil", 2048.5]
+    _, folder = saved_tiny(tmp_path)
+    files = {name: folder / name for name in ("unet/config.json", "mel/mel_config.json", "scheduler/scheduler_config.json")}
+    originals = {name: path.read_text() for name, path in files.items()}
+    start = time.perf_counter()
+    for trial in range(40):
+        name = rng.choice(sorted(files))
+        config = json.loads(originals[name])
+        key = rng.choice(sorted(k for k in config if not k.startswith("_")))
+        config[key] = rng.choice(extremes)
+        files[name].write_text(json.dumps(config))
+        began = time.perf_counter()
+        try:
+            load_pipeline(folder)
+        except ValueError:
+            pass
+        assert time.perf_counter() - began < 5, (name, key, config[key])
+        files[name].write_text(originals[name])
+    assert time.perf_counter() - start < 60

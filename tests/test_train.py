@@ -342,6 +342,72 @@ def test_a_damaged_run_folder_is_one_line_within_a_second(tmp_path, checkpointed
     assert time.perf_counter() - start < 5.0
 
 
+@pytest.mark.parametrize("part", ["optimizer", "ema", "num_processes"])
+def test_mismatched_optimiser_ema_or_process_count_is_one_line_before_training(tmp_path, checkpointed, part):
+    from safetensors.torch import load_file, save_file
+
+    from audiodiff import checkpoint as checkpoint_io
+
+    latest = train.list_checkpoints(checkpointed)[-1]
+    if part == "num_processes":
+        saved = json.loads((checkpointed / train.CONFIG_FILE).read_text())
+        (checkpointed / train.CONFIG_FILE).write_text(json.dumps({**saved, "num_processes": "abc"}))
+        message = "num_processes must be a positive integer"
+    else:
+        name = checkpoint_io.OPTIMIZER_FILE if part == "optimizer" else checkpoint_io.EMA_FILE
+        tensors = load_file(latest / name)
+        key = next(k for k, v in tensors.items() if v.dim() > 1)
+        tensors[key] = torch.zeros(3, 5)
+        save_file(tensors, latest / name)
+        message = "shape" if part == "optimizer" else "EMA tensors of other shapes"
+    with pytest.raises(checkpoint_io.CheckpointError, match=message):
+        train.finetune(tiny_config(tmp_path, max_steps=3), resume=str(checkpointed), progress=False)
+
+
+def test_fuzzed_checkpoint_states_raise_only_one_line_errors(tmp_path, checkpointed):
+    """Random and extreme values in trainer_state.json: a resume either works or is refused in one
+    line (a ValueError), in bounded time: never another exception or a hang (issue 25)."""
+    import random
+    import time
+
+    from audiodiff import checkpoint as checkpoint_io
+
+    latest = train.list_checkpoints(checkpointed)[-1]
+    original = (latest / checkpoint_io.STATE_FILE).read_text()
+    extremes = [None, -1, 0, 10**30, 1e308, float("nan"), "abc", [], {}, [1, 2], {"a": 1}, True, 2.5]
+    rng = random.Random(0)
+
+    def paths(value, prefix=()):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from paths(item, (*prefix, key))
+        elif isinstance(value, list) and value and len(value) < 20:
+            for index, item in enumerate(value):
+                yield from paths(item, (*prefix, index))
+        yield prefix
+
+    state = json.loads(original)
+    candidates = [p for p in paths(state) if p and p[0] not in ("rng", "loss_history", "config")]
+    start = time.perf_counter()
+    for trial in range(8):
+        damaged = json.loads(original)
+        where = rng.choice(candidates)
+        target = damaged
+        for key in where[:-1]:
+            target = target[key]
+        target[where[-1]] = rng.choice(extremes)
+        (latest / checkpoint_io.STATE_FILE).write_text(json.dumps(damaged))
+        try:
+            train.finetune(tiny_config(tmp_path, max_steps=3, checkpoint_every=1000), resume=str(checkpointed),
+                           progress=False)
+        except ValueError:
+            pass
+        (latest / checkpoint_io.STATE_FILE).write_text(original)
+        for extra in train.list_checkpoints(checkpointed)[2:]:
+            shutil.rmtree(extra)
+    assert time.perf_counter() - start < 120
+
+
 def test_stray_folders_beside_checkpoints_and_lone_checkpoints(tmp_path, checkpointed):
     (checkpointed / train.CHECKPOINTS / "step-best").mkdir()
     (checkpointed / train.CHECKPOINTS / "step-best" / train.STATE_FILE).write_text("{}")
