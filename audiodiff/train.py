@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as checkpoint_io
+from .objective import PREDICTION_TYPES, _target_and_weight, diffusion_loss, with_objective  # noqa: F401
 from .mel import MelConfig
 
 if TYPE_CHECKING:  # annotations of _TrainingData
@@ -303,70 +303,6 @@ def timestep_quarter_losses(losses: torch.Tensor, timesteps: torch.Tensor, num_t
     levels the genre is hard at."""
     quarter = (timesteps * 4 // num_train_timesteps).clamp(max=3)
     return {f"loss_q{q}": losses[quarter == q].mean().item() for q in range(4) if (quarter == q).any()}
-
-
-PREDICTION_TYPES = (None, "epsilon", "v_prediction")
-
-
-def with_objective(pipe, config: "FinetuneConfig"):
-    """`pipe` set to train `config.prediction_type`. A preset starts from random weights, so it takes
-    any; a trained model keeps its own (a new target would undo what it learned): asking another
-    is a ValueError."""
-    from diffusers import DDPMScheduler
-
-    from .pipeline import PRESETS
-
-    wanted = config.prediction_type
-    own = getattr(pipe.scheduler.config, "prediction_type", "epsilon")
-    if wanted is None or wanted == own:
-        return pipe
-    if getattr(pipe, "source", None) not in PRESETS:
-        raise ValueError(f"--prediction-type {wanted}: {config.pretrained or 'the pretrained model'} was trained "
-                         f"with {own}; a new target applies to a preset trained from scratch")
-    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config, prediction_type=wanted)
-    return pipe
-
-
-def _target_and_weight(scheduler, images, noise, timesteps, snr_gamma: float | None):
-    """What the model learns to predict (its scheduler's prediction_type: the noise, the velocity
-    sqrt(a) noise - sqrt(1 - a) x0, or the clean image) and each item's loss weight: 1, or min-SNR-gamma
-    (min(SNR, gamma) / SNR for the noise, / (SNR + 1) for the velocity, itself for the image)."""
-    kind = getattr(scheduler.config, "prediction_type", "epsilon")
-    target = {"v_prediction": lambda: scheduler.get_velocity(images, noise, timesteps),
-              "sample": lambda: images}.get(kind, lambda: noise)()
-    if snr_gamma is None:
-        return target, None
-    alpha_bar = scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
-    snr = alpha_bar / (1.0 - alpha_bar)
-    clipped = snr.clamp(max=snr_gamma)
-    weight = {"v_prediction": clipped / (snr + 1.0), "sample": clipped}.get(kind, clipped / snr)
-    return target, weight
-
-
-def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None,
-                   snr_gamma: float | None = None):
-    """MSE between the model's output and its target (the added noise, the velocity or the clean
-    image, as its scheduler's prediction_type says) at uniform random timesteps, optionally weighted
-    by min-SNR-`snr_gamma`.
-
-    images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
-    (CPU) so that they do not depend on the device or on the number of processes.
-    noise: the noise to add instead of drawing it (then only the timesteps come from `generator`).
-    Returns (loss over the batch, per-item losses (B,), timesteps (B,)).
-    """
-    batch = images.shape[0]
-    if noise is None:
-        noise = torch.randn(images.shape, generator=generator)
-    noise = noise.to(images.device, images.dtype)
-    if timesteps is None:
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
-    timesteps = timesteps.to(images.device)
-    noisy = scheduler.add_noise(images, noise, timesteps)
-    predicted = unet(noisy, timesteps).sample
-    target, weight = _target_and_weight(scheduler, images, noise, timesteps, snr_gamma)
-    per_item = F.mse_loss(predicted.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    loss = per_item.mean() if weight is None else (per_item * weight).mean()
-    return loss, per_item.detach(), timesteps.detach().cpu()
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

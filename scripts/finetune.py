@@ -17,8 +17,7 @@ from audiodiff import train
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _data_flags(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data")
     data.add_argument("--genre", default="jazz",
                       help="genre to fine-tune on, matched case-insensitively against the dataset's labels or the "
@@ -44,6 +43,10 @@ def parse_args(argv=None):
     data.add_argument("--num-workers", type=non_negative_int, default=2,
                       help="data-loading worker processes (decode, resample, slice, Mel) (default: 2)")
 
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _data_flags(p)
     model = p.add_argument_group("model")
     model.add_argument("--pretrained", default=None,
                        help="pipeline to start from: a hub id, a pipeline folder, 'bundled' (the small model shipped "
