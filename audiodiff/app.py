@@ -446,7 +446,9 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         current = gr.State(None)
 
         # In the browser: no round trip that a quick click on Generate could overtake.
-        scheduler.input(None, scheduler, steps, js=f"(name) => ({json.dumps(DEFAULT_STEPS_BY_SCHEDULER)})[name]")
+        # .change, not .input: a dropdown only focused and left (tabbing through it) fires input and reset
+        # the steps typed above (issue 26); a real change of scheduler sets its usual count
+        scheduler.change(None, scheduler, steps, js=f"(name) => ({json.dumps(DEFAULT_STEPS_BY_SCHEDULER)})[name]")
         mode.change(on_mode, mode, [strength, invert, second_audio])
         for source in (audio, second_audio):
             source.upload(on_upload, source, [source, upload_message])

@@ -342,6 +342,23 @@ def test_user_errors_show_in_the_page_and_the_previous_clip_stays_to_compare(ser
     page.screenshot(path=tmp_path / "compare.png")
 
 
+def test_tabbing_through_the_scheduler_keeps_the_steps_and_choosing_one_sets_its_count(server, page):
+    """Issue 26: steps went back to 50 when the scheduler dropdown was only focused and left."""
+    from audiodiff.sample import DEFAULT_STEPS_BY_SCHEDULER
+
+    _fill(page, "steps", 20)
+    page.locator("#scheduler input").focus()
+    page.keyboard.press("Tab")
+    page.locator("#seed input").click()  # and away
+    page.wait_for_timeout(500)
+    assert page.locator("#steps input").input_value() == "20"
+    other = next(name for name in DEFAULT_STEPS_BY_SCHEDULER if name != "ddim" and DEFAULT_STEPS_BY_SCHEDULER[name] != 20)
+    page.locator("#scheduler input").click()
+    page.get_by_role("option", name=other, exact=True).click()
+    page.wait_for_function(f"document.querySelector('#steps input').value === '{DEFAULT_STEPS_BY_SCHEDULER[other]}'",
+                           timeout=10_000)
+
+
 def test_loop_checkbox_makes_a_loop_of_the_requested_length(server, page):
     _, output_dir, _, _ = server
     seconds = 2.5
