@@ -309,6 +309,9 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         unchanged = [keep()] * 10
         yield [gr.update(value="", visible=False), *unchanged, current]  # the last job's message goes
         try:
+            if seconds is None:  # an emptied field made 30 s without a word (issue 26)
+                raise GenerationError("seconds is empty: enter the length of the clip in seconds, e.g. "
+                                      f"{DEFAULT_APP_SECONDS:g}")
             edits = edit_kwargs(audio, mode, strength, second_audio, bool(loop), bool(invert))
             clip = studio.generate(
                 seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap, bpm=bpm,
@@ -397,8 +400,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                          f"shorter than one slice ({mel.slice_seconds:.2f} s)",
                                     elem_id="overlap")
                 bpm = gr.Number(None, label="bpm (optional)", minimum=0,
-                                info="the tempo of a new clip or loop, 40 to 240; empty: the clip keeps the "
-                                     "beat of its first slice (your audio's, when you continue it)",
+                                info="the tempo of a new clip or loop, 40 to 240; empty or 0: the clip keeps "
+                                     "the beat of its first slice (your audio's, when you continue it)",
                                 elem_id="bpm")
                 loop = gr.Checkbox(False, label="loop: a clip that repeats seamlessly", elem_id="loop")
                 with gr.Accordion("your audio (optional): continue, vary or join", open=False,

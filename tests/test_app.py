@@ -359,6 +359,17 @@ def test_tabbing_through_the_scheduler_keeps_the_steps_and_choosing_one_sets_its
                            timeout=10_000)
 
 
+def test_an_empty_seconds_field_is_an_error_naming_it(server, page):
+    """Issue 26: an emptied seconds field silently made 30 s."""
+    output_dir = server[1]
+    before = sorted(output_dir.rglob("*.wav")) if output_dir.exists() else []
+    _fill(page, "seconds", "")
+    page.locator("#generate").click()
+    page.wait_for_selector("#message", state="visible", timeout=30_000)
+    assert "seconds is empty" in _message(page)
+    assert (sorted(output_dir.rglob("*.wav")) if output_dir.exists() else []) == before
+
+
 def test_loop_checkbox_makes_a_loop_of_the_requested_length(server, page):
     _, output_dir, _, _ = server
     seconds = 2.5
