@@ -253,25 +253,29 @@ def _time_left(seconds: float | None) -> str:
 
 
 class StopFlags:
-    """One stop flag per browser session: set by its Stop button or when its page goes away,
-    cleared when its next job starts; the running job checks it between two UNet calls."""
+    """When each browser session last pressed Stop, on its page's clock (ms). A job stops when a Stop
+    came after its own click, checked between two UNet calls and before it starts: so a Stop pressed
+    while the job still waits in the queue behind another tab's cancels it (issue 26: it ran when its
+    turn came and wrote a clip). A page that goes away stops its jobs for good."""
 
     def __init__(self):
-        self._flags: dict[str, threading.Event] = {}
+        self._stopped: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: str | None) -> threading.Event:
+    def stop(self, session: str | None, at: float | None) -> None:
         with self._lock:
-            return self._flags.setdefault(session or "", threading.Event())
-
-    def stop(self, session: str | None) -> None:
-        self.get(session).set()
+            key = session or ""
+            self._stopped[key] = max(self._stopped.get(key, -math.inf), math.inf if at is None else float(at))
 
     def forget(self, session: str | None) -> None:
+        self.stop(session, math.inf)
+
+    def stopped_since(self, session: str | None, clicked_at: float | None) -> bool:
+        """Whether a Stop came after the click at `clicked_at` (None: a call without the page's clock,
+        stopped only when its page goes away)."""
         with self._lock:
-            flag = self._flags.pop(session or "", None)
-        if flag is not None:
-            flag.set()  # a job still running for the closed page stops too
+            stopped = self._stopped.get(session or "", -math.inf)
+        return stopped == math.inf or (clicked_at is not None and stopped >= clicked_at)
 
 
 def build_app(studio: AudioStudio) -> gr.Blocks:
@@ -286,10 +290,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
     keep = gr.update  # an output left as it is
 
     def on_generate(seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio,
-                    current, request: gr.Request, progress=gr.Progress()):
+                    current, clicked_at, request: gr.Request, progress=gr.Progress()):
         session = request.session_hash if request else None
-        stop_flag = flags.get(session)
-        stop_flag.clear()
         messages: list[str] = []
         shown_at = [0.0]
 
@@ -305,9 +307,12 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             else:
                 progress(0, desc=job.description())
 
-        job = JobProgress(on_update=report, should_stop=stop_flag.is_set)
+        job = JobProgress(on_update=report, should_stop=lambda: flags.stopped_since(session, clicked_at))
         unchanged = [keep()] * 10
         yield [gr.update(value="", visible=False), *unchanged, current]  # the last job's message goes
+        if job.should_stop():  # Stop was pressed while this job waited in the queue
+            yield [gr.update(value="Stopped before it started; nothing was written.", visible=True), *unchanged, current]
+            return
         try:
             if seconds is None:  # an emptied field made 30 s without a word (issue 26)
                 raise GenerationError("seconds is empty: enter the length of the clip in seconds, e.g. "
@@ -344,8 +349,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             shown,
         ]
 
-    def on_stop(request: gr.Request):
-        flags.stop(request.session_hash if request else None)
+    def on_stop(pressed_at, request: gr.Request):
+        flags.stop(request.session_hash if request else None, pressed_at)
 
     def on_unload(request: gr.Request):
         flags.forget(request.session_hash if request else None)
@@ -447,6 +452,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                                    elem_id="previous-clip", waveform_options=browser_player,
                                                    visible=False)
         current = gr.State(None)
+        clock = gr.Number(None, visible=False)  # the page's clock (ms) at a click, set by the click's js
 
         # In the browser: no round trip that a quick click on Generate could overtake.
         # .change, not .input: a dropdown only focused and left (tabbing through it) fires input and reset
@@ -461,13 +467,15 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         reuse.click(on_reuse, current, [audio, mode, audio_section])
         button.click(
             on_generate,
-            [seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio, current],
+            [seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio, current,
+             clock],
             [message, placeholder, image, player, files, summary, reuse, previous_column, previous_image,
              previous_player, previous_summary, current],
             concurrency_limit=1,  # one shared model: clicks wait in the queue
             show_progress_on=status,  # one bar, in the row that stays in view, next to Generate and Stop
+            js="(...values) => [...values.slice(0, -1), Date.now()]",  # when it was clicked, on the page's clock
         )
-        stop.click(on_stop, None, None, queue=False)  # not behind the job it stops
+        stop.click(on_stop, clock, None, queue=False, js="() => Date.now()")  # not behind the job it stops
         app.unload(on_unload)  # the page went away: its job stops
     return app
 

@@ -416,6 +416,28 @@ def test_stop_ends_a_long_job_and_the_next_starts_at_once(server, page):
     assert audio.shape == (round(1.5 * SAMPLE_RATE),)
 
 
+def test_stop_cancels_a_job_still_waiting_in_the_queue(server, browser, page):
+    """Issue 26: Generate then Stop in tab A while tab B generates: A's job still ran when its turn
+    came and wrote a clip."""
+    output_dir = server[1]
+    other = browser.new_context(viewport=VIEWPORT).new_page()
+    other.goto(server[0])
+    _start_long_job(other, seconds=20, steps=1000)  # B holds the model
+    before = sorted(output_dir.rglob("*.wav"))
+    _fill(page, "seconds", 1)
+    _fill(page, "steps", 2)
+    page.locator("#generate").click()
+    page.wait_for_timeout(1000)  # A waits in the queue
+    page.locator("#stop").click()
+    other.locator("#stop").click()  # B's job ends, so A's turn comes
+    page.wait_for_selector("#message", state="visible", timeout=60_000)
+    assert "Stopped before it started; nothing was written." in _message(page)
+    assert sorted(output_dir.rglob("*.wav")) == before
+    src = _generate(page)  # the next click runs: the old Stop does not stop it
+    assert src.split("?")[0].endswith(".wav")
+    other.context.close()
+
+
 def test_closing_the_page_stops_its_job(server, browser, page):
     process = server[3]
     other = browser.new_context(viewport=VIEWPORT)
