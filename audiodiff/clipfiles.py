@@ -77,21 +77,38 @@ def reserve_name(output_dir: Path, name: str, batch_size: int = 1,
     name at the same moment get different names, and the files written into the reserved paths
     never replace a file that was there before.
     """
+    def empty_files(candidate: str):
+        for stem in _stems(candidate, batch_size):
+            for ext in suffixes:
+                yield output_dir / f"{stem}{ext}", _create_empty
+
+    return _claim_first_free(name, empty_files)
+
+
+def _create_empty(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _claim_first_free(name: str, claims) -> tuple[str, list[Path]]:
+    """NAME, NAME-1, NAME-2, ...: the first candidate all of whose paths can be made exclusively ->
+    (candidate, the paths made). `claims(candidate)` yields (path, make), where make(path) raises
+    FileExistsError when the path is taken: then the candidate's paths made so far are removed and
+    the next one is tried. Any other error removes them too, and is raised."""
     candidate, n = name, 0
     while True:
         made: list[Path] = []
         try:
-            for stem in _stems(candidate, batch_size):
-                for ext in suffixes:
-                    path = output_dir / f"{stem}{ext}"
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                    made.append(path)
+            for path, make in claims(candidate):
+                make(path)
+                made.append(path)
             return candidate, made
-        except FileExistsError:
+        except BaseException as exc:
             for path in made:
                 path.unlink(missing_ok=True)
-            n += 1
-            candidate = f"{name}-{n}"
+            if not isinstance(exc, FileExistsError):
+                raise
+        n += 1
+        candidate = f"{name}-{n}"
 
 
 # ---- the PNG -----------------------------------------------------------------------------------
@@ -255,7 +272,7 @@ def write_clip_files(
                                                samples, _temporary(output_dir, index, ".png")))
         records = [{**made_with, **_clip_facts(clip, mel, index), **(per_clip[index] if per_clip else {})}
                    for index in range(clip.audio.shape[0])]
-        base, written = _publish(output_dir, name, records, temporaries)
+        base, written = _publish(output_dir, name, records)
     finally:
         for path in temporaries + [_temporary(output_dir, i, ".json") for i in range(clip.audio.shape[0])]:
             path.unlink(missing_ok=True)
@@ -299,34 +316,31 @@ def _clip_facts(clip: LongClip, mel: MelConfig, index: int) -> dict:
     }
 
 
-def _publish(output_dir: Path, name: str, records: list[dict], temporaries: list[Path]) -> tuple[str, list[Path]]:
-    """Give the written files (wav, png per clip in `temporaries`) the first free NAME (or NAME-N)
+def _publish(output_dir: Path, name: str, records: list[dict]) -> tuple[str, list[Path]]:
+    """Give the written files (each clip's temporary wav and png) the first free NAME (or NAME-N)
     with their JSON: each by an exclusive hard link, undone when any name of the batch is taken.
     Where the file system has no hard links, the names are reserved (`reserve_name`) and replaced."""
-    candidate, n = name, 0
-    while True:
-        stems = _stems(candidate, len(records))
-        for index, (stem, record) in enumerate(zip(stems, records)):
+    tried: list[str] = []
+
+    def linked_files(candidate: str):
+        tried.append(candidate)
+        for index, (stem, record) in enumerate(zip(_stems(candidate, len(records)), records)):
             meta = _temporary(output_dir, index, ".json")
             full = {**record, "files": {"wav": f"{stem}.wav", "png": f"{stem}.png"}, "versions": _versions()}
             meta.write_text(json.dumps(_in_record_order(full), indent=2) + "\n")
-        pairs = [(_temporary(output_dir, i, ext), output_dir / f"{stem}{ext}")
-                 for i, stem in enumerate(stems) for ext in (".wav", ".png", ".json")]
-        made: list[Path] = []
-        try:
-            for source, target in pairs:
-                os.link(source, target)
-                made.append(target)
-            return candidate, made
-        except FileExistsError:
-            for path in made:
-                path.unlink(missing_ok=True)
-            n += 1
-            candidate = f"{name}-{n}"
-        except OSError:  # no hard links here (FAT, some network file systems): reserve, then replace
-            for path in made:
-                path.unlink(missing_ok=True)
-            return _publish_by_replacing(output_dir, candidate, pairs)
+        for source, target in _pairs(output_dir, candidate, len(records)):
+            yield target, lambda target, source=source: os.link(source, target)
+
+    try:
+        return _claim_first_free(name, linked_files)
+    except OSError:  # no hard links here (FAT, some network file systems): reserve, then replace
+        return _publish_by_replacing(output_dir, tried[-1], _pairs(output_dir, tried[-1], len(records)))
+
+
+def _pairs(output_dir: Path, candidate: str, count: int) -> list[tuple[Path, Path]]:
+    """(temporary file, its name) for the wav, png and json of each of `count` clips named after `candidate`."""
+    return [(_temporary(output_dir, i, ext), output_dir / f"{stem}{ext}")
+            for i, stem in enumerate(_stems(candidate, count)) for ext in (".wav", ".png", ".json")]
 
 
 def _publish_by_replacing(output_dir: Path, name: str, pairs: list[tuple[Path, Path]]) -> tuple[str, list[Path]]:
