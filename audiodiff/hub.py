@@ -1,7 +1,7 @@
 """The Hugging Face hub: whether it can be reached, decided within seconds, and the one error for "it can't".
 
-Models (pipeline.py) and data sets (data.py) both start from the hub by default and both fall
-back, or fail with a message on how to work offline, when it is out of reach (DESIGN section 6).
+Models (pipeline.py) and data sets (data/sources.py) both start from the hub by default and both
+fall back, or fail with a message on how to work offline, when it is out of reach (DESIGN section 6).
 The offline decision, the probe and the error live here so the two can't drift apart.
 
 huggingface_hub is imported inside the functions: importing this module stays cheap.

@@ -15,6 +15,7 @@ from audiodiff.data import (
     TRACK_CACHE, DataError, HubUnreachableError, MelCollate, SliceDataset, Track, TrackStream, load_genre,
     make_dataloader, split_tracks, split_validation, validation_slices,
 )
+from audiodiff.data import tracks as tracks_module
 from audiodiff.mel import MelConfig, audio_to_images
 
 from conftest import tone
@@ -160,7 +161,7 @@ def test_tracks_are_decoded_once_per_process(genre_folder, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data_module, "_decode", refuse)  # the check at load time filled the cache
+    monkeypatch.setattr(tracks_module, "_decode", refuse)  # the check at load time filled the cache
     dataset = SliceDataset(data.tracks, CONFIG)
     for epoch in range(3):
         dataset.set_epoch(epoch)
