@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, read_audio, resample
+from .data import SILENCE_DB  # a codec slice quieter than this is skipped: silence has no fidelity
 from .features import (MIN_CLIP_SECONDS, EvaluationError, FeatureExtractor, HandcraftedFeatures, Standardizer,
                        TorchScriptEmbedding, feature_matrix, frechet_distance)
 from .mel import MelConfig, audio_to_images, images_to_audio, images_to_db, spectral_convergence
@@ -57,7 +58,6 @@ __all__ = [  # the features and the distance are in audiodiff.features
 
 # ---- settings ----------------------------------------------------------------------------------
 CODEC_MAX_SLICES = 8  # slices of reference audio round-tripped through the codec (decoding is the slow part)
-SILENCE_DB = -60.0  # a codec slice quieter than this (RMS dBFS) is skipped: silence has no fidelity
 
 
 # ---- sets of clips -------------------------------------------------------------------------------
