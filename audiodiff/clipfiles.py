@@ -31,6 +31,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from .audio import write_wav
+from .display import time_ticks
 from .mel import MelConfig, images_to_audio
 from .metrics import DEFAULT_PEAK_CEILING, DEFAULT_TARGET_LUFS, normalize_loudness
 from .pipeline import GenerationError
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .sample import LongClip
 
 AXIS_HEIGHT = 16  # pixels of time axis under the spectrogram
+PNG_TICK_GAP_PIXELS = 60  # at least, between time labels in PIL's small default font ("12s")
 PNG_KEY_MEL = "audiodiff:mel_config"
 PNG_KEY_BOX = "audiodiff:spectrogram_box"  # [left, top, right, bottom] of the spectrogram, PIL crop order
 PNG_KEY_SAMPLES = "audiodiff:samples"
@@ -112,15 +114,6 @@ def _claim_first_free(name: str, claims) -> tuple[str, list[Path]]:
 
 
 # ---- the PNG -----------------------------------------------------------------------------------
-def _tick_seconds(seconds: float, width: int) -> float:
-    """A round tick spacing leaving ~60+ pixels between labels."""
-    pixels_per_second = width / max(seconds, 1e-9)
-    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300):
-        if step * pixels_per_second >= 60:
-            return step
-    return 600
-
-
 def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Path) -> Path:
     """Write one (1, H, W) or (H, W) image in [-1, 1] as a PNG with a time axis and metadata."""
     grey = ((image.detach().float().cpu().reshape(image.shape[-2], image.shape[-1]) + 1.0) * 127.5)
@@ -131,10 +124,8 @@ def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Pat
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
     seconds = samples / mel.sample_rate
-    step = _tick_seconds(seconds, width)
     columns_per_second = mel.sample_rate / mel.hop_length
-    for i in range(int(seconds / step + 1e-9) + 1):
-        t = i * step
+    for t in time_ticks(seconds, width / max(seconds, 1e-9), PNG_TICK_GAP_PIXELS):
         x = min(int(round(t * columns_per_second)), width - 1)
         draw.line([(x, height), (x, height + 4)], fill=0)
         label = f"{t:g}s"

@@ -39,6 +39,8 @@ MAGMA = np.array([
 GIVEN_TINT = np.array([80, 170, 255], dtype=np.float32)  # blue wash over the user's audio
 GIVEN_TINT_ALPHA = 0.28
 HZ_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
+TIME_TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600)  # seconds: round spacings, NAME.png's too
+TICK_GAP_PIXELS = 70  # at least, between time labels of FONT_PIXELS ("120 s")
 
 
 def colour_map(values: np.ndarray) -> np.ndarray:
@@ -65,12 +67,12 @@ def _font(size: int = FONT_PIXELS):
         return ImageFont.load_default()
 
 
-def _time_step(seconds: float, pixels: int) -> float:
-    """A round tick spacing leaving at least ~70 pixels between labels."""
-    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600):
-        if step * pixels / max(seconds, 1e-9) >= 70:
-            return step
-    return 1200
+def time_ticks(seconds: float, pixels_per_second: float, min_gap_pixels: float) -> list[float]:
+    """The times of a time axis's ticks over `seconds`: 0, step, 2 step, ... at the first round step
+    (TIME_TICK_STEPS, else 1200 s) that leaves `min_gap_pixels` between labels at `pixels_per_second`.
+    The one rule for this picture and for NAME.png's axis (`audiodiff.clipfiles.spectrogram_png`)."""
+    step = next((step for step in TIME_TICK_STEPS if step * pixels_per_second >= min_gap_pixels), 1200)
+    return [i * step for i in range(int(seconds / step + 1e-9) + 1)]
 
 
 def _hz_label(hz: float) -> str:
@@ -110,9 +112,7 @@ def render_spectrogram(
     bottom = MARGIN_TOP + plot_h
 
     # time axis, seconds
-    step = _time_step(seconds, plot_w)
-    for i in range(int(seconds / step + 1e-9) + 1):
-        t = i * step
+    for t in time_ticks(seconds, seconds_to_x, TICK_GAP_PIXELS):
         x = MARGIN_LEFT + min(int(round(t * seconds_to_x)), plot_w - 1)
         draw.line([(x, bottom), (x, bottom + 4)], fill="black")
         label = f"{t:g} s"
