@@ -26,7 +26,7 @@ def with_objective(pipe, config: "FinetuneConfig"):
     is a ValueError."""
     from diffusers import DDPMScheduler
 
-    from .pipeline import PRESETS
+    from .presets import PRESETS
 
     wanted = config.prediction_type
     own = getattr(pipe.scheduler.config, "prediction_type", "epsilon")

@@ -336,7 +336,8 @@ def resolve_sources(config: FinetuneConfig, hub_reachable=None) -> Sources:
     hub id given explicitly fails fast with a message on how to work offline).
     """
     from .data import SYNTHETIC
-    from .pipeline import BUNDLED, DEFAULT_PRETRAINED, hub_is_reachable
+    from .model_choice import DEFAULT_PRETRAINED
+    from .pipeline import BUNDLED, hub_is_reachable
 
     default_model = config.pretrained is None
     default_data = config.dataset is None and config.data_dir is None

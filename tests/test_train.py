@@ -728,7 +728,8 @@ def test_an_error_before_the_first_step_leaves_no_run_folder(tmp_path, music, mo
 
 # ---- defaults that adapt (DESIGN section 6) ----------------------------------------------------
 def test_defaults_fall_back_only_when_the_hub_cannot_be_reached():
-    from audiodiff.pipeline import BUNDLED, DEFAULT_PRETRAINED
+    from audiodiff.model_choice import DEFAULT_PRETRAINED
+    from audiodiff.pipeline import BUNDLED
 
     down, up = (lambda: False), (lambda: True)
     plain = train.FinetuneConfig()
