@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from .train import FinetuneConfig
+    from .finetune_config import FinetuneConfig
 
 
 PREDICTION_TYPES = (None, "epsilon", "v_prediction")
