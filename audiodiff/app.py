@@ -43,7 +43,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from .cli import user_errors
 from .generate import generate
-from .pipeline import GenerationError, pick_device, resolve_model
+from .model_choice import resolve_model
+from .pipeline import GenerationError, pick_device
 from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS_BY_SCHEDULER, Cancelled, JobProgress, check_strength,
                      default_overlap_seconds, strength_start_index)
 

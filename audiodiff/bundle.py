@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 
 from .mel import MelConfig
-from .pipeline import BUNDLED_DIR, MODEL_INDEX, PRESETS, load_pipeline, save_pipeline, with_mel
+from .pipeline import BUNDLED_DIR, MODEL_INDEX, load_pipeline, save_pipeline
+from .presets import PRESETS, with_mel
 from .train import FinetuneConfig, finetune, list_checkpoints
 
-# The recipe, in two stages (pipeline.py says why these Mel images and this UNet).
+# The recipe, in two stages (presets.py says why these Mel images and this UNet).
 # Stage 1, COARSE: the UNet on 64x128 images of 4.10 s (hop 512, 32 ms frames), from scratch.
 # Data budget: 4 genres x 64 clips x 30 s = 2 h 8 min of audio, ~7 distinct 4.1 s regions per
 # clip (1,792 in all). 10 % of the clips are held out for validation, so each epoch draws one

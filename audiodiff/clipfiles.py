@@ -34,7 +34,7 @@ from .audio import write_wav
 from .display import time_ticks
 from .mel import MelConfig, images_to_audio
 from .metrics import DEFAULT_PEAK_CEILING, DEFAULT_TARGET_LUFS, normalize_loudness
-from .pipeline import GenerationError
+from .errors import GenerationError
 from .sample import columns_for_samples
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ def _temporary(output_dir: Path, index: int, suffix: str) -> Path:
 
 
 def _clean_stale_temporaries(output_dir: Path) -> None:
-    from .pipeline import _process_alive
+    from .staging import _process_alive
 
     for path in output_dir.glob(f"{TEMP_PREFIX}*"):
         pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]

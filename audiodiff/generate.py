@@ -36,8 +36,9 @@ from .clipfiles import (  # noqa: F401
     spectrogram_png,
     write_clip_files,
 )
-# GenerationError, pick_device and resolve_model live with model loading; imported from here too
-from .pipeline import GenerationError, pick_device, resolve_model  # noqa: F401
+# GenerationError, pick_device and resolve_model have their own modules; imported from here too
+from .model_choice import resolve_model  # noqa: F401
+from .pipeline import GenerationError, pick_device  # noqa: F401
 from .sample import (
     BPM_ONLY_FOR_NEW_MUSIC,
     DEFAULT_CANDIDATES,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from .train import FinetuneConfig
+    from .finetune_config import FinetuneConfig
 
 
 PREDICTION_TYPES = (None, "epsilon", "v_prediction")
@@ -26,7 +26,7 @@ def with_objective(pipe, config: "FinetuneConfig"):
     is a ValueError."""
     from diffusers import DDPMScheduler
 
-    from .pipeline import PRESETS
+    from .presets import PRESETS
 
     wanted = config.prediction_type
     own = getattr(pipe.scheduler.config, "prediction_type", "epsilon")

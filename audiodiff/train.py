@@ -5,18 +5,10 @@ Runs on accelerate, so the same code runs on a CPU, one GPU, several GPUs or nod
 process reads and decodes only its share of the tracks, and only the main process writes
 checkpoints, logs and the result.
 
-What a run leaves in its folder (`runs/<genre>-<timestamp>/`):
-    checkpoints/step-000500/   full training state (model, EMA, optimiser, LR schedule, RNG, step,
-                               loss history) as safetensors + JSON, no pickle (checkpoint.py);
-                               written under a temporary name and renamed when complete, so a kill
-                               at any moment leaves the previous checkpoint as the latest one
-    logs/                      TensorBoard: loss (and per timestep quarter), lr, validation loss at
-                               fixed timesteps and noise, generated audio and spectrograms
-    training_config.json       this run's configuration (a resumed run reads it back), the precision
-                               --mixed-precision auto chose and the number of processes
-    validation_split.json      exactly what was held out for validation: recordings, time ranges
-    model_index.json, unet/, scheduler/, mel/, README.md
-                               the fine-tuned pipeline (EMA weights), written last
+`finetune` runs a fine-tune in stages, `TrainLoop` one process's share of its steps. Elsewhere: the
+configuration (finetune_config.py), what a run leaves in its folder and where a resume starts
+(runs.py), the model and data used when none is named, with the offline fallback
+(model_choice.py), LoRA (lora.py), the model card and the hub push (model_card.py).
 
 Determinism: the noise and timesteps of step s come from a generator seeded with (seed, s) and the
 data of epoch e from (seed, e) (and the process), so a resumed run continues exactly where the
@@ -28,12 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,41 +33,23 @@ from tqdm.auto import tqdm
 from . import checkpoint as checkpoint_io
 from .objective import PREDICTION_TYPES, _target_and_weight, diffusion_loss, with_objective  # noqa: F401
 from .mel import MelConfig
+from .staging import check_writable_folder, fsync_path
+# Names that moved out of this module, imported from here too (scripts/finetune.py, tests, bundle.py,
+# benchmarks):
+from .finetune_config import (  # noqa: F401
+    DEFAULT_BATCH_SIZE, DEFAULT_DATASET, DEFAULT_EMA_POWER, DEFAULT_EPOCHS, DEFAULT_LORA_LR, DEFAULT_LR,
+    DEFAULT_WARMUP_STEPS, FLAG_SPELLINGS, MAX_SEED, MIXED_PRECISIONS, FinetuneConfig,
+)
+from .lora import add_lora, merged_unet  # noqa: F401
+from .model_card import push_to_hub, write_model_card
+from .model_choice import FALLBACK_LR, FALLBACK_MAX_STEPS, Sources, resolve_sources, with_sources  # noqa: F401
+from .runs import (  # noqa: F401
+    CHECKPOINTS, CONFIG_FILE, SPLIT_FILE, STATE_FILE, RunStart, clean_leftovers, find_resume_checkpoint,
+    list_checkpoints, new_run_dir,
+)
 
 if TYPE_CHECKING:  # annotations of _TrainingData
     from .data import GenreData, ValidationSplit
-
-DEFAULT_DATASET = "lewtun/music_genres"
-CHECKPOINTS = "checkpoints"
-STATE_FILE = checkpoint_io.STATE_FILE
-CONFIG_FILE = "training_config.json"
-SPLIT_FILE = "validation_split.json"  # exactly what was held out: recording ids and time ranges
-
-# ---- defaults, with the data-budget arithmetic behind them ------------------------------------
-# The course's Jazz subset of lewtun/music_genres has 306 tracks of ~30 s. 10 % are held out
-# (whole songs, by song_id) for validation -> ~275 training tracks. Each epoch draws one random 5.9 s
-# slice per track, so at batch 8 one epoch is 275 / 8 = 34 optimiser steps (34 / N on N processes,
-# each taking its own batch of its share), and 20 epochs = ~690 steps: every
-# track is seen 20 times at 20 different offsets (a 30 s track holds ~5 distinct slices, so each
-# region ~4 times) -- enough to move a pretrained model toward the genre, not enough to memorise.
-DEFAULT_EPOCHS = 20
-DEFAULT_BATCH_SIZE = 8  # fits the 256 model in ~10 GB at fp16; small GPUs use batch 1 + --grad-accum 8
-# A pretrained model needs small steps: 5e-5 is half the from-scratch rate of the public
-# checkpoints (1e-4), enough to adapt in a few hundred steps without wiping what it knows. LoRA
-# trains only small low-rank adapters starting at zero, which need a 10x larger rate.
-DEFAULT_LR = 5e-5
-DEFAULT_LORA_LR = 5e-4
-DEFAULT_WARMUP_STEPS = 50  # ~1.5 epochs: AdamW's moment estimates settle before full-size steps
-# EMA with warm-up: the decay grows as 1 - (1 + step)^-0.75 toward 0.9999, so a short fine-tune
-# (~0.995 at step 1000) averages over its own recent steps rather than staying at the base model.
-DEFAULT_EMA_MAX_DECAY = 0.9999
-DEFAULT_EMA_POWER = 0.75
-# Step s draws its noise from a torch generator seeded with seed * 1_000_003 + s, which must fit in
-# 64 bits; 32-bit seeds (numpy's classic range) keep that true for any number of steps.
-MAX_SEED = 2**32 - 1
-
-
-MIXED_PRECISIONS = ("auto", "no", "fp16", "bf16")
 
 
 def resolve_mixed_precision(requested: str, device_type: str, capability: tuple[int, int] | None = None) -> str:
@@ -103,201 +75,6 @@ def _device_type(config: "FinetuneConfig") -> str:
     return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
-# Flags of scripts/finetune.py spelled otherwise than their field: flag -> (field, the field's value).
-FLAG_SPELLINGS = {
-    "genre": ("genre", lambda genre: None if genre is not None and genre.lower() == "all" else genre),
-    "no_ema": ("ema", lambda no_ema: not no_ema),
-    "device": ("device", lambda device: None if device == "auto" else device),
-}
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Everything a fine-tuning run needs; saved with the run so that it can be resumed and reproduced."""
-
-    genre: str | None = "jazz"
-    pretrained: str | None = None  # hub id, pipeline folder or preset name; None -> the course's model
-    dataset: str | None = None  # hub dataset id or "synthetic"; None with no data_dir -> the course's dataset
-    data_dir: str | None = None
-    split: str = "train"
-    genre_column: str = "genre"
-    audio_column: str = "audio"
-    recording_column: str | None = None  # None: song_id when the dataset has it (the split never divides a recording)
-    streaming: bool = False
-    synthetic_clips_per_genre: int = 32  # size of the built-in set (--dataset synthetic)
-    synthetic_seconds: float = 30.0
-    output_dir: str = "runs"
-    run_name: str | None = None
-    max_steps: int | None = None  # overrides epochs
-    epochs: int | None = None  # None -> DEFAULT_EPOCHS (or FALLBACK_MAX_STEPS on the bundled model)
-    batch_size: int = DEFAULT_BATCH_SIZE
-    grad_accum: int = 1
-    lr: float | None = None  # None -> DEFAULT_LR, or DEFAULT_LORA_LR with LoRA
-    warmup_steps: int = DEFAULT_WARMUP_STEPS
-    weight_decay: float = 1e-2
-    max_grad_norm: float = 1.0
-    ema: bool = True
-    ema_max_decay: float = DEFAULT_EMA_MAX_DECAY
-    mixed_precision: str = "auto"  # auto | no | fp16 | bf16 (auto: resolve_mixed_precision)
-    gradient_checkpointing: bool = False
-    lora_rank: int = 0  # 0 = full fine-tune
-    seed: int = 0
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    validate_every: int = 100
-    sample_every: int = 500
-    sample_steps: int = 50
-    validation_fraction: float = 0.1
-    num_workers: int = 2
-    prediction_type: str | None = None  # None: the model's own; epsilon | v_prediction (see diffusion_loss)
-    snr_gamma: float | None = None  # min-SNR loss weighting (Hang et al. 2023); None: uniform over timesteps
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
-    device: str | None = None  # None = automatic (CUDA when available); "cpu" forces the CPU
-
-    def __post_init__(self):
-        positive = ("batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "validate_every",
-                    "sample_every", "sample_steps")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "epochs"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.lr is not None and not (0 < self.lr < 1):
-            raise ValueError(f"lr must be between 0 and 1, got {self.lr}")
-        if self.mixed_precision not in MIXED_PRECISIONS:
-            raise ValueError(f"mixed-precision must be auto, no, fp16 or bf16, got {self.mixed_precision!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation fraction must be in [0, 1), got {self.validation_fraction}")
-        if self.lora_rank < 0 or self.warmup_steps < 0 or self.num_workers < 0:
-            raise ValueError("lora-rank, warmup-steps and num-workers must not be negative")
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction-type must be one of {', '.join(PREDICTION_TYPES[1:])}, got {self.prediction_type!r}")
-        if self.snr_gamma is not None and not (0 < self.snr_gamma <= 1000):
-            raise ValueError(f"snr-gamma must be in (0, 1000], got {self.snr_gamma}")
-        if self.dataset is not None and self.data_dir is not None:
-            raise ValueError("give either --dataset or --data-dir, not both")
-        if self.recording_column is not None and (self.data_dir is not None or str(self.dataset).lower() == "synthetic"):
-            raise ValueError("--recording-column applies to datasets with columns; in a --data-dir each file, "
-                             "in the built-in set each clip, is one recording")
-        if self.push_to_hub and not self.hub_model_id:
-            raise ValueError("--push-to-hub needs --hub-model-id USER/NAME")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED} (2**32 - 1), got {self.seed}")
-        name = self.run_name
-        if name is not None and (Path(name).name != name or name in ("", ".", "..") or name.startswith(".")):
-            raise ValueError(f"--run-name must be a plain folder name (no '/', not absolute, not starting with '.'), "
-                             f"got {name!r}; use --output-dir for where runs go")
-
-    @property
-    def learning_rate(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return DEFAULT_LORA_LR if self.lora_rank else DEFAULT_LR
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "FinetuneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    @classmethod
-    def from_flags(cls, flags: dict) -> "FinetuneConfig":
-        """The configuration that scripts/finetune.py's flags ask for (`vars(args)`): a flag is the
-        field of its name (dashes as underscores), except for the spellings in FLAG_SPELLINGS
-        (--genre all: every genre, --no-ema, --device auto: automatic). Flags that are not fields
-        (--resume) are left to the caller; a field without a flag keeps its default."""
-        values = dict(flags)
-        for flag, (name, spell) in FLAG_SPELLINGS.items():
-            if flag in values:
-                values[name] = spell(values.pop(flag))
-        return cls.from_dict(values)
-
-
-# ---- the run folder ---------------------------------------------------------------------------
-def new_run_dir(output_dir: str | Path, genre: str | None, run_name: str | None = None) -> Path:
-    """A fresh folder for a run; never an existing one (a suffix is added instead)."""
-    root = Path(output_dir)
-    base = run_name or f"{(genre or 'all').lower().replace(' ', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
-    candidate, n = root / base, 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{base}-{n}"
-    candidate.mkdir(parents=True)
-    return candidate
-
-
-CHECKPOINT_NAME = re.compile(r"step-\d{6,9}")
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary folders of an interrupted write are ignored)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    if folder.is_symlink():  # saving and pruning would happen outside the run (issue 25)
-        raise checkpoint_io.CheckpointError(f"{folder} is a symbolic link; a run's checkpoints must be a real folder "
-                                            f"inside it")
-    done = [p for p in folder.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
-            and (p / STATE_FILE).is_file()]  # a stray step-best or a link is not a checkpoint
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def find_resume_checkpoint(resume: str, output_dir: str | Path) -> Path:
-    """`latest` -> the newest checkpoint of the newest run under output_dir; a run folder -> its newest
-    checkpoint; a checkpoint folder -> itself."""
-    if resume == "latest":
-        runs = [p for p in Path(output_dir).glob("*") if list_checkpoints(p)] if Path(output_dir).is_dir() else []
-        if not runs:
-            raise FileNotFoundError(f"--resume latest: no run with a checkpoint under {output_dir}")
-        newest = max(runs, key=lambda p: list_checkpoints(p)[-1].stat().st_mtime)
-        return list_checkpoints(newest)[-1]
-    path = Path(resume)
-    if (path / STATE_FILE).is_file():
-        return path
-    checkpoints = list_checkpoints(path)
-    if not checkpoints:
-        raise FileNotFoundError(f"--resume {resume}: not a run folder with checkpoints, nor a checkpoint folder")
-    return checkpoints[-1]
-
-
-# ---- model pieces -----------------------------------------------------------------------------
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]
-
-
-def add_lora(unet, rank: int) -> None:
-    """Freeze the UNet and add LoRA adapters (peft) to its attention projections and ResNet convs."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    unet.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
-    inject_adapter_in_model(config, unet)
-    for name, parameter in unet.named_parameters():
-        parameter.requires_grad_("lora_" in name)
-
-
-def merged_unet(unet):
-    """A plain UNet2DModel (a copy) with any LoRA adapters merged into its weights."""
-    import copy
-
-    from diffusers import UNet2DModel
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    merged = copy.deepcopy(unet)
-    adapters = [m for m in merged.modules() if isinstance(m, BaseTunerLayer)]
-    if not adapters:
-        return merged
-    for module in adapters:
-        module.merge()
-    plain = UNet2DModel.from_config(merged.config)
-    state = {k.replace(".base_layer.", "."): v for k, v in merged.state_dict().items() if "lora_" not in k}
-    plain.load_state_dict(state)
-    return plain
-
-
 def timestep_quarter_losses(losses: torch.Tensor, timesteps: torch.Tensor, num_train_timesteps: int) -> dict:
     """Mean loss per quarter of the timestep range (improved-diffusion's loss_q0..q3): which noise
     levels the genre is hard at."""
@@ -318,52 +95,6 @@ class RunResult:
     losses: list[float]
     step_seconds: list[float] = dataclasses.field(default_factory=list)  # wall time of each optimiser step
     decoded_tracks: list[int] | None = None  # tracks each process decoded (one entry per process); None when streaming
-
-
-@dataclass(frozen=True)
-class Sources:
-    pretrained: str
-    dataset: str | None
-    fallback: str | None  # the one-line notice when the defaults fell back to the bundled model, else None
-
-
-def resolve_sources(config: FinetuneConfig, hub_reachable=None) -> Sources:
-    """Which model and data a run uses (DESIGN section 6).
-
-    The defaults are the course's hub model and dataset. When the hub can't be reached (no network
-    or HF_HUB_OFFLINE=1, decided within seconds) a default falls back to the bundled base model /
-    the built-in genre set, with a notice; a value the user typed never falls back (an unreachable
-    hub id given explicitly fails fast with a message on how to work offline).
-    """
-    from .data import SYNTHETIC
-    from .pipeline import BUNDLED, DEFAULT_PRETRAINED, hub_is_reachable
-
-    default_model = config.pretrained is None
-    default_data = config.dataset is None and config.data_dir is None
-    pretrained = config.pretrained or DEFAULT_PRETRAINED
-    dataset = config.dataset if not default_data else (None if config.data_dir else DEFAULT_DATASET)
-    if not (default_model or default_data):
-        return Sources(pretrained, dataset, None)
-    if (hub_reachable or hub_is_reachable)():
-        return Sources(pretrained, dataset, None)
-    used = []
-    if default_model:
-        pretrained = BUNDLED
-        used.append(f"the bundled base model instead of {DEFAULT_PRETRAINED}")
-    if default_data:
-        dataset = SYNTHETIC
-        used.append(f"the built-in synthetic genre set instead of {DEFAULT_DATASET}")
-    notice = (f"the Hugging Face hub can't be reached (offline), so this run uses {' and '.join(used)}; "
-              f"for real music pass --pretrained <hub id|folder> and --dataset <hub id> or --data-dir DIR")
-    return Sources(pretrained, dataset, notice)
-
-
-# On the bundled model (1.02 s images, 2 M parameters) an "epoch" of one slice per track is tiny,
-# so a fallback run without --max-steps/--epochs trains a fixed budget instead: 300 steps of batch 8
-# at a learning rate suited to a small model (2e-4) moves it clearly toward the genre and takes a
-# few minutes on a 2-core CPU.
-FALLBACK_MAX_STEPS = 300
-FALLBACK_LR = 2e-4
 
 
 @dataclass
@@ -394,9 +125,10 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     """The run in stages: where it starts, the accelerator, model and data, the run folder, then the loop."""
-    from .pipeline import check_writable_folder, load_pipeline, weights_sha256
+    from .model import weights_sha256
+    from .pipeline import load_pipeline
 
-    start = _Start.find(config, resume)
+    start = RunStart.find(config, resume)
     resumed = start.checkpoint is not None
     check_writable_folder(start.run_dir if resumed else start.config.output_dir,
                           "the run folder" if resumed else "--output-dir")
@@ -404,9 +136,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         new_run.lock.take(start.run_dir)  # before anything in it is touched (issue 25)
     accelerator, mixed_precision = _make_accelerator(start.config)
     if accelerator.is_main_process:
-        _clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
+        clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
     start.check_processes(accelerator.num_processes)  # before any data is read
-    config, sources = _with_sources(start.config, accelerator.print)
+    config, sources = with_sources(start.config, accelerator.print)
     pipe = with_objective(load_pipeline(sources.pretrained), config)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
     run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
@@ -427,69 +159,6 @@ class TrainingDiverged(ValueError):
     """The loss became NaN or infinite; the run stopped with its checkpoints intact."""
 
 
-def _read_saved_config(run_dir: Path) -> dict:
-    """A resumed run's training_config.json: a JSON object, or one line saying what is wrong."""
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise checkpoint_io.CheckpointError(f"{run_dir} has no {CONFIG_FILE}: resume a run folder (or a checkpoint "
-                                            f"inside one's {CHECKPOINTS}/ folder)")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise checkpoint_io.CheckpointError(f"can't read {path}: {type(exc).__name__}") from None
-    if not isinstance(saved, dict):
-        raise checkpoint_io.CheckpointError(f"{path} does not hold a JSON object of settings")
-    return saved
-
-
-OUTSIDE_EFFECTS = ("push_to_hub", "hub_model_id", "output_dir")  # fields a resume takes from the command line only
-
-
-@dataclass(frozen=True)
-class _Start:
-    """Where a run starts: a new run from the configuration given, or (a resume) a checkpoint of a run
-    folder, with the configuration saved there (only max_steps can be raised on the command line)."""
-
-    config: FinetuneConfig
-    checkpoint: Path | None = None
-    run_dir: Path | None = None
-    saved: dict = dataclasses.field(default_factory=dict)  # the resumed run's training_config.json
-
-    @classmethod
-    def find(cls, config: FinetuneConfig, resume: str | None) -> "_Start":
-        if not resume:
-            return cls(config)
-        checkpoint = find_resume_checkpoint(resume, config.output_dir)
-        checkpoint_io.check_loadable(checkpoint)  # a pickled (old or tampered) checkpoint: refused before any work
-        if checkpoint.parent.name != CHECKPOINTS:  # a lone checkpoint folder: its run is not two folders up
-            raise checkpoint_io.CheckpointError(f"{checkpoint} is not inside a run's {CHECKPOINTS}/ folder; resume "
-                                                f"the run folder it came from")
-        run_dir = checkpoint.parent.parent
-        saved = _read_saved_config(run_dir)
-        # The training state comes from the folder; what acts outside it (an upload, where output
-        # goes) only from this command line: a shared run folder must not push to someone's hub (issue 25)
-        here = {name: getattr(config, name) for name in OUTSIDE_EFFECTS}
-        try:
-            config = FinetuneConfig.from_dict({**saved, **here, "max_steps": config.max_steps or saved.get("max_steps")})
-        except (TypeError, ValueError) as exc:  # wrong types or values written into the folder's settings
-            raise checkpoint_io.CheckpointError(f"{run_dir / CONFIG_FILE} holds settings that can't be used: "
-                                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        return cls(config, checkpoint, run_dir, saved)
-
-    def check_processes(self, num_processes: int) -> None:
-        """Each process trained on its own share of the tracks, so only as many processes continue exactly."""
-        if self.checkpoint is None or self.config.streaming:
-            return
-        trained_by = self.saved.get("num_processes", 1)
-        if isinstance(trained_by, bool) or not isinstance(trained_by, int) or trained_by < 1:
-            raise checkpoint_io.CheckpointError(f"{self.run_dir / CONFIG_FILE}: num_processes must be a positive "
-                                                f"integer, got {trained_by!r}")
-        if trained_by != num_processes:
-            raise ValueError(f"{self.run_dir} was trained by {trained_by} process(es), each on its own share of the "
-                             f"tracks; resume it with {trained_by} (e.g. torchrun --nproc_per_node {trained_by}) to "
-                             f"continue exactly")
-
-
 def _make_accelerator(config: FinetuneConfig):
     """The accelerator for this process, and the precision it trains in (--mixed-precision auto resolved)."""
     from accelerate import Accelerator
@@ -508,18 +177,6 @@ def _make_accelerator(config: FinetuneConfig):
         raise ValueError(f"checkpoints under {accelerator.distributed_type.name} are not supported yet (the optimiser "
                          f"state is sharded); launch with plain data parallelism (accelerate launch --multi_gpu)")
     return accelerator, mixed_precision
-
-
-def _with_sources(config: FinetuneConfig, say) -> tuple[FinetuneConfig, Sources]:
-    """The configuration with the model and data this run uses written in (resolve_sources), and the
-    fallback's step budget when the defaults fell back offline."""
-    sources = resolve_sources(config)
-    if sources.fallback:
-        say(sources.fallback)
-        if config.max_steps is None and config.epochs is None:
-            config = dataclasses.replace(config, max_steps=FALLBACK_MAX_STEPS, lr=config.lr or FALLBACK_LR)
-    # Saved with the run: a resumed run uses the same model and data whatever the network does.
-    return dataclasses.replace(config, pretrained=sources.pretrained, dataset=sources.dataset), sources
 
 
 @dataclass(frozen=True)
@@ -584,7 +241,7 @@ def _load_training_data(config: FinetuneConfig, mel: MelConfig, accelerator, pro
 def _open_run_dir(accelerator, config: FinetuneConfig, data: _TrainingData, mixed_precision: str, sources: Sources,
                   new_run: _NewRun, base_sha256: str | None = None) -> Path:
     """A new run's folder, made by the main process with its configuration, its base's weights
-    fingerprint (`pipeline.weights_sha256`) and its split, told to every process."""
+    fingerprint (`model.weights_sha256`) and its split, told to every process."""
     run_dir = None
     if accelerator.is_main_process:
         run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre.genre or config.genre, config.run_name)
@@ -873,21 +530,6 @@ def _is_main_launch() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _clean_leftovers(folder: Path, resumed: bool) -> None:
-    """What kills left behind: staging folders of final pipeline saves (in --output-dir, or the resumed
-    run's), and the resumed run's unfinished checkpoint folders (never the latest complete one)."""
-    from .pipeline import clean_stale_staging
-
-    folder = Path(folder)
-    if not resumed:
-        clean_stale_staging(folder)
-        return
-    clean_stale_staging(folder.parent, folder.name)
-    checkpoints = folder / CHECKPOINTS
-    for temporary in checkpoints.glob(".tmp-step-*") if checkpoints.is_dir() else []:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
 def _broadcast_path(accelerator, path):
     """The main process's run folder, told to every process."""
     if accelerator.num_processes == 1:
@@ -945,69 +587,6 @@ def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_t
 
 
 def _fsync_tree(folder: Path) -> None:
-    from .pipeline import fsync_path
-
     for path in folder.rglob("*"):
         if path.is_file():
             fsync_path(path)
-
-
-def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
-                     steps: int, losses: list[float], fallback: str | None = None,
-                     mixed_precision_used: str | None = None, split: str | None = None) -> Path:
-    mel = pipe.mel
-    precision = mixed_precision_used or config.mixed_precision
-    if config.mixed_precision == "auto" and mixed_precision_used:
-        precision += " (chosen by --mixed-precision auto)"
-    final_loss = f"{sum(losses[-20:]) / len(losses[-20:]):.4f}" if losses else "n/a"
-    card = f"""---
-library_name: diffusers
-tags: [audio-diffusion, audiodiff, music, {(data.genre or 'music').lower()}]
----
-# {run_dir.name}
-
-An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
-[audiodiff](https://github.com/) on **{data.genre or 'all genres'}**.
-
-| | |
-|---|---|
-| base model | `{pretrained}` |
-| genre | {data.genre or 'all'} |
-| data | {data.description}: {n_train} training tracks, {n_val} held out ({sum(data.skipped.values())} files skipped) |
-| validation | {split or 'n/a'}; exactly what: `{SPLIT_FILE}` |
-| steps | {steps} (batch {config.batch_size} x accumulation {config.grad_accum}) |
-| learning rate | {config.learning_rate:g}, {config.warmup_steps} warm-up steps, cosine decay; AdamW, weight decay {config.weight_decay:g} |
-| EMA | {'yes (max decay %g, warm-up power %g)' % (config.ema_max_decay, DEFAULT_EMA_POWER) if config.ema else 'no'} |
-| LoRA | {('rank %d, merged into the weights' % config.lora_rank) if config.lora_rank else 'no (full fine-tune)'} |
-| mixed precision | {precision} |
-| seed | {config.seed} |
-| final training loss (mean of the last 20 steps) | {final_loss} |
-| Mel | {mel.x_res}x{mel.y_res}, {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, top_db {mel.top_db} (the base model's, unchanged) |
-
-{('> Note: ' + fallback + chr(10)) if fallback else ''}
-The full configuration is in `{CONFIG_FILE}`; TensorBoard logs in `logs/`.
-
-## Generate
-
-```bash
-python scripts/generate.py --model {run_dir} --seconds 30
-```
-
-It also loads in diffusers: `AudioDiffusionPipeline.from_pretrained("{run_dir}")`
-(`from diffusers.pipelines.deprecated import AudioDiffusionPipeline`).
-"""
-    path = run_dir / "README.md"
-    path.write_text(card)
-    return path
-
-
-def push_to_hub(run_dir: Path, repo_id: str, api=None) -> str:
-    """Upload the pipeline folder (not its checkpoints) to the hub; returns the repo URL."""
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-    api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=str(run_dir), ignore_patterns=[f"{CHECKPOINTS}/*", ".tmp*", checkpoint_io.LOCK_FILE],
-                      commit_message=f"Upload {run_dir.name} (audiodiff fine-tune)")
-    return f"https://huggingface.co/{repo_id}"

@@ -355,12 +355,15 @@ def test_candidates_are_recorded_and_change_only_the_continued_slices(model_dir,
     assert a.shape == b.shape and not np.allclose(a, b)
 
 
-def test_model_and_device_choice_live_with_model_loading():
-    """pick_device and resolve_model belong to pipeline.py; generate.py re-exports the same objects."""
-    from audiodiff import generate as generate_module, pipeline
+def test_model_and_device_choice_have_one_home_each():
+    """GenerationError, pick_device and resolve_model each live in one module; generate.py (and pipeline.py,
+    for the first two) re-export the same objects."""
+    from audiodiff import device, errors, model_choice, generate as generate_module, pipeline
 
-    for name in ("GenerationError", "pick_device", "resolve_model"):
-        assert getattr(generate_module, name) is getattr(pipeline, name)
+    homes = {"GenerationError": errors, "pick_device": device, "resolve_model": model_choice}
+    for name, home in homes.items():
+        assert getattr(generate_module, name) is getattr(home, name)
+    assert pipeline.GenerationError is errors.GenerationError and pipeline.pick_device is device.pick_device
     assert pipeline.pick_device("cpu") == torch.device("cpu")
     with pytest.raises(generate_module.GenerationError, match="unknown device 'no-such'"):
         pipeline.pick_device("no-such")

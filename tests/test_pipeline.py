@@ -21,8 +21,8 @@ from diffusers.pipelines.deprecated.audio_diffusion import Mel
 from audiodiff import hub
 from audiodiff import pipeline as pl
 from audiodiff.mel import MelConfig
+from audiodiff.model_choice import DEFAULT_PRETRAINED
 from audiodiff.pipeline import (
-    DEFAULT_PRETRAINED,
     PRESETS,
     AudioDiffusion,
     HubUnreachableError,

@@ -728,7 +728,8 @@ def test_an_error_before_the_first_step_leaves_no_run_folder(tmp_path, music, mo
 
 # ---- defaults that adapt (DESIGN section 6) ----------------------------------------------------
 def test_defaults_fall_back_only_when_the_hub_cannot_be_reached():
-    from audiodiff.pipeline import BUNDLED, DEFAULT_PRETRAINED
+    from audiodiff.model_choice import DEFAULT_PRETRAINED
+    from audiodiff.pipeline import BUNDLED
 
     down, up = (lambda: False), (lambda: True)
     plain = train.FinetuneConfig()
@@ -750,13 +751,13 @@ def test_defaults_fall_back_only_when_the_hub_cannot_be_reached():
 
 
 def test_offline_default_run_uses_the_bundled_model_and_says_so(tmp_path, monkeypatch, capsys):
-    from audiodiff import pipeline
+    from audiodiff import model_choice, pipeline
 
     # a stand-in for the bundled model (the real one is tested in test_bundled.py)
     stand_in = build_preset("tiny", seed=3)
     save_pipeline(stand_in, tmp_path / "bundled")
     monkeypatch.setattr(pipeline, "BUNDLED_DIR", tmp_path / "bundled")
-    monkeypatch.setattr(pipeline, "hub_is_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(model_choice, "hub_is_reachable", lambda *a, **k: False)
     config = train.FinetuneConfig(genre="Jazz", output_dir=str(tmp_path / "runs"), synthetic_clips_per_genre=3,
                                   synthetic_seconds=3.0, max_steps=2, batch_size=2, num_workers=0, device="cpu")
     result = train.finetune(config, progress=False)
@@ -769,12 +770,12 @@ def test_offline_default_run_uses_the_bundled_model_and_says_so(tmp_path, monkey
 
 
 def test_fallback_without_step_flags_trains_the_fallback_budget(tmp_path, monkeypatch):
-    from audiodiff import pipeline
+    from audiodiff import model_choice, pipeline
 
     save_pipeline(build_preset("tiny", seed=3), tmp_path / "bundled")
     monkeypatch.setattr(pipeline, "BUNDLED_DIR", tmp_path / "bundled")
-    monkeypatch.setattr(pipeline, "hub_is_reachable", lambda *a, **k: False)
-    monkeypatch.setattr(train, "FALLBACK_MAX_STEPS", 3)
+    monkeypatch.setattr(model_choice, "hub_is_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(model_choice, "FALLBACK_MAX_STEPS", 3)
     config = train.FinetuneConfig(genre="rock", output_dir=str(tmp_path / "runs"), synthetic_clips_per_genre=3,
                                   synthetic_seconds=3.0, batch_size=2, num_workers=0, device="cpu")
     result = train.finetune(config, progress=False)
