@@ -9,11 +9,11 @@ settings, written into the app's output folder and never overwriting.
 - The pipeline is loaded once, when the app starts (`AudioStudio`), and every click reuses it
   (`generate(..., pipe=...)`); clicks are queued one at a time, since they share one model.
 - The edit options (continue, vary or join the user's own audio; a seamless loop) are passed
-  to `generate()` only when the user asks for them (`edit_kwargs`).
+  to `generate()` only when the user asks for them (`edit_request`).
 - A user's mistake (seconds 0, an overlap longer than a slice) is shown as a message beside the
   clips, which stay as they were; an upload is checked when it arrives (`check_upload`), and no
   message names a server path. Anything else is a bug and keeps its traceback in the server's log.
-- Every job reports to one `audiodiff.sample.JobProgress` (one bar: slices x steps, the slice it
+- Every job reports to one `audiodiff.sampling.progress.JobProgress` (one bar: slices x steps, the slice it
   is on, the time left) whose `should_stop` is the page's stop flag: Stop, or the page going away
   (gradio's unload), stops the job before its next UNet call, and the next job starts at once.
 - Offline by construction: analytics and the version check are off, the default theme's fonts
@@ -42,11 +42,12 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError('the app needs gradio, an optional extra: pip install -e ".[app]"') from exc
 
 from .cli import user_errors
-from .generate import generate
+from .generate import EditRequest, generate
 from .model_choice import resolve_model
 from .pipeline import GenerationError, pick_device
-from .sample import (DEFAULT_SCHEDULER, SCHEDULERS, DEFAULT_STEPS_BY_SCHEDULER, Cancelled, JobProgress, check_strength,
-                     default_overlap_seconds, strength_start_index)
+from .sampling.options import DEFAULT_STRENGTH, SamplingOptions, check_strength, default_overlap_seconds
+from .sampling.progress import Cancelled, JobProgress
+from .sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS_BY_SCHEDULER, SCHEDULERS, strength_start_index
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 or --share expose it
 DEFAULT_PORT = 7860  # gradio's usual port
@@ -55,7 +56,6 @@ MAX_UPLOAD_BYTES = 128 * 1024 * 1024  # ten minutes of 48 kHz stereo WAV is 110 
 UPLOAD_LIFETIME = (600, 3600)  # gradio deletes uploads and copies older than an hour, checked every 10 min
 DEFAULT_APP_SECONDS = 10.0  # long enough to hear a continuation seam, short enough to wait for on a CPU
 MODES = ("continue", "vary", "join")
-DEFAULT_STRENGTH = 0.5  # where the slider starts: audiodiff.edits' default
 # The row with Generate, Stop and the progress stays at the top of the window while the page
 # scrolls (on an 800-pixel screen the clips are below it); spectrograms fill their column (they are
 # drawn at display resolution, audiodiff.display).
@@ -78,9 +78,9 @@ class Clip:
     json: Path
 
 
-def edit_kwargs(audio: str | None, mode: str, strength: float | None, second_audio: str | None,
-                loop: bool, invert: bool = False) -> dict:
-    """The edit keywords for `generate()` from the page's controls; empty for plain generation.
+def edit_request(audio: str | None, mode: str, strength: float | None, second_audio: str | None,
+                 loop: bool, invert: bool = False) -> EditRequest:
+    """The edit for `generate()` from the page's controls; EditRequest() (none) for plain generation.
 
     audio + "continue": init_audio (the clip continues it); + "vary": init_audio and strength,
     invert when ticked (a variation of it); + "join": fill_gap=(audio, second_audio) (new audio
@@ -91,18 +91,18 @@ def edit_kwargs(audio: str | None, mode: str, strength: float | None, second_aud
     if audio is None:
         if mode == "join" and second_audio is not None:
             raise GenerationError("join needs two pieces of audio: upload the first one too (the second is only the end)")
-        return {"loop": True} if loop else {}
+        return EditRequest(loop=bool(loop))
     if loop:
         raise GenerationError("a loop is a new clip, made without your audio: untick loop to "
                               f"{mode} the uploaded audio, or clear the audio to make a loop")
     if mode == "continue":
-        return {"init_audio": audio}
+        return EditRequest(init_audio=audio)
     if mode == "vary":
         check_strength(strength, GenerationError)
-        return {"init_audio": audio, "strength": float(strength), **({"invert": True} if invert else {})}
+        return EditRequest(init_audio=audio, strength=float(strength), invert=bool(invert))
     if second_audio is None:
         raise GenerationError("join needs a second piece of audio: upload the audio the new part should lead into")
-    return {"fill_gap": (audio, second_audio)}
+    return EditRequest(fill_gap=(audio, second_audio))
 
 
 class AudioStudio:
@@ -138,21 +138,23 @@ class AudioStudio:
 
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
                  scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None, bpm: float | None = None,
-                 edits: dict | None = None, log=None, progress: "bool | JobProgress" = True,
+                 edit: EditRequest | None = None, log=None, progress: "bool | JobProgress" = True,
                  output_dir: Path | None = None) -> Clip:
         """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
         `Cancelled` when `progress` (a JobProgress) says stop."""
-        edits = edits or {}
         if seed is None or not math.isfinite(float(seed)) or float(seed) != int(seed) or not 0 <= int(seed) < 2**32:
             raise GenerationError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed}")
         if steps is not None and float(steps) != int(steps):
             raise GenerationError(f"steps must be a whole number, got {steps}")
+        try:
+            options = SamplingOptions(scheduler=scheduler, num_inference_steps=None if steps is None else int(steps),
+                                      overlap_seconds=overlap_seconds, seed=int(seed), bpm=bpm or None)
+        except ValueError as exc:
+            raise GenerationError(str(exc)) from exc
         with self._busy:
             wav, png, meta = generate(
-                self.pipe.source, seconds, output_dir=output_dir or self.output_dir, seed=int(seed),
-                steps=None if steps is None else int(steps), scheduler=scheduler, overlap_seconds=overlap_seconds,
-                bpm=bpm or None, device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
-                **edits,
+                self.pipe.source, seconds, options, edit or EditRequest(), output_dir=output_dir or self.output_dir,
+                device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
             )
         return Clip(wav=wav, png=png, json=meta)
 
@@ -318,10 +320,10 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             if seconds is None:  # an emptied field made 30 s without a word (issue 26)
                 raise GenerationError("seconds is empty: enter the length of the clip in seconds, e.g. "
                                       f"{DEFAULT_APP_SECONDS:g}")
-            edits = edit_kwargs(audio, mode, strength, second_audio, bool(loop), bool(invert))
+            edit = edit_request(audio, mode, strength, second_audio, bool(loop), bool(invert))
             clip = studio.generate(
                 seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap, bpm=bpm,
-                edits=edits, log=messages.append, progress=job, output_dir=studio.session_folder(session),
+                edit=edit, log=messages.append, progress=job, output_dir=studio.session_folder(session),
             )
         except Cancelled:
             note = f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written."

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -39,18 +39,9 @@ from .clipfiles import (  # noqa: F401
 # GenerationError, pick_device and resolve_model have their own modules; imported from here too
 from .model_choice import resolve_model  # noqa: F401
 from .pipeline import GenerationError, pick_device  # noqa: F401
-from .sample import (
-    BPM_ONLY_FOR_NEW_MUSIC,
-    DEFAULT_CANDIDATES,
-    DEFAULT_LEVEL_HOLD,
-    DEFAULT_SCHEDULER,
-    DEFAULT_TARGET_LUFS,
-    DEFAULT_TEMPO_HOLD,
-    SamplingOptions,
-    check_invertible,
-    check_strength,
-    generate_long,
-)
+from .metrics import DEFAULT_TARGET_LUFS
+from .sampling.longclip import generate_long
+from .sampling.options import BPM_ONLY_FOR_NEW_MUSIC, DEFAULT_STRENGTH, SamplingOptions, check_invertible, check_strength
 
 DEFAULT_OUTPUT_DIR = Path("samples")
 
@@ -114,6 +105,11 @@ class EditRequest:
             if pair is not None and len(pair) != 2:
                 raise GenerationError(f"{flag} takes two audio files, A and B")
 
+    def check_bpm(self, bpm: float | None) -> None:
+        """A bpm is for what the model makes from nothing (new clips, loops), not edits of given audio."""
+        if bpm is not None and self.kind not in (None, "loop"):
+            raise GenerationError(f"--bpm {BPM_ONLY_FOR_NEW_MUSIC}")
+
     def files(self) -> list[str]:
         if self.init_audio is not None:
             return [os.fspath(self.init_audio)]
@@ -160,7 +156,7 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingO
         clip = edits.continue_audio(pipe, audio, seconds, options, progress=progress)
         return clip, seconds, {"init_audio": _named(edit.init_audio), "seconds_added": seconds}
     if kind == "vary":
-        strength = edits.DEFAULT_STRENGTH if edit.strength is None else edit.strength
+        strength = DEFAULT_STRENGTH if edit.strength is None else edit.strength
         audio = _load_input(edit.init_audio, rate, seconds)
         clip = edits.vary(pipe, audio, strength, options, invert_audio=edit.invert, progress=progress)
         return clip, audio.numel() / rate, {"init_audio": _named(edit.init_audio), "strength": strength,
@@ -181,29 +177,23 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingO
     return generate_long(pipe, seconds, options, progress=progress), seconds, {}
 
 
-def _check_request(seconds: float | None, sampling_keywords: dict, name: str | None, edit: EditRequest) -> SamplingOptions:
-    """Everything about a request that can be checked before the model is loaded -> its sampling options."""
+def _check_request(seconds: float | None, options: SamplingOptions, name: str | None, edit: EditRequest) -> None:
+    """Everything about a request that can be checked before the model is loaded."""
     if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise GenerationError(f"seconds must be a positive number, got {seconds}")
-    try:
-        sampling = SamplingOptions(**sampling_keywords)
-    except ValueError as exc:
-        raise GenerationError(str(exc)) from exc
     if name is not None and (Path(name).name != name or name in ("", ".", "..")):
         raise GenerationError(f"--name must be a plain file name without folders, got {name!r}; use --output-dir for the folder")
     if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
         raise GenerationError(f"--name is {len(os.fsencode(name))} bytes long; file names hold at most {MAX_NAME_BYTES} "
                               "here (room is left for -N, _N and the suffix): choose a shorter name")
     edit.check()
-    if sampling.bpm is not None and edit.kind not in (None, "loop"):
-        raise GenerationError(f"--bpm {BPM_ONLY_FOR_NEW_MUSIC}")
+    edit.check_bpm(options.bpm)
     if edit.invert or edit.kind == "interpolate":
-        check_invertible(sampling.scheduler, GenerationError)
+        check_invertible(options.scheduler, GenerationError)
     for path in edit.files():
         if not Path(path).is_file():
             raise GenerationError(f"audio file not found: {path}")
-    _check_limits(edit, seconds, sampling.batch_size)
-    return sampling
+    _check_limits(edit, seconds, options.batch_size)
 
 
 def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Callable[[str], None]):
@@ -224,71 +214,75 @@ def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> Sampl
         options = options.resolve(pipe)
     except ValueError as exc:
         raise GenerationError(str(exc)) from exc
-    column_seconds = pipe.mel.hop_length / pipe.mel.sample_rate
+    column_seconds = pipe.mel.columns_to_seconds(1)
     if seconds is not None and seconds < column_seconds:
         raise GenerationError(f"seconds must be at least one spectrogram column of this model, {column_seconds:.4g} s "
                               f"({pipe.mel.hop_length} samples at {pipe.mel.sample_rate} Hz), got {seconds:g}")
     return options
 
 
+SAMPLING_KEYWORDS = {"seed": "seed", "steps": "num_inference_steps", "scheduler": "scheduler",
+                     "overlap_seconds": "overlap_seconds", "batch_size": "batch_size", "repaint_jumps": "repaint_jumps",
+                     "candidates": "candidates", "level_hold": "level_hold", "tempo_hold": "tempo_hold", "bpm": "bpm"}
+EDIT_KEYWORDS = ("init_audio", "strength", "invert", "fill_gap", "loop", "interpolate", "alphas")
+
+
+def request_from_keywords(options: SamplingOptions | None, edit: EditRequest | None,
+                          keywords: dict) -> tuple[SamplingOptions, EditRequest]:
+    """The keyword layer of `generate` (`seed=3, steps=20, init_audio="a.wav"`, the flags' names):
+    keywords laid over `options` and `edit` -> (SamplingOptions, EditRequest), checked when made."""
+    unknown = set(keywords) - set(SAMPLING_KEYWORDS) - set(EDIT_KEYWORDS)
+    if unknown:
+        raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    sampling = {SAMPLING_KEYWORDS[k]: v for k, v in keywords.items() if k in SAMPLING_KEYWORDS}
+    try:
+        options = replace(options or SamplingOptions(), **sampling)
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from exc
+    changes = {k: v for k, v in keywords.items() if k in EDIT_KEYWORDS}
+    for pair in ("fill_gap", "interpolate"):
+        if pair in changes:
+            changes[pair] = tuple(changes[pair]) if changes[pair] else None
+    if changes.get("alphas") is not None:
+        changes["alphas"] = tuple(changes["alphas"])
+    return options, replace(edit or EditRequest(), **changes)
+
+
 def generate(
     model: str | os.PathLike | None,
     seconds: float | None = None,
+    options: SamplingOptions | None = None,
+    edit: EditRequest | None = None,
     *,
     output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR,
     name: str | None = None,
-    seed: int = 0,
-    steps: int | None = None,
-    scheduler: str = DEFAULT_SCHEDULER,
-    overlap_seconds: float | None = None,
-    batch_size: int = 1,
-    repaint_jumps: int = 0,
-    candidates: int = DEFAULT_CANDIDATES,
-    level_hold: float = DEFAULT_LEVEL_HOLD,
-    tempo_hold: float = DEFAULT_TEMPO_HOLD,
-    bpm: float | None = None,
     device: str | None = None,
     runs_dir: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     pipe=None,
     model_choice: str | None = None,
-    init_audio: str | os.PathLike | None = None,
-    strength: float | None = None,
-    invert: bool = False,
-    fill_gap: tuple | None = None,
-    loop: bool = False,
-    interpolate: tuple | None = None,
-    alphas: tuple[float, ...] | None = None,
+    **keywords,
 ) -> list[Path]:
-    """Generate `batch_size` clips and write NAME.wav/.png/.json for each; returns the paths
-    (wav, png, json per clip).
+    """Generate clips and write NAME.wav/.png/.json for each; returns the paths (wav, png, json per clip).
 
-    seconds: the clip's length (default 30); for `init_audio` (continuation) and `fill_gap`, the
-        seconds of new audio; for variations and interpolation, how much of the input to use
-        (default: all of it).
-    seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold, tempo_hold, bpm:
-    `audiodiff.sample.SamplingOptions`
-    (steps: the scheduler's usual count, 50 for DDIM; overlap: 1.5 s (1 s for loops), at most 40 % of a slice).
-    See the module docstring for the model default.
+    seconds: the clip's length (default 30); for a continuation and a gap fill, the seconds of new
+        audio; for variations and interpolation, how much of the input to use (default: all of it).
+    options: how to sample (`SamplingOptions`; default: its defaults, seed 0). edit: which edit of
+        your own audio (`EditRequest`; default: a new clip). Interpolation makes one clip per alpha
+        (default 0.5) and ignores the batch size. See the module docstring for the model default.
+    keywords: the same as the flags' names, laid over `options` and `edit` (`request_from_keywords`):
+        seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold,
+        tempo_hold, bpm; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
-    init_audio, strength, invert, fill_gap, loop, interpolate, alphas: the edits, see
-        `EditRequest` and `audiodiff.edits`. Interpolation makes one clip per alpha (default 0.5)
-        and ignores `batch_size`.
     A request beyond `audiodiff.limits` (seconds of audio, batch size), an output folder that
     can't be written, or a device that can't generate is refused before the model is loaded; the
     files of each clip are reserved atomically (`reserve_name`), so concurrent runs never collide.
     """
     say = log or (lambda message: None)
-    edit = EditRequest(init_audio=init_audio, strength=strength, invert=invert, fill_gap=tuple(fill_gap) if fill_gap else None,
-                       loop=loop, interpolate=tuple(interpolate) if interpolate else None,
-                       alphas=tuple(alphas) if alphas is not None else None)
-    options = _check_request(seconds, dict(scheduler=scheduler, num_inference_steps=steps, overlap_seconds=overlap_seconds,
-                                           seed=seed, batch_size=batch_size, repaint_jumps=repaint_jumps,
-                                           candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold,
-                                           bpm=bpm),
-                             name, edit)
+    options, edit = request_from_keywords(options, edit, keywords)
+    _check_request(seconds, options, name, edit)
     if edit.kind == "loop" and options.bpm is not None:
         _say_loop_beats(DEFAULT_CLIP_SECONDS if seconds is None else seconds, options.bpm, say)
     target = pick_device(device)
@@ -296,6 +290,13 @@ def generate(
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
     options = _resolve_for(pipe, options, seconds)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
+    return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, options.seed, edit.kind),
+                            _made_with(pipe, chosen, edit, edit_record, options, target),
+                            per_clip=_per_clip(clip, edit, edit_record), log=say)
+
+
+def _made_with(pipe, chosen: str, edit: EditRequest, edit_record: dict, options: SamplingOptions, target) -> dict:
+    """What every clip's JSON records of how it was made."""
     made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
                  "seed": options.seed, "steps": options.num_inference_steps, "scheduler": options.scheduler,
                  "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
@@ -303,11 +304,15 @@ def generate(
                  "device": str(target)}
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS
+    return made_with
+
+
+def _per_clip(clip, edit: EditRequest, edit_record: dict) -> list[dict] | None:
+    """What each clip's JSON records of itself: its alpha (interpolation), the beat the tempo hold kept."""
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None
-    if getattr(clip, "bpm", None):  # the beat the tempo hold kept, per clip
+    if getattr(clip, "bpm", None):
         per_clip = [{"bpm": bpm} for bpm in clip.bpm]
-    return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, seed, edit.kind), made_with,
-                            per_clip=per_clip, log=say)
+    return per_clip
 
 
 def _say_loop_beats(seconds: float, bpm: float, say: Callable[[str], None]) -> None:

@@ -79,6 +79,14 @@ class MelConfig:
         """Image columns (STFT frames) per second of audio."""
         return self.sample_rate / self.hop_length
 
+    def seconds_to_columns(self, seconds: float) -> float:
+        """Image columns in `seconds` of audio, fractional: the one conversion (round as the use needs)."""
+        return seconds * self.sample_rate / self.hop_length
+
+    def columns_to_seconds(self, columns: float) -> float:
+        """Where column `columns` lies in the audio, in seconds (column j is centred on sample j * hop)."""
+        return columns * (self.hop_length / self.sample_rate)
+
     def frames_to_samples(self, frames: int) -> int:
         """Length of the audio decoded from an image `frames` columns wide."""
         return (frames - 1) * self.hop_length

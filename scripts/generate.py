@@ -26,9 +26,11 @@ import argparse
 
 from audiodiff.cli import non_negative_int, positive_float, positive_int, run
 from audiodiff.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SECONDS
-from audiodiff.generate import DEFAULT_OUTPUT_DIR, generate
-from audiodiff.sample import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_OVERLAP_SECONDS, DEFAULT_SCHEDULER,
-                              DEFAULT_TEMPO_HOLD, MAX_BPM, MAX_CANDIDATES, MAX_REPAINT_JUMPS, MIN_BPM, SCHEDULERS)
+from audiodiff.generate import DEFAULT_OUTPUT_DIR, EditRequest, generate
+from audiodiff.metrics import MAX_BPM, MIN_BPM
+from audiodiff.sampling.options import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_OVERLAP_SECONDS, DEFAULT_TEMPO_HOLD,
+                                        MAX_CANDIDATES, MAX_REPAINT_JUMPS, SamplingOptions)
+from audiodiff.sampling.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 
 
 def non_negative_float(text: str) -> float:
@@ -122,17 +124,26 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def request(args) -> tuple[SamplingOptions, EditRequest]:
+    """The flags as the library's request: how to sample, and which edit."""
+    options = SamplingOptions(
+        scheduler=args.scheduler, num_inference_steps=args.steps, overlap_seconds=args.overlap, seed=args.seed,
+        batch_size=args.batch_size, repaint_jumps=args.repaint_jumps, candidates=args.candidates,
+        level_hold=0.0 if args.no_level_hold else DEFAULT_LEVEL_HOLD,
+        tempo_hold=0.0 if args.no_tempo_hold else DEFAULT_TEMPO_HOLD, bpm=args.bpm,
+    )
+    edit = EditRequest(init_audio=args.init_audio, strength=args.strength, invert=args.invert,
+                       fill_gap=tuple(args.fill_gap) if args.fill_gap else None, loop=args.loop,
+                       interpolate=tuple(args.interpolate) if args.interpolate else None,
+                       alphas=tuple(args.alpha) if args.alpha is not None else None)
+    return options, edit
+
+
 def main(argv=None):
     args = parse_args(argv)
-    paths = generate(
-        args.model, args.seconds, output_dir=args.output_dir, name=args.name, seed=args.seed, steps=args.steps,
-        scheduler=args.scheduler, overlap_seconds=args.overlap, batch_size=args.batch_size,
-        repaint_jumps=args.repaint_jumps, candidates=args.candidates,
-        level_hold=0.0 if args.no_level_hold else DEFAULT_LEVEL_HOLD,
-        tempo_hold=0.0 if args.no_tempo_hold else DEFAULT_TEMPO_HOLD, bpm=args.bpm, device=args.device, progress=not args.no_progress,
-        init_audio=args.init_audio, strength=args.strength, invert=args.invert, fill_gap=args.fill_gap,
-        loop=args.loop, interpolate=args.interpolate, alphas=args.alpha,
-    )
+    options, edit = request(args)
+    paths = generate(args.model, args.seconds, options, edit, output_dir=args.output_dir, name=args.name,
+                     device=args.device, progress=not args.no_progress)
     for path in paths:
         print(path)
 

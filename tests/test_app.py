@@ -201,30 +201,31 @@ def _wav(page, url: str):
 
 
 def test_edit_options_reach_generate_only_when_used(tmp_path):
-    from audiodiff.app import edit_kwargs
-    from audiodiff.generate import GenerationError
+    from audiodiff.app import edit_request
+    from audiodiff.generate import EditRequest, GenerationError
 
     a, b = str(tmp_path / "a.wav"), str(tmp_path / "b.wav")
-    assert edit_kwargs(None, "continue", 0.5, None, False) == {}  # plain generation: no edit keyword at all
-    assert edit_kwargs(None, "vary", 0.5, None, True) == {"loop": True}
-    assert edit_kwargs(a, "continue", 0.5, b, False) == {"init_audio": a}
-    assert edit_kwargs(a, "vary", 0.3, None, False) == {"init_audio": a, "strength": 0.3}
-    assert edit_kwargs(a, "vary", 0.3, None, False, invert=True) == {"init_audio": a, "strength": 0.3, "invert": True}
-    assert edit_kwargs(a, "continue", 0.3, None, False, invert=True) == {"init_audio": a}  # invert is vary's
-    assert edit_kwargs(a, "join", 0.5, b, False) == {"fill_gap": (a, b)}
+    assert edit_request(None, "continue", 0.5, None, False) == EditRequest()  # plain generation: no edit at all
+    assert edit_request(None, "continue", 0.5, None, False).kind is None
+    assert edit_request(None, "vary", 0.5, None, True) == EditRequest(loop=True)
+    assert edit_request(a, "continue", 0.5, b, False) == EditRequest(init_audio=a)
+    assert edit_request(a, "vary", 0.3, None, False) == EditRequest(init_audio=a, strength=0.3)
+    assert edit_request(a, "vary", 0.3, None, False, invert=True) == EditRequest(init_audio=a, strength=0.3, invert=True)
+    assert edit_request(a, "continue", 0.3, None, False, invert=True) == EditRequest(init_audio=a)  # invert is vary's
+    assert edit_request(a, "join", 0.5, b, False) == EditRequest(fill_gap=(a, b))
     with pytest.raises(GenerationError, match="second piece of audio"):
-        edit_kwargs(a, "join", 0.5, None, False)
+        edit_request(a, "join", 0.5, None, False)
     with pytest.raises(GenerationError, match="upload the first one"):
-        edit_kwargs(None, "join", 0.5, b, False)
+        edit_request(None, "join", 0.5, b, False)
     with pytest.raises(GenerationError, match="untick loop"):
-        edit_kwargs(a, "continue", 0.5, None, True)
+        edit_request(a, "continue", 0.5, None, True)
     with pytest.raises(GenerationError, match="strength"):
-        edit_kwargs(a, "vary", 0.0, None, False)
+        edit_request(a, "vary", 0.0, None, False)
 
 
 def test_a_request_beyond_the_limits_is_refused_before_the_shared_model_works(tmp_path, monkeypatch):
     """One API call with seconds=1e9 used to hold the app's one-at-a-time queue for everyone."""
-    from audiodiff import sample as sample_module
+    from audiodiff.sampling import loop as sample_module  # where every job's slices are sampled
     from audiodiff.app import AudioStudio
     from audiodiff.cli import user_errors
     from audiodiff.pipeline import load_pipeline
@@ -494,6 +495,7 @@ def test_each_session_writes_to_its_own_unguessable_folder_and_records_upload_na
     """Issue 25: clips under names anyone could guess, in one folder every visitor could fetch from,
     and JSON that gave the server path of the upload (which gradio then serves)."""
     from audiodiff.app import AudioStudio
+    from audiodiff.generate import EditRequest
     from audiodiff.pipeline import build_preset
 
     studio = AudioStudio(build_preset("tiny"), output_dir=tmp_path / "clips")
@@ -503,7 +505,7 @@ def test_each_session_writes_to_its_own_unguessable_folder_and_records_upload_na
     upload = tmp_path / "gradio" / "0123abcd" / "my take.wav"
     upload.parent.mkdir(parents=True)
     sf.write(upload, 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(1.5 * SAMPLE_RATE)) / SAMPLE_RATE), SAMPLE_RATE)
-    clip = studio.generate(0.5, steps=1, edits={"init_audio": str(upload)}, progress=False, output_dir=a)
+    clip = studio.generate(0.5, steps=1, edit=EditRequest(init_audio=str(upload)), progress=False, output_dir=a)
     record = json.loads(Path(clip.json).read_text())
     assert record["init_audio"] == "my take.wav" and "gradio" not in Path(clip.json).read_text()
     assert Path(clip.wav).parent == a

@@ -47,7 +47,7 @@ def test_continuation_keeps_the_given_columns_and_samples(pipe):
     audio = 0.5 * clip("jazz", 1, 2.0)  # headroom: the output is only turned down if the new part would clip
     made = edits.continue_audio(pipe, audio, 1.5, num_inference_steps=STEPS, progress=False, batch_size=2)
     mel = pipe.mel
-    image, known, _ = edits._Timeline(pieces=[(0, audio)], total=audio.numel() + 24000).image(mel)
+    image, known, _ = edits.Timeline(pieces=[(0, audio)], total=audio.numel() + 24000).image(mel)
     # every column whose STFT window lies inside the given audio is kept, exactly, before decoding
     assert known.sum() == 1 + (audio.numel() - mel.n_fft // 2) // mel.hop_length
     assert torch.equal(made.image[..., known], image[..., known].expand(2, -1, -1, -1))
@@ -81,7 +81,7 @@ def test_gap_fill_starts_with_a_ends_with_b_and_has_the_requested_length(pipe):
     mel = pipe.mel
     gap = int(round(2.25 * mel.sample_rate))
     assert made.audio.shape == (1, a.numel() + gap + b.numel())
-    timeline = edits._Timeline(pieces=[(0, a), (a.numel() + gap, b)], total=a.numel() + gap + b.numel())
+    timeline = edits.Timeline(pieces=[(0, a), (a.numel() + gap, b)], total=a.numel() + gap + b.numel())
     image, known, _ = timeline.image(mel)
     generated = torch.nonzero(~known).flatten()
     first, last = int(generated[0]), int(generated[-1]) + 1
@@ -163,7 +163,7 @@ def test_inversion_then_sampling_reproduces_the_input(pipe):
 
 def test_inverted_variation_stays_closer_to_the_original(pipe):
     audio = clip("jazz", 1, 2.0)
-    image, _ = edits._image_of(audio, pipe.mel)
+    image, _ = edits.image_of(audio, pipe.mel)
     kwargs = dict(num_inference_steps=10, progress=False, batch_size=2, seed=3)
     noised = edits.vary(pipe, audio, 0.5, **kwargs)
     inverted = edits.vary(pipe, audio, 0.5, invert_audio=True, **kwargs)
@@ -182,8 +182,8 @@ def test_interpolation_ends_are_the_two_clips(pipe):
     walk = edits.interpolate(pipe, a, b, [0.0, 0.5, 1.0], num_inference_steps=30, progress=False)  # 10 on the 1.02 s model
     samples = a.numel()  # the shorter one
     assert walk.audio.shape == (3, samples)
-    image_a, _ = edits._image_of(a, pipe.mel)
-    image_b, _ = edits._image_of(b[:samples], pipe.mel)
+    image_a, _ = edits.image_of(a, pipe.mel)
+    image_b, _ = edits.image_of(b[:samples], pipe.mel)
     to_a = [mean_error(item, image_a[0]) for item in walk.image]
     to_b = [mean_error(item, image_b[0]) for item in walk.image]
     assert to_a[0] < 0.1 and to_b[2] < 0.15  # each end reproduces its clip
@@ -201,7 +201,7 @@ def test_slerp_and_slice_plan():
     mid = edits.slerp(a, b, 0.5)
     # slerp keeps the norm of unit-variance noise roughly (a linear mix would shrink it by ~sqrt(2))
     assert float(mid.flatten(1).norm(dim=1).mean()) > 0.9 * float(a.flatten(1).norm(dim=1).mean())
-    plan = edits.slice_plan(150, 64, 20)
+    plan = [(s.start, s.end, s.known) for s in edits.cover_slices(150, 64, 20)]
     assert plan[0] == (0, 64, 0) and plan[-1][1] == 150
     assert all(end - start == 64 for start, end, _ in plan)
     covered = set()
@@ -210,7 +210,7 @@ def test_slerp_and_slice_plan():
         assert set(range(start, start + made)) <= covered  # known columns were made before
         covered |= set(range(start, end))
     assert covered == set(range(150))
-    assert edits.slice_plan(40, 64, 20) == [(0, 40, 0)]
+    assert [(s.start, s.end, s.known) for s in edits.cover_slices(40, 64, 20)] == [(0, 40, 0)]
 
 
 def test_bad_audio_is_a_clear_error(pipe):

@@ -217,7 +217,7 @@ def test_output_location_name_and_device_are_checked_before_any_work(tmp_path, n
 
 
 def test_too_short_or_too_many_steps_are_refused_before_sampling(model_dir, tmp_path, monkeypatch):
-    from audiodiff import sample as sample_module
+    from audiodiff.sampling import loop as sample_module  # where every job's slices are sampled
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled a request that should have been refused")

@@ -17,6 +17,7 @@ from audiodiff.sample import (
     JobProgress,
     LongClip,
     SamplingOptions,
+    SamplingSetup,
     check_invertible,
     check_strength,
     default_overlap_seconds,
@@ -34,7 +35,9 @@ from audiodiff.sample import (
     tempo_guide,
     make_scheduler,
     overlap_columns,
+    plan_extend,
     sample,
+    sample_slice,
 )
 
 # 32 mel bands x 64 frames at 8 kHz, hop 64: one slice is 0.51 s, so a few seconds is many slices.
@@ -280,21 +283,27 @@ def test_wide_unmasked_sampling_any_width(pipe):
 def test_gap_fill_hook_keeps_both_ends(pipe):
     """extend_image with a known end (issue 7's gap fill and loop): starts with A, ends with B."""
     start, end = _known(1, 64, seed=1), _known(1, 10, seed=2)
-    scheduler = DDIMScheduler()
-    generator = torch.Generator().manual_seed(0)
+    options = SamplingOptions(num_inference_steps=2, level_hold=0.0, tempo_hold=0.0)
+    setup = dataclasses.replace(SamplingSetup.prepare(pipe, options), scheduler=DDIMScheduler(), overlap_columns=12)
     for total in (90, 200):
-        image, starts, slices = extend_image(pipe.unet, scheduler, start, total, overlap_columns=12, num_inference_steps=2,
-                                             generator=generator, end_known=end, progress=False)
+        plan = plan_extend(setup, start.shape[-1], total, tail=end.shape[-1])
+        image, starts, slices = extend_image(setup, start, plan, end_known=end)
         assert image.shape[-1] == total
         assert torch.equal(image[..., :64], start) and torch.equal(image[..., -10:], end)
         assert torch.equal(slices[-1][..., -10:], end)  # B was known while the last slice was sampled
 
 
 # ---- candidates: several versions of a slice, one finished -----------------------------------
+def _candidate_setup(pipe, scheduler_cls, candidates=3, batch_size=2):
+    options = SamplingOptions(num_inference_steps=STEPS, seed=5, candidates=candidates, batch_size=batch_size)
+    return dataclasses.replace(SamplingSetup.prepare(pipe, options), scheduler=scheduler_cls())
+
+
 @pytest.mark.parametrize("scheduler_cls", [DDIMScheduler, DPMSolverMultistepScheduler])
-def test_dropping_candidates_does_not_change_the_one_kept(pipe, scheduler_cls):
-    """Candidates chosen after step 1 end exactly as the same candidate does when all of them run
-    to the end: the others are dropped (and a multistep scheduler forgets them) without touching it."""
+def test_the_candidate_kept_is_the_one_that_ran_with_the_others(pipe, scheduler_cls):
+    """A slice's candidates are all sampled to the last step together, then one per item is kept:
+    exactly that candidate's row of the same sampling with every candidate kept. The chooser sees
+    the clean images they last predicted."""
     width, k, seen = 64, 20, []
     known, mask = _known(2, width), torch.arange(width) < k
 
@@ -302,18 +311,17 @@ def test_dropping_candidates_does_not_change_the_one_kept(pipe, scheduler_cls):
         seen.append(candidates.clone())
         return torch.tensor([2, 0])  # item 0 keeps its third candidate, item 1 its first
 
-    common = dict(batch_size=2, width=width, num_inference_steps=STEPS, known=known, mask=mask, progress=False,
-                  candidates=3)
-    early = sample(pipe.unet, scheduler_cls(), seed=5, choose=pick, choose_after=1, **common)
-    late = sample(pipe.unet, scheduler_cls(), seed=5, choose=pick, choose_after=STEPS, **common)
-    assert early.shape == late.shape == (2, 1, MEL.y_res, width)
-    assert torch.allclose(early, late, atol=1e-5)
-    assert seen[0].shape == (2, 3, 1, MEL.y_res, width)  # (items, candidates, 1, H, W), predicted clean images
+    kept = sample_slice(_candidate_setup(pipe, scheduler_cls), known, mask, chooser=pick)
+    every = sample(pipe.unet, scheduler_cls(), batch_size=6, width=width, num_inference_steps=STEPS, seed=5,
+                   known=known.repeat_interleave(3, dim=0), mask=mask, progress=False)
+    assert kept.shape == (2, 1, MEL.y_res, width)
+    assert torch.equal(kept[0], every[2]) and torch.equal(kept[1], every[3])
+    assert len(seen) == 1 and seen[0].shape == (2, 3, 1, MEL.y_res, width)  # (items, candidates, 1, H, W)
     assert seen[0].min() >= -1 and seen[0].max() <= 1
-    assert torch.equal(early[..., :k], known[..., :k])
-    assert not torch.allclose(seen[1][:, 0], seen[1][:, 1], atol=0.05)  # the candidates are different draws
-    other = sample(pipe.unet, scheduler_cls(), seed=5, choose=lambda c: torch.tensor([1, 1]), choose_after=1, **common)
-    assert not torch.allclose(other[0], early[0], atol=0.05) and not torch.allclose(other[1], early[1], atol=0.05)
+    assert torch.equal(kept[..., :k], known[..., :k])
+    assert not torch.allclose(seen[0][:, 0], seen[0][:, 1], atol=0.05)  # the candidates are different draws
+    other = sample_slice(_candidate_setup(pipe, scheduler_cls), known, mask, chooser=lambda c: torch.tensor([1, 1]))
+    assert not torch.allclose(other[0], kept[0], atol=0.05) and not torch.allclose(other[1], kept[1], atol=0.05)
 
 
 def test_one_candidate_is_the_plain_loop(pipe):
@@ -358,11 +366,12 @@ def test_level_chooser_picks_the_candidate_nearest_the_clip_level():
 
 
 def test_a_bad_choice_is_refused(pipe):
+    known, mask = _known(1, 64), torch.arange(64) < 20
+    setup = _candidate_setup(pipe, DDIMScheduler, candidates=2, batch_size=1)
     with pytest.raises(ValueError, match="one candidate index in"):
-        sample(pipe.unet, DDIMScheduler(), batch_size=1, num_inference_steps=STEPS, seed=0, progress=False,
-               candidates=2, choose=lambda c: torch.tensor([2]), choose_after=1)
-    with pytest.raises(ValueError, match="need a `choose` function"):
-        sample(pipe.unet, DDIMScheduler(), num_inference_steps=STEPS, progress=False, candidates=2)
+        sample_slice(setup, known, mask, chooser=lambda c: torch.tensor([2]))
+    with pytest.raises(ValueError, match="need a chooser"):
+        sample_slice(setup, known, mask)
 
 
 # ---- one progress count for the whole job, and stopping --------------------------------------
@@ -498,13 +507,13 @@ def test_long_clip_from_columns_turns_columns_into_seconds_once():
 def test_a_steered_prediction_is_what_the_scheduler_then_sees(kind):
     """A guide's clean image goes back into the model output the scheduler steps with, for each
     prediction type: the output's own clean prediction is exactly the steered image."""
-    from audiodiff.sample import _model_output_for, _predicted_clean
+    from audiodiff.sampling.schedulers import model_output_for, predicted_clean
 
     scheduler = DDIMScheduler(prediction_type=kind)
     generator = torch.Generator().manual_seed(0)
     x, clean = torch.randn(2, 1, 8, 8, generator=generator), torch.rand(2, 1, 8, 8, generator=generator) * 2 - 1
     for t in (999, 500, 20):
-        assert torch.allclose(_predicted_clean(scheduler, _model_output_for(scheduler, clean, x, t), x, t), clean, atol=1e-4)
+        assert torch.allclose(predicted_clean(scheduler, model_output_for(scheduler, clean, x, t), x, t), clean, atol=1e-4)
 
 
 # ---- the level hold: continued slices stay at the clip's level --------------------------------

@@ -1,0 +1,241 @@
+"""The sampling options: every knob of a job in one frozen dataclass, checked when made and
+resolved against the loaded pipeline once (`SamplingSetup.prepare`).
+
+Each default keeps one line of reason here; the measurements behind them are in
+docs/sampling-defaults.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from ..mel import MelConfig
+from ..metrics import MAX_BPM, MIN_BPM
+from .schedulers import DEFAULT_SCHEDULER, default_steps, make_scheduler, scheduler_key
+
+# 1.5 s of context for each next slice (three beats at 120 bpm), chosen by the tempo measure;
+# models with short slices get at most 40 % of a slice (more overlap made their clips worse)
+DEFAULT_OVERLAP_SECONDS = 1.5
+MAX_DEFAULT_OVERLAP_FRACTION = 0.4
+# 1: no choice; N candidates hold the level better but cost N times the UNet calls of a slice
+DEFAULT_CANDIDATES = 1
+MAX_CANDIDATES = 16
+# 2, every step, loudness-weighted: the weakest hold that stops a long clip's level drifting
+DEFAULT_LEVEL_HOLD = 2.0
+MAX_LEVEL_HOLD = 4.0
+# 0.25: the weakest tempo hold that locks a long clip's tempo and leaves its realism where it was
+DEFAULT_TEMPO_HOLD = 0.25
+MAX_TEMPO_HOLD = 1.0
+MAX_REPAINT_JUMPS = 20  # RePaint used 10; each jump is one more UNet call per step (issue 25: 1e8 was accepted)
+# a variation reruns half the chain: it keeps the original's outline and redraws its detail
+DEFAULT_STRENGTH = 0.5
+# a bpm is for what the model makes from nothing (new clips, loops); given audio keeps its own tempo
+BPM_ONLY_FOR_NEW_MUSIC = "sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo"
+
+
+# ---- checks, each raised as the caller's own error type when it asks ---------------------------
+def check_strength(strength: float | None, error: type[ValueError] = ValueError) -> float:
+    """A variation's strength must be in (0, 1]: the fraction of the chain that is run again."""
+    if strength is None or not 0.0 < strength <= 1.0:
+        raise error(f"strength must be in (0, 1], got {strength}")
+    return strength
+
+
+def check_invertible(scheduler: str, error: type[ValueError] = ValueError) -> None:
+    """DDIM inversion (variations with --invert, interpolation) needs the ddim scheduler."""
+    if scheduler != "ddim":
+        raise error(f"inversion is DDIM's: --invert and --interpolate need --scheduler ddim, not {scheduler}")
+
+
+def check_counts(num_inference_steps: int | None, batch_size: int, repaint_jumps: int) -> None:
+    if num_inference_steps is not None and num_inference_steps < 1:
+        raise ValueError(f"steps must be at least 1, got {num_inference_steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if not 0 <= repaint_jumps <= MAX_REPAINT_JUMPS:
+        raise ValueError(f"repaint jumps must be from 0 to {MAX_REPAINT_JUMPS}, got {repaint_jumps}")
+
+
+def check_candidates(candidates: int) -> None:
+    if not isinstance(candidates, int) or isinstance(candidates, bool) or not 1 <= candidates <= MAX_CANDIDATES:
+        raise ValueError(f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates!r}")
+
+
+def _check_overlap_seconds(overlap_seconds: float) -> None:
+    if not overlap_seconds >= 0:
+        raise ValueError(f"overlap must be >= 0 seconds, got {overlap_seconds}")
+
+
+def _check_holds(level_hold: float, tempo_hold: float, bpm: float | None) -> None:
+    if not (isinstance(level_hold, (int, float)) and 0 <= level_hold <= MAX_LEVEL_HOLD):
+        raise ValueError(f"level hold must be from 0 (off) to {MAX_LEVEL_HOLD:g}, got {level_hold!r}")
+    if not (isinstance(tempo_hold, (int, float)) and 0 <= tempo_hold <= MAX_TEMPO_HOLD):
+        raise ValueError(f"tempo hold must be from 0 (off) to {MAX_TEMPO_HOLD:g}, got {tempo_hold!r}")
+    if bpm is not None:
+        if not (isinstance(bpm, (int, float)) and not isinstance(bpm, bool) and MIN_BPM <= bpm <= MAX_BPM):
+            raise ValueError(f"bpm must be from {MIN_BPM:g} to {MAX_BPM:g}, got {bpm!r}")
+        if not tempo_hold:
+            raise ValueError("a bpm is kept by the tempo hold: not with the tempo hold off (--no-tempo-hold)")
+
+
+def check_generator(generator: torch.Generator) -> None:
+    if generator.device.type != "cpu":
+        raise ValueError("pass a CPU torch.Generator: noise is drawn on the CPU so a seed gives the same noise on every device")
+
+
+def make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """The generator to draw every random tensor from: `generator` (on the CPU), else one seeded with `seed`."""
+    if generator is not None:
+        check_generator(generator)
+        return generator
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    return torch.Generator("cpu").manual_seed(int(seed))
+
+
+# ---- what the pipeline says ------------------------------------------------------------------
+def pipeline_parts(pipe) -> tuple[Any, Any, MelConfig]:
+    try:
+        return pipe.unet, pipe.scheduler, pipe.mel
+    except AttributeError as exc:
+        raise TypeError("expected a pipeline with .unet, .scheduler and .mel (audiodiff.pipeline.AudioDiffusion)") from exc
+
+
+def sample_shape(unet) -> tuple[int, int]:
+    """(height, width) of the images the UNet was trained on."""
+    size = unet.config.sample_size
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def downsampling_factor(unet) -> int:
+    """Image sizes must be multiples of this: 2 ** (number of downsampling blocks)."""
+    return 2 ** (len(unet.config.down_block_types) - 1)
+
+
+def default_overlap_seconds(mel: MelConfig) -> float:
+    """DEFAULT_OVERLAP_SECONDS (1.5 s), or 40 % of a slice for models whose slices are shorter."""
+    return min(DEFAULT_OVERLAP_SECONDS, round(MAX_DEFAULT_OVERLAP_FRACTION * mel.slice_seconds, 3))
+
+
+def overlap_columns(overlap_seconds: float, mel: MelConfig, slice_width: int) -> int:
+    """K, the known columns each continued slice starts with; must leave new columns to make."""
+    _check_overlap_seconds(overlap_seconds)
+    k = int(round(mel.seconds_to_columns(overlap_seconds)))
+    if k >= slice_width:
+        raise ValueError(
+            f"overlap ({overlap_seconds:g} s) must be shorter than one slice of this model ({mel.slice_seconds:.2f} s): "
+            f"it is {k} columns, a slice {slice_width}"
+        )
+    return k
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample a clip or an edit, checked when made; None means the pipeline's default,
+    filled in by `resolve(pipe)`. `generate_long` and every edit of `audiodiff.edits` take one.
+
+    scheduler: "ddim", "ddpm", "dpm" (aliases such as "dpm++" are stored as these), or None for
+        the pipeline's own kind.
+    num_inference_steps: steps per slice; None: the scheduler's usual count (DEFAULT_STEPS_BY_SCHEDULER).
+    overlap_seconds: of the previous slice each next slice continues from; None:
+        `default_overlap_seconds(mel)` (1.5 s on the public and bundled models).
+    seed, generator: the noise; a CPU torch.Generator when given (it wins over the seed), else
+        one seeded with `seed` (None: a random seed).
+    batch_size: clips at once. repaint_jumps: RePaint resampling per step (ddim and ddpm only).
+    candidates: versions of every continued slice sampled together, of which the one closest to
+        the clip's level is kept (see DEFAULT_CANDIDATES); 1 (the default): no choice.
+    level_hold: how strongly each continued slice is held at the clip's level while it is sampled
+        (DEFAULT_LEVEL_HOLD, 2: why); 0: the level is the model's draw.
+    tempo_hold: how strongly each continued slice is kept on the clip's beat (DEFAULT_TEMPO_HOLD,
+        0.25: why); 0: each slice's metre is the model's draw.
+    bpm: the tempo of a new clip or loop, MIN_BPM to MAX_BPM: its first slice is steered onto it
+        too; None: the first slice's own beat. Needs the tempo hold.
+    """
+
+    scheduler: str | None = DEFAULT_SCHEDULER
+    num_inference_steps: int | None = None
+    overlap_seconds: float | None = None
+    seed: int | None = 0
+    generator: torch.Generator | None = None
+    batch_size: int = 1
+    repaint_jumps: int = 0
+    candidates: int = DEFAULT_CANDIDATES
+    level_hold: float = DEFAULT_LEVEL_HOLD
+    tempo_hold: float = DEFAULT_TEMPO_HOLD
+    bpm: float | None = None
+
+    def __post_init__(self):
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", scheduler_key(self.scheduler))
+        check_counts(self.num_inference_steps, self.batch_size, self.repaint_jumps)
+        check_candidates(self.candidates)
+        _check_holds(self.level_hold, self.tempo_hold, self.bpm)
+        if self.overlap_seconds is not None:
+            _check_overlap_seconds(self.overlap_seconds)
+        if self.generator is not None:
+            check_generator(self.generator)
+
+    def resolve(self, pipe) -> "SamplingOptions":
+        """These options with the defaults filled in for `pipe` (steps, overlap), checked against
+        it: the UNet's image height, steps within its noise levels, an overlap shorter than a slice."""
+        unet, base_scheduler, mel = pipeline_parts(pipe)
+        height, slice_width = sample_shape(unet)
+        if height != mel.y_res:
+            raise ValueError(f"the UNet makes images {height} rows high but the Mel config has {mel.y_res} mel bands")
+        steps = self.num_inference_steps or default_steps(self.scheduler or base_scheduler)
+        noise_levels = base_scheduler.config.num_train_timesteps
+        if steps > noise_levels:  # diffusers refuses more for ddim and ddpm, but only once sampling starts; dpm ran
+            raise ValueError(f"{steps} steps are more than the {noise_levels} noise levels this model was trained "
+                             f"with; use at most --steps {noise_levels}")
+        overlap = default_overlap_seconds(mel) if self.overlap_seconds is None else self.overlap_seconds
+        overlap_columns(overlap, mel, slice_width)  # shorter than one slice
+        return replace(self, num_inference_steps=steps, overlap_seconds=overlap)
+
+
+def sampling_options(options: SamplingOptions | None = None, keywords: dict | None = None) -> SamplingOptions:
+    """`options` (default: SamplingOptions()) with keyword arguments, fields of SamplingOptions,
+    laid over it: the keyword entry points (`generate_long(pipe, 5, seed=3)`) build their options here."""
+    options = SamplingOptions() if options is None else options
+    return replace(options, **keywords) if keywords else options
+
+
+@dataclass(frozen=True)
+class SamplingSetup:
+    """What one job samples with: the pipeline's parts, its options resolved, a fresh scheduler
+    (set_timesteps mutates one) and the seeded generator every random tensor is drawn from."""
+
+    unet: Any
+    base_scheduler: Any
+    mel: MelConfig
+    scheduler: Any
+    options: SamplingOptions  # resolved: no None left but the scheduler (None: the pipeline's own kind)
+    slice_width: int  # columns of the images the UNet was trained on
+    overlap_columns: int  # K, the known columns each continued slice starts with
+    generator: torch.Generator
+
+    @classmethod
+    def prepare(cls, pipe, options: SamplingOptions) -> "SamplingSetup":
+        options = options.resolve(pipe)
+        unet, base_scheduler, mel = pipeline_parts(pipe)
+        _, slice_width = sample_shape(unet)
+        return cls(unet=unet, base_scheduler=base_scheduler, mel=mel,
+                   scheduler=make_scheduler(options.scheduler, base_scheduler), options=options,
+                   slice_width=slice_width, overlap_columns=overlap_columns(options.overlap_seconds, mel, slice_width),
+                   generator=make_generator(options.generator, options.seed))
+
+    @property
+    def steps(self) -> int:
+        return self.options.num_inference_steps
+
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
+
+    @property
+    def height(self) -> int:
+        return self.mel.y_res
