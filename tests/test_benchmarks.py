@@ -1,5 +1,5 @@
-"""benchmarks/long_clip.py: its --smoke mode runs the whole code path on the tiny preset, and
-its flags are checked before any work. codec_realism.py's round trip and flags are checked too. (The other benchmarks are measured by hand, not tested.)"""
+"""benchmarks/long_clip.py and tempo.py: their --smoke modes run the whole code path on the tiny
+preset, and their flags are checked before any work. codec_realism.py's round trip and flags are checked too. (The other benchmarks are measured by hand, not tested.)"""
 
 import importlib.util
 import re
@@ -11,10 +11,11 @@ import pytest
 from audiodiff.cli import run
 
 LONG_CLIP = Path(__file__).resolve().parents[1] / "benchmarks" / "long_clip.py"
+TEMPO = Path(__file__).resolve().parents[1] / "benchmarks" / "tempo.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("long_clip_benchmark", LONG_CLIP)
+def _load(path=LONG_CLIP):
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -103,3 +104,26 @@ def test_codec_realism_round_trip_keeps_whole_slices_and_refuses_unknown_presets
     with pytest.raises(SystemExit):
         module.main(["--presets", "huge"])
     assert "unknown preset(s) huge" in capsys.readouterr().err
+
+
+def test_tempo_smoke_reports_every_clip_of_the_batch_by_both_estimators_and_the_checks(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _load(TEMPO).main(["--smoke"])
+    out = capsys.readouterr().out
+    clips = [line.split() for line in out.splitlines() if line.startswith("seed0")]
+    assert [c[0] for c in clips] == ["seed0_1", "seed0_2"]  # one batch of two: every clip, not a median
+    for cells in clips:
+        ours, librosa = " ".join(cells[9:]).split(" / ")
+        assert len(ours.split()) == len(librosa.split()) == 2  # two 5 s windows of a 10.5 s clip, each estimator
+        assert cells[6] == "-" or 0 <= float(cells[6]) < 1  # beat regularity
+    verdicts = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert len(verdicts) == 6 and any("librosa" in v for v in verdicts)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [([], "give --run"), (["--smoke", "--run", "x"], "give --run"),
+                                            (["--run", "x", "--seconds", "5"], "at least 10")])
+def test_tempo_refuses_bad_flags_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(lambda: _load(TEMPO).main(argv))
+    assert exc.value.code == 2 and message in capsys.readouterr().err

@@ -21,6 +21,11 @@ from audiodiff.metrics import (
     normalize_loudness,
     seam_score,
     spectral_flux,
+    beat_regularity,
+    first_window_offset,
+    librosa_tempo_windows,
+    spread_of,
+    tempo_readings,
     tempo_spread,
     tempo_windows,
 )
@@ -166,6 +171,38 @@ def test_tempo_needs_two_windows_with_onsets():
     assert np.isnan(tempo_windows(steady, SR)).all()
     with pytest.raises(ValueError, match="shorter than one"):
         tempo_windows(steady[:SR], SR)
+
+
+def test_librosa_reads_the_same_click_tempi_and_spread_as_ours():
+    changing = click_track([(100, 10.0), (140, 10.0)])
+    np.testing.assert_allclose(librosa_tempo_windows(changing, SR), [100, 100, 140, 140], rtol=0.02)
+    steady = click_track([(137, 20.0)])
+    theirs = librosa_tempo_windows(steady, SR)
+    np.testing.assert_allclose(theirs, 137.0, rtol=0.02)  # 8 ms hop: no 32 ms lag grid (133.9 / 144.2)
+    assert spread_of(theirs) < 1.0
+    assert np.isnan(librosa_tempo_windows(tone(440.0, 12.0, SR, amplitude=0.0), SR)).all()  # silence
+
+
+def test_the_first_window_offset_says_when_a_clip_starts_at_another_tempo():
+    assert first_window_offset(np.array([100.0, 100.0, 100.0])) == 0.0
+    assert first_window_offset(np.array([50.0, 100.0, 100.0, 101.0])) == pytest.approx(0.0, abs=1e-9)  # an octave
+    assert first_window_offset(np.array([110.0, 78.0, 78.0, 78.0])) == pytest.approx(100 * (110 / 78 - 1), rel=1e-6)  # issue 28, clip 1
+    assert np.isnan(first_window_offset(np.array([np.nan, 100.0, 100.0])))
+    start_fast = click_track([(110, 5.0), (78, 20.0)])
+    readings = tempo_readings(start_fast, SR)
+    assert readings["first_window_percent"] > 4.0 and readings["librosa_first_window_percent"] > 4.0
+    assert readings["tempo_bpm"][1:] == pytest.approx([78.0] * 4, rel=0.02)
+
+
+def test_beat_regularity_of_a_metronome_and_of_a_drifting_pulse():
+    assert beat_regularity(click_track([(120, 20.0)]), SR) < 0.03  # its 23 ms frames: a metronome reads ~0.02
+    rng = np.random.default_rng(3)  # every beat moved by up to +-60 ms: an unsteady player
+    audio = np.zeros(20 * SR, np.float32)
+    for beat in np.arange(0.5, 19.5, 0.5):
+        i = int((beat + rng.uniform(-0.06, 0.06)) * SR)
+        audio[i:i + 400] += (0.5 * np.exp(-np.arange(400) / 80)).astype(np.float32)
+    assert beat_regularity(audio, SR) > 0.05
+    assert np.isnan(beat_regularity(np.zeros(5 * SR, np.float32), SR))
 
 
 def test_a_fade_out_drifts_down_and_a_fade_in_up():
