@@ -129,7 +129,7 @@ class Canvas:
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """The last step's output -> (B, 1, H, width) in [-1, 1], known pixels exactly as given."""
         if not torch.isfinite(x).all():  # decoded, it would be silence written as a clip (issue 25)
-            from ..pipeline import GenerationError
+            from ..errors import GenerationError
 
             raise GenerationError("the model produced NaN or infinite values (broken weights, or an overflow in half "
                                   "precision: try --device cpu); no clip was written")
