@@ -354,10 +354,13 @@ def _folded_log2(tempos: np.ndarray, window_seconds: float) -> np.ndarray:
     if log2_tempos.size < 2:
         raise ValueError(f"a tempo spread needs two {window_seconds:g} s windows with onsets; this clip has "
                          f"{log2_tempos.size} (of {tempos.size})")
-    # The median window's own estimate (the lower middle one for an even count): the mean of the
-    # two middle ones can fall between two octaves (81 and 160 bpm -> 114) and fold nothing.
-    median = float(np.sort(log2_tempos)[(log2_tempos.size - 1) // 2])
-    return fold_octaves(log2_tempos, median)
+    return fold_octaves(log2_tempos, _median_window(log2_tempos))
+
+
+def _median_window(log2_tempos: np.ndarray) -> float:
+    """The median window's own estimate (the lower middle one for an even count): the mean of the
+    two middle ones can fall between two octaves (81 and 160 bpm -> 114) and fold nothing."""
+    return float(np.sort(log2_tempos)[(log2_tempos.size - 1) // 2])
 
 
 def spread_of(tempos: np.ndarray, window_seconds: float = TEMPO_WINDOW_SECONDS) -> float:
@@ -372,8 +375,7 @@ def first_window_offset(tempos: np.ndarray, window_seconds: float = TEMPO_WINDOW
     tempos = np.asarray(tempos, dtype=float)
     if tempos.size == 0 or not np.isfinite(tempos[0]):
         return float("nan")
-    log2_tempos = np.log2(tempos[np.isfinite(tempos)])
-    median = float(np.sort(log2_tempos)[(log2_tempos.size - 1) // 2])
+    median = _median_window(np.log2(tempos[np.isfinite(tempos)]))
     offset = float(fold_octaves(np.array([math.log2(tempos[0])]), median)[0]) - median
     return float(100.0 * abs(2.0 ** offset - 1.0))
 
