@@ -302,7 +302,7 @@ def _clip_facts(clip: LongClip, mel: MelConfig, index: int) -> dict:
         "sample_rate": clip.sample_rate,
         "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
         "mel": mel.to_dict(),
-        "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (README)
+        "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (docs/generating.md)
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
