@@ -124,7 +124,7 @@ def spectrogram_png(image: torch.Tensor, mel: MelConfig, samples: int, path: Pat
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
     seconds = samples / mel.sample_rate
-    columns_per_second = mel.sample_rate / mel.hop_length
+    columns_per_second = mel.seconds_to_columns(1.0)
     for t in time_ticks(seconds, width / max(seconds, 1e-9), PNG_TICK_GAP_PIXELS):
         x = min(int(round(t * columns_per_second)), width - 1)
         draw.line([(x, height), (x, height + 4)], fill=0)

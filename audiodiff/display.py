@@ -97,7 +97,7 @@ def render_spectrogram(
     seconds = samples / mel.sample_rate
     plot_w, plot_h = width - MARGIN_LEFT - MARGIN_RIGHT, height - MARGIN_TOP - MARGIN_BOTTOM
     # columns beyond the clip's end (the last STFT frame's half window) are not shown
-    shown_columns = max(1, min(columns, int(round(seconds * mel.sample_rate / mel.hop_length)) + 1))
+    shown_columns = max(1, min(columns, int(round(mel.seconds_to_columns(seconds))) + 1))
     level = (image[::-1, :shown_columns] + 1.0) / 2.0  # (H, W) in [0, 1], low frequencies at the bottom
     resized = np.asarray(Image.fromarray(level).resize((plot_w, plot_h), Image.BILINEAR))
     rgb = colour_map(resized).astype(np.float32)

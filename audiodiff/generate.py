@@ -41,7 +41,8 @@ from .model_choice import resolve_model  # noqa: F401
 from .pipeline import GenerationError, pick_device  # noqa: F401
 from .metrics import DEFAULT_TARGET_LUFS
 from .sampling.longclip import generate_long
-from .sampling.options import BPM_ONLY_FOR_NEW_MUSIC, DEFAULT_STRENGTH, SamplingOptions, check_invertible, check_strength
+from .sampling.options import (DEFAULT_STRENGTH, SamplingOptions, check_bpm_use, check_invertible, check_strength,
+                               sampling_options)
 
 DEFAULT_OUTPUT_DIR = Path("samples")
 
@@ -107,8 +108,7 @@ class EditRequest:
 
     def check_bpm(self, bpm: float | None) -> None:
         """A bpm is for what the model makes from nothing (new clips, loops), not edits of given audio."""
-        if bpm is not None and self.kind not in (None, "loop"):
-            raise GenerationError(f"--bpm {BPM_ONLY_FOR_NEW_MUSIC}")
+        check_bpm_use(bpm, self.kind in (None, "loop"), "--bpm", GenerationError)
 
     def files(self) -> list[str]:
         if self.init_audio is not None:
@@ -236,7 +236,7 @@ def request_from_keywords(options: SamplingOptions | None, edit: EditRequest | N
         raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     sampling = {SAMPLING_KEYWORDS[k]: v for k, v in keywords.items() if k in SAMPLING_KEYWORDS}
     try:
-        options = replace(options or SamplingOptions(), **sampling)
+        options = sampling_options(options, sampling)
     except ValueError as exc:
         raise GenerationError(str(exc)) from exc
     changes = {k: v for k, v in keywords.items() if k in EDIT_KEYWORDS}

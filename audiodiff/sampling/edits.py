@@ -37,7 +37,7 @@ from ..mel import MelConfig, mel_power, power_to_images
 from ..metrics import DEFAULT_TARGET_LUFS
 from .finish import decode_audio, peak_protect, set_level
 from .longclip import LongClip, extend_image, first_slice, slice_spans
-from .options import BPM_ONLY_FOR_NEW_MUSIC, SamplingOptions, SamplingSetup, default_overlap_seconds, sampling_options
+from .options import SamplingOptions, check_bpm_use, SamplingSetup, default_overlap_seconds, sampling_options
 from .plan import plan_extend
 from .progress import JobProgress, job
 from .steering import beat_bpm
@@ -84,8 +84,7 @@ def prepare(pipe, options: SamplingOptions | None, keywords: dict, most_overlap_
     (loops): the others keep the tempo of the audio they are given."""
     try:
         options = sampling_options(options, keywords)
-        if options.bpm is not None and not new_music:
-            raise ValueError(f"a bpm {BPM_ONLY_FOR_NEW_MUSIC}")
+        check_bpm_use(options.bpm, new_music)
         if options.overlap_seconds is None and most_overlap_seconds is not None:
             options = replace(options, overlap_seconds=min(most_overlap_seconds, default_overlap_seconds(pipe.mel)))
         setup = SamplingSetup.prepare(pipe, options)
