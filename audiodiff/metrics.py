@@ -255,10 +255,12 @@ TEMPO_WINDOW_SECONDS = 5.0  # DESIGN section 7: a few bars at any common tempo
 MIN_ONSET_STRENGTH = 0.5
 
 
-def tempo_and_clarity(onset: np.ndarray, frames_per_second: float) -> tuple[float, float]:
+def tempo_and_clarity(onset: np.ndarray, frames_per_second: float, center_bpm: float = 120.0,
+                      width_octaves: float = 1.0) -> tuple[float, float]:
     """Tempo (log2 bpm) and pulse clarity (the autocorrelation peak, 0..1) of one window's onset
     envelope. The peak is picked with librosa's log-normal prior around 120 bpm (one octave
-    wide), so a window with no clear pulse reads as ~120 bpm with a clarity near 0, and placed
+    wide; `center_bpm`, `width_octaves` move and narrow it: the peak nearest another reading),
+    so a window with no clear pulse reads as ~120 bpm with a clarity near 0, and placed
     between frames by a parabola through its neighbours (at 62.5 frames per second one frame of
     lag is ~3 % of the tempo at 100 bpm: without it a steady 100 bpm reads as 98.7 or 101.4)."""
     x = onset - onset.mean()
@@ -272,7 +274,7 @@ def tempo_and_clarity(onset: np.ndarray, frames_per_second: float) -> tuple[floa
     lags = np.arange(min_lag, min(max_lag, x.size - 1) + 1)
     values = autocorrelation[lags]
     bpm = 60.0 * frames_per_second / lags
-    prior = np.exp(-0.5 * (np.log2(bpm) - np.log2(120.0)) ** 2)
+    prior = np.exp(-0.5 * ((np.log2(bpm) - np.log2(center_bpm)) / width_octaves) ** 2)
     best = int(np.argmax(np.maximum(values, 0.0) * prior)) if np.any(values > 0) else int(np.argmax(prior))
     lag = float(lags[best])
     if 0 < best < values.size - 1:  # the peak between frames: a parabola through it and its neighbours

@@ -19,6 +19,7 @@ from . import loop
 from .loop import denoiser
 from .options import SamplingOptions, SamplingSetup, sampling_options
 from .plan import Slice, SlicePlan, plan_extend
+from .beat import first_slice_guide, read_beats, steer_onto_beat
 from .progress import JobProgress, job
 from .steering import (beat_bpm, beat_columns_for, chain_guides, fold_beat, image_beat_columns, image_level_db,
                        join_blend_columns, join_pull, level_chooser, level_guide, tempo_guide)
@@ -171,24 +172,23 @@ def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, 
 def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A clip's first slice, from noise: (B, 1, H, slice_width) on the CPU, and the beat (B,) in
     columns that the continued slices keep, None without the tempo hold. With `options.bpm` the
-    beat is that tempo's and the first slice is steered onto it as well (`tempo_guide` from its
-    second beat on, echoing the first); else it is the first slice's own (`image_beat_columns`)."""
+    beat is that tempo's and the first slice is steered onto it as it is made; else the beat is
+    read from the slice (`beat.read_beats`) and the slice's last part is run again on it."""
     options, mel = setup.options, setup.mel
     if tracker is not None:
         tracker.next_slice()
     guide = beat = None
     if options.bpm is not None:
         beat = torch.full((setup.batch_size,), beat_columns_for(options.bpm, mel))
-        echo = fold_beat(beat, setup.overlap_columns or setup.slice_width // 2)  # the lag continued slices echo
-        guide = tempo_guide(echo, new_columns=(min(int(math.ceil(float(echo.max()))), setup.slice_width), setup.slice_width),
-                            strength=options.tempo_hold)
+        guide = first_slice_guide(setup, beat)
     image = loop.sample(
         setup.unet, setup.scheduler, batch_size=setup.batch_size, width=setup.slice_width,
         num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=options.repaint_jumps,
         model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker or False,
     ).cpu()
-    if beat is None and options.tempo_hold and setup.overlap_columns:
-        beat = image_beat_columns(image, mel)
+    if setup.reads_beat:
+        beat = read_beats(image, mel)
+        image = steer_onto_beat(setup, image, beat, tracker)
     return image, beat
 
 

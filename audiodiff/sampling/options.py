@@ -7,7 +7,7 @@ docs/sampling-defaults.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,12 +28,20 @@ DEFAULT_LEVEL_HOLD = 2.0
 MAX_LEVEL_HOLD = 4.0
 # 0.25: the weakest tempo hold that locks a long clip's tempo and leaves its realism where it was
 DEFAULT_TEMPO_HOLD = 0.25
+# the share of a new clip's first slice's chain run again on the beat read from it (sampling.beat)
+FIRST_SLICE_RESTEER = 0.5
 MAX_TEMPO_HOLD = 1.0
 MAX_REPAINT_JUMPS = 20  # RePaint used 10; each jump is one more UNet call per step (issue 25: 1e8 was accepted)
 # a variation reruns half the chain: it keeps the original's outline and redraws its detail
 DEFAULT_STRENGTH = 0.5
 # a bpm is for what the model makes from nothing (new clips, loops); given audio keeps its own tempo
 BPM_ONLY_FOR_NEW_MUSIC = "sets the tempo of a new clip or loop; an edit of your audio keeps that audio's tempo"
+
+
+def check_bpm_use(bpm: float | None, new_music: bool, what: str = "a bpm", error: type[ValueError] = ValueError) -> None:
+    """The one bpm rule: a bpm only for a job that makes new music (new clips, loops)."""
+    if bpm is not None and not new_music:
+        raise error(f"{what} {BPM_ONLY_FOR_NEW_MUSIC}")
 
 
 # ---- checks, each raised as the caller's own error type when it asks ---------------------------
@@ -168,6 +176,10 @@ class SamplingOptions:
     level_hold: float = DEFAULT_LEVEL_HOLD
     tempo_hold: float = DEFAULT_TEMPO_HOLD
     bpm: float | None = None
+    # id() of the pipeline `resolve` filled these in for: resolving for it again is a no-op, so a
+    # face that resolves early (to refuse bad input before loading weights or to write the JSON)
+    # and the job that samples share one resolution
+    resolved_for: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.scheduler is not None:
@@ -182,7 +194,10 @@ class SamplingOptions:
 
     def resolve(self, pipe) -> "SamplingOptions":
         """These options with the defaults filled in for `pipe` (steps, overlap), checked against
-        it: the UNet's image height, steps within its noise levels, an overlap shorter than a slice."""
+        it: the UNet's image height, steps within its noise levels, an overlap shorter than a slice.
+        Options already resolved for `pipe` come back as they are."""
+        if self.resolved_for == id(pipe):
+            return self
         unet, base_scheduler, mel = pipeline_parts(pipe)
         height, slice_width = sample_shape(unet)
         if height != mel.y_res:
@@ -194,14 +209,14 @@ class SamplingOptions:
                              f"with; use at most --steps {noise_levels}")
         overlap = default_overlap_seconds(mel) if self.overlap_seconds is None else self.overlap_seconds
         overlap_columns(overlap, mel, slice_width)  # shorter than one slice
-        return replace(self, num_inference_steps=steps, overlap_seconds=overlap)
+        return replace(self, num_inference_steps=steps, overlap_seconds=overlap, resolved_for=id(pipe))
 
 
 def sampling_options(options: SamplingOptions | None = None, keywords: dict | None = None) -> SamplingOptions:
     """`options` (default: SamplingOptions()) with keyword arguments, fields of SamplingOptions,
     laid over it: the keyword entry points (`generate_long(pipe, 5, seed=3)`) build their options here."""
     options = SamplingOptions() if options is None else options
-    return replace(options, **keywords) if keywords else options
+    return replace(options, **keywords, resolved_for=None) if keywords else options  # changed: resolved anew
 
 
 @dataclass(frozen=True)
@@ -231,6 +246,12 @@ class SamplingSetup:
     @property
     def steps(self) -> int:
         return self.options.num_inference_steps
+
+    @property
+    def reads_beat(self) -> bool:
+        """A new clip's beat is read from its first slice (and the slice steered onto it): the
+        tempo hold is on, no --bpm is given, and slices overlap (sampling.beat)."""
+        return bool(self.options.tempo_hold) and self.options.bpm is None and self.overlap_columns > 0
 
     @property
     def batch_size(self) -> int:

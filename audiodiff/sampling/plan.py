@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .options import SamplingSetup
+from .options import FIRST_SLICE_RESTEER, SamplingSetup
 from .schedulers import strength_start_index
 
 
@@ -119,8 +119,10 @@ def plan_extend(setup: SamplingSetup, start_width: int, total_width: int, *, tai
                            calls=unet_calls(setup.steps, repaint_jumps=options.repaint_jumps,
                                             candidates=options.candidates))
     if first_width is not None:
-        first = Slice(start=0, width=first_width, known=0, keep=start_width, final=False,
-                      calls=unet_calls(setup.steps, repaint_jumps=options.repaint_jumps))
+        calls = unet_calls(setup.steps, repaint_jumps=options.repaint_jumps)
+        if setup.reads_beat:  # the first slice steered onto the beat read from it (sampling.beat)
+            calls += unet_calls(setup.steps, strength=FIRST_SLICE_RESTEER)
+        first = Slice(start=0, width=first_width, known=0, keep=start_width, final=False, calls=calls)
         slices = [first] + slices
     return SlicePlan(tuple(slices), total_width, tail)
 
