@@ -15,6 +15,8 @@ settings, written into the app's output folder and never overwriting.
   clips, which stay as they were, naming the field, never a flag, an environment variable or a
   server path; an upload is checked when it arrives (`check_upload`). Anything else is a bug and
   keeps its traceback in the server's log.
+- The header says in plain words which model this is, what it was fine-tuned on, its sample rate
+  and slice length (`audiodiff.app_header`).
 - Every job reports to one `audiodiff.sampling.progress.JobProgress` (one bar: slices x steps, the slice it
   is on, the time left) whose `should_stop` is the page's stop flag: Stop, or the page going away
   (gradio's unload), stops the job before its next UNet call, and the next job starts at once.
@@ -46,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 # edit_request, the edit a click asks for, is imported from here too
 from .app_fields import (DEFAULT_APP_SECONDS, LABELS, MODES, PageError, edit_request, page_words,  # noqa: F401
                          read_page, whole_number)
+from .app_header import model_header
 from .cli import user_errors
 from .finetune_config import MAX_SEED
 from .generate import EditRequest, generate
@@ -134,10 +137,9 @@ class AudioStudio:
         return Clip(wav=wav, png=png, json=meta)
 
     def describe(self) -> str:
-        text = f"**Model:** {self.pipe.describe()}"
-        if self.model_choice != "given":
-            text += f"  \n*{self.model_choice}*"
-        return text + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`"
+        """The page's header: the model in plain words (`model_header`) and where clips go."""
+        return (model_header(self.pipe, self.model_choice)
+                + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`")
 
 
 def make_clip(studio: AudioStudio, fields: dict, *, log=None, progress: "bool | JobProgress" = True,

@@ -655,6 +655,32 @@ def test_library_messages_come_to_the_page_in_its_words():
             assert word not in message, (word, message)
 
 
+# ---- the header in plain words (issue 26) --------------------------------------------------------
+def test_the_header_says_the_model_its_genre_sample_rate_and_slice_in_plain_words(tmp_path):
+    """It read "UNet2DModel 1.99 M parameters ... DDPMScheduler", contradicting the ddim setting below."""
+    from audiodiff.app import model_header
+    from audiodiff.pipeline import build_preset, load_pipeline, save_pipeline
+
+    bundled = model_header(load_pipeline("bundled"))
+    assert "the bundled base model, not fine-tuned" in bundled and "16000 Hz" in bundled
+    assert "slices of 4.03 s" in bundled
+    run = save_pipeline(build_preset("tiny"), tmp_path / "runs" / "jazz-20250101-120000")
+    (run / "training_config.json").write_text(json.dumps({"genre": "jazz", "pretrained": "bundled",
+                                                          "dataset": "synthetic", "data_dir": None}))
+    tuned = model_header(load_pipeline(run), "latest fine-tuned run (runs/jazz-20250101-120000)")
+    assert "**jazz-20250101-120000**, fine-tuned on **jazz** of the built-in synthetic set, starting from the " \
+           "bundled base model" in tuned
+    assert "16000 Hz" in tuned and "slices of 1.02 s" in tuned and "the latest fine-tuned run" in tuned
+    (run / "training_config.json").unlink()  # a pipeline pushed without its config: the model card's genre row
+    (run / "README.md").write_text("| | |\n|---|---|\n| base model | `bundled` |\n| genre | Hip-Hop |\n")
+    assert "fine-tuned on **Hip-Hop**" in model_header(load_pipeline(run))
+    (run / "README.md").unlink()
+    assert "its genre is not known" in model_header(load_pipeline(run))
+    assert "not trained" in model_header(build_preset("tiny"))
+    for header in (bundled, tuned):
+        assert not any(word in header for word in ("UNet", "Scheduler", "parameters", str(tmp_path), "--"))
+
+
 def test_a_bad_seed_or_a_negative_length_is_named_in_the_page_and_writes_nothing(server, page):
     """Issue 26: seed -3 wrote bundled-seed-3.wav, 2.5 silently became 2, and seconds -3 showed gradio's
     toast "Value -3 is less than minimum value 0", which names no field."""
