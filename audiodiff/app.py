@@ -483,6 +483,9 @@ def launch_app(model: str | None = None, *, host: str = DEFAULT_HOST, port: int 
                share: bool = False, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR,
                device: str | None = None, runs_dir: str | os.PathLike | None = None, log=print) -> None:
     """Load the model once, then serve the page until interrupted."""
+    from .limits import RequestLimits
+
+    RequestLimits.from_env()  # a malformed AUDIODIFF_MAX_* is said here, at start-up, not on a visitor's page
     studio = AudioStudio.load(model, output_dir=output_dir, device=device, runs_dir=runs_dir)
     if log:
         log(f"model: {studio.pipe.describe()}")
