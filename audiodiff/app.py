@@ -74,6 +74,22 @@ CSS = """
 .spectrogram button:has(> .image-frame), .spectrogram .image-frame { width: 100%; }
 .spectrogram .image-frame img { width: 100%; height: auto; object-fit: contain; }
 """
+# After a job, what it left (the message, else the new clip's player) is brought into view when it
+# is not (issue 26): an error raised while scrolled down to bpm showed above the window, and on a
+# phone the clip lands below all the settings. Its top goes just under the sticky row; nothing moves
+# when it is already in view.
+SHOW_RESULT_JS = """() => {
+  const shown = (element) => element && element.offsetParent !== null;
+  const message = document.querySelector('#message');
+  const said = shown(message) && message.innerText.trim();
+  const seen = said ? message : document.querySelector('#clip');
+  if (!shown(seen)) return;
+  const bar = document.querySelector('#actions').getBoundingClientRect().bottom;
+  const box = seen.getBoundingClientRect();
+  if (box.top >= bar && box.bottom <= window.innerHeight) return;
+  const top = (said ? message : document.querySelector('#this-clip')).getBoundingClientRect().top;
+  window.scrollBy(0, top - bar - 8);
+}"""
 
 
 @dataclass(frozen=True)
@@ -473,7 +489,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             concurrency_limit=1,  # one shared model: clicks wait in the queue
             show_progress_on=status,  # one bar, in the row that stays in view, next to Generate and Stop
             js="(...values) => [...values.slice(0, -1), Date.now()]",  # when it was clicked, on the page's clock
-        )
+        ).then(None, js=SHOW_RESULT_JS)
         stop.click(on_stop, clock, None, queue=False, js="() => Date.now()")  # not behind the job it stops
         app.unload(on_unload)  # the page went away: its job stops
     return app

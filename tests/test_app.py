@@ -695,3 +695,35 @@ def test_a_bad_seed_or_a_negative_length_is_named_in_the_page_and_writes_nothing
     _fill(page, "seconds", -3)
     assert "seconds must be a positive number, got -3" in _error_text(page)
     assert (sorted(output_dir.rglob("*.wav")) if output_dir.exists() else []) == before
+
+
+def _in_view(page, selector: str) -> bool:
+    """`selector` is wholly in the window, below the sticky row of Generate and Stop."""
+    return page.evaluate("""(selector) => {
+        const box = document.querySelector(selector).getBoundingClientRect();
+        const bar = document.querySelector('#actions').getBoundingClientRect().bottom;
+        return box.height > 0 && box.top >= bar - 1 && box.bottom <= window.innerHeight + 1; }""", selector)
+
+
+def test_an_error_and_a_finished_clip_are_brought_into_view(server, browser, page):
+    """Issue 26: an error raised while scrolled down to bpm showed above the window (nothing seemed
+    to happen), and on a phone the new clip landed about 1280 px down, below all the settings."""
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 2)
+    _fill(page, "bpm", 300)
+    page.mouse.wheel(0, 2000)  # down at bpm and below
+    page.wait_for_function("window.scrollY > 100", timeout=5_000)
+    assert "bpm must be from 40 to 240" in _error_text(page)
+    page.wait_for_function("document.querySelector('#message').getBoundingClientRect().top >= 0", timeout=5_000)
+    assert _in_view(page, "#message")
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    phone.goto(server[0])
+    phone.wait_for_selector("#generate", timeout=30_000)
+    _fill(phone, "seconds", 1.5)
+    _fill(phone, "steps", 2)
+    phone.evaluate("window.scrollTo(0, 0)")
+    _generate(phone)
+    phone.wait_for_function("window.scrollY > 0", timeout=5_000)
+    assert _in_view(phone, "#clip"), phone.evaluate("document.querySelector('#clip').getBoundingClientRect().top")
+    phone.context.close()
