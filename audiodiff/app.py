@@ -139,7 +139,8 @@ class AudioStudio:
         """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
         `Cancelled` when `progress` (a JobProgress) says stop."""
         seed = whole_number(seed, "seed", 0, MAX_SEED)
-        steps = None if steps is None else whole_number(steps, "steps", 1, self.pipe.scheduler.config.num_train_timesteps)
+        noise_levels = self.pipe.scheduler.config.num_train_timesteps
+        steps = None if steps is None else whole_number(steps, "steps", 1, noise_levels)
         try:
             options = SamplingOptions(scheduler=scheduler, num_inference_steps=steps,
                                       overlap_seconds=overlap_seconds, seed=seed, bpm=bpm or None)
@@ -335,7 +336,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         fields = dict(seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap, bpm=bpm, loop=loop,
                       audio=audio, mode=mode, strength=strength, invert=invert, second_audio=second_audio)
         try:
-            clip = make_clip(studio, fields, log=messages.append, progress=job, output_dir=studio.session_folder(session))
+            clip = make_clip(studio, fields, log=messages.append, progress=job,
+                             output_dir=studio.session_folder(session))
         except Cancelled:
             note = f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written."
             yield [gr.update(value=note, visible=True), *unchanged, current]
@@ -408,7 +410,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                          "audio: the new seconds to continue or join with, or how much of "
                                          "it to vary",
                                     elem_id="seconds")
-                seed = gr.Number(0, label=LABELS["seed"], info=f"a whole number from 0 to {MAX_SEED}; the same seed gives the same clip",
+                seed = gr.Number(0, label=LABELS["seed"],
+                                 info=f"a whole number from 0 to {MAX_SEED}; the same seed gives the same clip",
                                  elem_id="seed")
                 scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label=LABELS["scheduler"],
                                         elem_id="scheduler")

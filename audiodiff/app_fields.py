@@ -170,7 +170,8 @@ def _check_together(request: PageRequest) -> None:
     edit = request.edit
     check_bpm_use(request.bpm, edit.kind in (None, "loop"), "bpm", PageError)
     if edit.invert and request.scheduler != "ddim":
-        raise PageError(f"invert needs the ddim scheduler: choose ddim, or untick invert (scheduler {request.scheduler})")
+        raise PageError(f"invert needs the ddim scheduler: choose ddim, or untick invert "
+                        f"(scheduler {request.scheduler})")
     for path in edit.files():
         if not Path(path).is_file():
             raise PageError(f"{Path(path).name} is no longer on the server (uploads are kept for an hour): "

@@ -73,7 +73,7 @@ def model_header(pipe, model_choice: str = "given") -> str:
              f"**Sound:** {mel.sample_rate} Hz; made in slices of {mel.slice_seconds:.2f} s, and a longer clip "
              "continues slice after slice"]
     if model_choice != "given":  # no model was named when the app started
-        why = ("the latest fine-tuned run" if Path(source).is_dir() else
-               "there is no fine-tuned run yet" + ("" if source == DEFAULT_PRETRAINED else " and the hub can't be reached"))
+        offline = "" if source == DEFAULT_PRETRAINED else " and the hub can't be reached"
+        why = "the latest fine-tuned run" if Path(source).is_dir() else "there is no fine-tuned run yet" + offline
         lines.append(f"*Chosen when the app started, as none was named: {why}.*")
     return "  \n".join(lines)

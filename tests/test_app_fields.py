@@ -113,7 +113,8 @@ def test_library_messages_come_to_the_page_in_its_words():
 
     pipe = build_preset("tiny")
     said = []
-    for make in (lambda: RequestLimits().check(seconds=1e9), lambda: SamplingOptions(num_inference_steps=5000).resolve(pipe),
+    for make in (lambda: RequestLimits().check(seconds=1e9),
+                 lambda: SamplingOptions(num_inference_steps=5000).resolve(pipe),
                  lambda: overlap_columns(5, pipe.mel, 32), lambda: check_invertible("dpm")):
         with pytest.raises((LimitError, ValueError)) as refused:
             make()
