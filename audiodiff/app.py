@@ -10,9 +10,13 @@ settings, written into the app's output folder and never overwriting.
   (`generate(..., pipe=...)`); clicks are queued one at a time, since they share one model.
 - The edit options (continue, vary or join the user's own audio; a seamless loop) are passed
   to `generate()` only when the user asks for them (`edit_request`).
-- A user's mistake (seconds 0, an overlap longer than a slice) is shown as a message beside the
-  clips, which stay as they were; an upload is checked when it arrives (`check_upload`), and no
-  message names a server path. Anything else is a bug and keeps its traceback in the server's log.
+- Every field is checked before any work, in the page's words (`audiodiff.app_fields`): a user's
+  mistake (seconds 0, seed -3, an overlap longer than a slice) is shown as a message beside the
+  clips, which stay as they were, naming the field, never a flag, an environment variable or a
+  server path; an upload is checked when it arrives (`check_upload`). Anything else is a bug and
+  keeps its traceback in the server's log.
+- The header says in plain words which model this is, what it was fine-tuned on, its sample rate
+  and slice length (`audiodiff.app_header`).
 - Every job reports to one `audiodiff.sampling.progress.JobProgress` (one bar: slices x steps, the slice it
   is on, the time left) whose `should_stop` is the page's stop flag: Stop, or the page going away
   (gradio's unload), stops the job before its next UNet call, and the next job starts at once.
@@ -41,11 +45,16 @@ try:
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError('the app needs gradio, an optional extra: pip install -e ".[app]"') from exc
 
+# edit_request, the edit a click asks for, is imported from here too
+from .app_fields import (DEFAULT_APP_SECONDS, LABELS, MODES, PageError, edit_request, page_words,  # noqa: F401
+                         read_page, whole_number)
+from .app_header import model_header
 from .cli import user_errors
+from .finetune_config import MAX_SEED
 from .generate import EditRequest, generate
 from .model_choice import resolve_model
 from .pipeline import GenerationError, pick_device
-from .sampling.options import DEFAULT_STRENGTH, SamplingOptions, check_strength, default_overlap_seconds
+from .sampling.options import DEFAULT_STRENGTH, SamplingOptions, default_overlap_seconds
 from .sampling.progress import Cancelled, JobProgress
 from .sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS_BY_SCHEDULER, SCHEDULERS, strength_start_index
 
@@ -54,8 +63,6 @@ DEFAULT_PORT = 7860  # gradio's usual port
 DEFAULT_APP_OUTPUT_DIR = Path("samples") / "app"
 MAX_UPLOAD_BYTES = 128 * 1024 * 1024  # ten minutes of 48 kHz stereo WAV is 110 MB
 UPLOAD_LIFETIME = (600, 3600)  # gradio deletes uploads and copies older than an hour, checked every 10 min
-DEFAULT_APP_SECONDS = 10.0  # long enough to hear a continuation seam, short enough to wait for on a CPU
-MODES = ("continue", "vary", "join")
 # The row with Generate, Stop and the progress stays at the top of the window while the page
 # scrolls (on an 800-pixel screen the clips are below it); spectrograms fill their column (they are
 # drawn at display resolution, audiodiff.display).
@@ -67,6 +74,22 @@ CSS = """
 .spectrogram button:has(> .image-frame), .spectrogram .image-frame { width: 100%; }
 .spectrogram .image-frame img { width: 100%; height: auto; object-fit: contain; }
 """
+# After a job, what it left (the message, else the new clip's player) is brought into view when it
+# is not (issue 26): an error raised while scrolled down to bpm showed above the window, and on a
+# phone the clip lands below all the settings. Its top goes just under the sticky row; nothing moves
+# when it is already in view.
+SHOW_RESULT_JS = """() => {
+  const shown = (element) => element && element.offsetParent !== null;
+  const message = document.querySelector('#message');
+  const said = shown(message) && message.innerText.trim();
+  const seen = said ? message : document.querySelector('#clip');
+  if (!shown(seen)) return;
+  const bar = document.querySelector('#actions').getBoundingClientRect().bottom;
+  const box = seen.getBoundingClientRect();
+  if (box.top >= bar && box.bottom <= window.innerHeight) return;
+  const top = (said ? message : document.querySelector('#this-clip')).getBoundingClientRect().top;
+  window.scrollBy(0, top - bar - 8);
+}"""
 
 
 @dataclass(frozen=True)
@@ -76,33 +99,6 @@ class Clip:
     wav: Path
     png: Path
     json: Path
-
-
-def edit_request(audio: str | None, mode: str, strength: float | None, second_audio: str | None,
-                 loop: bool, invert: bool = False) -> EditRequest:
-    """The edit for `generate()` from the page's controls; EditRequest() (none) for plain generation.
-
-    audio + "continue": init_audio (the clip continues it); + "vary": init_audio and strength,
-    invert when ticked (a variation of it); + "join": fill_gap=(audio, second_audio) (new audio
-    between the two). loop: loop=True (a new clip that repeats seamlessly; not with audio).
-    """
-    if mode not in MODES:
-        raise GenerationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if audio is None:
-        if mode == "join" and second_audio is not None:
-            raise GenerationError("join needs two pieces of audio: upload the first one too (the second is only the end)")
-        return EditRequest(loop=bool(loop))
-    if loop:
-        raise GenerationError("a loop is a new clip, made without your audio: untick loop to "
-                              f"{mode} the uploaded audio, or clear the audio to make a loop")
-    if mode == "continue":
-        return EditRequest(init_audio=audio)
-    if mode == "vary":
-        check_strength(strength, GenerationError)
-        return EditRequest(init_audio=audio, strength=float(strength), invert=bool(invert))
-    if second_audio is None:
-        raise GenerationError("join needs a second piece of audio: upload the audio the new part should lead into")
-    return EditRequest(fill_gap=(audio, second_audio))
 
 
 class AudioStudio:
@@ -142,13 +138,12 @@ class AudioStudio:
                  output_dir: Path | None = None) -> Clip:
         """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
         `Cancelled` when `progress` (a JobProgress) says stop."""
-        if seed is None or not math.isfinite(float(seed)) or float(seed) != int(seed) or not 0 <= int(seed) < 2**32:
-            raise GenerationError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed}")
-        if steps is not None and float(steps) != int(steps):
-            raise GenerationError(f"steps must be a whole number, got {steps}")
+        seed = whole_number(seed, "seed", 0, MAX_SEED)
+        noise_levels = self.pipe.scheduler.config.num_train_timesteps
+        steps = None if steps is None else whole_number(steps, "steps", 1, noise_levels)
         try:
-            options = SamplingOptions(scheduler=scheduler, num_inference_steps=None if steps is None else int(steps),
-                                      overlap_seconds=overlap_seconds, seed=int(seed), bpm=bpm or None)
+            options = SamplingOptions(scheduler=scheduler, num_inference_steps=steps,
+                                      overlap_seconds=overlap_seconds, seed=seed, bpm=bpm or None)
         except ValueError as exc:
             raise GenerationError(str(exc)) from exc
         with self._busy:
@@ -159,10 +154,32 @@ class AudioStudio:
         return Clip(wav=wav, png=png, json=meta)
 
     def describe(self) -> str:
-        text = f"**Model:** {self.pipe.describe()}"
-        if self.model_choice != "given":
-            text += f"  \n*{self.model_choice}*"
-        return text + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`"
+        """The page's header: the model in plain words (`model_header`) and where clips go."""
+        return (model_header(self.pipe, self.model_choice)
+                + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`")
+
+
+def make_clip(studio: AudioStudio, fields: dict, *, log=None, progress: "bool | JobProgress" = True,
+              output_dir: Path | None = None) -> Clip:
+    """The page's values (`read_page`'s keywords) -> a clip. A user's mistake raises PageError in the
+    page's words: the fields are checked before any work, and a library message that still comes
+    (and every note for the summary) is put into the page's words (`page_words`), without the
+    uploads' server paths. Raises `Cancelled` when `progress` says stop."""
+    uploads, mel = [fields.get("audio"), fields.get("second_audio")], studio.pipe.mel
+
+    def say(message: str) -> None:
+        if log and " already exists in " not in message:  # the summary names the file; its folder is the server's
+            log(page_words(_without_paths(message, uploads), mel))
+
+    try:
+        request = read_page(studio.pipe, **fields)
+        return studio.generate(request.seconds, seed=request.seed, steps=request.steps, scheduler=request.scheduler,
+                               overlap_seconds=request.overlap, bpm=request.bpm, edit=request.edit, log=say,
+                               progress=progress, output_dir=output_dir)
+    except PageError:
+        raise
+    except user_errors() as exc:
+        raise PageError(page_words(_without_paths(str(exc), uploads), mel)) from exc
 
 
 def _summary(clip: Clip, messages: list[str]) -> str:
@@ -316,24 +333,19 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         if job.should_stop():  # Stop was pressed while this job waited in the queue
             yield [gr.update(value="Stopped before it started; nothing was written.", visible=True), *unchanged, current]
             return
+        fields = dict(seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap, bpm=bpm, loop=loop,
+                      audio=audio, mode=mode, strength=strength, invert=invert, second_audio=second_audio)
         try:
-            if seconds is None:  # an emptied field made 30 s without a word (issue 26)
-                raise GenerationError("seconds is empty: enter the length of the clip in seconds, e.g. "
-                                      f"{DEFAULT_APP_SECONDS:g}")
-            edit = edit_request(audio, mode, strength, second_audio, bool(loop), bool(invert))
-            clip = studio.generate(
-                seconds, seed=seed, steps=steps, scheduler=scheduler, overlap_seconds=overlap, bpm=bpm,
-                edit=edit, log=messages.append, progress=job, output_dir=studio.session_folder(session),
-            )
+            clip = make_clip(studio, fields, log=messages.append, progress=job,
+                             output_dir=studio.session_folder(session))
         except Cancelled:
             note = f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written."
             yield [gr.update(value=note, visible=True), *unchanged, current]
             return
-        except user_errors() as exc:  # the user's mistake: a message beside the last clip, no traceback
-            text = _without_paths(str(exc), [audio, second_audio])
-            yield [gr.update(value=f"**Error:** {text}", visible=True), *unchanged, current]
+        except user_errors() as exc:  # the user's mistake, in the page's words: beside the last clip, no traceback
+            yield [gr.update(value=f"**Error:** {exc}", visible=True), *unchanged, current]
             return
-        summary = _without_paths(_summary(clip, messages), [audio, second_audio])
+        summary = _summary(clip, messages)
         shown = {"wav": str(clip.wav), "png": str(clip.png), "json": str(clip.json), "summary": summary}
         before = current or None
         yield [
@@ -390,24 +402,27 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             status = gr.Markdown("", elem_id="status")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
-                seconds = gr.Number(DEFAULT_APP_SECONDS, label="seconds", minimum=0,
+                # No minimum= or precision=: gradio's toast for the first names no field, and the second
+                # rounds a seed of 2.5 to 2 without a word; app_fields checks every value and names its field
+                seconds = gr.Number(DEFAULT_APP_SECONDS, label=LABELS["seconds"],
                                     info="exact length of the clip (longer than one slice, "
                                          f"{mel.slice_seconds:.2f} s, is made by continuation); with your "
                                          "audio: the new seconds to continue or join with, or how much of "
                                          "it to vary",
                                     elem_id="seconds")
-                seed = gr.Number(0, label="seed", precision=0, info="the same seed gives the same clip",
+                seed = gr.Number(0, label=LABELS["seed"],
+                                 info=f"a whole number from 0 to {MAX_SEED}; the same seed gives the same clip",
                                  elem_id="seed")
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label="scheduler",
+                scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label=LABELS["scheduler"],
                                         elem_id="scheduler")
-                steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label="steps", precision=0, minimum=1,
+                steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label=LABELS["steps"],
                                   info="denoising steps per slice; choosing a scheduler sets its usual count",
                                   elem_id="steps")
-                overlap = gr.Number(overlap_default, label="overlap (seconds)", minimum=0,
+                overlap = gr.Number(overlap_default, label=LABELS["overlap"],
                                     info=f"of the previous slice each next slice continues from; "
                                          f"shorter than one slice ({mel.slice_seconds:.2f} s)",
                                     elem_id="overlap")
-                bpm = gr.Number(None, label="bpm (optional)", minimum=0,
+                bpm = gr.Number(None, label=LABELS["bpm"],
                                 info="the tempo of a new clip or loop, 40 to 240; empty or 0: the clip keeps "
                                      "the beat of its first slice (your audio's, when you continue it)",
                                 elem_id="bpm")
@@ -420,7 +435,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
                                     info="continue: the clip carries it on; vary: a variation of it; "
                                          "join: new audio leading from it into the second audio",
                                     elem_id="mode")
-                    strength = gr.Slider(0.05, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="strength",
+                    strength = gr.Slider(0.05, 1.0, value=DEFAULT_STRENGTH, step=0.05, label=LABELS["strength"],
                                          info="how far the variation may move away (1: anything)",
                                          visible=False, elem_id="strength")
                     invert = gr.Checkbox(False, label="invert: start from the audio's DDIM inversion "
@@ -477,7 +492,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             concurrency_limit=1,  # one shared model: clicks wait in the queue
             show_progress_on=status,  # one bar, in the row that stays in view, next to Generate and Stop
             js="(...values) => [...values.slice(0, -1), Date.now()]",  # when it was clicked, on the page's clock
-        )
+        ).then(None, js=SHOW_RESULT_JS)
         stop.click(on_stop, clock, None, queue=False, js="() => Date.now()")  # not behind the job it stops
         app.unload(on_unload)  # the page went away: its job stops
     return app
@@ -487,6 +502,9 @@ def launch_app(model: str | None = None, *, host: str = DEFAULT_HOST, port: int 
                share: bool = False, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR,
                device: str | None = None, runs_dir: str | os.PathLike | None = None, log=print) -> None:
     """Load the model once, then serve the page until interrupted."""
+    from .limits import RequestLimits
+
+    RequestLimits.from_env()  # a malformed AUDIODIFF_MAX_* is said here, at start-up, not on a visitor's page
     studio = AudioStudio.load(model, output_dir=output_dir, device=device, runs_dir=runs_dir)
     if log:
         log(f"model: {studio.pipe.describe()}")

@@ -326,10 +326,10 @@ def _say_loop_beats(seconds: float, bpm: float, say: Callable[[str], None]) -> N
             f"{options} repeats on the beat")
 
 
-def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> None:
-    """The request's seconds of audio (what comes out, input audio included) against the limits."""
+def request_seconds(edit: EditRequest, seconds: float | None, batch_size: int = 1) -> tuple[float, int]:
+    """What a request makes -> (seconds of audio per clip, input audio included; clips): what the
+    limits (`audiodiff.limits`) are checked against, here and by the app in its own words."""
     from .audio import duration_seconds
-    from .limits import RequestLimits
 
     inputs = [duration_seconds(f) for f in edit.files()]
     kind = edit.kind
@@ -337,5 +337,12 @@ def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> 
         total = min(inputs + ([seconds] if seconds is not None else []))
     else:  # continue: the input, then `seconds` more; fill-gap: A, `seconds`, B
         total = (DEFAULT_CLIP_SECONDS if seconds is None else seconds) + sum(inputs)
-    clips = len(edit.alphas or (0.5,)) if kind == "interpolate" else batch_size
+    return total, len(edit.alphas or (0.5,)) if kind == "interpolate" else batch_size
+
+
+def _check_limits(edit: EditRequest, seconds: float | None, batch_size: int) -> None:
+    """The request's seconds of audio (what comes out, input audio included) against the limits."""
+    from .limits import RequestLimits
+
+    total, clips = request_seconds(edit, seconds, batch_size)
     RequestLimits.from_env().check(seconds=total, clips=clips, batch_size=clips)
