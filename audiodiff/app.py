@@ -78,6 +78,17 @@ CSS = """
 # is not (issue 26): an error raised while scrolled down to bpm showed above the window, and on a
 # phone the clip lands below all the settings. Its top goes just under the sticky row; nothing moves
 # when it is already in view.
+# One player at a time (issue 26): when any player starts, every other one on the page pauses, so
+# this clip and the previous one can be compared without playing over each other. 'play' does
+# not bubble; a capturing listener on the document still hears it from every <audio>.
+ONE_PLAYER_JS = """() => {
+  document.addEventListener('play', (event) => {
+    document.querySelectorAll('audio').forEach((other) => {
+      if (other !== event.target && !other.paused) other.pause();
+    });
+  }, true);
+}"""
+
 SHOW_RESULT_JS = """() => {
   const shown = (element) => element && element.offsetParent !== null;
   const message = document.querySelector('#message');
@@ -494,6 +505,7 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             js="(...values) => [...values.slice(0, -1), Date.now()]",  # when it was clicked, on the page's clock
         ).then(None, js=SHOW_RESULT_JS)
         stop.click(on_stop, clock, None, queue=False, js="() => Date.now()")  # not behind the job it stops
+        app.load(None, js=ONE_PLAYER_JS)
         app.unload(on_unload)  # the page went away: its job stops
     return app
 

@@ -592,3 +592,22 @@ def test_an_error_and_a_finished_clip_are_brought_into_view(server, browser, pag
     phone.wait_for_function("window.scrollY > 0", timeout=5_000)
     assert _in_view(phone, "#clip"), phone.evaluate("document.querySelector('#clip').getBoundingClientRect().top")
     phone.context.close()
+
+
+def test_two_players_never_play_at_once(server, page):
+    """Issue 26: this clip and the previous one played over each other; starting one pauses the other."""
+    _fill(page, "seconds", 2)
+    _fill(page, "steps", 2)
+    _generate(page)
+    _generate(page)  # now there is a previous clip too
+    page.wait_for_function("document.querySelector('#previous-clip audio') !== null"
+                           " && document.querySelector('#previous-clip audio').readyState >= 1"
+                           " && document.querySelector('#clip audio').readyState >= 1", timeout=10_000)
+    page.evaluate("document.querySelectorAll('audio').forEach((a) => { a.loop = true; })")  # none ends by itself
+    page.evaluate("document.querySelector('#clip audio').play()")
+    page.wait_for_function("!document.querySelector('#clip audio').paused", timeout=5_000)
+    page.evaluate("document.querySelector('#previous-clip audio').play()")
+    page.wait_for_function("!document.querySelector('#previous-clip audio').paused", timeout=5_000)
+    page.wait_for_function("document.querySelector('#clip audio').paused", timeout=5_000)  # A stopped for B
+    page.evaluate("document.querySelector('#clip audio').play()")
+    page.wait_for_function("document.querySelector('#previous-clip audio').paused", timeout=5_000)  # and back
