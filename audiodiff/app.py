@@ -68,9 +68,17 @@ UPLOAD_LIFETIME = (600, 3600)  # gradio deletes uploads and copies older than an
 # drawn at display resolution, audiodiff.display).
 CSS = """
 .gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box, and sticky would not stick */
-#actions { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
+/* z-index: above gradio's labels (40) and image buttons, which else show through the sticky row; below toasts */
+#actions { position: sticky; top: 0; z-index: 100; background: var(--background-fill-primary);
            padding: 6px 0; align-items: center; }
 #status { min-height: 44px; }
+@media (max-width: 640px) {  /* a phone: the progress gets a row of its own under Generate and Stop */
+  #actions { flex-wrap: wrap; }
+  #actions > #status { flex: 1 1 100% !important; min-width: 100% !important; }
+  #status .wrap:not(.hide) { position: static !important; padding: 0; }  /* the row grows to hold it */
+  #status .progress-text { position: static; transform: none; }  /* not over the description */
+  #status .progress-bar-wrap { width: 100%; }
+}
 .spectrogram button:has(> .image-frame), .spectrogram .image-frame { width: 100%; }
 .spectrogram .image-frame img { width: 100%; height: auto; object-fit: contain; }
 """
