@@ -68,11 +68,22 @@ UPLOAD_LIFETIME = (600, 3600)  # gradio deletes uploads and copies older than an
 # drawn at display resolution, audiodiff.display).
 CSS = """
 .gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box, and sticky would not stick */
-#actions { position: sticky; top: 0; z-index: 20; background: var(--background-fill-primary);
+/* z-index: above gradio's labels (40) and image buttons, which else show through the sticky row; below toasts */
+#actions { position: sticky; top: 0; z-index: 100; background: var(--background-fill-primary);
            padding: 6px 0; align-items: center; }
 #status { min-height: 44px; }
+@media (max-width: 640px) {  /* a phone: the progress gets a row of its own under Generate and Stop */
+  #actions { flex-wrap: wrap; }
+  #actions > #status { flex: 1 1 100% !important; min-width: 100% !important; min-height: 0; }
+  #status .wrap:not(.hide) { position: static !important; padding: 0; }  /* the row grows to hold it */
+  #status .progress-text { display: none; }  /* "25/150 steps": the description says it, and the bar shows it */
+  #status .progress-bar-wrap { width: 100%; }
+}
 .spectrogram button:has(> .image-frame), .spectrogram .image-frame { width: 100%; }
 .spectrogram .image-frame img { width: 100%; height: auto; object-fit: contain; }
+.spectrogram .icon-button-wrapper.top-panel { position: static; width: fit-content; margin-left: auto; }  /* off the plot */
+#download .filename .stem { white-space: normal; overflow-wrap: anywhere; }  /* whole names, not "bundled-s… .wav" */
+#download .download { min-width: 5rem; }
 """
 # After a job, what it left (the message, else the new clip's player) is brought into view when it
 # is not (issue 26): an error raised while scrolled down to bpm showed above the window, and on a
@@ -91,15 +102,19 @@ ONE_PLAYER_JS = """() => {
 
 SHOW_RESULT_JS = """() => {
   const shown = (element) => element && element.offsetParent !== null;
-  const message = document.querySelector('#message');
-  const said = shown(message) && message.innerText.trim();
-  const seen = said ? message : document.querySelector('#clip');
-  if (!shown(seen)) return;
-  const bar = document.querySelector('#actions').getBoundingClientRect().bottom;
-  const box = seen.getBoundingClientRect();
-  if (box.top >= bar && box.bottom <= window.innerHeight) return;
-  const top = (said ? message : document.querySelector('#this-clip')).getBoundingClientRect().top;
-  window.scrollBy(0, top - bar - 8);
+  const show = () => {
+    const message = document.querySelector('#message');
+    const said = shown(message) && message.innerText.trim();
+    const seen = said ? message : document.querySelector('#clip');
+    if (!shown(seen)) return;
+    const bar = document.querySelector('#actions').getBoundingClientRect().bottom;
+    const box = seen.getBoundingClientRect();
+    if (box.top >= bar && box.bottom <= window.innerHeight) return;
+    const top = (said ? message : document.querySelector('#this-clip')).getBoundingClientRect().top;
+    window.scrollBy(0, top - bar - 8);
+  };
+  show();
+  [300, 1000].forEach((ms) => setTimeout(show, ms));  // again once the spectrogram has loaded and pushed it down
 }"""
 
 

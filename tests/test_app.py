@@ -590,6 +590,7 @@ def test_an_error_and_a_finished_clip_are_brought_into_view(server, browser, pag
     phone.evaluate("window.scrollTo(0, 0)")
     _generate(phone)
     phone.wait_for_function("window.scrollY > 0", timeout=5_000)
+    phone.wait_for_timeout(1500)  # the spectrogram loads after the clip is shown and pushes the player down
     assert _in_view(phone, "#clip"), phone.evaluate("document.querySelector('#clip').getBoundingClientRect().top")
     phone.context.close()
 
@@ -611,3 +612,67 @@ def test_two_players_never_play_at_once(server, page):
     page.wait_for_function("document.querySelector('#clip audio').paused", timeout=5_000)  # A stopped for B
     page.evaluate("document.querySelector('#clip audio').play()")
     page.wait_for_function("document.querySelector('#previous-clip audio').paused", timeout=5_000)  # and back
+
+
+PHONE = {"width": 390, "height": 844}
+PHONE_BAR = """() => {
+    const box = (selector) => { const b = document.querySelector(selector).getBoundingClientRect();
+                                return {left: b.left, right: b.right, top: b.top, bottom: b.bottom, width: b.width}; };
+    const bar = document.querySelector('#actions');
+    const covered = [];  // points of the sticky bar where something else is on top of it
+    const b = bar.getBoundingClientRect();
+    for (let x = b.left + 2; x < b.right; x += 10)
+        for (let y = b.top + 1; y < b.bottom; y += 5) {
+            const hit = document.elementFromPoint(x, y);
+            if (!bar.contains(hit)) covered.push([x, y, hit && (hit.id || hit.className)]);
+        }
+    return {bar: box('#actions'), status: box('#status'), stop: box('#stop'), generate: box('#generate'), progress: box('#status .progress-bar-wrap'),
+            background: getComputedStyle(bar).backgroundColor, covered}; }"""
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+def test_on_a_phone_the_progress_has_its_own_row_in_an_opaque_sticky_bar(server, browser):
+    """Issue 26: at 390x844 the progress was squeezed beside Stop ("sampling slic 1 of" over "25/150",
+    no bar), and the settings' labels showed through the sticky row while scrolled."""
+    phone = browser.new_context(viewport=PHONE).new_page()
+    phone.goto(server[0])
+    phone.wait_for_selector("#generate", timeout=30_000)
+    _start_long_job(phone)
+    phone.evaluate("window.scrollTo(0, 600)")
+    phone.wait_for_function("document.querySelector('#actions').getBoundingClientRect().top <= 0", timeout=5_000)
+    bar = phone.evaluate(PHONE_BAR)
+    phone.locator("#stop").click()
+    phone.context.close()
+    progress = bar["progress"]
+    assert progress["width"] >= 250, bar
+    assert not _overlap(progress, bar["stop"]) and not _overlap(progress, bar["generate"]), bar
+    assert bar["background"].startswith("rgb(") or bar["background"].endswith(", 1)"), bar  # no alpha
+    assert not bar["covered"], bar
+    assert bar["bar"]["top"] <= progress["top"] and progress["bottom"] <= bar["bar"]["bottom"], bar  # on its background
+
+
+def test_on_a_phone_the_spectrogram_buttons_leave_the_plot_and_file_names_are_whole(server, browser):
+    """Issue 26: at 390x844 the spectrogram's buttons sat over the plot, and file names were cut to
+    "bundled-s… .wav"."""
+    phone = browser.new_context(viewport=PHONE).new_page()
+    phone.goto(server[0])
+    phone.wait_for_selector("#generate", timeout=30_000)
+    _fill(phone, "seconds", 1.5)
+    _fill(phone, "steps", 2)
+    _generate(phone)
+    phone.wait_for_selector("#spectrogram img", timeout=10_000)
+    phone.wait_for_selector("#download .filename .stem", timeout=10_000)
+    found = phone.evaluate("""() => {
+        const box = (element) => { const b = element.getBoundingClientRect();
+                                    return {left: b.left, right: b.right, top: b.top, bottom: b.bottom}; };
+        return {buttons: box(document.querySelector('#spectrogram .icon-button-wrapper')),
+                plot: box(document.querySelector('#spectrogram img')),
+                names: [...document.querySelectorAll('#download .filename')].map((e) => e.innerText),
+                cut: [...document.querySelectorAll('#download .filename .stem')]
+                         .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.innerText)}; }""")
+    phone.context.close()
+    assert not _overlap(found["buttons"], found["plot"]), found
+    assert found["names"] and not found["cut"], found
