@@ -19,10 +19,11 @@ from audiodiff.cli import EXIT_USER_ERROR, positive_int, run
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None,
-                   help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), a preset "
-                        "(tiny, small, audio-diffusion-256: random weights) or a hub id "
-                        "(default: the most recent fine-tuned run under runs/, else "
-                        "teticio/audio-diffusion-instrumental-hiphop-256)")
+                   help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), 'bundled' (the "
+                        "small model shipped in the package), a preset with random weights (tiny, small, compact, "
+                        "compact-4s, compact-4s-hop512, audio-diffusion-256) or a hub id (default: the most recent "
+                        "fine-tuned run under runs/, else teticio/audio-diffusion-instrumental-hiphop-256, or "
+                        "'bundled' when the hub can't be reached)")
     p.add_argument("--port", type=positive_int, default=7860, help="port to serve the page on (default: 7860)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind to; 0.0.0.0 serves every network interface, so other machines can "

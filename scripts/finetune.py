@@ -50,9 +50,10 @@ def parse_args(argv=None):
     model = p.add_argument_group("model")
     model.add_argument("--pretrained", default=None,
                        help="pipeline to start from: a hub id, a pipeline folder, 'bundled' (the small model shipped "
-                            "in the package), or a preset with random weights (tiny, compact, small, "
-                            "audio-diffusion-256) (default: teticio/audio-diffusion-instrumental-hiphop-256, or "
-                            "'bundled' when the hub can't be reached)")
+                            "in the package), or a preset with random weights (tiny, small, compact, compact-4s, "
+                            "compact-4s-hop512, audio-diffusion-256) (default: "
+                            "teticio/audio-diffusion-instrumental-hiphop-256, or 'bundled' when the hub can't be "
+                            "reached)")
     model.add_argument("--lora-rank", type=non_negative_int, default=0,
                        help="train LoRA adapters of this rank instead of all weights (small GPUs, small data); "
                             "0 = full fine-tune (default: 0)")

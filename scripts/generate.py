@@ -46,10 +46,11 @@ def non_negative_float(text: str) -> float:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None,
-                   help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), a preset "
-                        "(tiny, small, audio-diffusion-256: random weights) or a hub id "
-                        "(default: the most recent fine-tuned run under runs/, else "
-                        "teticio/audio-diffusion-instrumental-hiphop-256)")
+                   help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), 'bundled' (the "
+                        "small model shipped in the package), a preset with random weights (tiny, small, compact, "
+                        "compact-4s, compact-4s-hop512, audio-diffusion-256) or a hub id (default: the most recent "
+                        "fine-tuned run under runs/, else teticio/audio-diffusion-instrumental-hiphop-256, or "
+                        "'bundled' when the hub can't be reached)")
     p.add_argument("--seconds", type=positive_float, default=None,
                    help="length of each clip in seconds, exact to the sample; longer than one slice of the "
                         "model is made by continuation (default: 30). With --init-audio (continuation) and "

@@ -408,3 +408,23 @@ def test_a_loop_at_a_bpm_that_is_not_whole_beats_says_which_lengths_are(model_di
     assert not [m for m in said if "beats at" in m]
     record = json.loads(paths[2].read_text())
     assert record["bpm"] == 100.0 and record["edit"] == "loop" and sf.info(paths[0]).duration == pytest.approx(2.4)
+
+
+@pytest.mark.parametrize("script,flag", [("finetune", "--pretrained"), ("generate", "--model"), ("app", "--model")])
+def test_each_script_s_model_help_names_every_model_it_takes(script, flag, capsys, monkeypatch):
+    """The help of the flag that chooses a model names 'bundled' and every preset (it lacked some)."""
+    import importlib.util
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse would break 'audio-diffusion-256' at a hyphen
+
+    from audiodiff.presets import PRESETS
+
+    spec = importlib.util.spec_from_file_location(f"script_{script}", ROOT / "scripts" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    said = helped[helped.index(flag):]
+    for name in ("bundled", *PRESETS):
+        assert name in said, (script, name)
