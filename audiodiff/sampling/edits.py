@@ -37,7 +37,7 @@ from ..mel import MelConfig, mel_power, power_to_images
 from ..metrics import DEFAULT_TARGET_LUFS
 from .finish import decode_audio, peak_protect, set_level
 from .longclip import LongClip, extend_image, first_slice, slice_spans
-from .options import SamplingOptions, check_bpm_use, SamplingSetup, default_overlap_seconds, sampling_options
+from .options import SamplingOptions, SamplingSetup, check_bpm_use, default_overlap_seconds, sampling_options
 from .plan import plan_extend
 from .progress import JobProgress, job
 from .steering import beat_bpm

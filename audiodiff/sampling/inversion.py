@@ -251,7 +251,8 @@ def interpolate(pipe, audio_a: torch.Tensor, audio_b: torch.Tensor, alphas: Sequ
     samples = min(audio_a.numel(), audio_b.numel())
     image_a, reference_a = image_of(audio_a[:samples], setup.mel)
     image_b, reference_b = image_of(audio_b[:samples], setup.mel)
-    plan = plan_cover(setup, image_a.shape[-1], (2 * INVERSION_CALLS_PER_STEP + 1) * unet_calls(setup.steps))  # invert A, B; sample
+    per_step = 2 * INVERSION_CALLS_PER_STEP + 1  # invert A, invert B, sample
+    plan = plan_cover(setup, image_a.shape[-1], per_step * unet_calls(setup.steps))
     with job(progress, plan.unet_calls, len(plan)) as tracker:
         def latents(start: int, end: int) -> torch.Tensor:
             a, b = (invert(setup.unet, setup.base_scheduler, image[..., start:end], num_inference_steps=setup.steps,

@@ -28,9 +28,9 @@ DEFAULT_LEVEL_HOLD = 2.0
 MAX_LEVEL_HOLD = 4.0
 # 0.25: the weakest tempo hold that locks a long clip's tempo and leaves its realism where it was
 DEFAULT_TEMPO_HOLD = 0.25
+MAX_TEMPO_HOLD = 1.0
 # the share of a new clip's first slice's chain run again on the beat read from it (sampling.beat)
 FIRST_SLICE_RESTEER = 0.5
-MAX_TEMPO_HOLD = 1.0
 MAX_REPAINT_JUMPS = 20  # RePaint used 10; each jump is one more UNet call per step (issue 25: 1e8 was accepted)
 # a variation reruns half the chain: it keeps the original's outline and redraws its detail
 DEFAULT_STRENGTH = 0.5
