@@ -345,7 +345,7 @@ def test_script_user_mistakes_are_one_line_errors(tmp_path):
     assert jumps.stdout == "" and not (tmp_path / "none").exists()
 
 
-def test_candidates_are_recorded_and_change_only_the_continued_slices(model_dir, tmp_path):
+def test_candidates_are_recorded_and_change_the_slices(model_dir, tmp_path):
     one = json.loads(run_generate(model_dir, tmp_path, seconds=2.5, name="one")[0][2].read_text())
     paths, _ = run_generate(model_dir, tmp_path, seconds=2.5, name="three", candidates=3)
     three = json.loads(paths[2].read_text())

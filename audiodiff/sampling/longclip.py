@@ -22,7 +22,8 @@ from .plan import Slice, SlicePlan, plan_extend
 from .beat import first_slice_guide, read_beats, steer_onto_beat
 from .progress import JobProgress, job
 from .steering import (beat_bpm, beat_columns_for, chain_guides, fold_beat, image_beat_columns, image_level_db,
-                       join_blend_columns, join_pull, level_chooser, level_guide, tempo_guide)
+                       join_blend_columns, join_pull, level_guide, tempo_guide)
+from .tonal import most_tonal, tonal_level_chooser
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _steering(setup: SamplingSetup, image: torch.Tensor, known: torch.Tensor, s:
         clip_db = image_level_db(image, mel)  # the clip so far
         context_db = image_level_db(known[..., :k], mel) if k else None
     if options.candidates > 1:
-        chooser = level_chooser(clip_db, mel, new_columns=(k, new_end), context_db=context_db)
+        chooser = tonal_level_chooser(clip_db, mel, new_columns=(k, new_end), context_db=context_db)
     if hold:
         guide = level_guide(clip_db, context_db, mel, new_columns=(k, s.width), strength=options.level_hold)
     if options.tempo_hold and k:
@@ -171,7 +172,8 @@ def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, 
 
 def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A clip's first slice, from noise: (B, 1, H, slice_width) on the CPU, and the beat (B,) in
-    columns that the continued slices keep, None without the tempo hold. With `options.bpm` the
+    columns that the continued slices keep, None without the tempo hold. With candidates, each
+    item's first slice is the most tonal of that many. With `options.bpm` the
     beat is that tempo's and the first slice is steered onto it as it is made; else the beat is
     read from the slice (`beat.read_beats`) and the slice's last part is run again on it."""
     options, mel = setup.options, setup.mel
@@ -181,11 +183,15 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
     if options.bpm is not None:
         beat = torch.full((setup.batch_size,), beat_columns_for(options.bpm, mel))
         guide = first_slice_guide(setup, beat)
+    n = options.candidates
     image = loop.sample(
-        setup.unet, setup.scheduler, batch_size=setup.batch_size, width=setup.slice_width,
+        setup.unet, setup.scheduler, batch_size=setup.batch_size * n, width=setup.slice_width,
         num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=options.repaint_jumps,
-        model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker or False,
-    ).cpu()
+        model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker.weighted(n) if tracker else False,
+    ).cpu()  # an item's candidates are neighbouring rows
+    if n > 1:  # the most tonal of each item's candidates (sampling.tonal)
+        image = image.reshape(setup.batch_size, n, *image.shape[1:])
+        image = image[torch.arange(setup.batch_size), most_tonal(image, mel).cpu()]
     if setup.reads_beat:
         beat = read_beats(image, mel)
         image = steer_onto_beat(setup, image, beat, tracker)

@@ -20,7 +20,7 @@ from .schedulers import DEFAULT_SCHEDULER, default_steps, make_scheduler, schedu
 # models with short slices get at most 40 % of a slice (more overlap made their clips worse)
 DEFAULT_OVERLAP_SECONDS = 1.5
 MAX_DEFAULT_OVERLAP_FRACTION = 0.4
-# 1: no choice; N candidates hold the level better but cost N times the UNet calls of a slice
+# 1: no choice; N candidates hold the level better and are more tonal but cost N times the UNet calls of a slice
 DEFAULT_CANDIDATES = 1
 MAX_CANDIDATES = 16
 # 2, every step, loudness-weighted: the weakest hold that stops a long clip's level drifting
@@ -155,8 +155,8 @@ class SamplingOptions:
     seed, generator: the noise; a CPU torch.Generator when given (it wins over the seed), else
         one seeded with `seed` (None: a random seed).
     batch_size: clips at once. repaint_jumps: RePaint resampling per step (ddim and ddpm only).
-    candidates: versions of every continued slice sampled together, of which the one closest to
-        the clip's level is kept (see DEFAULT_CANDIDATES); 1 (the default): no choice.
+    candidates: versions of every slice sampled together, of which the most tonal one near the
+        clip's level is kept (`sampling.tonal`; see DEFAULT_CANDIDATES); 1 (the default): no choice.
     level_hold: how strongly each continued slice is held at the clip's level while it is sampled
         (DEFAULT_LEVEL_HOLD, 2: why); 0: the level is the model's draw.
     tempo_hold: how strongly each continued slice is kept on the clip's beat (DEFAULT_TEMPO_HOLD,

@@ -119,7 +119,7 @@ def plan_extend(setup: SamplingSetup, start_width: int, total_width: int, *, tai
                            calls=unet_calls(setup.steps, repaint_jumps=options.repaint_jumps,
                                             candidates=options.candidates))
     if first_width is not None:
-        calls = unet_calls(setup.steps, repaint_jumps=options.repaint_jumps)
+        calls = unet_calls(setup.steps, repaint_jumps=options.repaint_jumps, candidates=options.candidates)
         if setup.reads_beat:  # the first slice steered onto the beat read from it (sampling.beat)
             calls += unet_calls(setup.steps, strength=FIRST_SLICE_RESTEER)
         first = Slice(start=0, width=first_width, known=0, keep=start_width, final=False, calls=calls)
