@@ -63,8 +63,10 @@ def app_process(model_dir, tmp_path_factory):
     -> (url, output_dir, log path, process)."""
     work = tmp_path_factory.mktemp("app")
     output_dir, log_path, port = work / "clips", work / "server.log", _free_port()
+    # PYTHONPATH: the app of this checkout, whichever checkout the environment's audiodiff was installed from
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(work / "gradio"), PYTHONUNBUFFERED="1")
+               GRADIO_TEMP_DIR=str(work / "gradio"), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, str(SCRIPT), "--model", str(model_dir), "--port", str(port), "--output-dir", str(output_dir)],
