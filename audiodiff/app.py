@@ -55,7 +55,9 @@ from .app_fields import PageError, edit_request, page_words, read_page, whole_nu
 from .app_header import model_header
 from .app_history import history_entry, zip_clips
 from .app_js import AB_JS, CSS, DICE_JS, LOOP_PLAYBACK_JS, PAGE_JS, SCROLL_TO_CLIP_JS, SHOW_RESULT_JS
-from .app_page import SPECTROGRAM_ALT, action_row, clips_column, history_column, settings_column
+from .app_models import ModelShelf
+from .app_page import (SPECTROGRAM_ALT, action_row, clips_column, history_column, overlap_info, seconds_info,
+                       settings_column)
 from .cli import user_errors
 from .finetune_config import MAX_SEED
 from .generate import EditRequest, generate
@@ -83,8 +85,9 @@ class AudioStudio:
     """The loaded pipeline and where clips go: what every click of the page reuses."""
 
     def __init__(self, pipe, *, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR, device: str | None = None,
-                 model_choice: str = "given"):
-        self.pipe = pipe
+                 model_choice: str = "given", runs_dir: str | os.PathLike | None = None):
+        self.pipe = pipe  # the model the app started with; the page may choose another (self.models)
+        self.models = ModelShelf(pipe, runs_dir, device)
         self.model_choice = model_choice  # how the model was chosen when none was given (resolve_model)
         self.output_dir = Path(output_dir)
         self.device = device
@@ -99,7 +102,7 @@ class AudioStudio:
              device: str | None = None, runs_dir: str | os.PathLike | None = None) -> "AudioStudio":
         """Load the pipeline once, chosen as `scripts/generate.py` chooses it (`resolve_model`)."""
         pipe, chosen = resolve_model(model, runs_dir=runs_dir, device=pick_device(device))
-        return cls(pipe, output_dir=output_dir, device=device, model_choice=chosen)
+        return cls(pipe, output_dir=output_dir, device=device, model_choice=chosen, runs_dir=runs_dir)
 
     def session_folder(self, session: str | None) -> Path:
         """Where a visitor's clips go: a folder under output_dir named by a random token of 128 bits,
@@ -113,11 +116,12 @@ class AudioStudio:
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
                  scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None, bpm: float | None = None,
                  edit: EditRequest | None = None, log=None, progress: "bool | JobProgress" = True,
-                 output_dir: Path | None = None) -> Clip:
-        """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
-        `Cancelled` when `progress` (a JobProgress) says stop."""
+                 output_dir: Path | None = None, pipe=None) -> Clip:
+        """One clip with `pipe` (default: the model the app started with) -> its files. Raises
+        GenerationError for user errors, `Cancelled` when `progress` (a JobProgress) says stop."""
+        pipe = pipe or self.pipe
         seed = whole_number(seed, "seed", 0, MAX_SEED)
-        noise_levels = self.pipe.scheduler.config.num_train_timesteps
+        noise_levels = pipe.scheduler.config.num_train_timesteps
         steps = None if steps is None else whole_number(steps, "steps", 1, noise_levels)
         try:
             options = SamplingOptions(scheduler=scheduler, num_inference_steps=steps,
@@ -126,34 +130,40 @@ class AudioStudio:
             raise GenerationError(str(exc)) from exc
         with self._busy:
             wav, png, meta = generate(
-                self.pipe.source, seconds, options, edit or EditRequest(), output_dir=output_dir or self.output_dir,
-                device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
+                pipe.source, seconds, options, edit or EditRequest(), output_dir=output_dir or self.output_dir,
+                device=self.device, progress=progress, log=log, pipe=pipe,
+                model_choice=self.model_choice if pipe is self.pipe else "chosen on the app's page",
             )
         return Clip(wav=wav, png=png, json=meta)
 
-    def describe(self) -> str:
-        """The page's header: the model in plain words (`model_header`) and where clips go."""
-        return (model_header(self.pipe, self.model_choice)
+    def describe(self, pipe=None) -> str:
+        """The page's header: the model (`pipe`, default the one the app started with) in plain words
+        (`model_header`) and where clips go."""
+        pipe = pipe or self.pipe
+        return (model_header(pipe, self.model_choice if pipe is self.pipe else "given")
                 + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`")
 
 
 def make_clip(studio: AudioStudio, fields: dict, *, log=None, progress: "bool | JobProgress" = True,
               output_dir: Path | None = None) -> Clip:
-    """The page's values (`read_page`'s keywords) -> a clip. A user's mistake raises PageError in the
+    """The page's values (`read_page`'s keywords, and `model`: a key of `studio.models`, default the
+    model the app started with) -> a clip. A user's mistake raises PageError in the
     page's words: the fields are checked before any work, and a library message that still comes
     (and every note for the summary) is put into the page's words (`page_words`), without the
     uploads' server paths. Raises `Cancelled` when `progress` says stop."""
-    uploads, mel = [fields.get("audio"), fields.get("second_audio")], studio.pipe.mel
+    fields = dict(fields)
+    pipe = studio.models.pipe(fields.pop("model", None))  # a PageError when it can't be loaded
+    uploads, mel = [fields.get("audio"), fields.get("second_audio")], pipe.mel
 
     def say(message: str) -> None:
         if log and " already exists in " not in message:  # the summary names the file; its folder is the server's
             log(page_words(_without_paths(message, uploads), mel))
 
     try:
-        request = read_page(studio.pipe, **fields)
+        request = read_page(pipe, **fields)
         return studio.generate(request.seconds, seed=request.seed, steps=request.steps, scheduler=request.scheduler,
                                overlap_seconds=request.overlap, bpm=request.bpm, edit=request.edit, log=say,
-                               progress=progress, output_dir=output_dir)
+                               progress=progress, output_dir=output_dir, pipe=pipe)
     except PageError:
         raise
     except user_errors() as exc:
@@ -333,8 +343,8 @@ def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
     """Generate's handler: the page's values -> a clip, added to the session's history and shown
     as this clip (the one before becomes the previous clip); or a message, with the clips as they were."""
 
-    def on_generate(seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio,
-                    kept, clicked_at, request: gr.Request, progress=gr.Progress()):
+    def on_generate(model, seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert,
+                    second_audio, kept, clicked_at, request: gr.Request, progress=gr.Progress()):
         session = request.session_hash if request else None
         messages: list[str] = []
         job = JobProgress(on_update=_progress_reporter(progress),
@@ -347,8 +357,9 @@ def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
         if job.should_stop():  # Stop was pressed while this job waited in the queue
             yield say("Stopped before it started; nothing was written.")
             return
-        fields = dict(seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap, bpm=bpm, loop=loop,
-                      audio=audio, mode=mode, strength=strength, invert=invert, second_audio=second_audio)
+        fields = dict(model=model, seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap,
+                      bpm=bpm, loop=loop, audio=audio, mode=mode, strength=strength, invert=invert,
+                      second_audio=second_audio)
         try:
             clip = make_clip(studio, fields, log=messages.append, progress=job,
                              output_dir=studio.session_folder(session))
@@ -425,6 +436,23 @@ def _wire_listening(app, fields, bar, clips, shelf, history, studio: AudioStudio
     app.load(None, js=PAGE_JS)
 
 
+def _wire_model(app, studio: AudioStudio, fields, header, message) -> None:
+    """The model chooser: a model is loaded when chosen (a message says when it can't be), and the
+    header and the fields that depend on its slices follow it; each page load lists the runs anew."""
+    def on_model(key):
+        try:
+            pipe = studio.models.pipe(key)
+        except PageError as exc:
+            return gr.update(), gr.update(), gr.update(), gr.update(value=f"**Error:** {exc}", visible=True)
+        mel = pipe.mel
+        return (gr.update(value=studio.describe(pipe)), gr.update(info=seconds_info(mel)),
+                gr.update(value=default_overlap_seconds(mel), info=overlap_info(mel)),
+                gr.update(value="", visible=False))
+
+    fields.model.input(on_model, fields.model, [header, fields.seconds, fields.overlap, message])
+    app.load(lambda: gr.update(choices=studio.models.choices()), None, fields.model)
+
+
 def build_app(studio: AudioStudio) -> gr.Blocks:
     """The page (audiodiff.app_page lays it out): Generate/Stop, the progress and the last job's
     "done" line on top (kept in view); musical settings on the left, the expert ones folded; this
@@ -434,12 +462,12 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
     flags = StopFlags()
     with gr.Blocks(title="audiodiff", analytics_enabled=False, delete_cache=UPLOAD_LIFETIME) as app:
         gr.Markdown("## audiodiff: generate, listen and compare")
-        gr.Markdown(studio.describe())
+        header = gr.Markdown(studio.describe(), elem_id="header")
         bar = action_row()
         history = gr.State([])  # this tab's clips, oldest first (app_history.history_entry)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
-                fields = settings_column(mel, default_overlap_seconds(mel))
+                fields = settings_column(mel, default_overlap_seconds(mel), studio.models.choices())
             with gr.Column(scale=3):
                 clips = clips_column()
                 shelf = history_column(history, lambda button, wav: button.click(
@@ -447,10 +475,12 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         clock = gr.Number(None, visible=False)  # the page's clock (ms) at a click, set by the click's js
         _wire_audio_input(fields, bar, mel)
         _wire_listening(app, fields, bar, clips, shelf, history, studio)
+        _wire_model(app, studio, fields, header, clips.message)
         bar.generate.click(
             _job_handler(studio, flags, bar, clips, history),
-            [fields.seconds, fields.seed, fields.steps, fields.scheduler, fields.overlap, fields.bpm, fields.loop,
-             fields.audio, fields.mode, fields.strength, fields.invert, fields.second_audio, history, clock],
+            [fields.model, fields.seconds, fields.seed, fields.steps, fields.scheduler, fields.overlap, fields.bpm,
+             fields.loop, fields.audio, fields.mode, fields.strength, fields.invert, fields.second_audio, history,
+             clock],
             [clips.message, clips.placeholder, clips.image, clips.player, clips.files, clips.summary, clips.reuse,
              clips.previous_column, clips.previous_image, clips.previous_player, clips.previous_summary,
              clips.listening, clips.ab, bar.done, history],

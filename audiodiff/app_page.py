@@ -36,17 +36,26 @@ def action_row() -> SimpleNamespace:
     return SimpleNamespace(generate=generate, stop=stop, loaded=loaded, clear=clear, done=done, status=status)
 
 
-def settings_column(mel, overlap_default: float) -> SimpleNamespace:
-    """The settings: a musician's first (length, tempo, seed with its dice, loop), the expert's folded
-    (scheduler, steps, overlap), then the user's own audio (folded too)."""
+def seconds_info(mel) -> str:
+    return (f"exact length of the clip (longer than one slice, {mel.slice_seconds:.2f} s, is made by continuation); "
+            "with your audio: the new seconds to continue or join with, or how much of it to vary")
+
+
+def overlap_info(mel) -> str:
+    return (f"of the previous slice each next slice continues from; shorter than one slice "
+            f"({mel.slice_seconds:.2f} s)")
+
+
+def settings_column(mel, overlap_default: float, models: list[tuple[str, str]]) -> SimpleNamespace:
+    """The settings: a musician's first (the model and its genre, length, tempo, seed with its dice,
+    loop), the expert's folded (scheduler, steps, overlap), then the user's own audio (folded too).
+    `models`: (label, key) of every model to choose from (audiodiff.app_models), the started one first."""
+    model = gr.Dropdown(models, value=models[0][1], label="model (genre)",
+                        info="a fine-tuned run under runs/ makes its genre; another model is loaded when chosen",
+                        elem_id="model")
     # No minimum= or precision=: gradio's toast for the first names no field, and the second
     # rounds a seed of 2.5 to 2 without a word; app_fields checks every value and names its field
-    seconds = gr.Number(DEFAULT_APP_SECONDS, label=LABELS["seconds"],
-                        info="exact length of the clip (longer than one slice, "
-                             f"{mel.slice_seconds:.2f} s, is made by continuation); with your "
-                             "audio: the new seconds to continue or join with, or how much of "
-                             "it to vary",
-                        elem_id="seconds")
+    seconds = gr.Number(DEFAULT_APP_SECONDS, label=LABELS["seconds"], info=seconds_info(mel), elem_id="seconds")
     bpm = gr.Number(None, label=LABELS["bpm"],
                     info="the tempo of a new clip or loop, 40 to 240; empty or 0: the clip keeps "
                          "the beat of its first slice (your audio's, when you continue it)",
@@ -63,11 +72,8 @@ def settings_column(mel, overlap_default: float) -> SimpleNamespace:
         steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label=LABELS["steps"],
                           info="denoising steps per slice; choosing a scheduler sets its usual count",
                           elem_id="steps")
-        overlap = gr.Number(overlap_default, label=LABELS["overlap"],
-                            info=f"of the previous slice each next slice continues from; "
-                                 f"shorter than one slice ({mel.slice_seconds:.2f} s)",
-                            elem_id="overlap")
-    return SimpleNamespace(seconds=seconds, bpm=bpm, seed=seed, dice=dice, loop=loop, scheduler=scheduler,
+        overlap = gr.Number(overlap_default, label=LABELS["overlap"], info=overlap_info(mel), elem_id="overlap")
+    return SimpleNamespace(model=model, seconds=seconds, bpm=bpm, seed=seed, dice=dice, loop=loop, scheduler=scheduler,
                            steps=steps, overlap=overlap, **vars(audio_section()))
 
 

@@ -42,6 +42,7 @@ GENERATE_MS = 60_000
 SAMPLE_RATE = 16000  # the tiny preset's
 HOP_LENGTH, SLICE_WIDTH = 512, 32  # the tiny preset's: 1.02 s slices
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: what has to fit
+RUN = "jazz-20250101-120000"  # a fine-tuned run under the app's runs/ (the tiny model, said to be tuned on jazz)
 
 
 def _free_port() -> int:
@@ -62,8 +63,12 @@ def app_process(model_dir, tmp_path_factory):
     """`python scripts/app.py` on a free port, started before this module's first test, so that it
     boots (torch and gradio imports, ~10 s) while the tests that need no server run
     -> (url, output_dir, log path, process)."""
+    from audiodiff.pipeline import load_pipeline, save_pipeline
+
     work = tmp_path_factory.mktemp("app")
     output_dir, log_path, port = work / "clips", work / "server.log", _free_port()
+    run = save_pipeline(load_pipeline(model_dir), work / "runs" / RUN)  # under runs/ of the app's folder: a choice
+    (run / "training_config.json").write_text(json.dumps({"genre": "jazz", "pretrained": "tiny"}))
     # PYTHONPATH: the app of this checkout, whichever checkout the environment's audiodiff was installed from
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                GRADIO_TEMP_DIR=str(work / "gradio"), PYTHONUNBUFFERED="1",
@@ -833,3 +838,23 @@ def test_the_spectrogram_the_players_and_generates_focus_are_named_and_seen(serv
                            ".startsWith('this clip: tiny-pipeline-seed5.wav, 1.5 s')", timeout=5_000)
     labels = page.evaluate("[...document.querySelectorAll('audio')].map((a) => a.getAttribute('aria-label'))")
     assert all(labels) and "audio player" not in labels, labels
+
+
+def test_a_run_under_runs_can_be_chosen_and_its_genre_is_said(server, page):
+    """Issue 26: "first: genre or model (choose among the runs under runs/ and the bundled model)"."""
+    page.locator("#model input").click()
+    options = [option.inner_text().replace("✓", "").strip() for option in page.get_by_role("option").all()]
+    assert options == ["tiny-pipeline: the model the app started with",
+                       f"{RUN}: fine-tuned on jazz, starting from the tiny preset",
+                       "the bundled base model: every genre of the built-in synthetic set"], options
+    page.get_by_role("option", name=f"{RUN}: fine-tuned on jazz", exact=False).click()
+    page.wait_for_function(f"document.querySelector('#header').innerText.includes('{RUN}, fine-tuned on jazz')",
+                           timeout=30_000)
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 2)
+    _fill(page, "seed", 4)
+    src = _generate(page)
+    assert Path(urllib.parse.urlsplit(src).path).name == f"{RUN}-seed4.wav"
+    (written,) = server[1].rglob(f"{RUN}-seed4.json")
+    record = json.loads(written.read_text())
+    assert Path(record["model"]).name == RUN and record["model_choice"] == "chosen on the app's page"
