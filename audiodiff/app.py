@@ -116,8 +116,9 @@ class AudioStudio:
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
                  scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None, bpm: float | None = None,
                  edit: EditRequest | None = None, log=None, progress: "bool | JobProgress" = True,
-                 output_dir: Path | None = None, pipe=None) -> Clip:
-        """One clip with `pipe` (default: the model the app started with) -> its files. Raises
+                 output_dir: Path | None = None, pipe=None, holds: dict | None = None) -> Clip:
+        """One clip with `pipe` (default: the model the app started with) -> its files. `holds`:
+        SamplingOptions' candidates, level_hold and tempo_hold, when not their defaults. Raises
         GenerationError for user errors, `Cancelled` when `progress` (a JobProgress) says stop."""
         pipe = pipe or self.pipe
         seed = whole_number(seed, "seed", 0, MAX_SEED)
@@ -125,7 +126,7 @@ class AudioStudio:
         steps = None if steps is None else whole_number(steps, "steps", 1, noise_levels)
         try:
             options = SamplingOptions(scheduler=scheduler, num_inference_steps=steps,
-                                      overlap_seconds=overlap_seconds, seed=seed, bpm=bpm or None)
+                                      overlap_seconds=overlap_seconds, seed=seed, bpm=bpm or None, **(holds or {}))
         except ValueError as exc:
             raise GenerationError(str(exc)) from exc
         with self._busy:
@@ -163,7 +164,9 @@ def make_clip(studio: AudioStudio, fields: dict, *, log=None, progress: "bool | 
         request = read_page(pipe, **fields)
         return studio.generate(request.seconds, seed=request.seed, steps=request.steps, scheduler=request.scheduler,
                                overlap_seconds=request.overlap, bpm=request.bpm, edit=request.edit, log=say,
-                               progress=progress, output_dir=output_dir, pipe=pipe)
+                               progress=progress, output_dir=output_dir, pipe=pipe,
+                               holds=dict(candidates=request.candidates, level_hold=request.level_hold,
+                                          tempo_hold=request.tempo_hold))
     except PageError:
         raise
     except user_errors() as exc:
@@ -344,7 +347,8 @@ def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
     as this clip (the one before becomes the previous clip); or a message, with the clips as they were."""
 
     def on_generate(model, seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert,
-                    second_audio, kept, clicked_at, request: gr.Request, progress=gr.Progress()):
+                    second_audio, candidates, level_hold, tempo_hold, kept, clicked_at, request: gr.Request,
+                    progress=gr.Progress()):
         session = request.session_hash if request else None
         messages: list[str] = []
         job = JobProgress(on_update=_progress_reporter(progress),
@@ -359,7 +363,7 @@ def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
             return
         fields = dict(model=model, seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap,
                       bpm=bpm, loop=loop, audio=audio, mode=mode, strength=strength, invert=invert,
-                      second_audio=second_audio)
+                      second_audio=second_audio, candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold)
         try:
             clip = make_clip(studio, fields, log=messages.append, progress=job,
                              output_dir=studio.session_folder(session))
@@ -479,8 +483,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         bar.generate.click(
             _job_handler(studio, flags, bar, clips, history),
             [fields.model, fields.seconds, fields.seed, fields.steps, fields.scheduler, fields.overlap, fields.bpm,
-             fields.loop, fields.audio, fields.mode, fields.strength, fields.invert, fields.second_audio, history,
-             clock],
+             fields.loop, fields.audio, fields.mode, fields.strength, fields.invert, fields.second_audio,
+             fields.candidates, fields.level_hold, fields.tempo_hold, history, clock],
             [clips.message, clips.placeholder, clips.image, clips.player, clips.files, clips.summary, clips.reuse,
              clips.previous_column, clips.previous_image, clips.previous_player, clips.previous_summary,
              clips.listening, clips.ab, bar.done, history],

@@ -15,6 +15,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .sampling.options import DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_TEMPO_HOLD
+
 ZIP_NAME = "session-clips"  # session-clips.zip, else session-clips-1.zip, ... (never an overwrite)
 
 
@@ -33,6 +35,11 @@ def settings_line(record: dict) -> str:
     parts += [f"{record['steps']} {record['scheduler']} steps", f"overlap {record['overlap_seconds']:g} s"]
     if record.get("strength") is not None:
         parts.append(f"strength {record['strength']:g}")
+    if record.get("candidates", DEFAULT_CANDIDATES) != DEFAULT_CANDIDATES:
+        parts.append(f"{record['candidates']} candidates")
+    for key, default in (("level_hold", DEFAULT_LEVEL_HOLD), ("tempo_hold", DEFAULT_TEMPO_HOLD)):
+        if record.get(key, default) != default:
+            parts.append(f"{key.replace('_', ' ')} {record[key]:g}")
     return " · ".join(parts)
 
 

@@ -13,7 +13,8 @@ import gradio as gr
 
 from .app_fields import DEFAULT_APP_SECONDS, LABELS, MODES
 from .finetune_config import MAX_SEED
-from .sampling.options import DEFAULT_STRENGTH
+from .sampling.options import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_STRENGTH, DEFAULT_TEMPO_HOLD,
+                                MAX_CANDIDATES, MAX_LEVEL_HOLD, MAX_TEMPO_HOLD)
 from .sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS_BY_SCHEDULER, SCHEDULERS
 
 # The browser's own <audio> player: the spectrogram above it already shows the clip, and the
@@ -66,15 +67,25 @@ def settings_column(mel, overlap_default: float, models: list[tuple[str, str]]) 
                          elem_id="seed", scale=4)
         dice = gr.Button("dice", elem_id="dice", scale=0, min_width=64)  # an emoji is a box without an emoji font
     loop = gr.Checkbox(False, label="loop: a clip that repeats seamlessly", elem_id="loop")
-    with gr.Accordion("expert settings: scheduler, steps, overlap", open=False, elem_id="expert"):
+    with gr.Accordion("expert settings: scheduler, steps, overlap, holds, candidates", open=False, elem_id="expert"):
         scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label=LABELS["scheduler"],
                                 elem_id="scheduler")
         steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label=LABELS["steps"],
                           info="denoising steps per slice; choosing a scheduler sets its usual count",
                           elem_id="steps")
         overlap = gr.Number(overlap_default, label=LABELS["overlap"], info=overlap_info(mel), elem_id="overlap")
+        level_hold = gr.Number(DEFAULT_LEVEL_HOLD, label=LABELS["level_hold"], elem_id="level-hold",
+                               info=f"how strongly each next slice is held at the clip's loudness, 0 (off) to "
+                                    f"{MAX_LEVEL_HOLD:g}")
+        tempo_hold = gr.Number(DEFAULT_TEMPO_HOLD, label=LABELS["tempo_hold"], elem_id="tempo-hold",
+                               info=f"how strongly each next slice keeps the clip's beat, 0 (off) to "
+                                    f"{MAX_TEMPO_HOLD:g}; a bpm needs it")
+        candidates = gr.Number(DEFAULT_CANDIDATES, label=LABELS["candidates"], elem_id="candidates",
+                               info=f"versions of each next slice, of which the one closest to the clip's loudness "
+                                    f"is kept; 1 to {MAX_CANDIDATES}, each one more costs a slice's time again")
     return SimpleNamespace(model=model, seconds=seconds, bpm=bpm, seed=seed, dice=dice, loop=loop, scheduler=scheduler,
-                           steps=steps, overlap=overlap, **vars(audio_section()))
+                           steps=steps, overlap=overlap, level_hold=level_hold, tempo_hold=tempo_hold,
+                           candidates=candidates, **vars(audio_section()))
 
 
 def audio_section() -> SimpleNamespace:

@@ -138,7 +138,7 @@ def page(browser, server):
     context.close()
 
 
-EXPERT = ("scheduler", "steps", "overlap")  # folded under "expert settings"
+EXPERT = ("scheduler", "steps", "overlap", "level-hold", "tempo-hold", "candidates")  # under "expert settings"
 
 
 def _open_expert(page) -> None:
@@ -800,7 +800,8 @@ def test_ab_switches_clips_at_the_same_position_and_loop_playback_repeats_them(s
 
 
 def test_musical_settings_come_first_and_the_expert_ones_are_folded(server, page):
-    """Issue 26: length, tempo and a seed with a dice first; scheduler, steps and overlap folded."""
+    """Issue 26: length, tempo and a seed with a dice first; scheduler, steps, overlap, holds and
+    candidates folded."""
     for field in ("seconds", "bpm", "seed"):
         assert page.locator(f"#{field} input").is_visible()
     for field in EXPERT:
@@ -816,6 +817,18 @@ def test_musical_settings_come_first_and_the_expert_ones_are_folded(server, page
     _open_expert(page)
     seconds_box, steps_box = page.locator("#seconds").bounding_box(), page.locator("#steps").bounding_box()
     assert seconds_box["y"] < steps_box["y"]
+    # the folded holds and candidates reach the clip, and its entry in the history says them
+    _fill(page, "seconds", 2.5)  # three slices of 1.02 s: two continued, where the holds and candidates work
+    _fill(page, "steps", 2)
+    _fill(page, "seed", 6)
+    for field, value in (("candidates", 2), ("level-hold", 1), ("tempo-hold", 0.5)):
+        _fill(page, field, value)
+    _generate(page)
+    (written,) = server[1].rglob("tiny-pipeline-seed6.json")
+    record = json.loads(written.read_text())
+    assert (record["candidates"], record["level_hold"], record["tempo_hold"]) == (2, 1.0, 0.5), record
+    page.wait_for_selector("#history-1", timeout=10_000)
+    assert "2 candidates · level hold 1 · tempo hold 0.5" in page.locator("#history-1").inner_text()
 
 
 def test_the_spectrogram_the_players_and_generates_focus_are_named_and_seen(server, page):
