@@ -41,10 +41,15 @@ class PageError(GenerationError):
 
 
 def _shown(value) -> str:
-    """A typed value as the message repeats it: short, and text in quotes."""
-    text = value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    """A typed value as the message repeats it: short, and text in quotes unless it reads as a number
+    (the bpm box is text: "got 300", as a number field says it)."""
+    text = value.strip() if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
     text = text if len(text) <= 24 else text[:21] + "..."
-    return f"'{text}'" if isinstance(value, str) else text
+    try:
+        quoted = isinstance(value, str) and not math.isfinite(float(text))
+    except ValueError:
+        quoted = True
+    return f"'{text}'" if quoted else text
 
 
 def _number(value, name: str, expected: str) -> float | None:

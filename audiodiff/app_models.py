@@ -48,7 +48,7 @@ class ModelShelf:
         """(what the page shows, key) for every model the page offers, the started one first."""
         from .pipeline import BUNDLED
 
-        choices = [(f"{model_words(str(self.started.source))}: the model the app started with", STARTED)]
+        choices = [(f"{model_words(str(self.started.source))} (the app started with it)", STARTED)]
         for key, folder in self._runs().items():
             choices.append((f"{key[len(RUN_PREFIX):]}: {tuned_on(folder).replace('**', '')}", key))
         if str(self.started.source) != BUNDLED:

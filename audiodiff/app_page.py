@@ -57,10 +57,12 @@ def settings_column(mel, overlap_default: float, models: list[tuple[str, str]]) 
     # No minimum= or precision=: gradio's toast for the first names no field, and the second
     # rounds a seed of 2.5 to 2 without a word; app_fields checks every value and names its field
     seconds = gr.Number(DEFAULT_APP_SECONDS, label=LABELS["seconds"], info=seconds_info(mel), elem_id="seconds")
-    bpm = gr.Number(None, label=LABELS["bpm"],
-                    info="the tempo of a new clip or loop, 40 to 240; empty or 0: the clip keeps "
-                         "the beat of its first slice (your audio's, when you continue it)",
-                    elem_id="bpm")
+    # A one-line text box, not gr.Number: gradio shows an empty Number as "0" and sends 0 (issue 26: the
+    # field read "0" on a fresh page although its help says to leave it empty); app_fields reads the text
+    bpm = gr.Textbox("", max_lines=1, label=LABELS["bpm"], placeholder="empty: the beat of the first slice",
+                     info="the tempo of a new clip or loop, 40 to 240; empty (or 0): the clip keeps "
+                          "the beat of its first slice (your audio's, when you continue it)",
+                     elem_id="bpm")
     with gr.Row(elem_id="seed-row", equal_height=False):
         seed = gr.Number(0, label=LABELS["seed"],
                          info=f"a whole number from 0 to {MAX_SEED}; the same seed gives the same clip",

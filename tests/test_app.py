@@ -804,6 +804,7 @@ def test_musical_settings_come_first_and_the_expert_ones_are_folded(server, page
     candidates folded."""
     for field in ("seconds", "bpm", "seed"):
         assert page.locator(f"#{field} input").is_visible()
+    assert page.locator("#bpm input").input_value() == ""  # it read "0", though its help says leave it empty
     for field in EXPERT:
         assert not page.locator(f"#{field} input").is_visible()
     seeds = set()
@@ -857,7 +858,7 @@ def test_a_run_under_runs_can_be_chosen_and_its_genre_is_said(server, page):
     """Issue 26: "first: genre or model (choose among the runs under runs/ and the bundled model)"."""
     page.locator("#model input").click()
     options = [option.inner_text().replace("✓", "").strip() for option in page.get_by_role("option").all()]
-    assert options == ["tiny-pipeline: the model the app started with",
+    assert options == ["tiny-pipeline (the app started with it)",
                        f"{RUN}: fine-tuned on jazz, starting from the tiny preset",
                        "the bundled base model: every genre of the built-in synthetic set"], options
     page.get_by_role("option", name=f"{RUN}: fine-tuned on jazz", exact=False).click()

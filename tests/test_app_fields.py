@@ -105,6 +105,12 @@ def test_the_page_values_that_are_fine_pass_as_numbers(tiny_studio):
     assert (request.seed, request.steps, request.bpm, request.seconds) == (7, 20, None, 2.5)
     assert type(request.seed) is int and type(request.steps) is int  # the file is ...-seed7.wav, not seed7.0
     assert read_page(tiny_studio.pipe, **{**PAGE, "bpm": ""}).bpm is None
+    assert read_page(tiny_studio.pipe, **{**PAGE, "bpm": " 120 "}).bpm == 120.0  # the bpm box is text
+
+
+def test_a_number_typed_as_text_is_repeated_as_a_number(tiny_studio, monkeypatch):
+    assert _page_error(tiny_studio, monkeypatch, bpm="300").startswith("bpm must be from 40 to 240, got 300;")
+    assert "got 'fast'" in _page_error(tiny_studio, monkeypatch, bpm="fast")
 
 
 def test_library_messages_come_to_the_page_in_its_words():

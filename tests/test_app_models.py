@@ -29,7 +29,7 @@ def test_the_page_offers_the_started_model_the_runs_newest_first_and_the_bundled
 
     runs_dir, folders = runs
     shelf = ModelShelf(load_pipeline(folders[1]), runs_dir)  # started with jazz-2, one of the runs
-    assert shelf.choices() == [("jazz-2: the model the app started with", "started"),
+    assert shelf.choices() == [("jazz-2 (the app started with it)", "started"),
                                ("pop/blues-3: fine-tuned on blues", "run:pop/blues-3"),
                                ("rock-1: fine-tuned on rock", "run:rock-1"),
                                ("the bundled base model: every genre of the built-in synthetic set", "bundled")]
