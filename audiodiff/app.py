@@ -20,11 +20,16 @@ settings, written into the app's output folder and never overwriting.
 - Every job reports to one `audiodiff.sampling.progress.JobProgress` (one bar: slices x steps, the slice it
   is on, the time left) whose `should_stop` is the page's stop flag: Stop, or the page going away
   (gradio's unload), stops the job before its next UNet call, and the next job starts at once.
+- Each browser tab keeps its session's clips (`gr.State`, `audiodiff.app_history`): the newest is
+  this clip, the one before it the previous clip (with A/B between them), and every one is listed
+  with its settings, "use as input" and "download all" (a zip written beside the clips, never
+  overwriting).
 - Offline by construction: analytics and the version check are off, the default theme's fonts
   are served by the app itself, and nothing waits on the network. It binds to 127.0.0.1 unless
   `host` or `share` say otherwise.
 
-gradio is an optional extra (`pip install -e ".[app]"`) and is imported by this module only.
+gradio is an optional extra (`pip install -e ".[app]"`) and is imported by this module and the page's
+layout (`audiodiff.app_page`) only; what runs in the browser (CSS, JavaScript) is `audiodiff.app_js`.
 """
 
 from __future__ import annotations
@@ -46,78 +51,27 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError('the app needs gradio, an optional extra: pip install -e ".[app]"') from exc
 
 # edit_request, the edit a click asks for, is imported from here too
-from .app_fields import (DEFAULT_APP_SECONDS, LABELS, MODES, PageError, edit_request, page_words,  # noqa: F401
-                         read_page, whole_number)
+from .app_fields import PageError, edit_request, page_words, read_page, whole_number  # noqa: F401
 from .app_header import model_header
+from .app_history import history_entry, zip_clips
+from .app_js import AB_JS, CSS, DICE_JS, LOOP_PLAYBACK_JS, PAGE_JS, SCROLL_TO_CLIP_JS, SHOW_RESULT_JS
+from .app_models import ModelShelf
+from .app_page import (SPECTROGRAM_ALT, action_row, clips_column, history_column, overlap_info, seconds_info,
+                       settings_column)
 from .cli import user_errors
 from .finetune_config import MAX_SEED
 from .generate import EditRequest, generate
 from .model_choice import resolve_model
 from .pipeline import GenerationError, pick_device
-from .sampling.options import DEFAULT_STRENGTH, SamplingOptions, default_overlap_seconds
+from .sampling.options import SamplingOptions, default_overlap_seconds
 from .sampling.progress import Cancelled, JobProgress
-from .sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS_BY_SCHEDULER, SCHEDULERS, strength_start_index
+from .sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS_BY_SCHEDULER, strength_start_index
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 or --share expose it
 DEFAULT_PORT = 7860  # gradio's usual port
 DEFAULT_APP_OUTPUT_DIR = Path("samples") / "app"
 MAX_UPLOAD_BYTES = 128 * 1024 * 1024  # ten minutes of 48 kHz stereo WAV is 110 MB
 UPLOAD_LIFETIME = (600, 3600)  # gradio deletes uploads and copies older than an hour, checked every 10 min
-# The row with Generate, Stop and the progress stays at the top of the window while the page
-# scrolls (on an 800-pixel screen the clips are below it); spectrograms fill their column (they are
-# drawn at display resolution, audiodiff.display).
-CSS = """
-.gradio-container { overflow: clip !important; }  /* hidden would make it a scroll box, and sticky would not stick */
-/* z-index: above gradio's labels (40) and image buttons, which else show through the sticky row; below toasts */
-#actions { position: sticky; top: 0; z-index: 100; background: var(--background-fill-primary);
-           padding: 6px 0; align-items: center; }
-#status { min-height: 44px; }
-@media (max-width: 640px) {  /* a phone: the progress gets a row of its own under Generate and Stop */
-  #actions { flex-wrap: wrap; }
-  #actions > #status { flex: 1 1 100% !important; min-width: 100% !important; min-height: 0; }
-  #status .wrap:not(.hide) { position: static !important; padding: 0; }  /* the row grows to hold it */
-  #status .progress-text { display: none; }  /* "25/150 steps": the description says it, and the bar shows it */
-  #status .progress-bar-wrap { width: 100%; }
-}
-.spectrogram button:has(> .image-frame), .spectrogram .image-frame { width: 100%; }
-.spectrogram .image-frame img { width: 100%; height: auto; object-fit: contain; }
-.spectrogram .icon-button-wrapper.top-panel { position: static; width: fit-content; margin-left: auto; }  /* off the plot */
-#download .filename .stem { white-space: normal; overflow-wrap: anywhere; }  /* whole names, not "bundled-s… .wav" */
-#download .download { min-width: 5rem; }
-"""
-# After a job, what it left (the message, else the new clip's player) is brought into view when it
-# is not (issue 26): an error raised while scrolled down to bpm showed above the window, and on a
-# phone the clip lands below all the settings. Its top goes just under the sticky row; nothing moves
-# when it is already in view.
-# One player at a time (issue 26): when any player starts, every other one on the page pauses, so
-# this clip and the previous one can be compared without playing over each other. 'play' does
-# not bubble; a capturing listener on the document still hears it from every <audio>.
-ONE_PLAYER_JS = """() => {
-  document.addEventListener('play', (event) => {
-    document.querySelectorAll('audio').forEach((other) => {
-      if (other !== event.target && !other.paused) other.pause();
-    });
-  }, true);
-}"""
-
-SHOW_RESULT_JS = """() => {
-  const shown = (element) => element && element.offsetParent !== null;
-  const show = () => {
-    const message = document.querySelector('#message');
-    const said = shown(message) && message.innerText.trim();
-    const seen = said ? message : document.querySelector('#clip');
-    if (!shown(seen)) return;
-    const bar = document.querySelector('#actions').getBoundingClientRect().bottom;
-    const box = seen.getBoundingClientRect();
-    if (box.top >= bar && box.bottom <= window.innerHeight) return;
-    const top = (said ? message : document.querySelector('#this-clip')).getBoundingClientRect().top;
-    window.scrollBy(0, top - bar - 8);
-  };
-  show();
-  [300, 1000].forEach((ms) => setTimeout(show, ms));  // again once the spectrogram has loaded and pushed it down
-}"""
-
-
 @dataclass(frozen=True)
 class Clip:
     """One generated clip's files."""
@@ -131,8 +85,9 @@ class AudioStudio:
     """The loaded pipeline and where clips go: what every click of the page reuses."""
 
     def __init__(self, pipe, *, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR, device: str | None = None,
-                 model_choice: str = "given"):
-        self.pipe = pipe
+                 model_choice: str = "given", runs_dir: str | os.PathLike | None = None):
+        self.pipe = pipe  # the model the app started with; the page may choose another (self.models)
+        self.models = ModelShelf(pipe, runs_dir, device)
         self.model_choice = model_choice  # how the model was chosen when none was given (resolve_model)
         self.output_dir = Path(output_dir)
         self.device = device
@@ -147,7 +102,7 @@ class AudioStudio:
              device: str | None = None, runs_dir: str | os.PathLike | None = None) -> "AudioStudio":
         """Load the pipeline once, chosen as `scripts/generate.py` chooses it (`resolve_model`)."""
         pipe, chosen = resolve_model(model, runs_dir=runs_dir, device=pick_device(device))
-        return cls(pipe, output_dir=output_dir, device=device, model_choice=chosen)
+        return cls(pipe, output_dir=output_dir, device=device, model_choice=chosen, runs_dir=runs_dir)
 
     def session_folder(self, session: str | None) -> Path:
         """Where a visitor's clips go: a folder under output_dir named by a random token of 128 bits,
@@ -161,47 +116,57 @@ class AudioStudio:
     def generate(self, seconds: float, *, seed: int = 0, steps: int | None = None,
                  scheduler: str = DEFAULT_SCHEDULER, overlap_seconds: float | None = None, bpm: float | None = None,
                  edit: EditRequest | None = None, log=None, progress: "bool | JobProgress" = True,
-                 output_dir: Path | None = None) -> Clip:
-        """One clip with the loaded pipeline -> its files. Raises GenerationError for user errors,
-        `Cancelled` when `progress` (a JobProgress) says stop."""
+                 output_dir: Path | None = None, pipe=None, holds: dict | None = None) -> Clip:
+        """One clip with `pipe` (default: the model the app started with) -> its files. `holds`:
+        SamplingOptions' candidates, level_hold and tempo_hold, when not their defaults. Raises
+        GenerationError for user errors, `Cancelled` when `progress` (a JobProgress) says stop."""
+        pipe = pipe or self.pipe
         seed = whole_number(seed, "seed", 0, MAX_SEED)
-        noise_levels = self.pipe.scheduler.config.num_train_timesteps
+        noise_levels = pipe.scheduler.config.num_train_timesteps
         steps = None if steps is None else whole_number(steps, "steps", 1, noise_levels)
         try:
             options = SamplingOptions(scheduler=scheduler, num_inference_steps=steps,
-                                      overlap_seconds=overlap_seconds, seed=seed, bpm=bpm or None)
+                                      overlap_seconds=overlap_seconds, seed=seed, bpm=bpm or None, **(holds or {}))
         except ValueError as exc:
             raise GenerationError(str(exc)) from exc
         with self._busy:
             wav, png, meta = generate(
-                self.pipe.source, seconds, options, edit or EditRequest(), output_dir=output_dir or self.output_dir,
-                device=self.device, progress=progress, log=log, pipe=self.pipe, model_choice=self.model_choice,
+                pipe.source, seconds, options, edit or EditRequest(), output_dir=output_dir or self.output_dir,
+                device=self.device, progress=progress, log=log, pipe=pipe,
+                model_choice=self.model_choice if pipe is self.pipe else "chosen on the app's page",
             )
         return Clip(wav=wav, png=png, json=meta)
 
-    def describe(self) -> str:
-        """The page's header: the model in plain words (`model_header`) and where clips go."""
-        return (model_header(self.pipe, self.model_choice)
+    def describe(self, pipe=None) -> str:
+        """The page's header: the model (`pipe`, default the one the app started with) in plain words
+        (`model_header`) and where clips go."""
+        pipe = pipe or self.pipe
+        return (model_header(pipe, self.model_choice if pipe is self.pipe else "given")
                 + f"  \n**Clips are written to** a folder of your own under `{self.output_dir}`")
 
 
 def make_clip(studio: AudioStudio, fields: dict, *, log=None, progress: "bool | JobProgress" = True,
               output_dir: Path | None = None) -> Clip:
-    """The page's values (`read_page`'s keywords) -> a clip. A user's mistake raises PageError in the
+    """The page's values (`read_page`'s keywords, and `model`: a key of `studio.models`, default the
+    model the app started with) -> a clip. A user's mistake raises PageError in the
     page's words: the fields are checked before any work, and a library message that still comes
     (and every note for the summary) is put into the page's words (`page_words`), without the
     uploads' server paths. Raises `Cancelled` when `progress` says stop."""
-    uploads, mel = [fields.get("audio"), fields.get("second_audio")], studio.pipe.mel
+    fields = dict(fields)
+    pipe = studio.models.pipe(fields.pop("model", None))  # a PageError when it can't be loaded
+    uploads, mel = [fields.get("audio"), fields.get("second_audio")], pipe.mel
 
     def say(message: str) -> None:
         if log and " already exists in " not in message:  # the summary names the file; its folder is the server's
             log(page_words(_without_paths(message, uploads), mel))
 
     try:
-        request = read_page(studio.pipe, **fields)
+        request = read_page(pipe, **fields)
         return studio.generate(request.seconds, seed=request.seed, steps=request.steps, scheduler=request.scheduler,
                                overlap_seconds=request.overlap, bpm=request.bpm, edit=request.edit, log=say,
-                               progress=progress, output_dir=output_dir)
+                               progress=progress, output_dir=output_dir, pipe=pipe,
+                               holds=dict(candidates=request.candidates, level_hold=request.level_hold,
+                                          tempo_hold=request.tempo_hold))
     except PageError:
         raise
     except user_errors() as exc:
@@ -316,6 +281,14 @@ class StopFlags:
     def forget(self, session: str | None) -> None:
         self.stop(session, math.inf)
 
+    def on_stop(self, pressed_at: float | None, request: gr.Request) -> None:
+        """Stop's handler: `pressed_at` is the page's clock at the click."""
+        self.stop(request.session_hash if request else None, pressed_at)
+
+    def on_unload(self, request: gr.Request) -> None:
+        """The page went away: its jobs stop, now and later."""
+        self.forget(request.session_hash if request else None)
+
     def stopped_since(self, session: str | None, clicked_at: float | None) -> bool:
         """Whether a Stop came after the click at `clicked_at` (None: a call without the page's clock,
         stopped only when its page goes away)."""
@@ -324,82 +297,96 @@ class StopFlags:
         return stopped == math.inf or (clicked_at is not None and stopped >= clicked_at)
 
 
-def build_app(studio: AudioStudio) -> gr.Blocks:
-    """The page: Generate/Stop and the progress on top (kept in view), settings on the left,
-    this clip and the previous one side by side on the right."""
-    # The browser's own <audio> player: the spectrogram above it already shows the clip, and the
-    # browser plays the WAV file as written (gradio's waveform view decodes it again in JS).
-    browser_player = gr.WaveformOptions(show_recording_waveform=False)
-    mel = studio.pipe.mel
-    overlap_default = default_overlap_seconds(mel)
-    flags = StopFlags()
-    keep = gr.update  # an output left as it is
+def _progress_reporter(progress):
+    """A JobProgress's updates -> gradio's one bar (slices x steps, the slice it is on, the time left)."""
+    shown_at = [0.0]
 
-    def on_generate(seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio,
-                    current, clicked_at, request: gr.Request, progress=gr.Progress()):
+    def report(job: JobProgress) -> None:
+        now = time.monotonic()
+        if job.done_steps and job.done_steps < job.total_steps and now - shown_at[0] < 0.25:
+            return  # a few updates a second are enough for the eye
+        shown_at[0] = now
+        if job.total_steps:
+            progress((job.done_steps, job.total_steps), unit="steps",
+                     desc=f"{job.description()} (step {job.done_steps} of {job.total_steps})"
+                          + _time_left(job.seconds_left()))
+        else:
+            progress(0, desc=job.description())
+
+    return report
+
+
+def _clip_updates(bar, clips, entry: dict, before: dict | None) -> dict:
+    """The page after a job made `entry`: it is this clip, `before` (the session's clip before it, if
+    any) the previous one, and the sticky row says "done: NAME.wav (...)"."""
+    keep = gr.update  # an output left as it is
+    return {
+        clips.message: gr.update(value="", visible=False),
+        clips.placeholder: gr.update(visible=False),  # the clip is here now
+        clips.image: gr.update(value=spectrogram_view(entry["png"], entry["json"]), visible=True,
+                               alt_text=SPECTROGRAM_ALT.format(name=entry["name"])),
+        clips.player: gr.update(value=entry["wav"], visible=True, label=entry["label"]),
+        clips.files: gr.update(value=[entry["wav"], entry["json"]], visible=True),
+        clips.summary: gr.update(value=entry["summary"], visible=True),
+        clips.reuse: gr.update(visible=True),
+        clips.previous_column: gr.update(visible=True),  # from the first clip on, so the page keeps its layout
+        clips.previous_image: gr.update(value=spectrogram_view(before["png"], before["json"]), visible=True,
+                                        alt_text=SPECTROGRAM_ALT.format(name=before["name"])) if before else keep(),
+        clips.previous_player: gr.update(value=before["wav"], visible=True,
+                                         label=before["previous_label"]) if before else keep(),
+        clips.previous_summary: gr.update(value=before["summary"] if before else "Generate again: this clip moves "
+                                          "here, to compare with the next one."),
+        clips.listening: gr.update(visible=True),
+        clips.ab: gr.update(visible=before is not None),
+        bar.done: gr.update(value=entry["done"], visible=True),
+    }
+
+
+def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
+    """Generate's handler: the page's values -> a clip, added to the session's history and shown
+    as this clip (the one before becomes the previous clip); or a message, with the clips as they were."""
+
+    def on_generate(model, seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert,
+                    second_audio, candidates, level_hold, tempo_hold, kept, clicked_at, request: gr.Request,
+                    progress=gr.Progress()):
         session = request.session_hash if request else None
         messages: list[str] = []
-        shown_at = [0.0]
+        job = JobProgress(on_update=_progress_reporter(progress),
+                          should_stop=lambda: flags.stopped_since(session, clicked_at))
 
-        def report(job: JobProgress) -> None:
-            now = time.monotonic()
-            if job.done_steps and job.done_steps < job.total_steps and now - shown_at[0] < 0.25:
-                return  # a few updates a second are enough for the eye
-            shown_at[0] = now
-            if job.total_steps:
-                progress((job.done_steps, job.total_steps), unit="steps",
-                         desc=f"{job.description()} (step {job.done_steps} of {job.total_steps})"
-                              + _time_left(job.seconds_left()))
-            else:
-                progress(0, desc=job.description())
+        def say(text: str) -> dict:
+            return {clips.message: gr.update(value=text, visible=True)}
 
-        job = JobProgress(on_update=report, should_stop=lambda: flags.stopped_since(session, clicked_at))
-        unchanged = [keep()] * 10
-        yield [gr.update(value="", visible=False), *unchanged, current]  # the last job's message goes
+        yield {clips.message: gr.update(value="", visible=False), bar.done: gr.update(visible=False)}
         if job.should_stop():  # Stop was pressed while this job waited in the queue
-            yield [gr.update(value="Stopped before it started; nothing was written.", visible=True), *unchanged, current]
+            yield say("Stopped before it started; nothing was written.")
             return
-        fields = dict(seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap, bpm=bpm, loop=loop,
-                      audio=audio, mode=mode, strength=strength, invert=invert, second_audio=second_audio)
+        fields = dict(model=model, seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap,
+                      bpm=bpm, loop=loop, audio=audio, mode=mode, strength=strength, invert=invert,
+                      second_audio=second_audio, candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold)
         try:
             clip = make_clip(studio, fields, log=messages.append, progress=job,
                              output_dir=studio.session_folder(session))
         except Cancelled:
-            note = f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written."
-            yield [gr.update(value=note, visible=True), *unchanged, current]
+            yield say(f"Stopped after {job.done_steps} of {job.total_steps} steps; nothing was written.")
             return
         except user_errors() as exc:  # the user's mistake, in the page's words: beside the last clip, no traceback
-            yield [gr.update(value=f"**Error:** {exc}", visible=True), *unchanged, current]
+            yield say(f"**Error:** {exc}")
             return
-        summary = _summary(clip, messages)
-        shown = {"wav": str(clip.wav), "png": str(clip.png), "json": str(clip.json), "summary": summary}
-        before = current or None
-        yield [
-            gr.update(value="", visible=False),
-            gr.update(visible=False),  # the placeholder: the clip is here now
-            gr.update(value=spectrogram_view(clip.png, clip.json), visible=True),
-            gr.update(value=str(clip.wav), visible=True),
-            gr.update(value=[str(clip.wav), str(clip.json)], visible=True),
-            gr.update(value=summary, visible=True),
-            gr.update(visible=True),
-            gr.update(visible=True),  # from the first clip on, so the page keeps its layout
-            gr.update(value=spectrogram_view(before["png"], before["json"]), visible=True) if before else keep(),
-            gr.update(value=before["wav"], visible=True) if before else keep(),
-            gr.update(value=before["summary"] if before else "Generate again: this clip moves here, to compare "
-                      "with the next one."),
-            shown,
-        ]
+        kept = list(kept or [])
+        entry = history_entry(clip.wav, clip.png, clip.json, _summary(clip, messages))
+        yield {**_clip_updates(bar, clips, entry, kept[-1] if kept else None), history: [*kept, entry]}
 
-    def on_stop(pressed_at, request: gr.Request):
-        flags.stop(request.session_hash if request else None, pressed_at)
+    return on_generate
 
-    def on_unload(request: gr.Request):
-        flags.forget(request.session_hash if request else None)
 
+def _wire_audio_input(fields, bar, mel) -> None:
+    """The user's own audio: checked on arrival, the line next to Generate that says what the next
+    click does with it, the mode's own fields, and clear."""
     def on_upload(path):
         problem = check_upload(path, mel)
         if problem is None:
-            return keep(), gr.update(value="", visible=False)
+            return gr.update(), gr.update(value="", visible=False)
         return None, gr.update(value=problem, visible=True)
 
     def on_audio_changed(audio, mode, second_audio):
@@ -412,118 +399,102 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
         vary = gr.update(visible=mode == "vary")
         return vary, vary, gr.update(visible=mode == "join")
 
-    def on_reuse(current):
-        if not current:
-            return keep(), keep(), keep()
-        return current["wav"], "continue", gr.update(open=True)
+    fields.mode.change(on_mode, fields.mode, [fields.strength, fields.invert, fields.second_audio])
+    for source in (fields.audio, fields.second_audio):
+        source.upload(on_upload, source, [source, fields.upload_message])
+    for trigger in (fields.audio.change, fields.second_audio.change, fields.mode.change):
+        trigger(on_audio_changed, [fields.audio, fields.mode, fields.second_audio], [bar.loaded, bar.clear])
+    bar.clear.click(lambda: (None, None), None, [fields.audio, fields.second_audio])
 
+
+def _as_input(wav: str | None):
+    """A clip of the session -> the audio input (to continue), its section opened so the change is seen."""
+    if not wav:
+        return gr.update(), gr.update(), gr.update()
+    return wav, "continue", gr.update(open=True)
+
+
+def _wire_listening(app, fields, bar, clips, shelf, history, studio: AudioStudio) -> None:
+    """What needs no job: the browser's players (one at a time, A/B, loop), the dice, the "done" line,
+    use this clip, and download all."""
+    def on_download_all(kept, request: gr.Request):
+        kept = [entry for entry in kept or [] if Path(entry["wav"]).is_file() and Path(entry["json"]).is_file()]
+        if not kept:
+            return gr.update(visible=False), gr.update(value="Nothing to download yet: generate a clip first.",
+                                                       visible=True)
+        zipped = zip_clips(kept, studio.session_folder(request.session_hash if request else None))
+        return gr.update(value=str(zipped), visible=True), gr.update(value="", visible=False)
+
+    clips.reuse.click(lambda kept: _as_input(kept[-1]["wav"] if kept else None), history,
+                      [fields.audio, fields.mode, fields.audio_section])
+    shelf.download_all.click(on_download_all, history, [shelf.zipped, clips.message])
+    # In the browser: no round trip that a quick click on Generate could overtake.
+    # .change, not .input: a dropdown only focused and left (tabbing through it) fires input and reset
+    # the steps typed above (issue 26); a real change of scheduler sets its usual count
+    fields.scheduler.change(None, fields.scheduler, fields.steps,
+                            js=f"(name) => ({json.dumps(DEFAULT_STEPS_BY_SCHEDULER)})[name]")
+    fields.dice.click(None, None, fields.seed, js=DICE_JS)
+    bar.done.click(None, js=SCROLL_TO_CLIP_JS)
+    clips.ab.click(None, js=AB_JS)
+    clips.loop_playback.change(None, clips.loop_playback, None, js=LOOP_PLAYBACK_JS)
+    app.load(None, js=PAGE_JS)
+
+
+def _wire_model(app, studio: AudioStudio, fields, header, message) -> None:
+    """The model chooser: a model is loaded when chosen (a message says when it can't be), and the
+    header and the fields that depend on its slices follow it; each page load lists the runs anew."""
+    def on_model(key):
+        try:
+            pipe = studio.models.pipe(key)
+        except PageError as exc:
+            return gr.update(), gr.update(), gr.update(), gr.update(value=f"**Error:** {exc}", visible=True)
+        mel = pipe.mel
+        return (gr.update(value=studio.describe(pipe)), gr.update(info=seconds_info(mel)),
+                gr.update(value=default_overlap_seconds(mel), info=overlap_info(mel)),
+                gr.update(value="", visible=False))
+
+    fields.model.input(on_model, fields.model, [header, fields.seconds, fields.overlap, message])
+    app.load(lambda: gr.update(choices=studio.models.choices()), None, fields.model)
+
+
+def build_app(studio: AudioStudio) -> gr.Blocks:
+    """The page (audiodiff.app_page lays it out): Generate/Stop, the progress and the last job's
+    "done" line on top (kept in view); musical settings on the left, the expert ones folded; this
+    clip and the previous one side by side on the right, with A/B and loop playback; under them the
+    session's clips."""
+    mel = studio.pipe.mel
+    flags = StopFlags()
     with gr.Blocks(title="audiodiff", analytics_enabled=False, delete_cache=UPLOAD_LIFETIME) as app:
         gr.Markdown("## audiodiff: generate, listen and compare")
-        gr.Markdown(studio.describe())
-        with gr.Row(elem_id="actions", equal_height=True):
-            button = gr.Button("Generate", variant="primary", elem_id="generate", scale=0, min_width=130)
-            stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=0, min_width=80)
-            loaded = gr.Markdown(visible=False, elem_id="loaded")
-            clear = gr.Button("clear", size="sm", visible=False, elem_id="clear-audio", scale=0, min_width=60)
-            status = gr.Markdown("", elem_id="status")
+        header = gr.Markdown(studio.describe(), elem_id="header")
+        bar = action_row()
+        history = gr.State([])  # this tab's clips, oldest first (app_history.history_entry)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
-                # No minimum= or precision=: gradio's toast for the first names no field, and the second
-                # rounds a seed of 2.5 to 2 without a word; app_fields checks every value and names its field
-                seconds = gr.Number(DEFAULT_APP_SECONDS, label=LABELS["seconds"],
-                                    info="exact length of the clip (longer than one slice, "
-                                         f"{mel.slice_seconds:.2f} s, is made by continuation); with your "
-                                         "audio: the new seconds to continue or join with, or how much of "
-                                         "it to vary",
-                                    elem_id="seconds")
-                seed = gr.Number(0, label=LABELS["seed"],
-                                 info=f"a whole number from 0 to {MAX_SEED}; the same seed gives the same clip",
-                                 elem_id="seed")
-                scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label=LABELS["scheduler"],
-                                        elem_id="scheduler")
-                steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label=LABELS["steps"],
-                                  info="denoising steps per slice; choosing a scheduler sets its usual count",
-                                  elem_id="steps")
-                overlap = gr.Number(overlap_default, label=LABELS["overlap"],
-                                    info=f"of the previous slice each next slice continues from; "
-                                         f"shorter than one slice ({mel.slice_seconds:.2f} s)",
-                                    elem_id="overlap")
-                bpm = gr.Number(None, label=LABELS["bpm"],
-                                info="the tempo of a new clip or loop, 40 to 240; empty or 0: the clip keeps "
-                                     "the beat of its first slice (your audio's, when you continue it)",
-                                elem_id="bpm")
-                loop = gr.Checkbox(False, label="loop: a clip that repeats seamlessly", elem_id="loop")
-                with gr.Accordion("your audio (optional): continue, vary or join", open=False,
-                                  elem_id="audio-section") as audio_section:
-                    audio = gr.Audio(type="filepath", sources=["upload"], label="audio", elem_id="init-audio")
-                    upload_message = gr.Markdown(visible=False, elem_id="upload-message")
-                    mode = gr.Radio(list(MODES), value="continue", label="mode",
-                                    info="continue: the clip carries it on; vary: a variation of it; "
-                                         "join: new audio leading from it into the second audio",
-                                    elem_id="mode")
-                    strength = gr.Slider(0.05, 1.0, value=DEFAULT_STRENGTH, step=0.05, label=LABELS["strength"],
-                                         info="how far the variation may move away (1: anything)",
-                                         visible=False, elem_id="strength")
-                    invert = gr.Checkbox(False, label="invert: start from the audio's DDIM inversion "
-                                         "(keeps more of it; ddim scheduler)", visible=False, elem_id="invert")
-                    second_audio = gr.Audio(type="filepath", sources=["upload"], label="second audio (join)",
-                                            visible=False, elem_id="second-audio")
+                fields = settings_column(mel, default_overlap_seconds(mel), studio.models.choices())
             with gr.Column(scale=3):
-                message = gr.Markdown(visible=False, elem_id="message")
-                with gr.Row(elem_id="clips"):
-                    with gr.Column(min_width=320, elem_id="this-clip"):
-                        gr.Markdown("### this clip")
-                        placeholder = gr.Markdown(
-                            "Press **Generate**: the clip appears here with its spectrogram, and the one "
-                            "before it stays beside it to compare.", elem_id="placeholder")
-                        summary = gr.Markdown(visible=False, elem_id="summary")
-                        image = gr.Image(type="pil", label="spectrogram", interactive=False, visible=False,
-                                         elem_id="spectrogram", elem_classes="spectrogram", show_label=False,
-                                         format="png")
-                        player = gr.Audio(type="filepath", label="clip", interactive=False, visible=False,
-                                          elem_id="clip", waveform_options=browser_player)
-                        files = gr.File(label="download (WAV and JSON)", file_count="multiple", interactive=False,
-                                        visible=False, elem_id="download")
-                        reuse = gr.Button("use this clip as the audio to continue", size="sm", visible=False,
-                                          elem_id="reuse")
-                    with gr.Column(min_width=320, visible=False, elem_id="previous") as previous_column:
-                        gr.Markdown("### previous clip")
-                        previous_summary = gr.Markdown(elem_id="previous-summary")
-                        previous_image = gr.Image(type="pil", label="previous spectrogram", interactive=False,
-                                                  elem_id="previous-spectrogram", elem_classes="spectrogram",
-                                                  show_label=False, format="png", visible=False)
-                        previous_player = gr.Audio(type="filepath", label="previous clip", interactive=False,
-                                                   elem_id="previous-clip", waveform_options=browser_player,
-                                                   visible=False)
-        current = gr.State(None)
+                clips = clips_column()
+                shelf = history_column(history, lambda button, wav: button.click(
+                    lambda: _as_input(wav), None, [fields.audio, fields.mode, fields.audio_section]))
         clock = gr.Number(None, visible=False)  # the page's clock (ms) at a click, set by the click's js
-
-        # In the browser: no round trip that a quick click on Generate could overtake.
-        # .change, not .input: a dropdown only focused and left (tabbing through it) fires input and reset
-        # the steps typed above (issue 26); a real change of scheduler sets its usual count
-        scheduler.change(None, scheduler, steps, js=f"(name) => ({json.dumps(DEFAULT_STEPS_BY_SCHEDULER)})[name]")
-        mode.change(on_mode, mode, [strength, invert, second_audio])
-        for source in (audio, second_audio):
-            source.upload(on_upload, source, [source, upload_message])
-        for trigger in (audio.change, second_audio.change, mode.change):
-            trigger(on_audio_changed, [audio, mode, second_audio], [loaded, clear])
-        clear.click(lambda: (None, None), None, [audio, second_audio])
-        reuse.click(on_reuse, current, [audio, mode, audio_section])
-        button.click(
-            on_generate,
-            [seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert, second_audio, current,
-             clock],
-            [message, placeholder, image, player, files, summary, reuse, previous_column, previous_image,
-             previous_player, previous_summary, current],
+        _wire_audio_input(fields, bar, mel)
+        _wire_listening(app, fields, bar, clips, shelf, history, studio)
+        _wire_model(app, studio, fields, header, clips.message)
+        bar.generate.click(
+            _job_handler(studio, flags, bar, clips, history),
+            [fields.model, fields.seconds, fields.seed, fields.steps, fields.scheduler, fields.overlap, fields.bpm,
+             fields.loop, fields.audio, fields.mode, fields.strength, fields.invert, fields.second_audio,
+             fields.candidates, fields.level_hold, fields.tempo_hold, history, clock],
+            [clips.message, clips.placeholder, clips.image, clips.player, clips.files, clips.summary, clips.reuse,
+             clips.previous_column, clips.previous_image, clips.previous_player, clips.previous_summary,
+             clips.listening, clips.ab, bar.done, history],
             concurrency_limit=1,  # one shared model: clicks wait in the queue
-            show_progress_on=status,  # one bar, in the row that stays in view, next to Generate and Stop
+            show_progress_on=bar.status,  # one bar, in the row that stays in view, next to Generate and Stop
             js="(...values) => [...values.slice(0, -1), Date.now()]",  # when it was clicked, on the page's clock
         ).then(None, js=SHOW_RESULT_JS)
-        stop.click(on_stop, clock, None, queue=False, js="() => Date.now()")  # not behind the job it stops
-        app.load(None, js=ONE_PLAYER_JS)
-        app.unload(on_unload)  # the page went away: its job stops
+        bar.stop.click(flags.on_stop, clock, None, queue=False, js="() => Date.now()")  # not behind the job it stops
+        app.unload(flags.on_unload)  # the page went away: its job stops
     return app
-
 
 def launch_app(model: str | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                share: bool = False, output_dir: str | os.PathLike = DEFAULT_APP_OUTPUT_DIR,

@@ -24,13 +24,15 @@ from .errors import GenerationError
 from .finetune_config import MAX_SEED
 from .generate import EditRequest, request_seconds
 from .metrics import MAX_BPM, MIN_BPM
-from .sampling.options import check_bpm_use, overlap_columns, sample_shape
+from .sampling.options import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_TEMPO_HOLD, MAX_CANDIDATES,
+                                MAX_LEVEL_HOLD, MAX_TEMPO_HOLD, check_bpm_use, overlap_columns, sample_shape)
 from .sampling.schedulers import SCHEDULERS
 
 MODES = ("continue", "vary", "join")
 # Each field's label on the page; a message names the field by its label's first word.
 LABELS = {"seconds": "seconds", "seed": "seed", "scheduler": "scheduler", "steps": "steps",
-          "overlap": "overlap (seconds)", "bpm": "bpm (optional)", "strength": "strength"}
+          "overlap": "overlap (seconds)", "bpm": "bpm (optional)", "strength": "strength",
+          "candidates": "candidates", "level_hold": "level hold", "tempo_hold": "tempo hold"}
 DEFAULT_APP_SECONDS = 10.0  # long enough to hear a continuation seam, short enough to wait for on a CPU
 
 
@@ -39,10 +41,15 @@ class PageError(GenerationError):
 
 
 def _shown(value) -> str:
-    """A typed value as the message repeats it: short, and text in quotes."""
-    text = value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    """A typed value as the message repeats it: short, and text in quotes unless it reads as a number
+    (the bpm box is text: "got 300", as a number field says it)."""
+    text = value.strip() if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
     text = text if len(text) <= 24 else text[:21] + "..."
-    return f"'{text}'" if isinstance(value, str) else text
+    try:
+        quoted = isinstance(value, str) and not math.isfinite(float(text))
+    except ValueError:
+        quoted = True
+    return f"'{text}'" if quoted else text
 
 
 def _number(value, name: str, expected: str) -> float | None:
@@ -117,6 +124,9 @@ class PageRequest:
     overlap: float
     bpm: float | None
     edit: EditRequest
+    candidates: int = DEFAULT_CANDIDATES
+    level_hold: float = DEFAULT_LEVEL_HOLD
+    tempo_hold: float = DEFAULT_TEMPO_HOLD
 
 
 def _seconds(value, mel) -> float:
@@ -154,6 +164,17 @@ def _bpm(value) -> float | None:
     return number
 
 
+def _hold(value, name: str, highest: float, default: float) -> float:
+    """A hold's strength: from 0 (off) to `highest`."""
+    expected = f"from 0 (off) to {highest:g}"
+    number = _number(value, name, f"a number {expected}")
+    if number is None:
+        raise PageError(f"{name} is empty: enter a number {expected}, e.g. {default:g} (the usual strength)")
+    if not 0 <= number <= highest:
+        raise PageError(f"{name} must be {expected}, got {_shown(value)}")
+    return number
+
+
 def _scheduler(value) -> str:
     if value not in SCHEDULERS:
         choose = f"one of {', '.join(SCHEDULERS)}"
@@ -169,6 +190,8 @@ def _check_together(request: PageRequest) -> None:
 
     edit = request.edit
     check_bpm_use(request.bpm, edit.kind in (None, "loop"), "bpm", PageError)
+    if request.bpm is not None and not request.tempo_hold:
+        raise PageError(f"bpm {request.bpm:g} is kept by the tempo hold: set tempo hold above 0, or empty bpm")
     if edit.invert and request.scheduler != "ddim":
         raise PageError(f"invert needs the ddim scheduler: choose ddim, or untick invert "
                         f"(scheduler {request.scheduler})")
@@ -187,7 +210,8 @@ def _check_together(request: PageRequest) -> None:
 
 
 def read_page(pipe, *, seconds, seed, scheduler, steps, overlap, bpm, loop=False, audio=None, mode="continue",
-              strength=None, invert=False, second_audio=None) -> PageRequest:
+              strength=None, invert=False, second_audio=None, candidates=DEFAULT_CANDIDATES,
+              level_hold=DEFAULT_LEVEL_HOLD, tempo_hold=DEFAULT_TEMPO_HOLD) -> PageRequest:
     """The page's values -> a PageRequest, or PageError naming the first field (in the page's
     order) that can't be used. `pipe` is the loaded model, whose limits some fields have."""
     noise_levels = pipe.scheduler.config.num_train_timesteps
@@ -199,6 +223,10 @@ def read_page(pipe, *, seconds, seed, scheduler, steps, overlap, bpm, loop=False
         overlap=_overlap(overlap, pipe),
         bpm=_bpm(bpm),
         edit=edit_request(audio, mode, strength, second_audio, bool(loop), bool(invert)),
+        candidates=whole_number(candidates, "candidates", 1, MAX_CANDIDATES,
+                                " (each one more costs the UNet calls of a slice again)"),
+        level_hold=_hold(level_hold, "level hold", MAX_LEVEL_HOLD, DEFAULT_LEVEL_HOLD),
+        tempo_hold=_hold(tempo_hold, "tempo hold", MAX_TEMPO_HOLD, DEFAULT_TEMPO_HOLD),
     )
     _check_together(request)
     return request

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 
-def _model_words(name: str) -> str:
+def model_words(name: str) -> str:
     """A model as `load_pipeline` takes it (a preset, "bundled", a folder, a hub id), said plainly:
     a folder by its own name, never its place on the server."""
     from .pipeline import BUNDLED, PRESETS
@@ -27,7 +27,7 @@ def _model_words(name: str) -> str:
     return name if name.count("/") == 1 and not Path(name).exists() else Path(name).name  # a hub id: owner/name
 
 
-def _tuned_on(folder: Path) -> str:
+def tuned_on(folder: Path) -> str:
     """What a pipeline folder says of its fine-tuning: the run's training_config.json, else the
     genre row of its model card (README.md)."""
     from .runs import CONFIG_FILE
@@ -42,7 +42,7 @@ def _tuned_on(folder: Path) -> str:
         if saved.get("dataset") == "synthetic":
             text += " of the built-in synthetic set"
         base = saved.get("pretrained")
-        return text + (f", starting from {_model_words(base)}" if isinstance(base, str) and base else "")
+        return text + (f", starting from {model_words(base)}" if isinstance(base, str) and base else "")
     try:
         card = re.search(r"^\| genre \| ([^|\n]+?) \|$", (folder / "README.md").read_text(), re.MULTILINE)
     except (OSError, UnicodeDecodeError):
@@ -66,7 +66,7 @@ def model_header(pipe, model_choice: str = "given") -> str:
     elif source in PRESETS:
         model = f"the {source} preset, not trained: its weights are random, so its clips are noise"
     elif Path(source).is_dir():
-        model = f"**{_model_words(source)}**, {_tuned_on(Path(source))}"
+        model = f"**{model_words(source)}**, {tuned_on(Path(source))}"
     else:
         model = f"**{source}** from the Hugging Face hub, not fine-tuned here"
     lines = [f"**Model:** {model}",

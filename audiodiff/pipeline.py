@@ -493,8 +493,8 @@ def _is_complete(folder: Path) -> bool:
     return isinstance(index, dict) and "unet" in index
 
 
-def latest_run(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> Path | None:
-    """The most recently completed pipeline folder one or two levels under `runs_dir`, or None.
+def completed_runs(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> list[Path]:
+    """The completed pipeline folders one or two levels under `runs_dir`, the most recent first.
 
     Runs live in runs/<genre>-<timestamp>/; model_index.json is written last, so a folder
     without a readable one (a run in progress, an interrupted save) is skipped, as are hidden
@@ -502,7 +502,7 @@ def latest_run(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> Path | None:
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        return None
+        return []
     candidates = []
     for pattern in (f"*/{MODEL_INDEX}", f"*/*/{MODEL_INDEX}"):
         for index_path in runs_dir.glob(pattern):
@@ -510,4 +510,11 @@ def latest_run(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> Path | None:
             if any(part.startswith(".") for part in folder.relative_to(runs_dir).parts) or not _is_complete(folder):
                 continue
             candidates.append((index_path.stat().st_mtime, str(folder), folder))
-    return max(candidates)[2] if candidates else None
+    return [folder for _, _, folder in sorted(candidates, reverse=True)]
+
+
+def latest_run(runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> Path | None:
+    """The most recently completed pipeline folder one or two levels under `runs_dir`, or None
+    (`completed_runs`)."""
+    runs = completed_runs(runs_dir)
+    return runs[0] if runs else None

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ GENERATE_MS = 60_000
 SAMPLE_RATE = 16000  # the tiny preset's
 HOP_LENGTH, SLICE_WIDTH = 512, 32  # the tiny preset's: 1.02 s slices
 VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: what has to fit
+RUN = "jazz-20250101-120000"  # a fine-tuned run under the app's runs/ (the tiny model, said to be tuned on jazz)
 
 
 def _free_port() -> int:
@@ -61,10 +63,16 @@ def app_process(model_dir, tmp_path_factory):
     """`python scripts/app.py` on a free port, started before this module's first test, so that it
     boots (torch and gradio imports, ~10 s) while the tests that need no server run
     -> (url, output_dir, log path, process)."""
+    from audiodiff.pipeline import load_pipeline, save_pipeline
+
     work = tmp_path_factory.mktemp("app")
     output_dir, log_path, port = work / "clips", work / "server.log", _free_port()
+    run = save_pipeline(load_pipeline(model_dir), work / "runs" / RUN)  # under runs/ of the app's folder: a choice
+    (run / "training_config.json").write_text(json.dumps({"genre": "jazz", "pretrained": "tiny"}))
+    # PYTHONPATH: the app of this checkout, whichever checkout the environment's audiodiff was installed from
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(work / "gradio"), PYTHONUNBUFFERED="1")
+               GRADIO_TEMP_DIR=str(work / "gradio"), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, str(SCRIPT), "--model", str(model_dir), "--port", str(port), "--output-dir", str(output_dir)],
@@ -130,7 +138,19 @@ def page(browser, server):
     context.close()
 
 
+EXPERT = ("scheduler", "steps", "overlap", "level-hold", "tempo-hold", "candidates")  # under "expert settings"
+
+
+def _open_expert(page) -> None:
+    """Unfold the expert settings (closed when the page opens)."""
+    if not page.locator("#steps input").is_visible():
+        page.locator("#expert").get_by_text("expert settings").first.click()
+        page.locator("#steps input").wait_for(state="visible", timeout=5_000)
+
+
 def _fill(page, elem_id: str, value) -> None:
+    if elem_id in EXPERT:
+        _open_expert(page)
     page.locator(f"#{elem_id} input").fill(str(value))
 
 
@@ -328,6 +348,7 @@ def test_user_errors_show_in_the_page_and_the_previous_clip_stays_to_compare(ser
     assert abs(previous_box["y"] - this_box["y"]) < 2
     assert previous_box["x"] + previous_box["width"] <= VIEWPORT["width"]
     for spectrogram in ("#spectrogram", "#previous-spectrogram"):  # drawn for the column, not a 32-pixel image
+        page.wait_for_function(f"document.querySelector('{spectrogram} img')?.complete", timeout=10_000)
         natural = page.locator(f"{spectrogram} img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert natural[0] >= 400 and natural[1] >= 150, natural
     previous, _ = _wav(page, first)
@@ -349,7 +370,7 @@ def test_tabbing_through_the_scheduler_keeps_the_steps_and_choosing_one_sets_its
     """Issue 26: steps went back to 50 when the scheduler dropdown was only focused and left."""
     from audiodiff.sample import DEFAULT_STEPS_BY_SCHEDULER
 
-    _fill(page, "steps", 20)
+    _fill(page, "steps", 20)  # unfolds the expert settings
     page.locator("#scheduler input").focus()
     page.keyboard.press("Tab")
     page.locator("#seed input").click()  # and away
@@ -676,3 +697,178 @@ def test_on_a_phone_the_spectrogram_buttons_leave_the_plot_and_file_names_are_wh
     phone.context.close()
     assert not _overlap(found["buttons"], found["plot"]), found
     assert found["names"] and not found["cut"], found
+
+
+def _two_clips(page, seconds: float = 1.5) -> tuple[str, str]:
+    """Two clips of the tiny model (seed 7, then seed 8 at 120 bpm) -> their WAVs' URLs."""
+    _fill(page, "seconds", seconds)
+    _fill(page, "steps", 2)
+    _fill(page, "seed", 7)
+    first = _generate(page)
+    _fill(page, "seed", 8)
+    _fill(page, "bpm", 120)
+    return first, _generate(page)
+
+
+def test_the_sessions_clips_are_listed_with_their_settings_and_one_can_be_used_as_input(server, page):
+    """Issue 26: only the last two clips were kept; each clip of the session is listed, newest first,
+    with its settings, its own player and "use as input"."""
+    page.wait_for_selector("#history-empty", timeout=10_000)
+    assert "Every clip of this session will be listed here" in page.locator("#history").inner_text()
+    first, second = _two_clips(page)
+    page.wait_for_function("document.querySelectorAll('#history .history-entry').length === 2", timeout=10_000)
+    entries = [entry.inner_text() for entry in page.locator("#history .history-entry").all()]
+    assert "2. tiny-pipeline-seed8.wav: 1.5 s · seed 8 · 120 bpm · 2 ddim steps · overlap" in entries[0], entries
+    assert "1. tiny-pipeline-seed7.wav: 1.5 s · seed 7 · " in entries[1], entries
+    page.wait_for_function("document.querySelectorAll('#history .history-entry audio[src]').length === 2",
+                           timeout=10_000)
+    for number, src in ((1, first), (2, second)):  # each entry plays its own clip
+        played = page.locator(f"#history-{number} audio").get_attribute("src")
+        assert page.request.get(played).body() == page.request.get(src).body()
+
+    assert not page.locator("#init-audio").is_visible()  # the audio section starts closed
+    page.locator("#history-1 .history-use").click()  # the older clip, not this one
+    page.wait_for_selector("#init-audio audio[src]", state="attached", timeout=10_000)
+    assert page.locator("#init-audio").is_visible()  # opened, so the change is in view
+    page.wait_for_selector("#loaded", state="visible", timeout=10_000)
+    assert "continuing: tiny-pipeline-seed7.wav (1.5 s)" in page.locator("#loaded").inner_text()
+
+
+def test_download_all_zips_the_sessions_clips_without_overwriting(server, page):
+    """Issue 26: "download all", a zip of the session's WAVs and JSONs, written beside them under a
+    name never taken; and the sticky "done" line after every job, which brings the clip into view."""
+    output_dir = server[1]
+    page.locator("#download-all").click()  # nothing yet: one sentence, no empty zip
+    page.wait_for_selector("#message", state="visible", timeout=10_000)
+    assert "Nothing to download yet" in _message(page)
+    _two_clips(page)
+    done = page.locator("#done")
+    assert done.inner_text() == "done: tiny-pipeline-seed8.wav (1.5 s, 120 bpm)"
+    assert "tiny-pipeline-seed8.wav, 1.5 s, 120 bpm" in page.locator("#clip").inner_text()  # the player's tempo
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function("window.scrollY > 100", timeout=5_000)
+    done.click()  # sticky: in reach while scrolled down; it brings the clip back into view
+    page.wait_for_function("document.querySelector('#this-clip').getBoundingClientRect().top >= 0", timeout=5_000)
+    assert _in_view(page, "#this-clip h3")
+
+    archives = []
+    for _ in range(2):
+        before = page.locator("#download-all-file a").get_attribute("href") if archives else None
+        page.locator("#download-all").click()
+        page.wait_for_function("""(before) => { const a = document.querySelector('#download-all-file a');
+                                               return a && a.getAttribute('href') !== before; }""",
+                               arg=before, timeout=10_000)
+        answer = page.request.get(page.locator("#download-all-file a").first.get_attribute("href"))
+        assert answer.ok
+        archives.append(zipfile.ZipFile(io.BytesIO(answer.body())))
+    names = [f"tiny-pipeline-seed{seed}{suffix}" for seed in (7, 8) for suffix in (".json", ".wav")]
+    (session,) = {path.parent for path in output_dir.rglob("session-clips.zip")}  # beside this session's clips
+    for archive in archives:
+        assert sorted(archive.namelist()) == names
+        for name in names:
+            assert archive.read(name) == (session / name).read_bytes()
+    assert sorted(path.name for path in session.glob("*.zip")) == ["session-clips-1.zip", "session-clips.zip"]
+    assert not list(session.glob(".tmp-*"))
+
+
+def test_ab_switches_clips_at_the_same_position_and_loop_playback_repeats_them(server, page):
+    """Issue 26: an A/B toggle between the last two clips that keeps the playback position, and a
+    loop-playback switch."""
+    _two_clips(page, seconds=3)
+    clip, previous = "document.querySelector('#clip audio')", "document.querySelector('#previous-clip audio')"
+    page.wait_for_function(f"{clip}.readyState >= 1 && {previous}.readyState >= 1", timeout=10_000)
+    page.evaluate(f"{clip}.play()")
+    page.wait_for_function(f"{clip}.currentTime > 0.8", timeout=10_000)
+    page.locator("#ab").click()
+    page.wait_for_function(f"!{previous}.paused && {clip}.paused", timeout=5_000)
+    left, taken = page.evaluate(f"[{clip}.currentTime, {previous}.currentTime]")
+    assert left > 0.8 and left - 0.05 <= taken <= left + 0.5, (left, taken)  # B goes on where A was
+    page.wait_for_function(f"{previous}.currentTime > {taken + 0.3}", timeout=10_000)
+    page.locator("#ab").click()  # and back to A, where B was
+    page.wait_for_function(f"!{clip}.paused && {previous}.paused", timeout=5_000)
+    left, taken = page.evaluate(f"[{previous}.currentTime, {clip}.currentTime]")
+    assert left - 0.05 <= taken <= left + 0.5, (left, taken)
+
+    assert not page.evaluate("[...document.querySelectorAll('audio')].some((a) => a.loop)")
+    page.locator("#loop-playback input").check()
+    page.wait_for_function("[...document.querySelectorAll('audio')].every((a) => a.loop)", timeout=5_000)
+    page.wait_for_timeout(3500)  # past the end of the 3 s clip: it starts again instead of stopping
+    assert page.evaluate(f"!{clip}.paused && !{clip}.ended")
+    page.locator("#loop-playback input").uncheck()
+    page.wait_for_function("![...document.querySelectorAll('audio')].some((a) => a.loop)", timeout=5_000)
+    page.evaluate(f"{clip}.pause()")
+
+
+def test_musical_settings_come_first_and_the_expert_ones_are_folded(server, page):
+    """Issue 26: length, tempo and a seed with a dice first; scheduler, steps, overlap, holds and
+    candidates folded."""
+    for field in ("seconds", "bpm", "seed"):
+        assert page.locator(f"#{field} input").is_visible()
+    assert page.locator("#bpm input").input_value() == ""  # it read "0", though its help says leave it empty
+    for field in EXPERT:
+        assert not page.locator(f"#{field} input").is_visible()
+    seeds = set()
+    for _ in range(3):
+        before = page.locator("#seed input").input_value()
+        page.locator("#dice").click()
+        page.wait_for_function("(before) => document.querySelector('#seed input').value !== before", arg=before,
+                               timeout=5_000)
+        seeds.add(page.locator("#seed input").input_value())
+    assert len(seeds) == 3 and all(seed.isdigit() and int(seed) <= 4294967295 for seed in seeds), seeds
+    _open_expert(page)
+    seconds_box, steps_box = page.locator("#seconds").bounding_box(), page.locator("#steps").bounding_box()
+    assert seconds_box["y"] < steps_box["y"]
+    # the folded holds and candidates reach the clip, and its entry in the history says them
+    _fill(page, "seconds", 2.5)  # three slices of 1.02 s: two continued, where the holds and candidates work
+    _fill(page, "steps", 2)
+    _fill(page, "seed", 6)
+    for field, value in (("candidates", 2), ("level-hold", 1), ("tempo-hold", 0.5)):
+        _fill(page, field, value)
+    _generate(page)
+    (written,) = server[1].rglob("tiny-pipeline-seed6.json")
+    record = json.loads(written.read_text())
+    assert (record["candidates"], record["level_hold"], record["tempo_hold"]) == (2, 1.0, 0.5), record
+    page.wait_for_selector("#history-1", timeout=10_000)
+    assert "2 candidates · level hold 1 · tempo hold 0.5" in page.locator("#history-1").inner_text()
+
+
+def test_the_spectrogram_the_players_and_generates_focus_are_named_and_seen(server, page):
+    """Issue 26 (accessibility): alt text on the spectrogram, named players, a visible focus ring on
+    Generate."""
+    page.locator("#stop").focus()
+    page.keyboard.press("Shift+Tab")  # from the keyboard, as a keyboard user reaches it
+    assert page.evaluate("document.activeElement.id") == "generate"
+    ring = page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
+                         " return [s.outlineStyle, parseFloat(s.outlineWidth)]; })()")
+    assert ring[0] != "none" and ring[1] >= 2, ring
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 2)
+    _fill(page, "seed", 5)
+    _generate(page)
+    page.wait_for_selector("#spectrogram img", timeout=10_000)
+    alt = page.locator("#spectrogram img").get_attribute("alt")
+    assert alt.startswith("spectrogram of tiny-pipeline-seed5.wav: time in seconds"), alt
+    page.wait_for_function("(document.querySelector('#clip audio').getAttribute('aria-label') || '')"
+                           ".startsWith('this clip: tiny-pipeline-seed5.wav, 1.5 s')", timeout=5_000)
+    labels = page.evaluate("[...document.querySelectorAll('audio')].map((a) => a.getAttribute('aria-label'))")
+    assert all(labels) and "audio player" not in labels, labels
+
+
+def test_a_run_under_runs_can_be_chosen_and_its_genre_is_said(server, page):
+    """Issue 26: "first: genre or model (choose among the runs under runs/ and the bundled model)"."""
+    page.locator("#model input").click()
+    options = [option.inner_text().replace("✓", "").strip() for option in page.get_by_role("option").all()]
+    assert options == ["tiny-pipeline (the app started with it)",
+                       f"{RUN}: fine-tuned on jazz, starting from the tiny preset",
+                       "the bundled base model: every genre of the built-in synthetic set"], options
+    page.get_by_role("option", name=f"{RUN}: fine-tuned on jazz", exact=False).click()
+    page.wait_for_function(f"document.querySelector('#header').innerText.includes('{RUN}, fine-tuned on jazz')",
+                           timeout=30_000)
+    _fill(page, "seconds", 1.5)
+    _fill(page, "steps", 2)
+    _fill(page, "seed", 4)
+    src = _generate(page)
+    assert Path(urllib.parse.urlsplit(src).path).name == f"{RUN}-seed4.wav"
+    (written,) = server[1].rglob(f"{RUN}-seed4.json")
+    record = json.loads(written.read_text())
+    assert Path(record["model"]).name == RUN and record["model_choice"] == "chosen on the app's page"

@@ -28,6 +28,9 @@ BAD_VALUES = {
     "overlap": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [1.02],  # the tiny model's slice is 1.02 s
     "bpm": NEGATIVE + HUGE + NOT_A_NUMBER + FRACTION + [300],  # empty is allowed: the first slice's beat
     "strength": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [0],  # the variation's (mode vary)
+    "candidates": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + FRACTION + [0, 17],
+    "level_hold": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [4.5],
+    "tempo_hold": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [1.5],
 }
 PAGE = dict(seconds=2, seed=0, scheduler="ddim", steps=3, overlap=0.4, bpm=None, loop=False, audio=None,
             mode="continue", strength=0.5, invert=False, second_audio=None)
@@ -66,7 +69,7 @@ def _page_error(studio, monkeypatch, **fields) -> str:
 
 
 def _in_page_words(message: str, field: str) -> None:
-    assert field in message, message
+    assert field.replace("_", " ") in message, message  # level_hold: "level hold", as the page labels it
     for word in NOT_PAGE_WORDS:
         assert word not in message, (word, message)
 
@@ -89,6 +92,7 @@ def test_every_field_is_named_in_the_page_words(tiny_studio, monkeypatch, take, 
     (lambda take: dict(audio=take, mode="join", second_audio=take, overlap=0.99), "overlap"),  # no room for the end
     (lambda take: dict(audio=str(Path(take).with_name("gone.wav"))), "gone.wav"),  # gradio deleted it after an hour
     (lambda take: dict(audio=take, mode="shuffle"), "mode"),
+    (lambda take: dict(bpm=120, tempo_hold=0), "tempo hold"),  # a bpm is kept by the tempo hold
 ])
 def test_fields_that_only_together_go_wrong_are_named_too(tiny_studio, monkeypatch, take, fields, field):
     _in_page_words(_page_error(tiny_studio, monkeypatch, **fields(take)), field)
@@ -101,6 +105,12 @@ def test_the_page_values_that_are_fine_pass_as_numbers(tiny_studio):
     assert (request.seed, request.steps, request.bpm, request.seconds) == (7, 20, None, 2.5)
     assert type(request.seed) is int and type(request.steps) is int  # the file is ...-seed7.wav, not seed7.0
     assert read_page(tiny_studio.pipe, **{**PAGE, "bpm": ""}).bpm is None
+    assert read_page(tiny_studio.pipe, **{**PAGE, "bpm": " 120 "}).bpm == 120.0  # the bpm box is text
+
+
+def test_a_number_typed_as_text_is_repeated_as_a_number(tiny_studio, monkeypatch):
+    assert _page_error(tiny_studio, monkeypatch, bpm="300").startswith("bpm must be from 40 to 240, got 300;")
+    assert "got 'fast'" in _page_error(tiny_studio, monkeypatch, bpm="fast")
 
 
 def test_library_messages_come_to_the_page_in_its_words():
