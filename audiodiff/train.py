@@ -126,6 +126,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     """The run in stages: where it starts, the accelerator, model and data, the run folder, then the loop."""
     from .model import weights_sha256
+    from .latent import refuse_to_train
     from .pipeline import load_pipeline
 
     start = RunStart.find(config, resume)
@@ -139,7 +140,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
     start.check_processes(accelerator.num_processes)  # before any data is read
     config, sources = with_sources(start.config, accelerator.print)
-    pipe = with_objective(load_pipeline(sources.pretrained), config)
+    pipe = load_pipeline(sources.pretrained)
+    refuse_to_train(pipe)
+    pipe = with_objective(pipe, config)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
     run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
                                                           base_sha256=weights_sha256(pipe.unet))

@@ -1,0 +1,149 @@
+"""Latent (VAE) and conditional pipelines: loading folders laid out like the hub's, refusing parts
+that don't fit, saving what diffusers loads; generation, conditioning and inversion through the VAE."""
+
+import json
+import pathlib
+import time
+
+import pytest
+import torch
+from diffusers.pipelines.deprecated import AudioDiffusionPipeline
+
+from audiodiff.latent import LatentAudioDiffusion
+from audiodiff.pipeline import PipelineError, load_pipeline, save_pipeline
+
+
+def assert_same_weights(a, b):
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key].cpu(), state_b[key].cpu()), key
+
+
+def edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["tiny-latent", "tiny-conditional-latent"])
+@pytest.mark.parametrize("mel_entry", [("diffusers", "Mel"), ("audio_diffusion", "Mel"), ("audiodiffusion.mel", "Mel")])
+def test_folders_laid_out_like_the_hubs_load(latent_folder, preset, mel_entry):
+    pipe, folder = latent_folder(preset, mel_entry=mel_entry)
+    assert (folder / "vqvae" / "diffusion_pytorch_model.bin").is_file()
+    assert not list(folder.rglob("*.safetensors"))
+    loaded = load_pipeline(folder)
+    assert isinstance(loaded, LatentAudioDiffusion) and loaded.mel == pipe.mel
+    assert type(loaded.unet).__name__ == type(pipe.unet).__name__
+    assert_same_weights(pipe.unet, loaded.unet)
+    assert_same_weights(pipe.vqvae, loaded.vqvae)  # the VAE's pre-0.14 attention names were renamed
+    assert loaded.factor == 8 and loaded.grid.x_res == 8 and loaded.scaling_factor == pytest.approx(0.18215)
+    assert not loaded.unet.training and not loaded.vqvae.training
+
+
+def test_saved_latent_pipeline_loads_in_diffusers_and_decodes_alike(tmp_path):
+    pipe = load_pipeline("tiny-latent")
+    folder = save_pipeline(pipe, tmp_path / "saved")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["vqvae"] == ["diffusers", "AutoencoderKL"] and index["mel"] == ["diffusers", "Mel"]
+    assert (folder / "vqvae" / "diffusion_pytorch_model.safetensors").is_file()
+    theirs = AudioDiffusionPipeline.from_pretrained(folder)
+    assert_same_weights(pipe.vqvae, theirs.vqvae)
+    assert_same_weights(pipe.unet, theirs.unet)
+    output = theirs(steps=2, generator=torch.Generator().manual_seed(0), return_dict=False)  # runs end to end
+    assert output[0][0].size == (64, 64)
+    # the same latents decode to the same Mel image: ours, and the reference's 1/scaling then decode
+    latents = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = theirs.vqvae.decode(latents / theirs.vqvae.config.scaling_factor).sample.clamp(-1, 1)
+    assert torch.allclose(pipe.decode(latents), reference, atol=1e-6)
+    again = load_pipeline(folder)
+    assert isinstance(again, LatentAudioDiffusion)
+    assert_same_weights(pipe.vqvae, again.vqvae)
+
+
+def test_conditional_latent_pipeline_saves_and_loads_in_diffusers(tmp_path):
+    pipe = load_pipeline("tiny-conditional-latent")
+    folder = save_pipeline(pipe, tmp_path / "saved")
+    assert json.loads((folder / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DConditionModel"]
+    theirs = AudioDiffusionPipeline.from_pretrained(folder)
+    assert type(theirs.unet).__name__ == "UNet2DConditionModel"
+    assert_same_weights(pipe.unet, theirs.unet)
+    assert_same_weights(pipe.unet, load_pipeline(folder).unet)
+
+
+@pytest.mark.parametrize("part,changes,message", [
+    ("mel/mel_config.json", {"x_res": 68}, r"downsamples 8x, but the Mel image .* is 64x68: x_res and y_res must be multiples of 8"),
+    ("unet/config.json", {"sample_size": 16}, r"sample_size 16, but the VAE turns the 64x64 Mel image into 8x8 latents"),
+    ("unet/config.json", {"in_channels": 4}, r"in_channels 4, but the VAE makes latents of latent_channels 1"),
+    ("vqvae/config.json", {"latent_channels": 4}, r"in_channels 1, but the VAE makes latents of latent_channels 4"),
+    ("vqvae/config.json", {"block_out_channels": [8, 8, 8], "down_block_types": ["DownEncoderBlock2D"] * 3,
+                           "up_block_types": ["UpDecoderBlock2D"] * 3}, r"into 16x16 latents \(4x smaller\)"),
+    ("vqvae/config.json", {"out_channels": 3}, r"out_channels 3; a Mel image has one channel"),
+    ("vqvae/config.json", {"layers_per_block": 10**6}, r"layers_per_block 1000000"),
+    ("vqvae/config.json", {"scaling_factor": -1}, r"scaling_factor -1"),
+    ("unet/config.json", {"cross_attention_dim": 0}, r"cross_attention_dim 0"),
+])
+def test_parts_that_do_not_fit_are_refused_in_one_line_before_building(latent_folder, part, changes, message):
+    preset = "tiny-conditional-latent" if "cross_attention_dim" in changes else "tiny-latent"
+    _, folder = latent_folder(preset)
+    edit_json(folder / part, **changes)
+    started = time.perf_counter()
+    with pytest.raises(PipelineError, match=message) as error:
+        load_pipeline(folder)
+    assert time.perf_counter() - started < 2 and "\n" not in str(error.value)
+
+
+class Touch:
+    """Unpickling this calls Path.touch(marker): proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_a_vae_bin_goes_through_the_weights_only_loader(latent_folder, tmp_path):
+    _, folder = latent_folder()
+    weights = folder / "vqvae" / "diffusion_pytorch_model.bin"
+    state = torch.load(weights, weights_only=True)
+    marker = tmp_path / "payload-ran"
+    state["encoder.conv_in.extra"] = Touch(marker)
+    torch.save(state, weights)
+    with pytest.raises(PipelineError, match="refusing to load"):
+        load_pipeline(folder)
+    assert not marker.exists()
+    torch.save({"encoder.conv_in.weight": torch.full((8, 1, 3, 3), float("nan"))}, weights)
+    with pytest.raises(PipelineError, match="VAE weights hold NaN"):
+        load_pipeline(folder)
+
+
+def test_latent_presets_build_the_public_layouts_without_allocating():
+    from audiodiff.latent_presets import build_latent_preset
+
+    with torch.device("meta"):
+        pipe = build_latent_preset("latent-256")
+        conditional = build_latent_preset("conditional-latent-512")
+    assert pipe.grid.x_res == 32 and pipe.unet.config.sample_size == 32 and pipe.vqvae.config.latent_channels == 1
+    assert tuple(pipe.vqvae.config.block_out_channels) == (128, 256, 512, 512)
+    assert conditional.unet.config.cross_attention_dim == 100 and conditional.unet.config.sample_size == 64
+    assert round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6, 1) == 113.7
+
+
+def test_finetune_refuses_a_latent_pipeline_in_one_line(latent_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _, folder = latent_folder()
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    result = subprocess.run([sys.executable, str(repo / "scripts" / "finetune.py"), "--pretrained", str(folder),
+                             "--dataset", "synthetic", "--genre", "jazz", "--output-dir", str(tmp_path / "runs"),
+                             "--device", "cpu", "--num-workers", "0"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "is a latent pipeline: fine-tuning" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("model_index.json"))
