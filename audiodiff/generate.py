@@ -56,6 +56,7 @@ def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") 
 
 DEFAULT_CLIP_SECONDS = 30.0  # a new clip's length, and the seconds a continuation or a gap fill adds
 EDIT_KINDS = ("continue", "vary", "fill-gap", "loop", "interpolate")
+LATENT_EDITS = (None, "continue", "vary")  # what latent models do so far (sampling/latent.py)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,13 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingO
     """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
     from . import edits
 
+    make_new = generate_long
+    if getattr(pipe, "vqvae", None) is not None:  # the same edits in latent space (LATENT_EDITS; _fit_to_model)
+        from types import SimpleNamespace
+
+        from .sampling.latent import continue_latent, generate_long_latent, vary_latent
+
+        edits, make_new = SimpleNamespace(continue_audio=continue_latent, vary=vary_latent), generate_long_latent
     rate = pipe.mel.sample_rate
     kind = edit.kind
     if kind == "continue":
@@ -174,7 +182,7 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingO
     seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
     if kind == "loop":
         return edits.make_loop(pipe, seconds, options, progress=progress), seconds, {"loop": True}
-    return generate_long(pipe, seconds, options, progress=progress), seconds, {}
+    return make_new(pipe, seconds, options, progress=progress), seconds, {}
 
 
 def _check_request(seconds: float | None, options: SamplingOptions, name: str | None, edit: EditRequest) -> None:
@@ -203,13 +211,35 @@ def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Ca
     else:
         chosen = model_choice or "given (already loaded)"
     pipe.unet.to(target)
+    if getattr(pipe, "vqvae", None) is not None:  # a latent pipeline's VAE goes with it
+        pipe.vqvae.to(target)
     if model is None:
         say(f"model: {pipe.source} ({chosen})")
     return pipe, chosen
 
 
+def _fit_to_model(pipe, options: SamplingOptions, edit: EditRequest, say: Callable[[str], None]) -> tuple[SamplingOptions, dict]:
+    """What a latent model can't do yet, refused in one line (before any sampling), and the holds
+    switched off for it with a note -> (options, what the clip's JSON records of it)."""
+    if getattr(pipe, "vqvae", None) is None:
+        return options, {}
+    from .sampling.latent import without_holds
+
+    if edit.kind not in LATENT_EDITS:
+        raise GenerationError(f"--{edit.kind} is not available for latent models yet; they make new clips, continue "
+                              "--init-audio and make variations of it (--strength, --invert)")
+    options, note = without_holds(options, GenerationError)
+    if note:
+        say(f"note: {note}")
+    return options, {"latent": True, **({"note": note} if note else {})}
+
+
 def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> SamplingOptions:
     """The options' defaults for the loaded model, and the checks that need it."""
+    if getattr(pipe, "vqvae", None) is not None:  # resolved against the latents the UNet samples
+        from .sampling.latent import latent_view
+
+        pipe = latent_view(pipe)
     try:
         options = options.resolve(pipe)
     except ValueError as exc:
@@ -288,10 +318,11 @@ def generate(
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
+    options, model_record = _fit_to_model(pipe, options, edit, say)
     options = _resolve_for(pipe, options, seconds)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
     return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, options.seed, edit.kind),
-                            _made_with(pipe, chosen, edit, edit_record, options, target),
+                            {**_made_with(pipe, chosen, edit, edit_record, options, target), **model_record},
                             per_clip=_per_clip(clip, edit, edit_record), log=say)
 
 

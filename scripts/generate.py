@@ -48,7 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default=None,
                    help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), 'bundled' (the "
                         "small model shipped in the package), a preset with random weights (tiny, small, compact, "
-                        "compact-4s, compact-4s-hop512, audio-diffusion-256) or a hub id (default: the most recent "
+                        "compact-4s, compact-4s-hop512, audio-diffusion-256; latent ones: tiny-latent, "
+                        "tiny-conditional-latent, latent-256, conditional-latent-512) or a hub id; latent (vqvae/) and "
+                        "conditional models too (default: the most recent "
                         "fine-tuned run under runs/, else teticio/audio-diffusion-instrumental-hiphop-256, or "
                         "'bundled' when the hub can't be reached)")
     p.add_argument("--seconds", type=positive_float, default=None,

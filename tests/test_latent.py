@@ -147,3 +147,77 @@ def test_finetune_refuses_a_latent_pipeline_in_one_line(latent_folder, tmp_path)
     assert result.returncode == 2, result.stderr
     assert "is a latent pipeline: fine-tuning" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("model_index.json"))
+
+
+# ---- generation on latents ---------------------------------------------------------------------------
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_script(script, args, cwd):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_generate_script_writes_exactly_10_seconds_from_a_latent_folder(latent_folder, tmp_path):
+    import soundfile as sf
+
+    _, folder = latent_folder()  # laid out like the hub's: .bin weights, legacy mel entry
+    done = run_script("generate.py", ["--model", str(folder), "--seconds", "10", "--steps", "2", "--no-progress",
+                                      "--output-dir", str(tmp_path / "out"), "--name", "clip"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    wav = tmp_path / "out" / "clip.wav"
+    assert sf.info(wav).frames == 160000 and sf.info(wav).samplerate == 16000
+    made = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert made["latent"] is True and made["level_hold"] == 0 and made["tempo_hold"] == 0
+    assert "holds" in made["note"] and "note: the level and tempo holds" in done.stdout + done.stderr
+
+
+def test_latent_clips_are_seeded_and_made_in_latent_columns():
+    from audiodiff.sampling.latent import generate_long_latent
+
+    pipe = load_pipeline("tiny-latent")
+    a = generate_long_latent(pipe, 3.0, num_inference_steps=2, seed=5, progress=False)
+    b = generate_long_latent(pipe, 3.0, num_inference_steps=2, seed=5, progress=False)
+    c = generate_long_latent(pipe, 3.0, num_inference_steps=2, seed=6, progress=False)
+    assert torch.equal(a.audio, b.audio) and not torch.equal(a.audio, c.audio)
+    assert a.audio.shape == (1, 48000) and a.image.shape[:3] == (1, 1, 64) and a.image.shape[-1] % 8 == 0
+    assert a.slices[0].shape == (1, 1, 8, 8)  # sampled as 8x8 latents, decoded to 64-row Mel images
+    assert all(start % 8 == 0 and end % 8 == 0 for start, end in a.slice_columns)
+    # each next slice starts with the overlap's latent columns: 0.41 s = 3 latent columns of 8 Mel columns
+    assert [end - start for start, end in a.slice_columns][:2] == [64, 64] and a.slice_columns[1][0] == 40
+
+
+def test_latent_continuation_keeps_the_given_audio(tmp_path):
+    from audiodiff.sampling.latent import continue_latent
+
+    pipe = load_pipeline("tiny-latent")
+    t = torch.arange(24000) / 16000
+    given = 0.5 * torch.sin(2 * torch.pi * 330 * t)
+    clip = continue_latent(pipe, given, 2.0, num_inference_steps=2, progress=False)
+    assert clip.audio.shape == (1, 24000 + 32000)
+    ratio = clip.audio[0, :22000] / given[:22000]  # before the crossfade into the new part
+    scale = ratio[given[:22000].abs() > 0.1]
+    assert torch.allclose(scale, scale[0], rtol=1e-4)  # unchanged, up to the clip's one peak protection
+    # the known columns of the Mel image are the given audio's own; new slices start on latent columns
+    assert clip.known_columns is not None and all(start % 8 == 0 for start, _ in clip.slice_columns)
+
+
+@pytest.mark.parametrize("request_, message", [
+    ({"loop": True}, "--loop is not available for latent models yet"),
+    ({"bpm": 120.0}, "--bpm is kept by the tempo hold"),
+    ({"candidates": 2}, "--candidates are chosen by loudness"),
+])
+def test_latent_models_refuse_what_they_cannot_do_yet_in_one_line(latent_folder, tmp_path, request_, message):
+    from audiodiff.generate import generate
+    from audiodiff.pipeline import GenerationError
+
+    _, folder = latent_folder()
+    with pytest.raises(GenerationError, match=message) as error:
+        generate(str(folder), 2.0, output_dir=tmp_path / "out", progress=False, log=None, steps=2, **request_)
+    assert "\n" not in str(error.value) and not list((tmp_path / "out").glob("*.wav"))

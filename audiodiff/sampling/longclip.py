@@ -84,6 +84,7 @@ def sample_slice(setup: SamplingSetup, known: torch.Tensor, mask: torch.Tensor, 
         setup.unet, setup.scheduler, batch_size=batch * n, width=width, num_inference_steps=setup.steps,
         generator=setup.generator, known=known.repeat_interleave(n, dim=0), mask=mask, pull=pull,
         repaint_jumps=setup.options.repaint_jumps, model=model, progress=tracker.weighted(n) if tracker else False,
+        clip_to=setup.clip_to,
     )  # an item's candidates are neighbouring rows
     if n == 1:
         return images
@@ -184,7 +185,7 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
     image = loop.sample(
         setup.unet, setup.scheduler, batch_size=setup.batch_size, width=setup.slice_width,
         num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=options.repaint_jumps,
-        model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker or False,
+        model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker or False, clip_to=setup.clip_to,
     ).cpu()
     if setup.reads_beat:
         beat = read_beats(image, mel)
