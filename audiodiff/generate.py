@@ -218,6 +218,18 @@ def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Ca
     return pipe, chosen
 
 
+def _conditioned(pipe, encoding, guidance_scale: float, options: SamplingOptions, edit: EditRequest) -> tuple:
+    """A conditional model's UNet conditioned on the encoding file, checked against it before any
+    sampling (conditioning.py) -> (pipe, what the clip's JSON records of it)."""
+    from .conditioning import condition
+
+    clips = len(edit.alphas or (0.5,)) if edit.kind == "interpolate" else options.batch_size
+    conditioned = condition(pipe, encoding, guidance_scale, clips)
+    if conditioned is pipe:
+        return pipe, {}
+    return conditioned, {"encoding": _named(encoding), "guidance_scale": guidance_scale}
+
+
 def _fit_to_model(pipe, options: SamplingOptions, edit: EditRequest, say: Callable[[str], None]) -> tuple[SamplingOptions, dict]:
     """What a latent model can't do yet, refused in one line (before any sampling), and the holds
     switched off for it with a note -> (options, what the clip's JSON records of it)."""
@@ -292,6 +304,8 @@ def generate(
     log: Callable[[str], None] | None = print,
     pipe=None,
     model_choice: str | None = None,
+    encoding: str | os.PathLike | None = None,
+    guidance_scale: float = 1.0,
     **keywords,
 ) -> list[Path]:
     """Generate clips and write NAME.wav/.png/.json for each; returns the paths (wav, png, json per clip).
@@ -306,6 +320,8 @@ def generate(
         tempo_hold, bpm; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
+    encoding, guidance_scale: for conditional models (conditioning.py): a .npy or .safetensors file
+        of one encoding per clip or one for all, and the classifier-free guidance scale (1: none).
     A request beyond `audiodiff.limits` (seconds of audio, batch size), an output folder that
     can't be written, or a device that can't generate is refused before the model is loaded; the
     files of each clip are reserved atomically (`reserve_name`), so concurrent runs never collide.
@@ -313,12 +329,19 @@ def generate(
     say = log or (lambda message: None)
     options, edit = request_from_keywords(options, edit, keywords)
     _check_request(seconds, options, name, edit)
+    if encoding is not None:
+        from .conditioning import ENCODING_SUFFIXES
+
+        if Path(encoding).suffix not in ENCODING_SUFFIXES or not Path(encoding).is_file():
+            raise GenerationError(f"--encoding takes an existing .npy or .safetensors file, got {encoding}")
     if edit.kind == "loop" and options.bpm is not None:
         _say_loop_beats(DEFAULT_CLIP_SECONDS if seconds is None else seconds, options.bpm, say)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
+    pipe, condition_record = _conditioned(pipe, encoding, guidance_scale, options, edit)
     options, model_record = _fit_to_model(pipe, options, edit, say)
+    model_record.update(condition_record)
     options = _resolve_for(pipe, options, seconds)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
     return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, options.seed, edit.kind),

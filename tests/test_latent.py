@@ -1,6 +1,7 @@
 """Latent (VAE) and conditional pipelines: loading folders laid out like the hub's, refusing parts
 that don't fit, saving what diffusers loads; generation, conditioning and inversion through the VAE."""
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -221,3 +222,73 @@ def test_latent_models_refuse_what_they_cannot_do_yet_in_one_line(latent_folder,
     with pytest.raises(GenerationError, match=message) as error:
         generate(str(folder), 2.0, output_dir=tmp_path / "out", progress=False, log=None, steps=2, **request_)
     assert "\n" not in str(error.value) and not list((tmp_path / "out").glob("*.wav"))
+
+
+# ---- conditional models ---------------------------------------------------------------------------
+def test_conditional_model_generates_from_an_encoding_file_as_a_user_runs_it(latent_folder, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    _, folder = latent_folder("tiny-conditional-latent")
+    np.save(tmp_path / "enc.npy", np.linspace(-1, 1, 8, dtype=np.float32))
+    args = ["--model", str(folder), "--seconds", "3", "--steps", "2", "--no-progress", "--output-dir", str(tmp_path / "out")]
+    done = run_script("generate.py", [*args, "--encoding", str(tmp_path / "enc.npy"), "--name", "c"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sf.info(tmp_path / "out" / "c.wav").frames == 48000
+    made = json.loads((tmp_path / "out" / "c.json").read_text())
+    assert made["encoding"] == "enc.npy" and made["guidance_scale"] == 1.0
+    # an encoding of the wrong size, or none, is refused in one line before any sampling
+    np.save(tmp_path / "short.npy", np.zeros(5, dtype=np.float32))
+    for extra, message in ((["--encoding", str(tmp_path / "short.npy")], "shape (1, 5), but this model reads "
+                                                                           "encodings of 8 numbers"),
+                           ([], "is a conditional model: give it an encoding of 8 numbers")):
+        done = run_script("generate.py", [*args, *extra, "--name", "bad"], cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out" / "bad.wav").exists()
+
+
+def test_encoding_files_are_read_without_pickle_and_checked(tmp_path):
+    import numpy as np
+    import safetensors.torch
+
+    from audiodiff.conditioning import load_encoding
+    from audiodiff.pipeline import GenerationError
+
+    np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(GenerationError, match="can't read the encoding pickled.npy as a plain array"):
+        load_encoding(tmp_path / "pickled.npy", 8, 1)
+    safetensors.torch.save_file({"encodings": torch.ones(2, 1, 8)}, tmp_path / "two.safetensors")
+    assert load_encoding(tmp_path / "two.safetensors", 8, 2).shape == (2, 8)  # the reference's (B, 1, D)
+    with pytest.raises(GenerationError, match="2 encodings for 3 clip"):
+        load_encoding(tmp_path / "two.safetensors", 8, 3)
+    safetensors.torch.save_file({"a": torch.ones(8), "b": torch.ones(8)}, tmp_path / "many.safetensors")
+    with pytest.raises(GenerationError, match="holds 2 tensors"):
+        load_encoding(tmp_path / "many.safetensors", 8, 1)
+    np.save(tmp_path / "nan.npy", np.full(8, np.nan, dtype=np.float32))
+    with pytest.raises(GenerationError, match="NaN"):
+        load_encoding(tmp_path / "nan.npy", 8, 1)
+
+
+def test_conditioned_unet_passes_the_encoding_and_applies_guidance():
+    from audiodiff.conditioning import ConditionedUNet, condition
+    from audiodiff.pipeline import GenerationError
+    from audiodiff.sampling.latent import generate_long_latent
+
+    pipe = load_pipeline("tiny-conditional-latent")
+    encodings = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    x, t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor(500)
+    with torch.no_grad():
+        cond = pipe.unet(x, t, encoder_hidden_states=encodings[:, None]).sample
+        null = pipe.unet(x, t, encoder_hidden_states=torch.zeros(2, 1, 8)).sample
+        assert torch.allclose(ConditionedUNet(pipe.unet, encodings)(x, t).sample, cond, atol=1e-6)
+        guided = ConditionedUNet(pipe.unet, encodings, guidance_scale=3.0)(x, t).sample
+        assert torch.allclose(guided, null + 3.0 * (cond - null), atol=1e-5)
+        assert torch.allclose(ConditionedUNet(pipe.unet, encodings, 0.0)(x, t).sample, null, atol=1e-6)
+    # each clip of a batch gets its own encoding: another second encoding changes only the second clip
+    clips = {}
+    for name, enc in (("a", encodings), ("b", torch.cat([encodings[:1], 5 * encodings[1:]]))):
+        p = dataclasses.replace(pipe, unet=ConditionedUNet(pipe.unet, enc))
+        clips[name] = generate_long_latent(p, 1.5, num_inference_steps=2, batch_size=2, progress=False).audio
+    assert torch.equal(clips["a"][0], clips["b"][0]) and not torch.allclose(clips["a"][1], clips["b"][1])
+    with pytest.raises(GenerationError, match="not a conditional model"):
+        condition(load_pipeline("tiny-latent"), "enc.npy", 1.0, 1)
