@@ -56,7 +56,6 @@ def check_output_dir(output_dir: str | os.PathLike, flag: str = "--output-dir") 
 
 DEFAULT_CLIP_SECONDS = 30.0  # a new clip's length, and the seconds a continuation or a gap fill adds
 EDIT_KINDS = ("continue", "vary", "fill-gap", "loop", "interpolate")
-LATENT_EDITS = (None, "continue", "vary")  # what latent models do so far (sampling/latent.py)
 
 
 @dataclass(frozen=True)
@@ -141,18 +140,27 @@ def _named(path: str | os.PathLike) -> str:
     return Path(path).name
 
 
+def _edit_functions(pipe):
+    """-> (the edits, the new-clip function) for `pipe`: edits.py's and generate_long, or for a latent
+    pipeline the same in latent space (sampling/latent_edits.py)."""
+    if getattr(pipe, "vqvae", None) is None:
+        from . import edits
+
+        return edits, generate_long
+    from types import SimpleNamespace
+
+    from .sampling import latent_edits as lat
+    from .sampling.latent import generate_long_latent
+
+    edits = SimpleNamespace(continue_audio=lat.continue_latent, vary=lat.vary_latent, fill_gap=lat.fill_gap_latent,
+                            interpolate=lat.interpolate_latent, make_loop=lat.make_loop_latent)
+    return edits, generate_long_latent
+
+
 def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingOptions, progress,
               say: Callable[[str], None]):
     """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
-    from . import edits
-
-    make_new = generate_long
-    if getattr(pipe, "vqvae", None) is not None:  # the same edits in latent space (LATENT_EDITS; _fit_to_model)
-        from types import SimpleNamespace
-
-        from .sampling.latent import continue_latent, generate_long_latent, vary_latent
-
-        edits, make_new = SimpleNamespace(continue_audio=continue_latent, vary=vary_latent), generate_long_latent
+    edits, make_new = _edit_functions(pipe)
     rate = pipe.mel.sample_rate
     kind = edit.kind
     if kind == "continue":
@@ -231,15 +239,12 @@ def _conditioned(pipe, encoding, guidance_scale: float, options: SamplingOptions
 
 
 def _fit_to_model(pipe, options: SamplingOptions, edit: EditRequest, say: Callable[[str], None]) -> tuple[SamplingOptions, dict]:
-    """What a latent model can't do yet, refused in one line (before any sampling), and the holds
-    switched off for it with a note -> (options, what the clip's JSON records of it)."""
+    """A latent model's holds switched off with a note, and what needs them refused in one line
+    (before any sampling) -> (options, what the clip's JSON records of it)."""
     if getattr(pipe, "vqvae", None) is None:
         return options, {}
     from .sampling.latent import without_holds
 
-    if edit.kind not in LATENT_EDITS:
-        raise GenerationError(f"--{edit.kind} is not available for latent models yet; they make new clips, continue "
-                              "--init-audio and make variations of it (--strength, --invert)")
     options, note = without_holds(options, GenerationError)
     if note:
         say(f"note: {note}")

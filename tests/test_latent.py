@@ -195,7 +195,7 @@ def test_latent_clips_are_seeded_and_made_in_latent_columns():
 
 
 def test_latent_continuation_keeps_the_given_audio(tmp_path):
-    from audiodiff.sampling.latent import continue_latent
+    from audiodiff.sampling.latent_edits import continue_latent
 
     pipe = load_pipeline("tiny-latent")
     t = torch.arange(24000) / 16000
@@ -210,7 +210,6 @@ def test_latent_continuation_keeps_the_given_audio(tmp_path):
 
 
 @pytest.mark.parametrize("request_, message", [
-    ({"loop": True}, "--loop is not available for latent models yet"),
     ({"bpm": 120.0}, "--bpm is kept by the tempo hold"),
     ({"candidates": 2}, "--candidates are chosen by loudness"),
 ])
@@ -335,7 +334,8 @@ def _trained_tiny_latent():
 
 def test_inverting_through_the_vae_and_sampling_back_is_within_the_vaes_own_round_trip():
     from audiodiff.sampling.inversion import image_of
-    from audiodiff.sampling.latent import latents_of, vary_latent
+    from audiodiff.sampling.latent import latents_of
+    from audiodiff.sampling.latent_edits import vary_latent
 
     pipe, clips = _trained_tiny_latent()
     given = clips[1]
@@ -367,3 +367,29 @@ def test_continuation_and_inverted_variation_from_the_script(latent_folder, tmp_
     assert done.returncode == 0, done.stderr
     assert sf.info(tmp_path / "out" / "vary.wav").frames == 24000
     assert json.loads((tmp_path / "out" / "vary.json").read_text())["invert"] is True
+
+
+def test_loops_gap_fills_and_interpolation_on_a_latent_model(latent_folder, tmp_path):
+    import soundfile as sf
+
+    from audiodiff.generate import generate
+
+    _, folder = latent_folder()
+    a, b = _tones(16000, seconds=1.5)[:2]
+    sf.write(tmp_path / "a.wav", a.numpy(), 16000)
+    sf.write(tmp_path / "b.wav", b.numpy(), 16000)
+    out = tmp_path / "out"
+    common = dict(output_dir=out, progress=False, log=None, steps=2)
+    loop = generate(str(folder), 2.5, loop=True, name="loop", **common)
+    assert sf.info(loop[0]).frames == 40000 and json.loads(loop[2].read_text())["loop"] is True
+    gap = generate(str(folder), 1.0, fill_gap=(tmp_path / "a.wav", tmp_path / "b.wav"), name="gap", **common)
+    filled, _ = sf.read(gap[0], dtype="float32")
+    assert filled.shape == (24000 + 16000 + 24000,)
+    # A and B are kept, up to one scale for the whole clip (peak protection) and the crossfades into the gap
+    for made, given in ((filled[:22000], a.numpy()[:22000]), (filled[-22000:], b.numpy()[-22000:])):
+        loud = abs(given) > 0.1
+        kept = made[loud] / given[loud]
+        assert abs(kept - kept[0]).max() < 1e-3 * abs(kept[0]) + 1e-3
+    between = generate(str(folder), None, interpolate=(tmp_path / "a.wav", tmp_path / "b.wav"), alphas=[0.0, 1.0],
+                       name="between", **common)
+    assert len(between) == 6 and sf.info(between[0]).frames == 24000

@@ -7,14 +7,9 @@ the pixel models' DDIM does, would flatten them), and a `LatentGrid` as its Mel 
 column count (slices, overlap, the join blend, the clip's length) is in latent columns, each
 `factor` Mel columns (8 on the public models).
 
-- new clips (`generate_long_latent`): first slice from noise, then continuation slices in latent
-  space; the stitched latents are decoded once (in slice-sized chunks) and the Mel image goes
-  through `finish_audio` as a pixel model's does;
-- continuation of given audio (`continue_latent`): the Mel columns of the given audio are encoded
-  (the posterior's mean, so the same audio gives the same latents), and the latent columns made
-  wholly of known Mel columns are the known columns the first new slice continues;
-- variations (`vary_latent`): the given audio's latents are resampled slice by slice, from noise
-  at `strength` or from their DDIM inversion (encode -> invert -> sample back -> decode).
+New clips (`generate_long_latent`): a first slice from noise, then continuation slices in latent
+space; the stitched latents are decoded once (in slice-sized chunks) and the Mel image goes
+through `finish_audio` as a pixel model's does. The edits of given audio are latent_edits.py's.
 
 The level and tempo holds read loudness and onsets off Mel images; in latent space they have
 nothing to read, so they are switched off for latent pipelines (`without_holds`) and the clip's
@@ -30,16 +25,12 @@ from typing import Any
 import torch
 
 from ..latent import LatentGrid
-from .edits import EditError, Timeline, _crossfade_samples, _decode_span, check_audio
-from .finish import DEFAULT_FADE_OUT_SECONDS, finish_audio, peak_protect
-from .inversion import INVERSION_CALLS_PER_STEP, _resample_slices, image_of, invert, inversion_scheduler
-from .longclip import LongClip, columns_for_samples, extend_image, first_slice, slice_spans
-from .options import (DEFAULT_STRENGTH, SamplingOptions, SamplingSetup, check_invertible, check_strength,
-                      sampling_options)
-from .plan import plan_cover, plan_extend, unet_calls
-from .progress import JobProgress, job
-from .schedulers import scheduler_name
 from ..metrics import DEFAULT_TARGET_LUFS
+from .finish import DEFAULT_FADE_OUT_SECONDS, finish_audio
+from .longclip import LongClip, columns_for_samples, extend_image, first_slice, slice_spans
+from .options import SamplingOptions, SamplingSetup, sampling_options
+from .plan import plan_extend
+from .progress import JobProgress, job
 
 HOLDS_OFF_NOTE = ("the level and tempo holds work on Mel images and are off for latent models "
                   "(they sample VAE latents, which have no loudness or onsets to hold)")
@@ -88,7 +79,7 @@ def latent_setup(pipe, options: SamplingOptions, error: type[ValueError] = Value
     return replace(setup, clip_to=None)
 
 
-def _mel_spans(spans: list[tuple[int, int]], factor: int) -> list[tuple[int, int]]:
+def mel_spans(spans: list[tuple[int, int]], factor: int) -> list[tuple[int, int]]:
     return [(start * factor, end * factor) for start, end in spans]
 
 
@@ -111,45 +102,9 @@ def generate_long_latent(pipe, seconds: float, options: SamplingOptions | None =
     audio = finish_audio(image.to(pipe.device), pipe.mel, samples, fade_out_seconds=fade_out_seconds,
                          target_lufs=target_lufs)
     return LongClip.from_columns(
-        image, audio, pipe.mel, slice_columns=_mel_spans(slice_spans([0] + starts, slice_width, total_width), factor),
+        image, audio, pipe.mel, slice_columns=mel_spans(slice_spans([0] + starts, slice_width, total_width), factor),
         slices=[first] + slices, seam_columns=[(s + k) * factor for s in starts], seams_before_seconds=seconds,
     )
-
-
-def continue_latent(pipe, audio: torch.Tensor, seconds: float, options: SamplingOptions | None = None, *,
-                    progress: "bool | JobProgress" = True, **sampling) -> LongClip:
-    """`edits.continue_audio` for a latent pipeline: the given audio (T,) unchanged, then `seconds`
-    of new audio continuing it, (B, T + round(seconds * sample_rate))."""
-    if not seconds > 0:
-        raise EditError(f"seconds to add must be positive, got {seconds}")
-    setup = latent_setup(pipe, sampling_options(options, sampling), EditError)
-    setup = replace(setup, overlap_columns=max(setup.overlap_columns, 1))
-    mel, factor = pipe.mel, pipe.factor
-    audio = check_audio(audio, mel, "the audio to continue")
-    timeline = Timeline(pieces=[(0, audio)], total=audio.numel() + int(round(seconds * mel.sample_rate)))
-    image, known, reference = timeline.image(mel)  # (1, 1, H, W) Mel image, (W,) known columns
-    known_latent = int(torch.nonzero(~known).flatten()[0]) // factor  # latent columns made only of known Mel columns
-    if known_latent < 1:
-        raise EditError(f"the audio to continue must hold at least one latent column of this model "
-                        f"({factor * mel.hop_length / mel.sample_rate:.3f} s of whole STFT windows)")
-    context = min(known_latent, setup.slice_width)  # only the last slice's worth is encoded: it is all a slice sees
-    start = known_latent - context
-    prefix = pipe.encode(image[..., start * factor : known_latent * factor]).cpu()  # (1, C, h, context)
-    total_latent = math.ceil(image.shape[-1] / factor)
-    plan = plan_extend(setup, context, context + total_latent - known_latent)
-    with job(progress, plan.unet_calls, len(plan)) as tracker:
-        made, starts, slices = extend_image(setup, prefix.expand(setup.batch_size, -1, -1, -1).contiguous(), plan,
-                                            tracker=tracker)
-    decoded = pipe.decode(made)  # Mel columns [start * f, total_latent * f)
-    given = image[..., : known_latent * factor].expand(setup.batch_size, -1, -1, -1)
-    result = torch.cat([given, decoded[..., context * factor :]], dim=-1)[..., : image.shape[-1]]  # (B, 1, H, W)
-    crossfade = _crossfade_samples(mel, audio.numel())
-    gap_start = audio.numel()
-    new, new_start = _decode_span(result, mel, gap_start - crossfade, timeline.total, math.sqrt(reference))
-    out = peak_protect(timeline.splice(new, new_start, crossfade), ceiling=1.0)
-    spans = slice_spans([start + s for s in starts], setup.slice_width, total_latent)
-    return LongClip.from_columns(result, out, mel, slice_columns=_mel_spans(spans, factor), slices=slices,
-                                 seam_seconds=[gap_start / mel.sample_rate], known_columns=known)
 
 
 def latents_of(pipe, image: torch.Tensor) -> torch.Tensor:
@@ -159,39 +114,3 @@ def latents_of(pipe, image: torch.Tensor) -> torch.Tensor:
     width = math.ceil(image.shape[-1] / factor) * factor
     image = torch.nn.functional.pad(image, (0, width - image.shape[-1], 0, 0), mode="replicate")
     return torch.cat([pipe.encode(image[..., s : s + chunk]).cpu() for s in range(0, width, chunk)], dim=-1)
-
-
-def vary_latent(pipe, audio: torch.Tensor, strength: float = DEFAULT_STRENGTH, options: SamplingOptions | None = None, *,
-                invert_audio: bool = False, eta: float | None = None, progress: "bool | JobProgress" = True,
-                **sampling) -> LongClip:
-    """`inversion.vary` for a latent pipeline: the given audio's latents resampled slice by slice,
-    from noise at `strength` (SDEdit) or (invert_audio) from their DDIM inversion, then decoded.
-    With invert_audio and eta 0 it gives back the VAE's own reconstruction of the audio's Mel
-    image, up to the inversion's error."""
-    from .inversion import INVERTED_VARIATION_ETA, _clip_from_image
-
-    check_strength(strength, EditError)
-    setup = latent_setup(pipe, sampling_options(options, sampling), EditError)
-    setup = replace(setup, overlap_columns=max(setup.overlap_columns, 1))
-    audio = check_audio(audio, pipe.mel, "the audio to vary")
-    image, reference = image_of(audio, pipe.mel)
-    latents = latents_of(pipe, image)
-    if invert_audio:
-        check_invertible(scheduler_name(setup.scheduler), EditError)
-        eta = INVERTED_VARIATION_ETA if eta is None else eta
-        setup = replace(setup, scheduler=inversion_scheduler(setup.base_scheduler))
-    per_step = 1 + (INVERSION_CALLS_PER_STEP if invert_audio else 0)
-    plan = plan_cover(setup, latents.shape[-1], unet_calls(setup.steps, strength=strength) * per_step)
-    with job(progress, plan.unet_calls, len(plan)) as tracker:
-        def inverted(start: int, end: int) -> torch.Tensor:
-            z = invert(setup.unet, setup.base_scheduler, latents[..., start:end], num_inference_steps=setup.steps,
-                       strength=strength, progress=tracker, keep_padding=True)
-            return z.expand(setup.batch_size, -1, -1, -1)
-
-        made, starts, slices = _resample_slices(setup, plan, latents, setup.batch_size, strength,
-                                                inverted if invert_audio else None, eta or 0.0, tracker)
-    mel_image = pipe.decode(made)[..., : image.shape[-1]]
-    mel_setup = replace(setup, mel=pipe.mel, slice_width=setup.slice_width * pipe.factor,
-                        overlap_columns=setup.overlap_columns * pipe.factor)
-    return _clip_from_image(mel_setup, mel_image, audio.numel(), math.sqrt(reference),
-                            [s * pipe.factor for s in starts], slices)
