@@ -62,12 +62,12 @@ def cross_attention_dim(unet) -> int | None:
 
 
 def refuse_to_train(pipe) -> None:
-    """Fine-tuning trains a UNet on Mel images; latent and conditional pipelines are not trained yet."""
-    if getattr(pipe, "vqvae", None) is not None or is_conditional_unet(pipe.unet):
-        kind = "latent" if getattr(pipe, "vqvae", None) is not None else "conditional"
-        raise PipelineError(f"{pipe.source} is a {kind} pipeline: fine-tuning trains a UNet on Mel images and can't "
-                            f"train {kind} pipelines yet; generate with it (scripts/generate.py --model), or fine-tune "
-                            f"a Mel-image pipeline")
+    """Conditional pipelines are not fine-tuned yet: they need an encoding per track (latent ones
+    are, the VAE frozen: latent_training.py)."""
+    if is_conditional_unet(pipe.unet):
+        raise PipelineError(f"{pipe.source} is a conditional pipeline: fine-tuning can't train conditional pipelines "
+                            f"yet (it needs an encoding per track); generate with it (scripts/generate.py --model "
+                            f"--encoding FILE), or fine-tune an unconditional pipeline")
 
 
 # ---- the latent grid -------------------------------------------------------------------------
