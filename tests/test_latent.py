@@ -122,8 +122,10 @@ def test_a_vae_bin_goes_through_the_weights_only_loader(latent_folder, tmp_path)
 
 
 def test_latent_presets_build_the_public_layouts_without_allocating():
-    from audiodiff.latent_presets import build_latent_preset
+    from audiodiff import pipeline
+    from audiodiff.latent_presets import LATENT_PRESETS, build_latent_preset
 
+    assert set(pipeline.LATENT_PRESETS) == set(LATENT_PRESETS)  # the names load_pipeline knows without importing them
     with torch.device("meta"):
         pipe = build_latent_preset("latent-256")
         conditional = build_latent_preset("conditional-latent-512")
@@ -171,6 +173,9 @@ def test_latent_clips_are_seeded_and_made_in_latent_columns():
     c = generate_long_latent(pipe, 3.0, num_inference_steps=2, seed=6, progress=False)
     assert torch.equal(a.audio, b.audio) and not torch.equal(a.audio, c.audio)
     assert a.audio.shape == (1, 48000) and a.image.shape[:3] == (1, 1, 64) and a.image.shape[-1] % 8 == 0
+    from audiodiff.sample import generate_long
+
+    assert torch.equal(generate_long(pipe, 3.0, num_inference_steps=2, seed=5, progress=False).audio, a.audio)
     assert a.slices[0].shape == (1, 1, 8, 8)  # sampled as 8x8 latents, decoded to 64-row Mel images
     assert all(start % 8 == 0 and end % 8 == 0 for start, end in a.slice_columns)
     # each next slice starts with the overlap's latent columns: 0.41 s = 3 latent columns of 8 Mel columns

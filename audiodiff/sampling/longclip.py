@@ -211,7 +211,13 @@ def generate_long(
         (`seed=3, num_inference_steps=20`) are laid over it.
     progress: True: one tqdm bar for the whole clip (slices x steps); a `JobProgress`: report to
         it (and stop when it says so); False: silent.
+    A latent pipeline (one with a `vqvae`) is sampled in latent space (`latent.generate_long_latent`).
     """
+    if getattr(pipe, "vqvae", None) is not None:
+        from .latent import generate_long_latent
+
+        return generate_long_latent(pipe, seconds, options, progress=progress, fade_out_seconds=fade_out_seconds,
+                                    target_lufs=target_lufs, **sampling)
     options = sampling_options(options, sampling)
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
