@@ -140,11 +140,27 @@ def _named(path: str | os.PathLike) -> str:
     return Path(path).name
 
 
+def _edit_functions(pipe):
+    """-> (the edits, the new-clip function) for `pipe`: edits.py's and generate_long, or for a latent
+    pipeline the same in latent space (sampling/latent_edits.py)."""
+    if getattr(pipe, "vqvae", None) is None:
+        from . import edits
+
+        return edits, generate_long
+    from types import SimpleNamespace
+
+    from .sampling import latent_edits as lat
+    from .sampling.latent import generate_long_latent
+
+    edits = SimpleNamespace(continue_audio=lat.continue_latent, vary=lat.vary_latent, fill_gap=lat.fill_gap_latent,
+                            interpolate=lat.interpolate_latent, make_loop=lat.make_loop_latent)
+    return edits, generate_long_latent
+
+
 def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingOptions, progress,
               say: Callable[[str], None]):
     """Run the requested edit (or plain generation) -> (LongClip, seconds used, extra JSON fields)."""
-    from . import edits
-
+    edits, make_new = _edit_functions(pipe)
     rate = pipe.mel.sample_rate
     kind = edit.kind
     if kind == "continue":
@@ -174,7 +190,7 @@ def _run_edit(pipe, edit: EditRequest, seconds: float | None, options: SamplingO
     seconds = DEFAULT_CLIP_SECONDS if seconds is None else seconds
     if kind == "loop":
         return edits.make_loop(pipe, seconds, options, progress=progress), seconds, {"loop": True}
-    return generate_long(pipe, seconds, options, progress=progress), seconds, {}
+    return make_new(pipe, seconds, options, progress=progress), seconds, {}
 
 
 def _check_request(seconds: float | None, options: SamplingOptions, name: str | None, edit: EditRequest) -> None:
@@ -203,13 +219,44 @@ def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Ca
     else:
         chosen = model_choice or "given (already loaded)"
     pipe.unet.to(target)
+    if getattr(pipe, "vqvae", None) is not None:  # a latent pipeline's VAE goes with it
+        pipe.vqvae.to(target)
     if model is None:
         say(f"model: {pipe.source} ({chosen})")
     return pipe, chosen
 
 
+def _conditioned(pipe, encoding, guidance_scale: float, options: SamplingOptions, edit: EditRequest) -> tuple:
+    """A conditional model's UNet conditioned on the encoding file, checked against it before any
+    sampling (conditioning.py) -> (pipe, what the clip's JSON records of it)."""
+    from .conditioning import condition
+
+    clips = len(edit.alphas or (0.5,)) if edit.kind == "interpolate" else options.batch_size
+    conditioned = condition(pipe, encoding, guidance_scale, clips)
+    if conditioned is pipe:
+        return pipe, {}
+    return conditioned, {"encoding": _named(encoding), "guidance_scale": guidance_scale}
+
+
+def _fit_to_model(pipe, options: SamplingOptions, edit: EditRequest, say: Callable[[str], None]) -> tuple[SamplingOptions, dict]:
+    """A latent model's holds switched off with a note, and what needs them refused in one line
+    (before any sampling) -> (options, what the clip's JSON records of it)."""
+    if getattr(pipe, "vqvae", None) is None:
+        return options, {}
+    from .sampling.latent import without_holds
+
+    options, note = without_holds(options, GenerationError)
+    if note:
+        say(f"note: {note}")
+    return options, {"latent": True, **({"note": note} if note else {})}
+
+
 def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> SamplingOptions:
     """The options' defaults for the loaded model, and the checks that need it."""
+    if getattr(pipe, "vqvae", None) is not None:  # resolved against the latents the UNet samples
+        from .sampling.latent import latent_view
+
+        pipe = latent_view(pipe)
     try:
         options = options.resolve(pipe)
     except ValueError as exc:
@@ -262,6 +309,8 @@ def generate(
     log: Callable[[str], None] | None = print,
     pipe=None,
     model_choice: str | None = None,
+    encoding: str | os.PathLike | None = None,
+    guidance_scale: float = 1.0,
     **keywords,
 ) -> list[Path]:
     """Generate clips and write NAME.wav/.png/.json for each; returns the paths (wav, png, json per clip).
@@ -276,6 +325,8 @@ def generate(
         tempo_hold, bpm; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
+    encoding, guidance_scale: for conditional models (conditioning.py): a .npy or .safetensors file
+        of one encoding per clip or one for all, and the classifier-free guidance scale (1: none).
     A request beyond `audiodiff.limits` (seconds of audio, batch size), an output folder that
     can't be written, or a device that can't generate is refused before the model is loaded; the
     files of each clip are reserved atomically (`reserve_name`), so concurrent runs never collide.
@@ -283,15 +334,23 @@ def generate(
     say = log or (lambda message: None)
     options, edit = request_from_keywords(options, edit, keywords)
     _check_request(seconds, options, name, edit)
+    if encoding is not None:
+        from .conditioning import ENCODING_SUFFIXES
+
+        if Path(encoding).suffix not in ENCODING_SUFFIXES or not Path(encoding).is_file():
+            raise GenerationError(f"--encoding takes an existing .npy or .safetensors file, got {encoding}")
     if edit.kind == "loop" and options.bpm is not None:
         _say_loop_beats(DEFAULT_CLIP_SECONDS if seconds is None else seconds, options.bpm, say)
     target = pick_device(device)
     output_dir = check_output_dir(output_dir)
     pipe, chosen = _load_model(model, pipe, model_choice, runs_dir, target, say)
+    pipe, condition_record = _conditioned(pipe, encoding, guidance_scale, options, edit)
+    options, model_record = _fit_to_model(pipe, options, edit, say)
+    model_record.update(condition_record)
     options = _resolve_for(pipe, options, seconds)
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
     return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, options.seed, edit.kind),
-                            _made_with(pipe, chosen, edit, edit_record, options, target),
+                            {**_made_with(pipe, chosen, edit, edit_record, options, target), **model_record},
                             per_clip=_per_clip(clip, edit, edit_record), log=say)
 
 

@@ -11,8 +11,9 @@ Why the components are read here instead of through `DiffusionPipeline.from_pret
 - the course's default model ships its UNet only as a pickled `.bin`. Unpickling runs code, so
   a `.bin` goes through torch's weights-only unpickler and nothing else; we always save
   safetensors;
-- only unconditional Mel-image pipelines fit this project's training and sampling, so latent
-  (`vqvae/`) and conditional UNets are refused up front with a message, not half loaded;
+- latent (`vqvae/`, an AutoencoderKL) and conditional (UNet2DConditionModel) pipelines are
+  read by latent.py, their parts checked against each other before any weights are read; other
+  kinds of model are refused up front with a message, not half loaded;
 - a hub download fetches only the files a pipeline needs (the default model's repository also
   holds TensorBoard logs), and an unreachable hub fails within seconds instead of retrying.
 
@@ -51,7 +52,13 @@ from .hub import HubUnreachableError, hub_is_reachable, hub_offline  # noqa: F40
 from .mel import MelConfig
 from .model import AudioDiffusion, PipelineError, UNet2DModel, check_unet_config, weights_sha256  # noqa: F401
 from .presets import PRESETS, build_preset, with_mel  # noqa: F401
+
+LATENT_PRESETS = ("latent-256", "conditional-latent-512", "tiny-latent", "tiny-conditional-latent")  # latent_presets.py
 from .staging import _host_tag, check_writable_folder, clean_stale_staging, fsync_path, staging_folder  # noqa: F401
+from .latent import CONDITIONAL_UNET_CLASS, VAE_CLASS
+from .weights import WEIGHT_SUFFIXES, WEIGHTS_NAME, build_from_weights
+from .weights import find_weights as _find_weights
+from .weights import read_json as _read_json
 
 logger = logging.getLogger(__name__)
 
@@ -59,22 +66,19 @@ DEFAULT_RUNS_DIR = Path("runs")  # where finetune writes runs (relative to the c
 
 MODEL_INDEX = "model_index.json"
 PIPELINE_CLASS = "AudioDiffusionPipeline"
-WEIGHTS_NAME = "diffusion_pytorch_model"
 COMPONENTS = ("mel", "scheduler", "unet")  # the folders a saved pipeline consists of
 # Entries of a folder that belong to a saved pipeline (anything else, e.g. a run's checkpoints/
 # and logs/, is left alone by save_pipeline).
 PIPELINE_ENTRIES = (MODEL_INDEX, *COMPONENTS, "vqvae")
-MEL_ENTRIES = (("diffusers", "Mel"), ("audio_diffusion", "Mel"))  # current and legacy
-# UNet weight files in order of preference: safetensors (plain, sharded, fp16), a pickled .bin last
-WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".fp16.safetensors", ".fp16.safetensors.index.json",
-                   ".bin", ".bin.index.json", ".fp16.bin")
-HUB_METADATA_PATTERNS = ["model_index.json", "mel/*", "scheduler/*", "unet/config.json"]
-HUB_WEIGHT_PATTERNS = ["unet/*.safetensors", "unet/*.safetensors.index.json", "unet/*.bin", "unet/*.bin.index.json"]
+# current diffusers, and the two legacy spellings in the wild (older diffusers, teticio's own package)
+MEL_ENTRIES = (("diffusers", "Mel"), ("audio_diffusion", "Mel"), ("audiodiffusion.mel", "Mel"))
+HUB_METADATA_PATTERNS = ["model_index.json", "mel/*", "scheduler/*", "unet/config.json", "vqvae/config.json"]
+HUB_WEIGHT_PATTERNS = [f"{part}/*{suffix}" for part in ("unet", "vqvae")
+                       for suffix in (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _UNSUPPORTED = (
-    "audiodiff supports only unconditional Mel-image pipelines (a UNet2DModel on the Mel image, "
-    "no vqvae/, no conditioning); use a folder or hub id of that kind, or a preset "
-    "(--pretrained tiny|small|audio-diffusion-256)"
+    "audiodiff supports audio-diffusion pipelines: a UNet2DModel on the Mel image or on the latents of an "
+    "AutoencoderKL in vqvae/, or a UNet2DConditionModel conditioned on an encoding through cross-attention"
 )
 
 
@@ -103,15 +107,15 @@ def _unreachable_message(repo_id: str, detail: str) -> str:
     )
 
 
-def _weight_patterns(files: list[str], repo_id: str) -> list[str]:
-    """The one set of UNet weight files to fetch: the first of WEIGHT_SUFFIXES the repository has."""
+def _weight_patterns(files: list[str], repo_id: str, part: str = "unet") -> list[str]:
+    """The one set of weight files of `part` (unet, vqvae) to fetch: the first of WEIGHT_SUFFIXES the repository has."""
     for suffix in WEIGHT_SUFFIXES:
-        name = f"unet/{WEIGHTS_NAME}{suffix}"
+        name = f"{part}/{WEIGHTS_NAME}{suffix}"
         if name in files:
             if suffix.endswith(".index.json"):  # a sharded checkpoint: the index and its shards
-                return [name, f"unet/{WEIGHTS_NAME}*-of-*.{suffix.removesuffix('.index.json').rsplit('.', 1)[-1]}"]
+                return [name, f"{part}/{WEIGHTS_NAME}*-of-*.{suffix.removesuffix('.index.json').rsplit('.', 1)[-1]}"]
             return [name]
-    raise PipelineError(f"{repo_id!r} on the hub has no UNet weights (unet/{WEIGHTS_NAME}.safetensors or .bin)")
+    raise PipelineError(f"{repo_id!r} on the hub has no {part} weights ({part}/{WEIGHTS_NAME}.safetensors or .bin)")
 
 
 def _download(repo_id: str) -> Path:
@@ -128,6 +132,8 @@ def _download(repo_id: str) -> Path:
             folder = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_METADATA_PATTERNS))
             _check_supported(folder, _read_model_index(folder, repo_id), repo_id)
             weights = _weight_patterns(files, repo_id)
+            if "vqvae/config.json" in files:  # a latent pipeline: its VAE's weights too
+                weights += _weight_patterns(files, repo_id, "vqvae")
             return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_METADATA_PATTERNS + weights))
         except (huggingface_hub.errors.RepositoryNotFoundError, huggingface_hub.errors.GatedRepoError) as exc:
             raise PipelineError(
@@ -167,23 +173,18 @@ def load_pipeline(name_or_path: str | os.PathLike, *, device=None) -> AudioDiffu
         pipe = _load_folder(bundled_path(), source=BUNDLED)
     elif isinstance(name_or_path, str) and text in PRESETS:
         pipe = build_preset(text)
+    elif isinstance(name_or_path, str) and text in LATENT_PRESETS:
+        from .latent_presets import build_latent_preset
+
+        pipe = build_latent_preset(text)
     elif isinstance(name_or_path, str) and _HUB_ID.match(text):
         pipe = _load_folder(_download(text), source=text)
     else:
         raise PipelineError(
-            f"{text!r} is not a pipeline folder, a preset ({', '.join([BUNDLED, *PRESETS])}) or a hub id (owner/name)"
+            f"{text!r} is not a pipeline folder, a preset ({', '.join([BUNDLED, *PRESETS, *LATENT_PRESETS])}) "
+            f"or a hub id (owner/name)"
         )
     return pipe.to(device) if device is not None else pipe
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise PipelineError(f"can't read {what} {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
-    if not isinstance(value, dict):
-        raise PipelineError(f"{what} {path} does not hold a JSON object")
-    return value
 
 
 def _read_model_index(folder: Path, source: str) -> dict:
@@ -203,27 +204,43 @@ def _entry(index: dict, name: str) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (None, None)
 
 
-def _check_supported(folder: Path, index: dict, source: str) -> None:
-    """Refuse latent and conditional pipelines before loading any weights."""
-    if any(part is not None for part in _entry(index, "vqvae")) or (folder / "vqvae" / "config.json").is_file():
-        raise PipelineError(f"{source} is a latent audio-diffusion pipeline (it has a vqvae/ autoencoder); {_UNSUPPORTED}")
+def _kind(folder: Path, index: dict, source: str) -> tuple[bool, bool]:
+    """(latent, conditional) of a pipeline folder, from its index and configs, before any weights
+    are read; a VAE or UNet class this program can't drive is refused here."""
+    vae_class = _entry(index, "vqvae")[1]
+    latent = vae_class is not None or (folder / "vqvae" / "config.json").is_file()
+    if latent and vae_class not in (None, VAE_CLASS):
+        raise PipelineError(f"{source} has a {vae_class} in vqvae/; latent pipelines need an {VAE_CLASS}. {_UNSUPPORTED}")
     unet_class = _entry(index, "unet")[1]
-    if unet_class not in (None, "UNet2DModel"):
-        raise PipelineError(f"{source} has a {unet_class}, not an unconditional UNet2DModel; {_UNSUPPORTED}")
+    if unet_class not in (None, "UNet2DModel", CONDITIONAL_UNET_CLASS):
+        raise PipelineError(f"{source} has a {unet_class}, not a UNet2DModel or {CONDITIONAL_UNET_CLASS}; {_UNSUPPORTED}")
     config_path = folder / "unet" / "config.json"
-    if config_path.is_file():
-        config = _read_json(config_path, "UNet configuration")
-        conditional = [key for key in ("encoder_hid_dim", "cross_attention_dim", "num_class_embeds", "class_embed_type")
-                       if config.get(key) is not None]
-        if config.get("_class_name", "UNet2DModel") != "UNet2DModel" or conditional:
-            what = f"{config.get('_class_name')} with {', '.join(conditional)}" if conditional else config.get("_class_name")
-            raise PipelineError(f"{source} has a conditional UNet ({what}); {_UNSUPPORTED}")
+    config = _read_json(config_path, "UNet configuration") if config_path.is_file() else {}
+    config_class = config.get("_class_name", unet_class or "UNet2DModel")
+    conditional = CONDITIONAL_UNET_CLASS in (unet_class, config_class)
+    if not conditional:
+        extra = [key for key in ("encoder_hid_dim", "cross_attention_dim", "num_class_embeds", "class_embed_type")
+                 if config.get(key) is not None]
+        if config_class != "UNet2DModel" or extra:
+            what = f"{config_class} with {', '.join(extra)}" if extra else config_class
+            raise PipelineError(f"{source} has a UNet this program can't drive ({what}); {_UNSUPPORTED}")
+    return latent, conditional
+
+
+def _check_supported(folder: Path, index: dict, source: str) -> None:
+    """Refuse what can't be loaded before any weights are read (a hub download fetches none)."""
+    _kind(folder, index, source)
 
 
 def _load_folder(folder: Path, source: str) -> AudioDiffusion:
     index = _read_model_index(folder, source)
-    _check_supported(folder, index, source)
+    latent, conditional = _kind(folder, index, source)
     mel = _load_mel(folder, index, source)
+    if latent or conditional:
+        from .latent import load_parts
+
+        scheduler = _load_scheduler(folder, index, source)
+        return load_parts(folder, mel, scheduler, source, latent=latent, conditional=conditional)
     return AudioDiffusion(
         unet=_load_unet(folder / "unet", source, mel),
         scheduler=_load_scheduler(folder, index, source),
@@ -282,68 +299,6 @@ def _check_scheduler_config(config: Mapping, source: str) -> None:
         raise PipelineError(f"{where}: trained_betas (a list of betas) is not supported; use a beta_schedule")
 
 
-def _find_weights(unet_dir: Path) -> Path | None:
-    """The UNet's weight file: the first of WEIGHT_SUFFIXES present."""
-    for suffix in WEIGHT_SUFFIXES:
-        candidate = unet_dir / f"{WEIGHTS_NAME}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _load_bin(path: Path) -> dict:
-    """A pickled state dict through torch's weights-only unpickler: tensors and containers only."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError for forbidden globals, or a corrupt file
-        raise PipelineError(
-            f"refusing to load {path}: it is not a plain tensor checkpoint, and unpickling anything else could run "
-            f"code ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Use a model that ships "
-            f"safetensors, or convert this one on a machine you trust."
-        ) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise PipelineError(f"refusing to load {path}: it does not hold a state dict of named tensors")
-    return dict(state)
-
-
-def _load_file(path: Path) -> dict:
-    if path.name.endswith(".index.json"):  # sharded: {"weight_map": {key: shard file}}
-        index = _read_json(path, "weight index")
-        weight_map = index.get("weight_map") if isinstance(index, dict) else None
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise PipelineError(f"{path}: weight_map must map weight names to shard file names")
-        shards = sorted(set(weight_map.values()))
-        if not shards:
-            raise PipelineError(f"{path} lists no weight shards")
-        outside = [shard for shard in shards if Path(shard).name != shard or shard in (".", "..")]
-        if outside:  # only files beside the index are opened (issue 25: ../../elsewhere, /etc/passwd)
-            raise PipelineError(f"{path} names shards outside its folder ({outside[0]!r}); refusing to read them")
-        state = {}
-        for shard in shards:
-            state.update(_load_file(path.parent / shard))
-        return state
-    if not path.is_file():
-        raise PipelineError(f"missing UNet weight file {path}")
-    if path.suffix == ".safetensors":
-        try:
-            return safetensors.torch.load_file(path, device="cpu")
-        except Exception as exc:  # noqa: BLE001 - truncated or corrupt file
-            raise PipelineError(f"can't read {path}: {exc}") from exc
-    return _load_bin(path)
-
-
-def _rename_deprecated_attention_keys(unet: UNet2DModel, state: dict) -> dict:
-    """Checkpoints saved before diffusers 0.14 name attention weights query/key/value/proj_attn."""
-    renames = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-    for path, module in unet.named_modules():
-        if getattr(module, "_from_deprecated_attn_block", False):
-            for old, new in renames.items():
-                for kind in ("weight", "bias"):
-                    if f"{path}.{old}.{kind}" in state:
-                        state[f"{path}.{new}.{kind}"] = state.pop(f"{path}.{old}.{kind}")
-    return state
-
-
 def _load_unet(unet_dir: Path, source: str, mel: MelConfig) -> UNet2DModel:
     config_path = unet_dir / "config.json"
     if not config_path.is_file():
@@ -353,23 +308,7 @@ def _load_unet(unet_dir: Path, source: str, mel: MelConfig) -> UNet2DModel:
         raise PipelineError(f"{source} has no UNet weights ({WEIGHTS_NAME}.safetensors or .bin in {unet_dir})")
     config = _read_json(config_path, "UNet configuration")
     check_unet_config(config, mel, source)
-    try:
-        with torch.device("meta"):  # no random initialisation: every parameter comes from the file
-            unet = UNet2DModel.from_config(config)
-    except Exception as exc:  # noqa: BLE001 - diffusers fails on bad configs in many ways (UnboundLocalError...)
-        raise PipelineError(f"{source}: unet/config.json does not describe a UNet this version can build "
-                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    state = _rename_deprecated_attention_keys(unet, _load_file(weights))
-    # float32 master weights whatever the file holds (fp16 variants): move with .to(dtype=...)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:  # it would only ever make silence (issue 25)
-        raise PipelineError(f"{source}: the UNet weights hold NaN or infinite values ({bad}); the model is broken")
-    try:
-        unet.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise PipelineError(f"{weights} does not match {config_path}: {str(exc).splitlines()[0]} ...") from exc
-    return unet.eval()
+    return build_from_weights(UNet2DModel, config, weights, config_path, source, "UNet")
 
 
 # ---- saving ----------------------------------------------------------------------------------------
@@ -386,8 +325,9 @@ def _unwrap(unet: torch.nn.Module) -> torch.nn.Module:
 
 def _write_unet(unet: UNet2DModel, folder: Path) -> None:
     unet = _unwrap(unet)
-    if not isinstance(unet, UNet2DModel):
-        raise PipelineError(f"can only save a UNet2DModel, got {type(unet).__name__}")
+    if not isinstance(unet, UNet2DModel) and type(unet).__name__ not in (CONDITIONAL_UNET_CLASS, VAE_CLASS):
+        raise PipelineError(f"can only save a UNet2DModel, a {CONDITIONAL_UNET_CLASS} or an {VAE_CLASS}, "
+                            f"got {type(unet).__name__}")
     state = unet.state_dict()
     if any("lora_" in key or ".base_layer." in key for key in state):
         raise PipelineError("the UNet still carries LoRA adapters: merge them into its weights before saving")
@@ -415,15 +355,16 @@ def _write_scheduler(scheduler: SchedulerMixin, folder: Path) -> str:
     return name
 
 
-def _write_model_index(folder: Path, scheduler_class: str) -> None:
+def _write_model_index(folder: Path, scheduler_class: str, unet_class: str = "UNet2DModel",
+                       vae_class: str | None = None) -> None:
     """Written last and atomically: its presence marks a complete pipeline."""
     index = {
         "_class_name": PIPELINE_CLASS,
         "_diffusers_version": diffusers.__version__,
         "mel": ["diffusers", "Mel"],
         "scheduler": ["diffusers", scheduler_class],
-        "unet": ["diffusers", "UNet2DModel"],
-        "vqvae": [None, None],
+        "unet": ["diffusers", unet_class],
+        "vqvae": ["diffusers", vae_class] if vae_class else [None, None],
     }
     partial = folder / f".{MODEL_INDEX}.partial"
     partial.write_text(json.dumps(index, indent=2) + "\n")
@@ -436,8 +377,8 @@ def save_pipeline(
 ) -> Path:
     """Write `pipe` (with `unet` instead of pipe.unet when given, e.g. EMA weights) to `folder`.
 
-    The diffusers AudioDiffusionPipeline layout: model_index.json, mel/, scheduler/, unet/ with
-    safetensors weights. A folder that already holds a pipeline (or any part of one) is
+    The diffusers AudioDiffusionPipeline layout: model_index.json, mel/, scheduler/, unet/ (and
+    vqvae/ for a latent pipeline) with safetensors weights. A folder that already holds a pipeline (or any part of one) is
     refused unless `overwrite=True`; anything else in it (a run's checkpoints/, logs/, README)
     is kept. Atomic: the components are written into a hidden sibling folder first. Into a new
     or empty folder, one rename then moves the complete pipeline into place; into a folder with
@@ -459,11 +400,16 @@ def save_pipeline(
     staging = staging_folder(folder)  # a sibling, on the same file system: renames are atomic
     staging.mkdir()
     try:
-        _write_unet(unet if unet is not None else pipe.unet, staging / "unet")
+        unet = _unwrap(unet if unet is not None else pipe.unet)
+        _write_unet(unet, staging / "unet")
+        vqvae = getattr(pipe, "vqvae", None)
+        if vqvae is not None:  # a latent pipeline: its VAE, written as the UNet is
+            _write_unet(vqvae, staging / "vqvae")
         scheduler_class = _write_scheduler(pipe.scheduler, staging / "scheduler")
         pipe.mel.save_pretrained(staging / "mel")
+        classes = (scheduler_class, type(unet).__name__, None if vqvae is None else VAE_CLASS)
         if fresh:  # one rename puts the whole pipeline in place
-            _write_model_index(staging, scheduler_class)
+            _write_model_index(staging, *classes)
             if folder.exists():
                 folder.rmdir()
             os.replace(staging, folder)
@@ -478,7 +424,7 @@ def save_pipeline(
                 os.replace(folder / name, trash / name)
             if (staging / name).exists():
                 os.replace(staging / name, folder / name)
-        _write_model_index(folder, scheduler_class)
+        _write_model_index(folder, *classes)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -41,6 +41,7 @@ from .finetune_config import (  # noqa: F401
     DEFAULT_WARMUP_STEPS, FLAG_SPELLINGS, MAX_SEED, MIXED_PRECISIONS, FinetuneConfig,
 )
 from .lora import add_lora, merged_unet  # noqa: F401
+from .latent_training import model_input, sample_images
 from .model_card import push_to_hub, write_model_card
 from .model_choice import FALLBACK_LR, FALLBACK_MAX_STEPS, Sources, resolve_sources, with_sources  # noqa: F401
 from .runs import (  # noqa: F401
@@ -126,6 +127,7 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     """The run in stages: where it starts, the accelerator, model and data, the run folder, then the loop."""
     from .model import weights_sha256
+    from .latent import refuse_to_train
     from .pipeline import load_pipeline
 
     start = RunStart.find(config, resume)
@@ -139,7 +141,9 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
         clean_leftovers(start.run_dir if resumed else start.config.output_dir, resumed=resumed)
     start.check_processes(accelerator.num_processes)  # before any data is read
     config, sources = with_sources(start.config, accelerator.print)
-    pipe = with_objective(load_pipeline(sources.pretrained), config)
+    pipe = load_pipeline(sources.pretrained)
+    refuse_to_train(pipe)
+    pipe = with_objective(pipe, config)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
     run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
                                                           base_sha256=weights_sha256(pipe.unet))
@@ -316,7 +320,7 @@ class TrainLoop:
             self.val_rows = [k for k in self.val_rows if val_owner[k % len(val_tracks)] == data.rank]
         val_audio = validation_slices(val_tracks, mel, count=self.val_count, seed=self.config.seed, indices=self.val_rows)
         val_images = audio_to_images(val_audio, mel) if self.val_rows else torch.zeros(0, 1, mel.y_res, mel.x_res)
-        self.val_images = val_images.to(self.accelerator.device)
+        self.val_images = model_input(self.pipe, val_images.to(self.accelerator.device))
 
     def announce(self) -> None:
         """Start the TensorBoard log and say in one line what this run trains, on what, for how long."""
@@ -362,7 +366,7 @@ class TrainLoop:
     def run_step(self, images: torch.Tensor, epoch: int) -> None:
         """One micro-batch (B, 1, H, W): forward and backward; on the last of an accumulation, the optimiser step."""
         accelerator, config = self.accelerator, self.config
-        images = images.to(accelerator.device)
+        images = model_input(self.pipe, images.to(accelerator.device))  # latents for a latent pipeline
         with accelerator.accumulate(self.unet):
             generator = step_generator(config.seed, self.micro * accelerator.num_processes + accelerator.process_index)
             loss, per_item, timesteps = diffusion_loss(self.unet, self.pipe.scheduler, images, generator,
@@ -429,7 +433,6 @@ class TrainLoop:
     def log_samples(self, count: int = 2) -> None:
         """Generate `count` slices from fixed seeds with the EMA weights and log audio + spectrograms."""
         from .mel import images_to_audio
-        from .sample import make_scheduler, sample
 
         pipe, step = self.pipe, self.step
         unet = self.accelerator.unwrap_model(self.unet)
@@ -437,8 +440,7 @@ class TrainLoop:
         with ema_weights(self.ema, self.trainable):
             unet.eval()
             with torch.no_grad():
-                images = sample(unet, make_scheduler("ddim", pipe.scheduler), batch_size=count, width=pipe.mel.x_res,
-                                num_inference_steps=self.config.sample_steps, seed=self.config.seed, progress=False)
+                images = sample_images(pipe, unet, count, self.config.sample_steps, self.config.seed)
             unet.train()
         audio = images_to_audio(images.float().cpu(), pipe.mel)
         peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)

@@ -48,7 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default=None,
                    help="pipeline to generate with: a pipeline folder (e.g. a run under runs/), 'bundled' (the "
                         "small model shipped in the package), a preset with random weights (tiny, small, compact, "
-                        "compact-4s, compact-4s-hop512, audio-diffusion-256) or a hub id (default: the most recent "
+                        "compact-4s, compact-4s-hop512, audio-diffusion-256; latent ones: tiny-latent, "
+                        "tiny-conditional-latent, latent-256, conditional-latent-512) or a hub id; latent (vqvae/) and "
+                        "conditional models too (default: the most recent "
                         "fine-tuned run under runs/, else teticio/audio-diffusion-instrumental-hiphop-256, or "
                         "'bundled' when the hub can't be reached)")
     p.add_argument("--seconds", type=positive_float, default=None,
@@ -114,6 +116,15 @@ def parse_args(argv=None):
                        help="make a clip of --seconds whose end flows into its start: it repeats without a click")
     edits.add_argument("--fill-gap", nargs=2, metavar=("A", "B"), default=None,
                        help="write A, then --seconds of new audio that leads out of A into B, then B")
+    conditional = p.add_argument_group("conditional models (a UNet2DConditionModel)")
+    conditional.add_argument("--encoding", metavar="FILE", default=None,
+                             help="a .npy or .safetensors file with the encoding to condition on: one vector of the "
+                                  "model's cross_attention_dim per clip, or one for all (shape (D,), (clips, D) or "
+                                  "(clips, 1, D)); needed by conditional models, refused by others")
+    conditional.add_argument("--guidance-scale", type=non_negative_float, default=1.0,
+                             help="classifier-free guidance: the prediction with the encoding pushed this many times "
+                                  "as far from the one with a null (zero) encoding; 1 uses the encoding alone, more "
+                                  "follows it harder (for models trained with conditioning dropout) (default: 1)")
     p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR),
                    help="folder for the outputs, made if missing; checked before any work (default: samples/)")
     p.add_argument("--name", default=None,
@@ -144,7 +155,8 @@ def main(argv=None):
     args = parse_args(argv)
     options, edit = request(args)
     paths = generate(args.model, args.seconds, options, edit, output_dir=args.output_dir, name=args.name,
-                     device=args.device, progress=not args.no_progress)
+                     device=args.device, progress=not args.no_progress, encoding=args.encoding,
+                     guidance_scale=args.guidance_scale)
     for path in paths:
         print(path)
 

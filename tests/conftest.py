@@ -73,3 +73,52 @@ class not_writable:
             subprocess.run(["chattr", "-i", str(self.folder)], check=True)
             self.immutable = False
         self.folder.chmod(0o755)
+
+
+# ---- latent and conditional pipelines laid out like the hub's ---------------------------------
+OLD_ATTENTION_NAMES = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+
+
+def hub_like(folder, mel_entry=("audiodiffusion.mel", "Mel")):
+    """Rewrite a saved pipeline folder as the public latent checkpoints are laid out: pickled .bin
+    weights (the VAE's attention under its pre-0.14 names, as 2022 diffusers saved it) and a legacy
+    `mel` entry in model_index.json."""
+    import json
+
+    import safetensors.torch
+
+    for part in ("unet", "vqvae"):
+        safetensors_path = folder / part / "diffusion_pytorch_model.safetensors"
+        if not safetensors_path.is_file():
+            continue
+        state = safetensors.torch.load_file(safetensors_path)
+        if part == "vqvae":
+            renamed = {}
+            for key, value in state.items():
+                for new, old in OLD_ATTENTION_NAMES.items():
+                    if ".attentions." in key and f".{new}." in key:
+                        key = key.replace(f".{new}.", f".{old}.")
+                renamed[key] = value
+            state = renamed
+        safetensors_path.unlink()
+        torch.save(state, folder / part / "diffusion_pytorch_model.bin")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["mel"] = list(mel_entry)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture
+def latent_folder(tmp_path):
+    """`latent_folder(preset="tiny-latent", seed=0, **hub_like options)` -> (pipeline, folder): a tiny
+    random-weight latent (or conditional, "tiny-conditional-latent") pipeline saved under tmp_path
+    in the hub's layout."""
+    from audiodiff.latent_presets import build_latent_preset
+    from audiodiff.pipeline import save_pipeline
+
+    def make(preset="tiny-latent", seed=0, name=None, **options):
+        pipe = build_latent_preset(preset, seed=seed)
+        folder = save_pipeline(pipe, tmp_path / (name or f"{preset}-{seed}"))
+        return pipe, hub_like(folder, **options)
+
+    return make

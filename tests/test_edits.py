@@ -315,7 +315,7 @@ def test_each_edit_flag_from_the_command_line(case, inputs, tmp_path):
     a, b = inputs
     flags, seconds = FLAG_CASES[case]
     flags = [f.format(a=a, b=b) for f in flags]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))  # this checkout's library
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--model", "bundled", "--steps", "3", "--no-progress", "--output-dir", str(out),
@@ -337,7 +337,7 @@ def test_each_edit_flag_from_the_command_line(case, inputs, tmp_path):
 
 
 def test_an_edit_mistake_is_one_line_from_the_command_line(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))  # this checkout's library
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--model", "bundled", "--init-audio", "nope.wav", "--output-dir", str(tmp_path)],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,

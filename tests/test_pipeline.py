@@ -98,9 +98,10 @@ def test_pipeline_saved_by_diffusers_loads(tmp_path):
     assert not ours.unet.training
 
 
-def test_legacy_mel_entry_accepted(tmp_path):
+@pytest.mark.parametrize("entry", [["audio_diffusion", "Mel"], ["audiodiffusion.mel", "Mel"], ["diffusers", "Mel"]])
+def test_legacy_mel_entry_accepted(tmp_path, entry):
     pipe, folder = saved_tiny(tmp_path)
-    edit_json(folder / "model_index.json", mel=["audio_diffusion", "Mel"])
+    edit_json(folder / "model_index.json", mel=entry)
     loaded = load_pipeline(folder)
     assert loaded.mel == pipe.mel
     assert_same_weights(pipe.unet, loaded.unet)
@@ -221,24 +222,33 @@ def test_weights_that_do_not_match_config_refused(tmp_path):
 
 
 # ---- refused pipelines ----------------------------------------------------------------------------
-def test_latent_pipeline_refused(tmp_path):
+def test_a_vae_that_does_not_fit_is_refused_before_any_weights(tmp_path):
+    # latent pipelines load (tests/test_latent.py); an AutoencoderKL for RGB images is refused in one line
     _, folder = saved_tiny(tmp_path)
     edit_json(folder / "model_index.json", vqvae=["diffusers", "AutoencoderKL"])
     (folder / "vqvae").mkdir()
     (folder / "vqvae" / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
-    with pytest.raises(PipelineError, match="latent.*only unconditional Mel-image pipelines"):
+    with pytest.raises(PipelineError, match="vqvae/config.json has in_channels 3; a Mel image has one channel") as error:
+        load_pipeline(folder)
+    assert "\n" not in str(error.value)
+    edit_json(folder / "model_index.json", vqvae=["diffusers", "VQModel"])
+    with pytest.raises(PipelineError, match="VQModel in vqvae/; latent pipelines need an AutoencoderKL"):
         load_pipeline(folder)
 
 
-@pytest.mark.parametrize("where", ["model_index", "unet_config"])
-def test_conditional_unet_refused(tmp_path, where):
+@pytest.mark.parametrize("where,changes,message", [
+    ("model_index", {"unet": ["diffusers", "UNet3DConditionModel"]}, "UNet3DConditionModel, not a UNet2DModel"),
+    ("unet_config", {"num_class_embeds": 10}, "can't drive .UNet2DModel with num_class_embeds"),
+    ("unet_config", {"_class_name": "UNet2DConditionModel", "class_embed_type": "timestep"},
+     "conditioned through class_embed_type"),
+    ("unet_config", {"_class_name": "UNet2DConditionModel", "cross_attention_dim": [8, 8]}, "cross_attention_dim"),
+])
+def test_unets_that_are_not_driven_by_an_encoding_are_refused(tmp_path, where, changes, message):
     _, folder = saved_tiny(tmp_path)
-    if where == "model_index":
-        edit_json(folder / "model_index.json", unet=["diffusers", "UNet2DConditionModel"])
-    else:
-        edit_json(folder / "unet" / "config.json", _class_name="UNet2DConditionModel", cross_attention_dim=64)
-    with pytest.raises(PipelineError, match="UNet2DConditionModel.*only unconditional Mel-image pipelines"):
+    edit_json(folder / ("model_index.json" if where == "model_index" else "unet/config.json"), **changes)
+    with pytest.raises(PipelineError, match=message) as error:
         load_pipeline(folder)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -453,11 +463,23 @@ def test_hub_download_fetches_only_pipeline_files(tmp_path, fake_hub):
     assert fetched == {"config.json", "diffusion_pytorch_model.safetensors"}
 
 
-def test_hub_latent_model_refused_before_weights(tmp_path, fake_hub):
+def test_hub_latent_model_fetches_its_vae_and_nothing_else(latent_folder, fake_hub):
+    pipe, remote = latent_folder("tiny-latent")  # .bin weights, legacy mel entry
+    (remote / "logs").mkdir()
+    (remote / "logs" / "events.out.tfevents").write_bytes(b"x" * 100)
+    fake_hub.repos["teticio/like-latent"] = remote
+    loaded = load_pipeline("teticio/like-latent")
+    assert_same_weights(pipe.vqvae, loaded.vqvae)
+    assert fake_hub.requests[-1] == pl.HUB_METADATA_PATTERNS + ["unet/diffusion_pytorch_model.bin",
+                                                               "vqvae/diffusion_pytorch_model.bin"]
+    assert not (fake_hub.cache / "teticio--like-latent" / "logs").exists()
+
+
+def test_hub_model_of_an_unknown_kind_refused_before_weights(tmp_path, fake_hub):
     _, remote = saved_tiny(tmp_path, "remote")
-    edit_json(remote / "model_index.json", vqvae=["diffusers", "AutoencoderKL"])
+    edit_json(remote / "model_index.json", vqvae=["diffusers", "VQModel"])
     fake_hub.repos["someone/latent"] = remote
-    with pytest.raises(PipelineError, match="latent"):
+    with pytest.raises(PipelineError, match="latent pipelines need an AutoencoderKL"):
         load_pipeline("someone/latent")
     assert len(fake_hub.requests) == 1  # the metadata only
     assert not list((fake_hub.cache / "someone--latent").rglob("*.safetensors"))

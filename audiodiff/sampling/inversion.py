@@ -175,7 +175,7 @@ def _resample_slices(setup: SamplingSetup, plan: SlicePlan, image: torch.Tensor,
         piece = loop.sample(
             setup.unet, setup.scheduler, batch_size=batch_size, width=end - start, num_inference_steps=setup.steps,
             generator=setup.generator, known=known, mask=mask, strength=strength, start_noise=latents,
-            progress=tracker or False, eta=eta,
+            progress=tracker or False, eta=eta, clip_to=setup.clip_to,
         ).cpu()
         if latents is not None and made:
             ramp = (torch.arange(made, dtype=torch.float32) + 1) / (made + 1)  # (made,): towards the new slice

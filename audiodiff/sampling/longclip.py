@@ -85,6 +85,7 @@ def sample_slice(setup: SamplingSetup, known: torch.Tensor, mask: torch.Tensor, 
         setup.unet, setup.scheduler, batch_size=batch * n, width=width, num_inference_steps=setup.steps,
         generator=setup.generator, known=known.repeat_interleave(n, dim=0), mask=mask, pull=pull,
         repaint_jumps=setup.options.repaint_jumps, model=model, progress=tracker.weighted(n) if tracker else False,
+        clip_to=setup.clip_to,
     )  # an item's candidates are neighbouring rows
     if n == 1:
         return images
@@ -188,6 +189,7 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
         setup.unet, setup.scheduler, batch_size=setup.batch_size * n, width=setup.slice_width,
         num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=options.repaint_jumps,
         model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker.weighted(n) if tracker else False,
+        clip_to=setup.clip_to,
     ).cpu()  # an item's candidates are neighbouring rows
     if n > 1:  # the most tonal of each item's candidates (sampling.tonal)
         image = image.reshape(setup.batch_size, n, *image.shape[1:])
@@ -216,7 +218,13 @@ def generate_long(
         (`seed=3, num_inference_steps=20`) are laid over it.
     progress: True: one tqdm bar for the whole clip (slices x steps); a `JobProgress`: report to
         it (and stop when it says so); False: silent.
+    A latent pipeline (one with a `vqvae`) is sampled in latent space (`latent.generate_long_latent`).
     """
+    if getattr(pipe, "vqvae", None) is not None:
+        from .latent import generate_long_latent
+
+        return generate_long_latent(pipe, seconds, options, progress=progress, fade_out_seconds=fade_out_seconds,
+                                    target_lufs=target_lufs, **sampling)
     options = sampling_options(options, sampling)
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")

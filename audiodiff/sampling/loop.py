@@ -126,14 +126,15 @@ class Canvas:
             x = torch.where(self.mask, target, x)
         return x
 
-    def finish(self, x: torch.Tensor) -> torch.Tensor:
-        """The last step's output -> (B, 1, H, width) in [-1, 1], known pixels exactly as given."""
+    def finish(self, x: torch.Tensor, clip_to: float | None = 1.0) -> torch.Tensor:
+        """The last step's output -> (B, 1, H, width) in [-clip_to, clip_to] (None: as it is, for
+        latents, which are not bounded), known pixels exactly as given."""
         if not torch.isfinite(x).all():  # decoded, it would be silence written as a clip (issue 25)
             from ..errors import GenerationError
 
             raise GenerationError("the model produced NaN or infinite values (broken weights, or an overflow in half "
                                   "precision: try --device cpu); no clip was written")
-        x = x.float().clamp(-1.0, 1.0)
+        x = x.float() if clip_to is None else x.float().clamp(-clip_to, clip_to)
         if self.mask is not None:
             x = torch.where(self.mask, self.known_exact, x)  # exactly the clean known image, in float32
         return x[..., : self.width]
@@ -226,6 +227,7 @@ def sample(
     eta: float = 0.0,
     model: Denoiser | None = None,
     progress: "bool | JobProgress | None" = True,
+    clip_to: float | None = 1.0,
 ) -> torch.Tensor:
     """Generate (B, 1, H, width) images in [-1, 1] with `unet` and `scheduler`.
 
@@ -249,6 +251,7 @@ def sample(
         after the last step); default the UNet itself.
     progress: a `JobProgress` (counts every UNet call, may stop the loop between them by raising
         `Cancelled`), True (a bar for this call alone) or False.
+    clip_to: the result is clamped to [-clip_to, clip_to]; None for latents (not bounded).
     """
     _check_request(scheduler, num_inference_steps, batch_size, repaint_jumps, known, mask, strength)
     generator = make_generator(generator, seed)
@@ -275,7 +278,7 @@ def sample(
             x = canvas.impose(x, noise, alpha_bar(scheduler, t_prev))
     if progress is True:
         tracker.close()
-    return canvas.finish(x)
+    return canvas.finish(x, clip_to)
 
 
 def _own_bar(steps: int, repaint_jumps: int) -> JobProgress:

@@ -232,6 +232,7 @@ class SamplingSetup:
     slice_width: int  # columns of the images the UNet was trained on
     overlap_columns: int  # K, the known columns each continued slice starts with
     generator: torch.Generator
+    clip_to: float | None = 1.0  # what samples are clamped to: Mel images [-1, 1]; None for latents
 
     @classmethod
     def prepare(cls, pipe, options: SamplingOptions) -> "SamplingSetup":
