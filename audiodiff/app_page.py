@@ -83,7 +83,7 @@ def settings_column(mel, overlap_default: float, models: list[tuple[str, str]]) 
                                info=f"how strongly each next slice keeps the clip's beat, 0 (off) to "
                                     f"{MAX_TEMPO_HOLD:g}; a bpm needs it")
         candidates = gr.Number(DEFAULT_CANDIDATES, label=LABELS["candidates"], elem_id="candidates",
-                               info=f"versions of each next slice, of which the one closest to the clip's loudness "
+                               info=f"versions of each slice, of which the most tonal one near the clip's loudness "
                                     f"is kept; 1 to {MAX_CANDIDATES}, each one more costs a slice's time again")
     return SimpleNamespace(model=model, seconds=seconds, bpm=bpm, seed=seed, dice=dice, loop=loop, scheduler=scheduler,
                            steps=steps, overlap=overlap, level_hold=level_hold, tempo_hold=tempo_hold,

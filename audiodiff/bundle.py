@@ -36,9 +36,9 @@ from .train import FinetuneConfig, finetune, list_checkpoints
 # only the time axis is stretched by 4/3) at 70 % of the price. The warm start begins at the
 # coarse model's loss (~0.03), where a random start begins at ~1.
 # Cost: ~80 + ~55 min alone on the 2-core CPU, one thread; both stages on one H200: 311 s (session 9).
-# The shipped model, for honesty: stage 1 ran 1,500 steps, then was resumed with --max-steps 2400
-# (the cosine schedule restarted at 1.7e-4 and decayed to 0 over the last 900 steps); stage 2 ran
-# beside other work. Rerunning this recipe gives a model of the same recipe, not the same bytes.
+# The shipped model was made by this recipe as written on one H200 (session 9, docs/bundled-model.md);
+# the CPU-trained model before it ran stage 1 in two resumed pieces. Rerunning the recipe gives a
+# model of the same recipe, not the same bytes.
 # Same recipe on either device: full precision everywhere.
 # A model trained from scratch can take a 10x larger learning rate than a fine-tune (5e-4 vs
 # 5e-5) at this size; 100 warm-up steps (6 epochs) let AdamW's moments settle first.

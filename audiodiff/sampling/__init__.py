@@ -5,6 +5,7 @@
     progress.py    JobProgress: one count of a job's UNet calls, fed by the plan's total; stopping
     loop.py        `sample`: the denoising loop with masks and RePaint, around one Denoiser
     steering.py    guides around the model's prediction: level hold, tempo hold; candidates; join pull
+    tonal.py       candidates chosen by tonality (the image's band flatness), near the clip's level
     plan.py        the long-clip planner: every job's slices and their UNet calls, before the first one
     longclip.py    LongClip, the slice loop (`extend_image`), `generate_long`
     finish.py      the decode epilogue (decode, NaNs, gain, peaks) and a clip's finish (fade, loudness)
