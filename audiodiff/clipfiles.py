@@ -210,7 +210,7 @@ def _versions() -> dict:
 # The keys of NAME.json in the order written; an edit's own fields (init_audio, strength, ...),
 # which are not listed, come right after "edit".
 RECORD_ORDER = ("model", "model_choice", "edit", "seed", "batch_size", "batch_index", "steps", "scheduler", "seconds",
-                "samples", "sample_rate", "overlap_seconds", "repaint_jumps", "candidates", "level_hold",
+                "samples", "sample_rate", "overlap_seconds", "repaint_jumps", "candidates", "draws", "level_hold",
                 "tempo_hold", "bpm",
                 "seam_seconds", "mel", "device",
                 "torch_threads", "created", "files", "versions", "alpha", "target_lufs")

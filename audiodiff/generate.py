@@ -270,7 +270,8 @@ def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> Sampl
 
 SAMPLING_KEYWORDS = {"seed": "seed", "steps": "num_inference_steps", "scheduler": "scheduler",
                      "overlap_seconds": "overlap_seconds", "batch_size": "batch_size", "repaint_jumps": "repaint_jumps",
-                     "candidates": "candidates", "level_hold": "level_hold", "tempo_hold": "tempo_hold", "bpm": "bpm"}
+                     "candidates": "candidates", "draws": "draws", "level_hold": "level_hold", "tempo_hold": "tempo_hold",
+                     "bpm": "bpm"}
 EDIT_KEYWORDS = ("init_audio", "strength", "invert", "fill_gap", "loop", "interpolate", "alphas")
 
 
@@ -321,7 +322,7 @@ def generate(
         your own audio (`EditRequest`; default: a new clip). Interpolation makes one clip per alpha
         (default 0.5) and ignores the batch size. See the module docstring for the model default.
     keywords: the same as the flags' names, laid over `options` and `edit` (`request_from_keywords`):
-        seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, level_hold,
+        seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, draws, level_hold,
         tempo_hold, bpm; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
@@ -359,7 +360,7 @@ def _made_with(pipe, chosen: str, edit: EditRequest, edit_record: dict, options:
     made_with = {"model": str(pipe.source), "model_choice": chosen, "edit": edit.kind or "generate", **edit_record,
                  "seed": options.seed, "steps": options.num_inference_steps, "scheduler": options.scheduler,
                  "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
-                 "candidates": options.candidates, "level_hold": options.level_hold, "tempo_hold": options.tempo_hold,
+                 "candidates": options.candidates, "draws": options.draws, "level_hold": options.level_hold, "tempo_hold": options.tempo_hold,
                  "device": str(target)}
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS

@@ -25,7 +25,8 @@ from audiodiff.generate import (
 from audiodiff.mel import MelConfig, mel_power
 from audiodiff.pipeline import build_preset, save_pipeline
 from audiodiff.sample import generate_long
-from audiodiff.sampling.options import FIRST_SLICE_RESTEER
+from audiodiff.sampling.options import DEFAULT_DRAWS, FIRST_SLICE_RESTEER
+from audiodiff.sampling.tonal import draw_step
 
 from conftest import not_writable
 
@@ -317,8 +318,10 @@ def test_script_shows_one_progress_bar_whose_total_is_slices_times_steps(model_d
     slices = len(json.loads((tmp_path / "bar.json").read_text())["seam_seconds"]) + 1
     assert slices == 4  # 2.5 s of the tiny model's 1.02 s slices, each next one continuing 0.41 s
     counts = [(int(n), int(total)) for n, total in re.findall(r"(\d+)/(\d+) \[", done.stderr)]
-    # one total from the start: slices x steps, and the first slice's last half run again on its beat
-    total = slices * 3 + (3 - round(3 * (1 - FIRST_SLICE_RESTEER)))
+    # one total from the start: slices x steps, each slice's other draws until they are chosen
+    # (sampling.tonal), and the first slice's last half run again on its beat
+    drawn = (DEFAULT_DRAWS - 1) * (draw_step(3) + 1)
+    total = slices * (3 + drawn) + (3 - round(3 * (1 - FIRST_SLICE_RESTEER)))
     assert {total for _, total in counts} == {total}
     steps_done = [n for n, _ in counts]
     assert steps_done == sorted(steps_done) and len(set(steps_done)) > 2  # one bar that only moves on, never restarts

@@ -12,6 +12,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 from audiodiff.mel import MelConfig, audio_to_spectrogram, images_to_audio
 from audiodiff.metrics import loudness
 from audiodiff.sampling.beat import TRACKER_LOW_BPM, read_beats
+from audiodiff.sampling import loop
 from audiodiff.sampling.options import FIRST_SLICE_RESTEER
 from audiodiff.sample import (
     DEFAULT_PEAK_CEILING,
@@ -395,6 +396,9 @@ class CountingUNet(torch.nn.Module):
 
 @pytest.mark.parametrize("repaint_jumps,candidates", [(0, 1), (1, 1), (0, 3), (1, 3)])
 def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repaint_jumps, candidates):
+    from audiodiff.sampling.options import DEFAULT_DRAWS
+    from audiodiff.sampling.tonal import draw_step
+
     counting = CountingUNet(pipe.unet)
     seen = []
     progress = JobProgress(on_update=lambda p: seen.append((p.done_steps, p.total_steps, p.description())))
@@ -405,8 +409,11 @@ def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repain
     assert slices == 8  # 314 columns: a 64-column slice, then 7 that add 64 - 25 overlap columns each
     per_slice = STEPS + repaint_jumps * (STEPS - 1)
     # a slice's candidates (the first slice's too: sampling.tonal) are denoised together: a call on
-    # all of them counts as `candidates` calls, as many images as the UNet denoised
-    shared = (candidates - 1) * per_slice
+    # all of them counts as `candidates` calls, as many images as the UNet denoised; without
+    # candidates, each slice's DEFAULT_DRAWS draws are denoised together until draw_step
+    done = draw_step(STEPS) + 1
+    drawn = (DEFAULT_DRAWS - 1) * (done + repaint_jumps * min(done, STEPS - 1))
+    shared = (candidates - 1) * per_slice if candidates > 1 else drawn
     # the first slice's last half is run again on the beat read from it (sampling.beat), no RePaint
     resteer = STEPS - round(STEPS * (1 - FIRST_SLICE_RESTEER))
     totals = {total for _, total, _ in seen}
@@ -420,6 +427,9 @@ def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repain
 
 
 def test_should_stop_ends_the_job_between_two_unet_calls(pipe):
+    from audiodiff.sampling.options import DEFAULT_DRAWS
+    from audiodiff.sampling.tonal import draw_step
+
     counting = CountingUNet(pipe.unet)
     progress = JobProgress(should_stop=lambda: counting.calls >= 5)
     with pytest.raises(Cancelled):
@@ -427,7 +437,33 @@ def test_should_stop_ends_the_job_between_two_unet_calls(pipe):
                       num_inference_steps=STEPS, progress=progress)
     assert counting.calls == 5  # not one UNet call after the stop
     resteer = STEPS - round(STEPS * (1 - FIRST_SLICE_RESTEER))  # the first slice run again on its beat
-    assert progress.total_steps == 96 * STEPS + resteer  # the whole 30 s job (3751 columns: 1 + 95 slices) counted up front
+    drawn = (DEFAULT_DRAWS - 1) * (draw_step(STEPS) + 1)  # each slice's other draws until they are chosen
+    # the whole 30 s job (3751 columns: 1 + 95 slices) counted up front
+    assert progress.total_steps == 96 * (STEPS + drawn) + resteer
+
+
+def test_draws_go_on_as_the_chosen_row_would_have_alone(pipe):
+    """A slice's draws are its rows until `at`; the chosen one then goes on as it would have (DDIM,
+    deterministic after its first noise)."""
+    unet, scheduler = pipe.unet, DDIMScheduler.from_config(pipe.scheduler.config)
+    seen = []
+
+    def choose(predicted):
+        seen.append(tuple(predicted.shape))
+        return torch.tensor([2, 0])
+
+    progress = JobProgress()
+    progress.begin(1000, slices=1)
+    drawn = loop.sample(unet, scheduler, batch_size=6, width=24, num_inference_steps=6, seed=5, progress=progress,
+                        draws=loop.Draws(count=3, at=1, choose=choose))
+    alone = loop.sample(unet, scheduler, batch_size=6, width=24, num_inference_steps=6, seed=5, progress=False)
+    assert seen == [(2, 3, 1, MEL.y_res, 24)]  # chosen once, from each item's three predictions
+    assert drawn.shape == (2, 1, MEL.y_res, 24)
+    assert torch.allclose(drawn, alone[[2, 3]], atol=1e-5)  # item 0's draw 2 and item 1's draw 0
+    assert progress.done_steps == 6 + loop.Draws(3, 1, choose).extra_calls(6) == 6 + 2 * 2
+    with pytest.raises(ValueError, match="draws need whole items"):
+        loop.sample(unet, scheduler, batch_size=4, width=24, num_inference_steps=6, seed=5, progress=False,
+                    draws=loop.Draws(count=3, at=1, choose=choose))
 
 
 # ---- the sampling options: checked once, resolved against the pipeline once ------------------
@@ -441,6 +477,7 @@ BAD_OPTIONS = [
     (dict(overlap_seconds=float("nan")), "overlap must be >= 0 seconds, got nan"),
     (dict(candidates=0), "candidates must be a whole number from 1 to 16, got 0"),
     (dict(candidates=17), "candidates must be a whole number from 1 to 16, got 17"),
+    (dict(draws=0), "draws must be a whole number from 1 to 16, got 0"),
     (dict(level_hold=-1), "level hold must be from 0 \\(off\\) to 4, got -1"),
     (dict(level_hold=float("nan")), "level hold must be from 0 \\(off\\) to 4, got nan"),
 ]

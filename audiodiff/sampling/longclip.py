@@ -16,14 +16,14 @@ from ..mel import MelConfig
 from ..metrics import DEFAULT_TARGET_LUFS
 from .finish import DEFAULT_FADE_OUT_SECONDS, finish_audio
 from . import loop
-from .loop import denoiser
+from .loop import Draws, denoiser
 from .options import SamplingOptions, SamplingSetup, sampling_options
 from .plan import Slice, SlicePlan, plan_extend
 from .beat import first_slice_guide, read_beats, steer_onto_beat
 from .progress import JobProgress, job
 from .steering import (beat_bpm, beat_columns_for, chain_guides, fold_beat, image_beat_columns, image_level_db,
                        join_blend_columns, join_pull, level_guide, tempo_guide)
-from .tonal import most_tonal, tonal_level_chooser
+from .tonal import most_tonal, tonal_draws, tonal_level_chooser
 
 
 @dataclass
@@ -72,19 +72,22 @@ def columns_for_samples(samples: int, mel: MelConfig) -> int:
 
 
 def sample_slice(setup: SamplingSetup, known: torch.Tensor, mask: torch.Tensor, *, pull=None, guide=None,
-                 chooser=None, tracker: JobProgress | None = None) -> torch.Tensor:
+                 chooser=None, draws: Draws | None = None, tracker: JobProgress | None = None) -> torch.Tensor:
     """One continued slice (B, 1, H, w), its `known` (B, 1, H, w) columns where `mask` (w,) says.
     With candidates, each item is sampled as that many versions together, all to the last step,
-    and `chooser` picks one per item from the clean images they last predicted."""
+    and `chooser` picks one per item from the clean images they last predicted. With `draws` (and
+    no candidates), each item starts as that many draws, one going on (`loop.Draws`)."""
     n = setup.options.candidates
     if n > 1 and chooser is None:
         raise ValueError("candidates need a chooser that picks one of them")
     batch, _, height, width = known.shape
     model = denoiser(setup.unet, setup.scheduler, guide)
+    rows = n if n > 1 or draws is None else draws.count  # an item's versions are neighbouring rows
     images = loop.sample(
-        setup.unet, setup.scheduler, batch_size=batch * n, width=width, num_inference_steps=setup.steps,
-        generator=setup.generator, known=known.repeat_interleave(n, dim=0), mask=mask, pull=pull,
-        repaint_jumps=setup.options.repaint_jumps, model=model, progress=tracker.weighted(n) if tracker else False,
+        setup.unet, setup.scheduler, batch_size=batch * rows, width=width, num_inference_steps=setup.steps,
+        generator=setup.generator, known=known.repeat_interleave(rows, dim=0), mask=mask, pull=pull,
+        repaint_jumps=setup.options.repaint_jumps, model=model, draws=None if n > 1 else draws,
+        progress=tracker.weighted(n) if tracker else False,
         clip_to=setup.clip_to,
     )  # an item's candidates are neighbouring rows
     if n == 1:
@@ -161,7 +164,9 @@ def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, 
         if tracker is not None:
             tracker.next_slice()
         guide, chooser = _steering(setup, image, known, s, tail, beat_columns)
-        slice_image = sample_slice(setup, known, mask, pull=pull, guide=guide, chooser=chooser, tracker=tracker)
+        draws = tonal_draws(setup, (s.known, s.width - tail if s.final else s.width))
+        slice_image = sample_slice(setup, known, mask, pull=pull, guide=guide, chooser=chooser, draws=draws,
+                                   tracker=tracker)
         starts.append(image.shape[-1] - s.known)
         slices.append(slice_image.cpu())
         image = torch.cat([image[..., : image.shape[-1] - blended],  # a blended tail is replaced
@@ -174,7 +179,7 @@ def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, 
 def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A clip's first slice, from noise: (B, 1, H, slice_width) on the CPU, and the beat (B,) in
     columns that the continued slices keep, None without the tempo hold. With candidates, each
-    item's first slice is the most tonal of that many. With `options.bpm` the
+    item's first slice is the most tonal of that many; else of its draws (`tonal.tonal_draws`). With `options.bpm` the
     beat is that tempo's and the first slice is steered onto it as it is made; else the beat is
     read from the slice (`beat.read_beats`) and the slice's last part is run again on it."""
     options, mel = setup.options, setup.mel
@@ -184,11 +189,12 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
     if options.bpm is not None:
         beat = torch.full((setup.batch_size,), beat_columns_for(options.bpm, mel))
         guide = first_slice_guide(setup, beat)
-    n = options.candidates
+    n, draws = options.candidates, tonal_draws(setup)
     image = loop.sample(
-        setup.unet, setup.scheduler, batch_size=setup.batch_size * n, width=setup.slice_width,
-        num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=options.repaint_jumps,
-        model=denoiser(setup.unet, setup.scheduler, guide), progress=tracker.weighted(n) if tracker else False,
+        setup.unet, setup.scheduler, batch_size=setup.batch_size * (draws.count if draws else n),
+        width=setup.slice_width, num_inference_steps=setup.steps, generator=setup.generator,
+        repaint_jumps=options.repaint_jumps, model=denoiser(setup.unet, setup.scheduler, guide), draws=draws,
+        progress=tracker.weighted(n) if tracker else False,
         clip_to=setup.clip_to,
     ).cpu()  # an item's candidates are neighbouring rows
     if n > 1:  # the most tonal of each item's candidates (sampling.tonal)

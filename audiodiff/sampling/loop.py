@@ -68,6 +68,22 @@ class Steered(Denoiser):
         return out if steered is None else model_output_for(self.scheduler, steered.to(clean), x, t)
 
 
+@dataclass(frozen=True)
+class Draws:
+    """Each item sampled as `count` draws (neighbouring rows) until step index `at`; then `choose`
+    picks one per item from the clean images the draws predict there, (B, count, 1, H, W) -> (B,),
+    and only that draw goes on (`sampling.tonal.tonal_draws`: the most tonal)."""
+
+    count: int
+    at: int
+    choose: Callable[[torch.Tensor], torch.Tensor]
+
+    def extra_calls(self, steps: int, repaint_jumps: int = 0) -> int:
+        """The UNet calls the other draws add, counted as progress counts them (per row)."""
+        done = min(self.at + 1, steps)
+        return (self.count - 1) * (done + repaint_jumps * min(done, steps - 1))
+
+
 def denoiser(unet, scheduler, guide: Guide | None = None) -> Denoiser:
     """The UNet through the x0 adapter, steered by `guide` when one is given."""
     model = Denoiser(unet, scheduler)
@@ -125,6 +141,12 @@ class Canvas:
         if self.mask is not None:
             x = torch.where(self.mask, target, x)
         return x
+
+    def rows(self, index: torch.Tensor) -> "Canvas":
+        """The canvas of rows `index` only."""
+        pick = (lambda t: None if t is None else t[index])
+        return Canvas(shape=(len(index), *self.shape[1:]), width=self.width, known=pick(self.known),
+                      known_exact=pick(self.known_exact), mask=pick(self.mask), pull=self.pull)
 
     def finish(self, x: torch.Tensor, clip_to: float | None = 1.0) -> torch.Tensor:
         """The last step's output -> (B, 1, H, width) in [-clip_to, clip_to] (None: as it is, for
@@ -201,6 +223,17 @@ def _start(canvas: Canvas, noise: torch.Tensor, scheduler, t0, start_noise, stre
     return x
 
 
+def _keep_chosen(x: torch.Tensor, noise: torch.Tensor, canvas: Canvas, model: Denoiser, draws: Draws):
+    """x, noise and canvas cut to the draw `draws.choose` picks for each item."""
+    predicted = model.last_prediction().float().clamp(-1.0, 1.0)[..., : canvas.width]
+    batch = x.shape[0] // draws.count
+    picked = torch.as_tensor(draws.choose(predicted.reshape(batch, draws.count, *predicted.shape[1:]))).long().cpu()
+    if picked.shape != (batch,) or not bool(((picked >= 0) & (picked < draws.count)).all()):
+        raise ValueError(f"a draw chooser must return one index in [0, {draws.count}) per item, got {picked!r}")
+    index = (torch.arange(batch) * draws.count + picked).to(x.device)
+    return x[index], noise[index], canvas.rows(index)
+
+
 def _repaint(x: torch.Tensor, scheduler, t, t_prev, generator: torch.Generator) -> torch.Tensor:
     """RePaint (Lugmayr et al. 2022): go back up one step, q(x_t | x_t_prev), to denoise again."""
     ratio = alpha_bar(scheduler, t) / alpha_bar(scheduler, t_prev)
@@ -226,6 +259,7 @@ def sample(
     repaint_jumps: int = 0,
     eta: float = 0.0,
     model: Denoiser | None = None,
+    draws: Draws | None = None,
     progress: "bool | JobProgress | None" = True,
     clip_to: float | None = 1.0,
 ) -> torch.Tensor:
@@ -249,6 +283,8 @@ def sample(
         downsampling factor are padded with generated columns and cropped.
     model: what predicts each step (`denoiser(unet, scheduler, guide)`: steered, or read back
         after the last step); default the UNet itself.
+    draws: the batch's rows are `draws.count` draws of each item until step `draws.at`, where one
+        per item goes on (`Draws`): batch_size // draws.count images come back. DDIM or DDPM only.
     progress: a `JobProgress` (counts every UNet call, may stop the loop between them by raising
         `Cancelled`), True (a bar for this call alone) or False.
     clip_to: the result is clamped to [-clip_to, clip_to]; None for latents (not bounded).
@@ -262,6 +298,10 @@ def sample(
     timesteps = _timesteps(scheduler, num_inference_steps, strength, unet.device)
     x = _start(canvas, noise, scheduler, timesteps[0], start_noise, strength)
     model = model or Denoiser(unet, scheduler)
+    if draws is not None and (batch_size % draws.count or not is_stateless(scheduler)):
+        raise ValueError(f"draws need whole items ({batch_size} rows, {draws.count} draws each) and a scheduler "
+                         f"without per-row state (ddim or ddpm), not {scheduler_name(scheduler)}")
+    weight = draws.count if draws is not None else 1  # progress counts a call on every draw as that many
     tracker = _own_bar(len(timesteps), repaint_jumps) if progress is True else (progress or None)
     # the noise re-derived from the clipped x0, else each step loses signal (docs/tonality.md)
     kwargs = {"eta": eta, "use_clipped_model_output": True} if scheduler_name(scheduler) == "ddim" else {}
@@ -274,8 +314,11 @@ def sample(
                 tracker.check()
             x = scheduler.step(model(x, t, i), t, x, generator=generator, **kwargs).prev_sample
             if tracker is not None:
-                tracker.step()
+                tracker.step(weight)
             x = canvas.impose(x, noise, alpha_bar(scheduler, t_prev))
+        if draws is not None and i == draws.at and weight > 1:
+            x, noise, canvas = _keep_chosen(x, noise, canvas, model, draws)
+            weight = 1
     if progress is True:
         tracker.close()
     return canvas.finish(x, clip_to)

@@ -14,7 +14,7 @@ import torch
 
 from ..mel import MelConfig
 from ..metrics import MAX_BPM, MIN_BPM
-from .schedulers import DEFAULT_SCHEDULER, default_steps, make_scheduler, scheduler_key
+from .schedulers import DEFAULT_SCHEDULER, default_steps, is_stateless, make_scheduler, scheduler_key
 
 # 1.5 s of context for each next slice (three beats at 120 bpm), chosen by the tempo measure;
 # models with short slices get at most 40 % of a slice (more overlap made their clips worse)
@@ -23,6 +23,9 @@ MAX_DEFAULT_OVERLAP_FRACTION = 0.4
 # 1: no choice; N candidates hold the level better and are more tonal but cost N times the UNet calls of a slice
 DEFAULT_CANDIDATES = 1
 MAX_CANDIDATES = 16
+# each slice starts as 3 draws and the most tonal goes on after a tenth of its steps (sampling.tonal):
+# about 1.25x the UNet calls, best-of-3 tonality (docs/tonality.md, session 11)
+DEFAULT_DRAWS = 3
 # 2, every step, loudness-weighted: the weakest hold that stops a long clip's level drifting
 DEFAULT_LEVEL_HOLD = 2.0
 MAX_LEVEL_HOLD = 4.0
@@ -67,9 +70,9 @@ def check_counts(num_inference_steps: int | None, batch_size: int, repaint_jumps
         raise ValueError(f"repaint jumps must be from 0 to {MAX_REPAINT_JUMPS}, got {repaint_jumps}")
 
 
-def check_candidates(candidates: int) -> None:
+def check_candidates(candidates: int, what: str = "candidates") -> None:
     if not isinstance(candidates, int) or isinstance(candidates, bool) or not 1 <= candidates <= MAX_CANDIDATES:
-        raise ValueError(f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates!r}")
+        raise ValueError(f"{what} must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates!r}")
 
 
 def _check_overlap_seconds(overlap_seconds: float) -> None:
@@ -157,6 +160,8 @@ class SamplingOptions:
     batch_size: clips at once. repaint_jumps: RePaint resampling per step (ddim and ddpm only).
     candidates: versions of every slice sampled together, of which the most tonal one near the
         clip's level is kept (`sampling.tonal`; see DEFAULT_CANDIDATES); 1 (the default): no choice.
+    draws: each slice starts as this many draws, of which the most tonal goes on after a tenth of
+        its steps (DEFAULT_DRAWS, 3: why); 1: no choice. Not used with candidates.
     level_hold: how strongly each continued slice is held at the clip's level while it is sampled
         (DEFAULT_LEVEL_HOLD, 2: why); 0: the level is the model's draw.
     tempo_hold: how strongly each continued slice is kept on the clip's beat (DEFAULT_TEMPO_HOLD,
@@ -173,6 +178,7 @@ class SamplingOptions:
     batch_size: int = 1
     repaint_jumps: int = 0
     candidates: int = DEFAULT_CANDIDATES
+    draws: int = DEFAULT_DRAWS
     level_hold: float = DEFAULT_LEVEL_HOLD
     tempo_hold: float = DEFAULT_TEMPO_HOLD
     bpm: float | None = None
@@ -186,6 +192,7 @@ class SamplingOptions:
             object.__setattr__(self, "scheduler", scheduler_key(self.scheduler))
         check_counts(self.num_inference_steps, self.batch_size, self.repaint_jumps)
         check_candidates(self.candidates)
+        check_candidates(self.draws, "draws")
         _check_holds(self.level_hold, self.tempo_hold, self.bpm)
         if self.overlap_seconds is not None:
             _check_overlap_seconds(self.overlap_seconds)
@@ -257,6 +264,16 @@ class SamplingSetup:
     @property
     def batch_size(self) -> int:
         return self.options.batch_size
+
+    @property
+    def draws(self) -> int:
+        """The draws each slice starts as (`sampling.tonal.tonal_draws`): the option's, but 1 with
+        candidates (chosen at the end instead), on latents (no Mel image to read its tonality on)
+        and with a scheduler that keeps per-row state (dpm)."""
+        options = self.options
+        if options.candidates > 1 or self.clip_to is None or not is_stateless(self.scheduler):
+            return 1
+        return options.draws
 
     @property
     def height(self) -> int:

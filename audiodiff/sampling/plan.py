@@ -108,18 +108,29 @@ def cover_slices(width: int, slice_width: int, overlap_columns: int, calls: int 
     return slices
 
 
+def draw_calls(setup: SamplingSetup) -> int:
+    """The UNet calls a slice's other draws add (`sampling.tonal.tonal_draws`; 0 without draws)."""
+    from .loop import Draws
+    from .tonal import draw_step
+
+    if setup.draws <= 1:
+        return 0
+    return Draws(setup.draws, draw_step(setup.steps), choose=None).extra_calls(setup.steps, setup.options.repaint_jumps)
+
+
 def plan_extend(setup: SamplingSetup, start_width: int, total_width: int, *, tail: int = 0,
                 first_width: int | None = None) -> SlicePlan:
     """Continue an image of `start_width` columns to `total_width` (continuations, gap fills); with
     `first_width`, a first slice from noise comes before, of which `start_width` columns are kept
     (new clips, loops)."""
     options = setup.options
+    drawn = draw_calls(setup)
     slices = extend_slices(start_width, total_width, overlap_columns=setup.overlap_columns,
                            slice_width=setup.slice_width, tail=tail,
                            calls=unet_calls(setup.steps, repaint_jumps=options.repaint_jumps,
-                                            candidates=options.candidates))
+                                            candidates=options.candidates) + drawn)
     if first_width is not None:
-        calls = unet_calls(setup.steps, repaint_jumps=options.repaint_jumps, candidates=options.candidates)
+        calls = unet_calls(setup.steps, repaint_jumps=options.repaint_jumps, candidates=options.candidates) + drawn
         if setup.reads_beat:  # the first slice steered onto the beat read from it (sampling.beat)
             calls += unet_calls(setup.steps, strength=FIRST_SLICE_RESTEER)
         first = Slice(start=0, width=first_width, known=0, keep=start_width, final=False, calls=calls)

@@ -12,17 +12,27 @@ The level still matters (the reason candidates exist, docs/sampling-defaults.md)
 slice's candidates whose level lies within LEVEL_SLACK_DB of the nearest one's are all good
 enough, and of those the most tonal is kept. A first slice has no level to keep: its most tonal
 candidate is kept.
+
+Draws (the default, `tonal_draws`) make the same choice for a fraction of the cost: each slice starts
+as DEFAULT_DRAWS draws, and after DRAW_CHOICE_FRACTION of its steps the one whose predicted clean
+image is least flat (in the new columns) goes on alone; the others cost a tenth of a slice each.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
 from ..mel import MelConfig, images_to_db
+from .loop import Draws
+from .options import SamplingSetup
 from .steering import image_level_db
 
+DRAW_CHOICE_FRACTION = 0.1  # draws are chosen after a tenth of the steps: their predicted images already rank
+# as the finished ones do (Spearman 0.73 after 3 of 50 steps, 0.76 after 10, 0.87 finished; 32 images), and
+# the best of 3 chosen there is as tonal as the best of 3 finished (median flatness 0.0020 against 0.0030 unchosen)
 LEVEL_SLACK_DB = 1.0  # candidates this close to the best level are equally good for the level hold
 LOUD_COLUMN_DB = -50.0  # columns whose loudest band is below this (on the 0 dB image scale) are left out
 
@@ -66,3 +76,17 @@ def tonal_level_chooser(target_db: torch.Tensor, mel: MelConfig, new_columns: tu
         return most_tonal(candidates, mel, (start, end), eligible)
 
     return choose
+
+
+def draw_step(steps: int) -> int:
+    """The step index after which a slice's draws are chosen: after a tenth of the steps (5 of 50)."""
+    return min(steps - 1, max(0, round(DRAW_CHOICE_FRACTION * steps) - 1))
+
+
+def tonal_draws(setup: SamplingSetup, columns: tuple[int, int] | None = None) -> Draws | None:
+    """The draws a slice of `setup` starts as, the most tonal in `columns` (a continued slice's new
+    columns; None: all) going on: None when the setup draws once (`SamplingSetup.draws`)."""
+    count, mel = setup.draws, setup.mel
+    if count <= 1:
+        return None
+    return Draws(count=count, at=draw_step(setup.steps), choose=lambda predicted: most_tonal(predicted, mel, columns))
