@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as checkpoint_io
-from .objective import PREDICTION_TYPES, _target_and_weight, diffusion_loss, with_objective  # noqa: F401
+from .objective import (PREDICTION_TYPES, _target_and_weight, diffusion_loss, ema_weights,  # noqa: F401
+                        validation_loss, with_objective)
 from .mel import MelConfig
 from .staging import check_writable_folder, fsync_path
 # Names that moved out of this module, imported from here too (scripts/finetune.py, tests, bundle.py,
@@ -541,51 +541,6 @@ def _broadcast_path(accelerator, path):
     holder = [str(path) if path is not None else None]
     broadcast_object_list(holder, from_process=0)
     return Path(holder[0])
-
-
-@contextmanager
-def ema_weights(ema, trainable):
-    """Inside the block the parameters `trainable` hold the EMA weights; afterwards (even after an
-    error) their training values again. No EMA (None): the block runs on the training weights."""
-    if ema is None:
-        yield
-        return
-    ema.store(trainable)
-    ema.copy_to(trainable)
-    try:
-        yield
-    finally:
-        ema.restore(trainable)
-
-
-@torch.no_grad()
-def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8,
-                    rows: list[int] | None = None, total_rows: int | None = None, reduce_sum=None) -> float:
-    """Noise-prediction MSE of the (EMA) model on held-out slices at fixed timesteps and fixed noise:
-    comparable from step to step, unlike the training loss.
-
-    Spread over processes: `images` are rows `rows` of the run's `total_rows` validation slices
-    (possibly none), each keeps the noise it would have in one batch, and `reduce_sum` (a sum over
-    processes) makes every process return the mean over all of them."""
-    with ema_weights(ema, trainable):
-        was_training = unet.training
-        unet.eval()
-        total = scheduler.config.num_train_timesteps
-        fixed = torch.linspace(0, total - 1, num_timesteps).long()
-        rows = list(range(images.shape[0])) if rows is None else rows
-        total_rows = images.shape[0] if total_rows is None else total_rows
-        sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
-        for t in fixed:
-            generator = torch.Generator().manual_seed(int(t))
-            noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
-            if images.shape[0]:
-                timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
-                _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
-                sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
-        unet.train(was_training)
-    if reduce_sum is not None:
-        sums = reduce_sum(sums.float().to(images.device)).double().cpu()
-    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
 def _fsync_tree(folder: Path) -> None:
