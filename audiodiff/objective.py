@@ -58,7 +58,7 @@ def _target_and_weight(scheduler, images, noise, timesteps, snr_gamma: float | N
 
 
 def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None,
-                   snr_gamma: float | None = None):
+                   snr_gamma: float | None = None, **unet_kwargs):
     """MSE between the model's output and its target (the added noise, the velocity or the clean
     image, as its scheduler's prediction_type says) at uniform random timesteps, optionally weighted
     by min-SNR-`snr_gamma`.
@@ -66,6 +66,7 @@ def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Gener
     images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
     (CPU) so that they do not depend on the device or on the number of processes.
     noise: the noise to add instead of drawing it (then only the timesteps come from `generator`).
+    unet_kwargs: passed to the UNet (a conditional one's encoder_hidden_states).
     Returns (loss over the batch, per-item losses (B,), timesteps (B,)).
     """
     batch = images.shape[0]
@@ -76,7 +77,7 @@ def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Gener
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
     timesteps = timesteps.to(images.device)
     noisy = scheduler.add_noise(images, noise, timesteps)
-    predicted = unet(noisy, timesteps).sample
+    predicted = unet(noisy, timesteps, **unet_kwargs).sample
     target, weight = _target_and_weight(scheduler, images, noise, timesteps, snr_gamma)
     per_item = F.mse_loss(predicted.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     loss = per_item.mean() if weight is None else (per_item * weight).mean()
