@@ -25,7 +25,7 @@ tags: [audio-diffusion, audiodiff, music, {(data.genre or 'music').lower()}]
 ---
 # {run_dir.name}
 
-An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
+An {_kind(pipe)} fine-tuned with
 [audiodiff](https://github.com/) on **{data.genre or 'all genres'}**.
 
 | | |
@@ -58,6 +58,15 @@ It also loads in diffusers: `AudioDiffusionPipeline.from_pretrained("{run_dir}")
     path = run_dir / "README.md"
     path.write_text(card)
     return path
+
+
+def _kind(pipe) -> str:
+    """What the pipeline is, in words: Mel-image or latent, unconditional or conditioned on an encoding."""
+    conditional = type(pipe.unet).__name__ == "UNet2DConditionModel"
+    if getattr(pipe, "vqvae", None) is None:
+        return f"{'conditional' if conditional else 'unconditional'} audio-diffusion pipeline (Mel-spectrogram UNet)"
+    return (f"{'conditional' if conditional else 'unconditional'} latent audio-diffusion pipeline (a UNet on the latents "
+            f"of a frozen AutoencoderKL{', conditioned on an encoding per clip' if conditional else ''})")
 
 
 def _inputs_rows(record: dict | None) -> str:

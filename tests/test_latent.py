@@ -512,6 +512,11 @@ def test_conditional_finetune_reads_one_encoding_per_track_and_drops_some_for_gu
     assert 0.1 < dropped < 0.9  # dropout 0.5 to the null encoding; the rest are the tracks' own
     record = json.loads((result.run_dir / "training_config.json").read_text())
     assert record["encoding"].endswith("enc.safetensors") and record["model_inputs"]["cond_dropout"] == 0.5
+    assert "conditional latent audio-diffusion pipeline" in (result.run_dir / "README.md").read_text()
+    assert "conditioning dropout | 0.5" in (result.run_dir / "README.md").read_text()
+    theirs = AudioDiffusionPipeline.from_pretrained(result.run_dir)
+    assert type(theirs.unet).__name__ == "UNet2DConditionModel"
+    assert_same_weights(load_pipeline(result.run_dir).unet, theirs.unet)
     np.save(tmp_path / "one.npy", encodings[names[0]].numpy())
     ours = condition(load_pipeline(result.run_dir), tmp_path / "one.npy", 3.0, 1)  # guided, on a track's encoding
     clip = generate_long_latent(ours, 1.5, num_inference_steps=2, progress=False)
@@ -544,3 +549,19 @@ def test_finetune_refuses_encodings_that_do_not_fit_in_one_line(latent_folder, t
     last = done.stderr.strip().splitlines()[-1]  # after the data check's progress, when the tracks were needed
     assert last.startswith("error: ") and re.search(message, last) and done.stderr.count("error") == 1, done.stderr
     assert not list((tmp_path / "runs").glob("*/*"))  # refused before a run was written
+
+
+def test_finetune_script_trains_a_conditional_folder_on_one_encoding_for_every_track(latent_folder, tmp_path):
+    from test_train import make_music_dir
+
+    _, folder = latent_folder("tiny-conditional-latent")  # laid out like the hub's
+    np.save(tmp_path / "one.npy", np.linspace(-1, 1, 8, dtype=np.float32))
+    done = run_script("finetune.py", ["--pretrained", str(folder), "--data-dir", str(make_music_dir(tmp_path / "music")),
+                                      "--genre", "jazz", "--output-dir", str(tmp_path / "runs"), "--device", "cpu",
+                                      "--num-workers", "0", "--max-steps", "2", "--batch-size", "2",
+                                      "--encoding", str(tmp_path / "one.npy")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_dir = pathlib.Path(done.stdout.strip().splitlines()[-1])
+    saved = json.loads((run_dir / "training_config.json").read_text())
+    assert saved["cond_dropout"] is None and saved["model_inputs"]["cond_dropout"] == 0.1  # the default
+    assert type(load_pipeline(run_dir).unet).__name__ == "UNet2DConditionModel"
