@@ -114,9 +114,10 @@ def collate(items) -> TrainingBatch:
     return TrainingBatch(inputs, encodings)
 
 
-def encode_grid(pipe, dataset, indices, limit: int, batch_size: int) -> tuple[list, int]:
+def encode_grid(pipe, dataset, indices, limit: int, batch_size: int, round_trip: list | None = None) -> tuple[list, int]:
     """Model inputs of every grid slice of the tracks `indices` of a SliceDataset: (per track a
-    (K, C, h, w) tensor or None, the number of VAE encoder calls made)."""
+    (K, C, h, w) tensor or None, the number of VAE encoder calls made). `round_trip`: a list that
+    receives the VAE's round-trip error on the first batch (`round_trip_error`)."""
     config = dataset.config
     pieces, owner = [], []
     for i in indices:
@@ -129,6 +130,8 @@ def encode_grid(pipe, dataset, indices, limit: int, batch_size: int) -> tuple[li
     for lo in range(0, len(pieces), batch_size):
         images = audio_to_images(torch.stack(pieces[lo: lo + batch_size]), config)  # (b, 1, H, W)
         outputs.append(model_input(pipe, images).cpu())  # (b, C, h, w)
+        if round_trip is not None and lo == 0 and getattr(pipe, "vqvae", None) is not None:
+            round_trip.append(round_trip_error(pipe, images, outputs[-1]))
         calls += getattr(pipe, "vqvae", None) is not None
     inputs = [None] * len(dataset)
     if outputs:
@@ -136,6 +139,13 @@ def encode_grid(pipe, dataset, indices, limit: int, batch_size: int) -> tuple[li
         for i in indices:
             inputs[i] = everything[owner == i]
     return inputs, calls
+
+
+def round_trip_error(pipe, images: torch.Tensor, latents: torch.Tensor) -> float:
+    """Mean absolute error of the VAE's round trip on Mel images (B, 1, H, W) in [-1, 1] (their
+    latents decoded): the floor under what a UNet on these latents can give back, and the measure a
+    fine-tuned VAE would have to lower."""
+    return round(float((pipe.decode(latents) - images.cpu()).abs().mean()), 5)
 
 
 def scaling_record(pipe, inputs: list) -> dict:
@@ -170,7 +180,9 @@ def cache_training_inputs(pipe, config, data, track_encodings=None, say=print):
     loader, started = data.loader, time.perf_counter()
     dataset, sampler = loader.dataset, loader.sampler
     epochs = math.ceil(data.total_steps / data.steps_per_epoch)
-    inputs, calls = encode_grid(pipe, dataset, sampler.mine, limit=epochs, batch_size=config.batch_size)
+    round_trip: list = []
+    inputs, calls = encode_grid(pipe, dataset, sampler.mine, limit=epochs, batch_size=config.batch_size,
+                                round_trip=round_trip)
     encodings = None
     if track_encodings is not None:
         encodings = [track_encodings[track.name] for track in dataset.tracks]
@@ -182,7 +194,7 @@ def cache_training_inputs(pipe, config, data, track_encodings=None, say=print):
     slices = sum(x.shape[0] for x in inputs if x is not None)
     record = {"cached_slices": slices, "cache_vae_calls": calls, "cond_dropout": dropout if encodings else None}
     if latent:
-        record.update(scaling_record(pipe, inputs))
+        record.update(scaling_record(pipe, inputs), vae_round_trip_error=round_trip[0] if round_trip else None)
     say(f"cached the model inputs of {slices} slices of {len(sampler.mine)} tracks (at most {epochs} per track, "
         f"one per epoch) in {time.perf_counter() - started:.1f} s" + (f", {calls} VAE encoder calls" if latent else ""))
     if latent and scaling_warning(record):

@@ -77,6 +77,9 @@ def _inputs_rows(record: dict | None) -> str:
     if "scaling_factor" in record:
         rows += (f"| latent scaling factor | {record['scaling_factor']:g} (the VAE config's, used), "
                  f"{record['scaling_factor_measured']:.4g} measured on this data (1 / std) |\n")
+    if record.get("vae_round_trip_error") is not None:
+        rows += (f"| VAE round trip | {record['vae_round_trip_error']:.4f} mean absolute error on the [-1, 1] Mel image "
+                 "(a batch of training slices; the VAE is frozen) |\n")
     if record.get("cond_dropout") is not None:
         rows += f"| conditioning dropout | {record['cond_dropout']:g} (to the null encoding) |\n"
     return rows

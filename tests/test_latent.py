@@ -444,6 +444,7 @@ def test_latents_are_cached_once_so_no_epoch_calls_the_vae(latent_folder, tmp_pa
     assert len(calls) == record["cache_vae_calls"] + 1 and sum(calls[:-1]) == record["cached_slices"] >= 4
     assert record["scaling_factor"] == 0.18215 and record["scaling_factor_used"] == "config"
     assert 0 < record["scaling_factor_measured"] < 1e4
+    assert 0.05 < record["vae_round_trip_error"] < 2  # a random VAE gives the Mel image back badly
     assert all(torch.isfinite(torch.tensor(result.losses))) and result.losses[-1] < 2
     card = (result.run_dir / "README.md").read_text()
     assert "latent scaling factor | 0.18215 (the VAE config's, used)" in card
@@ -565,3 +566,22 @@ def test_finetune_script_trains_a_conditional_folder_on_one_encoding_for_every_t
     saved = json.loads((run_dir / "training_config.json").read_text())
     assert saved["cond_dropout"] is None and saved["model_inputs"]["cond_dropout"] == 0.1  # the default
     assert type(load_pipeline(run_dir).unet).__name__ == "UNet2DConditionModel"
+
+
+def test_a_conditional_latent_run_resumes_exactly_on_its_cached_slices(latent_folder, tmp_path):
+    import safetensors.torch
+
+    from audiodiff import train
+    from test_train import killed_copy
+
+    base, folder = latent_folder("tiny-conditional-latent")
+    config = _latent_finetune_config(folder, tmp_path, checkpoint_every=3, cond_dropout=0.3)
+    names = _jazz_track_names(tmp_path / "music", base.mel)
+    safetensors.torch.save_file({name: torch.randn(8) for name in names}, tmp_path / "enc.safetensors")
+    config = dataclasses.replace(config, encoding=str(tmp_path / "enc.safetensors"))
+    full = train.finetune(dataclasses.replace(config, run_name="full"), progress=False)
+    killed = killed_copy(full.run_dir, "step-000006")  # killed after step 3: the cache is built again
+    resumed = train.finetune(config, resume=str(killed), progress=False)
+    assert resumed.steps == 6
+    np.testing.assert_allclose(resumed.losses, full.losses[3:], rtol=1e-5, atol=1e-7)
+    assert_same_weights(load_pipeline(full.run_dir).unet, load_pipeline(killed).unet)
