@@ -171,9 +171,10 @@ def cache_training_inputs(pipe, config, data, track_encodings=None, say=print):
     """`data` (train.py's _TrainingData) with its loader over cached inputs, for a latent or
     conditional pipeline (`track_encodings`: conditioning.TrackEncodings), and what was cached and
     measured (`inputs_record`, for training_config.json and the model card); unchanged for a
-    Mel-image pipeline, and for a stream (whose latents are computed per micro-batch)."""
+    Mel-image pipeline, for a stream (whose latents are computed per micro-batch), and for a
+    --train-vae run (which trains on Mel images)."""
     latent = getattr(pipe, "vqvae", None) is not None
-    if (not latent and track_encodings is None) or config.streaming:
+    if (not latent and track_encodings is None) or config.streaming or config.train_vae:
         return data
     if track_encodings is not None:  # every track named, before the long part
         track_encodings = track_encodings.for_tracks([t.name for t in (*data.split.train, *data.split.validation)])

@@ -130,6 +130,7 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     from .model import weights_sha256
     from .conditioning import training_encodings
     from .latent_cache import cache_training_inputs
+    from .vae_training import check_vae_run, finetune_vae
     from .pipeline import load_pipeline
 
     start = RunStart.find(config, resume)
@@ -144,7 +145,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     start.check_processes(accelerator.num_processes)  # before any data is read
     config, sources = with_sources(start.config, accelerator.print)
     pipe = load_pipeline(sources.pretrained)
-    encodings = training_encodings(pipe, config.encoding, config.cond_dropout, config.streaming)  # before any data
+    check_vae_run(pipe, config, accelerator.num_processes)  # these two before any data is read
+    encodings = None if config.train_vae else training_encodings(pipe, config.encoding, config.cond_dropout, config.streaming)
     pipe = with_objective(pipe, config)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
     data = cache_training_inputs(pipe, config, data, encodings, accelerator.print)  # latent/conditional only
@@ -152,6 +154,8 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
                                                           base_sha256=weights_sha256(pipe.unet))
     if not resumed and accelerator.is_main_process:
         new_run.lock.take(run_dir)  # a fresh folder: so that a --resume of it while it trains is refused
+    if config.train_vae:  # a run of its own: the VAE, checkpointed as the UNet is (vae_training.py)
+        return finetune_vae(config, accelerator, pipe, data, run_dir, start.checkpoint, new_run)
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
     loop = TrainLoop(config, accelerator, pipe, data, run_dir, new_run, progress=progress)
     if resumed:

@@ -71,6 +71,13 @@ def parse_args(argv=None):
                             "(or one-tensor .safetensors) of shape (tracks, D) in the order of the tracks' sorted "
                             "names, or (D,) for every track; never a pickle. A missing track or another size than "
                             "the model's cross_attention_dim is refused before training")
+    model.add_argument("--train-vae", action="store_true",
+                       help="latent pipelines: a run that fine-tunes the VAE (vqvae/) on the genre instead of the UNet, "
+                            "checkpointed and resumable as any run; it prints and records the VAE's round trip on "
+                            "held-out slices before and after, and saves the pipeline with the new VAE and the UNet "
+                            "unchanged: fine-tune the UNet from that run folder next (--pretrained RUN)")
+    model.add_argument("--vae-lr", type=float, default=None,
+                       help="learning rate of a --train-vae run (default: 1e-05: the VAE is already trained)")
     model.add_argument("--cond-dropout", type=float, default=None,
                        help="conditional pipelines: the share of training slices whose encoding is replaced by the "
                             "null (all-zero) one that generate.py's --guidance-scale contrasts with, so that "

@@ -530,6 +530,7 @@ def test_conditional_finetune_reads_one_encoding_per_track_and_drops_some_for_gu
     ("tiny-conditional-latent", ["--encoding", "{tmp}/wide.npy"], r"reads 8 finite numbers per track"),
     ("tiny-conditional-latent", ["--encoding", "{tmp}/named.safetensors"], r"no encoding for 3 of the 4 tracks"),
     ("tiny-latent", ["--cond-dropout", "0.2"], r"is not a conditional model: --encoding and --cond-dropout"),
+    ("tiny-latent", ["--train-vae", "--lora-rank", "2"], r"--train-vae runs in one process, on all the VAE's weights"),
 ])
 def test_finetune_refuses_encodings_that_do_not_fit_in_one_line(latent_folder, tmp_path, preset, flags, message):
     import re
@@ -585,3 +586,26 @@ def test_a_conditional_latent_run_resumes_exactly_on_its_cached_slices(latent_fo
     assert resumed.steps == 6
     np.testing.assert_allclose(resumed.losses, full.losses[3:], rtol=1e-5, atol=1e-7)
     assert_same_weights(load_pipeline(full.run_dir).unet, load_pipeline(killed).unet)
+
+
+def test_train_vae_is_a_run_that_lowers_the_round_trip_checkpoints_and_resumes(latent_folder, tmp_path):
+    from audiodiff import train
+    from audiodiff.vae_training import ROUND_TRIP_FILE
+    from test_train import killed_copy
+
+    base, folder = latent_folder()
+    config = _latent_finetune_config(folder, tmp_path, train_vae=True, vae_lr=3e-3, checkpoint_every=3)
+    full = train.finetune(dataclasses.replace(config, run_name="full"), progress=False)
+    assert full.steps == 6 and all(torch.isfinite(torch.tensor(full.losses)))
+    record = json.loads((full.run_dir / ROUND_TRIP_FILE).read_text())
+    assert record["vae_round_trip_after"] < 0.9 * record["vae_round_trip_before"]  # a random VAE learns quickly
+    assert "it paid" in (full.run_dir / "README.md").read_text()
+    ours = load_pipeline(full.run_dir)
+    assert_same_weights(base.unet, ours.unet)  # the UNet as it came: it is fine-tuned next, on the new latents
+    assert any(not torch.equal(a, b) for a, b in zip(base.vqvae.parameters(), ours.vqvae.parameters()))
+    killed = killed_copy(full.run_dir, "step-000006")
+    (killed / ROUND_TRIP_FILE).unlink()
+    resumed = train.finetune(config, resume=str(killed), progress=False)
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-5, atol=1e-7)
+    assert_same_weights(ours.vqvae, load_pipeline(killed).vqvae)
+    assert json.loads((killed / ROUND_TRIP_FILE).read_text()) == record
