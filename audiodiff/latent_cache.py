@@ -118,21 +118,23 @@ def encode_grid(pipe, dataset, indices, limit: int, batch_size: int, round_trip:
     """Model inputs of every grid slice of the tracks `indices` of a SliceDataset: (per track a
     (K, C, h, w) tensor or None, the number of VAE encoder calls made). `round_trip`: a list that
     receives the VAE's round-trip error on the first batch (`round_trip_error`)."""
-    config = dataset.config
-    pieces, owner = [], []
+    config, latent = dataset.config, getattr(pipe, "vqvae", None) is not None
+    where = []  # (track, start): only a batch of slices is cut at a time (a genre's audio is gigabytes)
     for i in indices:
         item = dataset.prepared(i)
         first, stop = dataset.tracks[i].sample_range(config.sample_rate)
-        for start in grid_starts(item.audio.numel(), item.slice_energy_db, config, first, stop, limit, dataset.silence_db):
-            pieces.append(_cut(item, start, config, stop))
-            owner.append(i)
+        where += [(i, start) for start in grid_starts(item.audio.numel(), item.slice_energy_db, config, first, stop,
+                                                      limit, dataset.silence_db)]
     outputs, calls = [], 0
-    for lo in range(0, len(pieces), batch_size):
-        images = audio_to_images(torch.stack(pieces[lo: lo + batch_size]), config)  # (b, 1, H, W)
+    for lo in range(0, len(where), batch_size):
+        pieces = [_cut(dataset.prepared(i), start, config, dataset.tracks[i].sample_range(config.sample_rate)[1])
+                  for i, start in where[lo: lo + batch_size]]
+        images = audio_to_images(torch.stack(pieces), config)  # (b, 1, H, W)
         outputs.append(model_input(pipe, images).cpu())  # (b, C, h, w)
-        if round_trip is not None and lo == 0 and getattr(pipe, "vqvae", None) is not None:
+        if round_trip is not None and lo == 0 and latent:
             round_trip.append(round_trip_error(pipe, images, outputs[-1]))
-        calls += getattr(pipe, "vqvae", None) is not None
+        calls += latent
+    owner = [i for i, _ in where]
     inputs = [None] * len(dataset)
     if outputs:
         everything, owner = torch.cat(outputs), torch.tensor(owner)
