@@ -4,7 +4,8 @@ A conditional UNet (UNet2DConditionModel, e.g. teticio/conditional-latent-audio-
 reads an encoding of `cross_attention_dim` numbers per clip through cross-attention, as
 `encoder_hidden_states` of shape (B, 1, D) (the reference's layout). Encodings come from a `.npy`
 or `.safetensors` file, never a pickle: one vector per clip, or a single vector for all of them,
-checked against the model before any sampling (`load_encoding`).
+checked against the model before any sampling (`load_encoding`). Fine-tuning reads one per track
+(`read_track_encodings`, `training_encodings`).
 
 `ConditionedUNet` wraps the UNet so that it is called as every unconditional one is,
 `unet(x, t).sample`: the loop, the holds, DDIM inversion (which diffusers' `encode` runs without
@@ -17,7 +18,7 @@ conditioning dropout to zeros, as the reference's conditional training does not 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,3 +146,86 @@ def condition(pipe, encoding_path: str | os.PathLike | None, guidance_scale: flo
                               "with --encoding FILE (.npy or .safetensors)")
     encoding = load_encoding(encoding_path, dim, batch_size)
     return replace(pipe, unet=ConditionedUNet(pipe.unet, encoding, guidance_scale))
+
+
+# ---- fine-tuning: one encoding per track ------------------------------------------------------------
+@dataclass(frozen=True)
+class TrackEncodings:
+    """The encodings a conditional fine-tune reads (`--encoding FILE`), before they are matched to
+    the genre's tracks: by name (a .safetensors file whose keys are track names), in the order of
+    the tracks' sorted names (a (tracks, D) array), or one for every track (a (D,) array)."""
+
+    path: Path
+    by_name: dict | None = None  # track name -> (D,)
+    rows: torch.Tensor | None = None  # (N, D)
+
+    def for_tracks(self, names) -> dict:
+        """track name -> (D,) for every one of `names` (a track may appear twice: a split by time);
+        a missing track or a count that doesn't match is refused in one line."""
+        names = sorted(set(names))
+        if self.by_name is not None:
+            missing = [name for name in names if name not in self.by_name]
+            if missing:
+                raise GenerationError(f"{self.path.name} has no encoding for {len(missing)} of the {len(names)} tracks "
+                                      f"(e.g. {', '.join(missing[:3])}); its keys must be the tracks' names")
+            return {name: self.by_name[name] for name in names}
+        if self.rows.shape[0] == 1:
+            return {name: self.rows[0] for name in names}
+        if self.rows.shape[0] != len(names):
+            raise GenerationError(f"{self.path.name} holds {self.rows.shape[0]} encodings for {len(names)} tracks; give "
+                                  "one per track (in the order of their sorted names), a single one for all, or a "
+                                  ".safetensors file keyed by track name")
+        return dict(zip(names, self.rows))
+
+
+def _vector(value: torch.Tensor, dim: int, where: str) -> torch.Tensor:
+    value = value.float().reshape(-1) if value.numel() == dim else value
+    if value.dim() != 1 or value.shape[0] != dim or not torch.isfinite(value).all():
+        raise GenerationError(f"{where} is not {dim} finite numbers (cross_attention_dim); got shape {tuple(value.shape)}")
+    return value
+
+
+def read_track_encodings(path: str | os.PathLike, dim: int) -> TrackEncodings:
+    """`--encoding FILE` for fine-tuning, read (never unpickled) and checked against the model's
+    encoding size; a .safetensors file with more than one tensor is keyed by track name."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        import safetensors.torch
+
+        try:
+            tensors = safetensors.torch.load_file(path)
+        except Exception as exc:  # noqa: BLE001 - corrupt: one line
+            raise GenerationError(f"can't read the encoding {path.name} ({type(exc).__name__})") from None
+        if len(tensors) > 1 or (tensors and next(iter(tensors.values())).numel() == dim):
+            return TrackEncodings(path, by_name={name: _vector(v, dim, f"{path.name}: {name}") for name, v in tensors.items()})
+    rows = _read_rows(path, dim)
+    return TrackEncodings(path, rows=rows)
+
+
+def _read_rows(path: Path, dim: int) -> torch.Tensor:
+    encoding = _read_encoding_file(path)
+    if encoding.dim() == 3 and encoding.shape[1] == 1:
+        encoding = encoding[:, 0]
+    encoding = encoding[None] if encoding.dim() == 1 else encoding
+    if encoding.dim() != 2 or encoding.shape[-1] != dim or not torch.isfinite(encoding).all():
+        raise GenerationError(f"{path.name} holds encodings of shape {tuple(encoding.shape)}, but this model reads "
+                              f"{dim} finite numbers per track (cross_attention_dim): give ({dim},) or (tracks, {dim})")
+    return encoding
+
+
+def training_encodings(pipe, encoding_path, cond_dropout, streaming: bool) -> TrackEncodings | None:
+    """What a fine-tune of `pipe` conditions on, checked before any data is read: a conditional
+    pipeline needs `--encoding`, an unconditional one takes neither it nor `--cond-dropout`."""
+    if not is_conditional_unet(pipe.unet):
+        if encoding_path is not None or cond_dropout is not None:
+            raise GenerationError(f"{pipe.source} is not a conditional model: --encoding and --cond-dropout are for "
+                                  "models with a UNet2DConditionModel")
+        return None
+    dim = cross_attention_dim(pipe.unet)
+    if encoding_path is None:
+        raise GenerationError(f"{pipe.source} is a conditional pipeline: fine-tuning it needs an encoding of {dim} "
+                              "numbers per track, --encoding FILE (.npy or .safetensors, see docs/latent-models.md)")
+    if streaming:
+        raise GenerationError("--streaming can't fine-tune a conditional pipeline: its encodings are matched to "
+                              "tracks by name before training; drop --streaming")
+    return read_track_encodings(encoding_path, dim)

@@ -91,6 +91,10 @@ class FinetuneConfig:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     device: str | None = None  # None = automatic (CUDA when available); "cpu" forces the CPU
+    encoding: str | None = None  # conditional pipelines: one encoding per track (conditioning.read_track_encodings)
+    cond_dropout: float | None = None  # conditional: None -> latent_cache.DEFAULT_COND_DROPOUT (0.1)
+    train_vae: bool = False  # a run that fine-tunes the VAE of a latent pipeline instead (vae_training.py)
+    vae_lr: float | None = None  # None -> vae_training.DEFAULT_VAE_LR
 
     def __post_init__(self):
         positive = ("batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "validate_every",
@@ -113,6 +117,10 @@ class FinetuneConfig:
             raise ValueError(f"prediction-type must be one of {', '.join(PREDICTION_TYPES[1:])}, got {self.prediction_type!r}")
         if self.snr_gamma is not None and not (0 < self.snr_gamma <= 1000):
             raise ValueError(f"snr-gamma must be in (0, 1000], got {self.snr_gamma}")
+        if self.vae_lr is not None and not (0 < self.vae_lr < 1):
+            raise ValueError(f"vae-lr must be between 0 and 1, got {self.vae_lr}")
+        if self.cond_dropout is not None and not 0 <= self.cond_dropout < 1:
+            raise ValueError(f"cond-dropout must be in [0, 1), got {self.cond_dropout}")
         if self.dataset is not None and self.data_dir is not None:
             raise ValueError("give either --dataset or --data-dir, not both")
         if self.recording_column is not None and (self.data_dir is not None or str(self.dataset).lower() == "synthetic"):

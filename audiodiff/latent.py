@@ -61,15 +61,6 @@ def cross_attention_dim(unet) -> int | None:
     return int(unet.config.cross_attention_dim) if is_conditional_unet(unet) else None
 
 
-def refuse_to_train(pipe) -> None:
-    """Conditional pipelines are not fine-tuned yet: they need an encoding per track (latent ones
-    are, the VAE frozen: latent_training.py)."""
-    if is_conditional_unet(pipe.unet):
-        raise PipelineError(f"{pipe.source} is a conditional pipeline: fine-tuning can't train conditional pipelines "
-                            f"yet (it needs an encoding per track); generate with it (scripts/generate.py --model "
-                            f"--encoding FILE), or fine-tune an unconditional pipeline")
-
-
 # ---- the latent grid -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LatentGrid:

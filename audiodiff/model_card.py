@@ -12,7 +12,8 @@ from .runs import CHECKPOINTS, CONFIG_FILE, SPLIT_FILE
 
 def write_model_card(run_dir: Path, config: FinetuneConfig, pipe, pretrained: str, data, n_train: int, n_val: int,
                      steps: int, losses: list[float], fallback: str | None = None,
-                     mixed_precision_used: str | None = None, split: str | None = None) -> Path:
+                     mixed_precision_used: str | None = None, split: str | None = None,
+                     model_inputs: dict | None = None) -> Path:
     mel = pipe.mel
     precision = mixed_precision_used or config.mixed_precision
     if config.mixed_precision == "auto" and mixed_precision_used:
@@ -24,7 +25,7 @@ tags: [audio-diffusion, audiodiff, music, {(data.genre or 'music').lower()}]
 ---
 # {run_dir.name}
 
-An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
+An {_kind(pipe)} fine-tuned with
 [audiodiff](https://github.com/) on **{data.genre or 'all genres'}**.
 
 | | |
@@ -41,7 +42,7 @@ An unconditional audio-diffusion pipeline (Mel-spectrogram UNet) fine-tuned with
 | seed | {config.seed} |
 | final training loss (mean of the last 20 steps) | {final_loss} |
 | Mel | {mel.x_res}x{mel.y_res}, {mel.sample_rate} Hz, n_fft {mel.n_fft}, hop {mel.hop_length}, top_db {mel.top_db} (the base model's, unchanged) |
-
+{_inputs_rows(model_inputs)}
 {('> Note: ' + fallback + chr(10)) if fallback else ''}
 The full configuration is in `{CONFIG_FILE}`; TensorBoard logs in `logs/`.
 
@@ -57,6 +58,31 @@ It also loads in diffusers: `AudioDiffusionPipeline.from_pretrained("{run_dir}")
     path = run_dir / "README.md"
     path.write_text(card)
     return path
+
+
+def _kind(pipe) -> str:
+    """What the pipeline is, in words: Mel-image or latent, unconditional or conditioned on an encoding."""
+    conditional = type(pipe.unet).__name__ == "UNet2DConditionModel"
+    if getattr(pipe, "vqvae", None) is None:
+        return f"{'conditional' if conditional else 'unconditional'} audio-diffusion pipeline (Mel-spectrogram UNet)"
+    return (f"{'conditional' if conditional else 'unconditional'} latent audio-diffusion pipeline (a UNet on the latents "
+            f"of a frozen AutoencoderKL{', conditioned on an encoding per clip' if conditional else ''})")
+
+
+def _inputs_rows(record: dict | None) -> str:
+    """Rows for a latent or conditional run: the cached slices, the scaling factor, the dropout."""
+    if not record:
+        return ""
+    rows = f"| cached model inputs | {record['cached_slices']} slices, {record['cache_vae_calls']} VAE encoder calls, once |\n"
+    if "scaling_factor" in record:
+        rows += (f"| latent scaling factor | {record['scaling_factor']:g} (the VAE config's, used), "
+                 f"{record['scaling_factor_measured']:.4g} measured on this data (1 / std) |\n")
+    if record.get("vae_round_trip_error") is not None:
+        rows += (f"| VAE round trip | {record['vae_round_trip_error']:.4f} mean absolute error on the [-1, 1] Mel image "
+                 "(a batch of training slices; the VAE is frozen) |\n")
+    if record.get("cond_dropout") is not None:
+        rows += f"| conditioning dropout | {record['cond_dropout']:g} (to the null encoding) |\n"
+    return rows
 
 
 def push_to_hub(run_dir: Path, repo_id: str, api=None) -> str:

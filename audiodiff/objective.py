@@ -3,11 +3,13 @@
 The loss targets what the scheduler's `prediction_type` says the model predicts (the noise, the
 velocity or the clean image), so fine-tuning keeps a model's own objective; a preset trained from
 scratch may take another (`with_objective`). Min-SNR weighting (Hang et al. 2023) is optional.
-Why the bundled recipe predicts the velocity is measured in docs/tonality.md.
+Why the bundled recipe predicts the velocity is measured in docs/tonality.md. The held-out loss
+(`validation_loss`) is measured with the EMA weights swapped in (`ema_weights`).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -56,7 +58,7 @@ def _target_and_weight(scheduler, images, noise, timesteps, snr_gamma: float | N
 
 
 def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise=None,
-                   snr_gamma: float | None = None):
+                   snr_gamma: float | None = None, **unet_kwargs):
     """MSE between the model's output and its target (the added noise, the velocity or the clean
     image, as its scheduler's prediction_type says) at uniform random timesteps, optionally weighted
     by min-SNR-`snr_gamma`.
@@ -64,6 +66,7 @@ def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Gener
     images: (B, 1, H, W) clean Mel images in [-1, 1]. Noise and timesteps come from `generator`
     (CPU) so that they do not depend on the device or on the number of processes.
     noise: the noise to add instead of drawing it (then only the timesteps come from `generator`).
+    unet_kwargs: passed to the UNet (a conditional one's encoder_hidden_states).
     Returns (loss over the batch, per-item losses (B,), timesteps (B,)).
     """
     batch = images.shape[0]
@@ -74,8 +77,53 @@ def diffusion_loss(unet, scheduler, images: torch.Tensor, generator: torch.Gener
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
     timesteps = timesteps.to(images.device)
     noisy = scheduler.add_noise(images, noise, timesteps)
-    predicted = unet(noisy, timesteps).sample
+    predicted = unet(noisy, timesteps, **unet_kwargs).sample
     target, weight = _target_and_weight(scheduler, images, noise, timesteps, snr_gamma)
     per_item = F.mse_loss(predicted.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     loss = per_item.mean() if weight is None else (per_item * weight).mean()
     return loss, per_item.detach(), timesteps.detach().cpu()
+
+
+@contextmanager
+def ema_weights(ema, trainable):
+    """Inside the block the parameters `trainable` hold the EMA weights; afterwards (even after an
+    error) their training values again. No EMA (None): the block runs on the training weights."""
+    if ema is None:
+        yield
+        return
+    ema.store(trainable)
+    ema.copy_to(trainable)
+    try:
+        yield
+    finally:
+        ema.restore(trainable)
+
+
+@torch.no_grad()
+def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8,
+                    rows: list[int] | None = None, total_rows: int | None = None, reduce_sum=None) -> float:
+    """Noise-prediction MSE of the (EMA) model on held-out slices at fixed timesteps and fixed noise:
+    comparable from step to step, unlike the training loss.
+
+    Spread over processes: `images` are rows `rows` of the run's `total_rows` validation slices
+    (possibly none), each keeps the noise it would have in one batch, and `reduce_sum` (a sum over
+    processes) makes every process return the mean over all of them."""
+    with ema_weights(ema, trainable):
+        was_training = unet.training
+        unet.eval()
+        total = scheduler.config.num_train_timesteps
+        fixed = torch.linspace(0, total - 1, num_timesteps).long()
+        rows = list(range(images.shape[0])) if rows is None else rows
+        total_rows = images.shape[0] if total_rows is None else total_rows
+        sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
+        for t in fixed:
+            generator = torch.Generator().manual_seed(int(t))
+            noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
+            if images.shape[0]:
+                timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
+                _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
+                sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
+        unet.train(was_training)
+    if reduce_sum is not None:
+        sums = reduce_sum(sums.float().to(images.device)).double().cpu()
+    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as checkpoint_io
-from .objective import PREDICTION_TYPES, _target_and_weight, diffusion_loss, with_objective  # noqa: F401
+from .objective import (PREDICTION_TYPES, _target_and_weight, diffusion_loss, ema_weights,  # noqa: F401
+                        validation_loss, with_objective)
 from .mel import MelConfig
 from .staging import check_writable_folder, fsync_path
 # Names that moved out of this module, imported from here too (scripts/finetune.py, tests, bundle.py,
@@ -41,6 +41,7 @@ from .finetune_config import (  # noqa: F401
     DEFAULT_WARMUP_STEPS, FLAG_SPELLINGS, MAX_SEED, MIXED_PRECISIONS, FinetuneConfig,
 )
 from .lora import add_lora, merged_unet  # noqa: F401
+from .latent_cache import unet_kwargs, validation_unet
 from .latent_training import model_input, sample_images
 from .model_card import push_to_hub, write_model_card
 from .model_choice import FALLBACK_LR, FALLBACK_MAX_STEPS, Sources, resolve_sources, with_sources  # noqa: F401
@@ -127,7 +128,9 @@ def finetune(config: FinetuneConfig, resume: str | None = None, progress: bool =
 def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_run: _NewRun) -> RunResult:
     """The run in stages: where it starts, the accelerator, model and data, the run folder, then the loop."""
     from .model import weights_sha256
-    from .latent import refuse_to_train
+    from .conditioning import training_encodings
+    from .latent_cache import cache_training_inputs
+    from .vae_training import check_vae_run, finetune_vae
     from .pipeline import load_pipeline
 
     start = RunStart.find(config, resume)
@@ -142,13 +145,17 @@ def _finetune(config: FinetuneConfig, resume: str | None, progress: bool, new_ru
     start.check_processes(accelerator.num_processes)  # before any data is read
     config, sources = with_sources(start.config, accelerator.print)
     pipe = load_pipeline(sources.pretrained)
-    refuse_to_train(pipe)
+    check_vae_run(pipe, config, accelerator.num_processes)  # these two before any data is read
+    encodings = None if config.train_vae else training_encodings(pipe, config.encoding, config.cond_dropout, config.streaming)
     pipe = with_objective(pipe, config)
     data = _load_training_data(config, pipe.mel, accelerator, progress)
+    data = cache_training_inputs(pipe, config, data, encodings, accelerator.print)  # latent/conditional only
     run_dir = start.run_dir if resumed else _open_run_dir(accelerator, config, data, mixed_precision, sources, new_run,
                                                           base_sha256=weights_sha256(pipe.unet))
     if not resumed and accelerator.is_main_process:
         new_run.lock.take(run_dir)  # a fresh folder: so that a --resume of it while it trains is refused
+    if config.train_vae:  # a run of its own: the VAE, checkpointed as the UNet is (vae_training.py)
+        return finetune_vae(config, accelerator, pipe, data, run_dir, start.checkpoint, new_run)
     accelerator.project_configuration.logging_dir = str(run_dir)  # TensorBoard -> run_dir/logs
     loop = TrainLoop(config, accelerator, pipe, data, run_dir, new_run, progress=progress)
     if resumed:
@@ -200,6 +207,8 @@ class _TrainingData:
     micro_per_epoch: int
     steps_per_epoch: int
     total_steps: int
+    encodings: dict | None = None  # conditional pipelines: track name -> (D,) encoding
+    inputs_record: dict | None = None  # latent/conditional pipelines: the cache and the scaling factor (latent_cache)
 
 
 def _owners(genre, tracks, processes: int) -> list[int]:
@@ -251,7 +260,8 @@ def _open_run_dir(accelerator, config: FinetuneConfig, data: _TrainingData, mixe
         run_dir = new_run.folder = new_run_dir(config.output_dir, data.genre.genre or config.genre, config.run_name)
         (run_dir / CONFIG_FILE).write_text(json.dumps({**config.to_dict(), "mixed_precision_used": mixed_precision,
                                                         "num_processes": data.processes, "fallback": sources.fallback,
-                                                        "pretrained_weights_sha256": base_sha256},
+                                                        "pretrained_weights_sha256": base_sha256,
+                                                        "model_inputs": data.inputs_record},
                                                        indent=2) + "\n")
         (run_dir / SPLIT_FILE).write_text(json.dumps(data.split.record(), indent=2) + "\n")
     return _broadcast_path(accelerator, run_dir)
@@ -366,11 +376,12 @@ class TrainLoop:
     def run_step(self, images: torch.Tensor, epoch: int) -> None:
         """One micro-batch (B, 1, H, W): forward and backward; on the last of an accumulation, the optimiser step."""
         accelerator, config = self.accelerator, self.config
-        images = model_input(self.pipe, images.to(accelerator.device))  # latents for a latent pipeline
+        batch = images.to(accelerator.device)
+        images = model_input(self.pipe, batch)  # latents for a latent pipeline
         with accelerator.accumulate(self.unet):
             generator = step_generator(config.seed, self.micro * accelerator.num_processes + accelerator.process_index)
             loss, per_item, timesteps = diffusion_loss(self.unet, self.pipe.scheduler, images, generator,
-                                                       snr_gamma=self.config.snr_gamma)
+                                                       snr_gamma=self.config.snr_gamma, **unet_kwargs(batch))
             self._stop_unless_finite(loss)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
@@ -426,7 +437,8 @@ class TrainLoop:
     def validate(self) -> float:
         """The EMA model's validation loss over every process's held-out slices (validation_loss)."""
         accelerator = self.accelerator
-        return validation_loss(accelerator.unwrap_model(self.unet), self.ema, self.trainable, self.pipe.scheduler,
+        unet = validation_unet(accelerator.unwrap_model(self.unet), self.data, self.val_rows)
+        return validation_loss(unet, self.ema, self.trainable, self.pipe.scheduler,
                                self.val_images, rows=self.val_rows, total_rows=self.val_count,
                                reduce_sum=lambda t: accelerator.reduce(t, "sum"))
 
@@ -440,7 +452,7 @@ class TrainLoop:
         with ema_weights(self.ema, self.trainable):
             unet.eval()
             with torch.no_grad():
-                images = sample_images(pipe, unet, count, self.config.sample_steps, self.config.seed)
+                images = sample_images(pipe, unet, count, self.config.sample_steps, self.config.seed, self.data.encodings)
             unet.train()
         audio = images_to_audio(images.float().cpu(), pipe.mel)
         peak = audio.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
@@ -492,7 +504,8 @@ class TrainLoop:
             save_pipeline(self.pipe, self.run_dir, unet=result_unet, overwrite=True)
             write_model_card(self.run_dir, config, self.pipe, config.pretrained, data.genre, len(data.split.train),
                              len(data.split.validation), self.step, self.loss_history + self.losses,
-                             fallback=fallback, mixed_precision_used=mixed_precision, split=data.split.describe())
+                             fallback=fallback, mixed_precision_used=mixed_precision, split=data.split.describe(),
+                             model_inputs=data.inputs_record)
             if config.push_to_hub:
                 push_to_hub(self.run_dir, config.hub_model_id)
             accelerator.print(f"fine-tuned pipeline written to {self.run_dir}")
@@ -541,51 +554,6 @@ def _broadcast_path(accelerator, path):
     holder = [str(path) if path is not None else None]
     broadcast_object_list(holder, from_process=0)
     return Path(holder[0])
-
-
-@contextmanager
-def ema_weights(ema, trainable):
-    """Inside the block the parameters `trainable` hold the EMA weights; afterwards (even after an
-    error) their training values again. No EMA (None): the block runs on the training weights."""
-    if ema is None:
-        yield
-        return
-    ema.store(trainable)
-    ema.copy_to(trainable)
-    try:
-        yield
-    finally:
-        ema.restore(trainable)
-
-
-@torch.no_grad()
-def validation_loss(unet, ema, trainable, scheduler, images: torch.Tensor, num_timesteps: int = 8,
-                    rows: list[int] | None = None, total_rows: int | None = None, reduce_sum=None) -> float:
-    """Noise-prediction MSE of the (EMA) model on held-out slices at fixed timesteps and fixed noise:
-    comparable from step to step, unlike the training loss.
-
-    Spread over processes: `images` are rows `rows` of the run's `total_rows` validation slices
-    (possibly none), each keeps the noise it would have in one batch, and `reduce_sum` (a sum over
-    processes) makes every process return the mean over all of them."""
-    with ema_weights(ema, trainable):
-        was_training = unet.training
-        unet.eval()
-        total = scheduler.config.num_train_timesteps
-        fixed = torch.linspace(0, total - 1, num_timesteps).long()
-        rows = list(range(images.shape[0])) if rows is None else rows
-        total_rows = images.shape[0] if total_rows is None else total_rows
-        sums = torch.zeros(2, dtype=torch.float64)  # (sum of per-item losses, count)
-        for t in fixed:
-            generator = torch.Generator().manual_seed(int(t))
-            noise = torch.randn((total_rows, *images.shape[1:]), generator=generator)[rows]  # (N, 1, H, W)
-            if images.shape[0]:
-                timesteps = torch.full((images.shape[0],), int(t), dtype=torch.long)
-                _, per_item, _ = diffusion_loss(unet, scheduler, images, generator, timesteps, noise=noise)
-                sums += torch.tensor([per_item.double().sum().item(), images.shape[0]], dtype=torch.float64)
-        unet.train(was_training)
-    if reduce_sum is not None:
-        sums = reduce_sum(sums.float().to(images.device)).double().cpu()
-    return float(sums[0] / sums[1]) if sums[1] > 0 else float("nan")
 
 
 def _fsync_tree(folder: Path) -> None:

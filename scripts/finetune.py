@@ -4,6 +4,7 @@
     python scripts/finetune.py --genre jazz
     python scripts/finetune.py --genre jazz --dataset synthetic --pretrained tiny --max-steps 20
     python scripts/finetune.py --genre jazz --data-dir ~/music        # DIR/jazz/*.wav, *.flac, *.mp3 ...
+    python scripts/finetune.py --pretrained my-conditional-model --encoding enc.safetensors   # one per track
     python scripts/finetune.py --resume latest                        # continue a killed run
     accelerate launch --multi_gpu --num_processes 2 scripts/finetune.py ...   # several GPUs
     accelerate launch --config_file configs/accelerate/one-machine-multi-gpu.yaml scripts/finetune.py ...
@@ -64,6 +65,23 @@ def parse_args(argv=None):
                             "estimates at high noise). Only for a preset trained from scratch; a pretrained model "
                             "keeps its own (default: the model's own; presets: epsilon)")
     model.add_argument("--no-ema", action="store_true", help="save the raw weights instead of their moving average")
+    model.add_argument("--encoding", default=None,
+                       help="conditional pipelines (a UNet2DConditionModel): one encoding per track, a .safetensors "
+                            "file whose keys are the tracks' names (as validation_split.json spells them), or a .npy "
+                            "(or one-tensor .safetensors) of shape (tracks, D) in the order of the tracks' sorted "
+                            "names, or (D,) for every track; never a pickle. A missing track or another size than "
+                            "the model's cross_attention_dim is refused before training")
+    model.add_argument("--train-vae", action="store_true",
+                       help="latent pipelines: a run that fine-tunes the VAE (vqvae/) on the genre instead of the UNet, "
+                            "checkpointed and resumable as any run; it prints and records the VAE's round trip on "
+                            "held-out slices before and after, and saves the pipeline with the new VAE and the UNet "
+                            "unchanged: fine-tune the UNet from that run folder next (--pretrained RUN)")
+    model.add_argument("--vae-lr", type=float, default=None,
+                       help="learning rate of a --train-vae run (default: 1e-05: the VAE is already trained)")
+    model.add_argument("--cond-dropout", type=float, default=None,
+                       help="conditional pipelines: the share of training slices whose encoding is replaced by the "
+                            "null (all-zero) one that generate.py's --guidance-scale contrasts with, so that "
+                            "classifier-free guidance works on the result; in [0, 1) (default: 0.1)")
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--max-steps", type=positive_int, default=None, help="optimiser steps (overrides --epochs)")

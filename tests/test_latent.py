@@ -6,6 +6,7 @@ import json
 import pathlib
 import time
 
+import numpy as np
 import pytest
 import torch
 from diffusers.pipelines.deprecated import AudioDiffusionPipeline
@@ -407,10 +408,204 @@ def test_finetune_trains_a_latent_model_and_saves_what_diffusers_loads(latent_fo
     assert list((result.run_dir / "logs").rglob("events.out.tfevents*"))  # samples logged (decoded through the VAE)
 
 
-def test_finetune_refuses_a_conditional_pipeline_in_one_line(latent_folder, tmp_path):
-    _, folder = latent_folder("tiny-conditional-latent")
-    done = run_script("finetune.py", ["--pretrained", str(folder), "--dataset", "synthetic", "--genre", "jazz",
-                                      "--output-dir", str(tmp_path / "runs"), "--device", "cpu", "--num-workers", "0"],
-                      cwd=tmp_path)
+def _latent_finetune_config(folder, tmp_path, **changes):
+    from audiodiff import train
+    from test_train import make_music_dir
+
+    music = tmp_path / "music"
+    if not music.exists():
+        make_music_dir(music)
+    values = dict(genre="jazz", pretrained=str(folder), data_dir=str(music), output_dir=str(tmp_path / "runs"),
+                  max_steps=6, batch_size=2, checkpoint_every=6, validate_every=3, sample_every=100, num_workers=0,
+                  warmup_steps=1, lr=1e-3, device="cpu", validation_fraction=0.25)
+    return train.FinetuneConfig(**{**values, **changes})
+
+
+def test_latents_are_cached_once_so_no_epoch_calls_the_vae(latent_folder, tmp_path, monkeypatch):
+    from audiodiff import train
+
+    _, folder = latent_folder()
+    calls, per_step = [], []
+    encode = LatentAudioDiffusion.encode
+    monkeypatch.setattr(LatentAudioDiffusion, "encode", lambda self, images: calls.append(images.shape[0]) or encode(self, images))
+    run_step = train.TrainLoop.run_step
+
+    def counted_step(loop, images, epoch):
+        before = len(calls)
+        run_step(loop, images, epoch)
+        per_step.append((epoch, len(calls) - before))
+    monkeypatch.setattr(train.TrainLoop, "run_step", counted_step)
+    result = train.finetune(_latent_finetune_config(folder, tmp_path), progress=False)
+    # 4 training tracks, batch 2: 2 steps an epoch, 3 epochs; not one VAE call in any of them
+    assert [epoch for epoch, _ in per_step] == [0, 0, 1, 1, 2, 2]
+    assert all(count == 0 for _, count in per_step)
+    record = json.loads((result.run_dir / "training_config.json").read_text())["model_inputs"]
+    # before the loop: the grid's slices in batches of 2 (the cache) and the validation slices once
+    assert len(calls) == record["cache_vae_calls"] + 1 and sum(calls[:-1]) == record["cached_slices"] >= 4
+    assert record["scaling_factor"] == 0.18215 and record["scaling_factor_used"] == "config"
+    assert 0 < record["scaling_factor_measured"] < 1e4
+    assert 0.05 < record["vae_round_trip_error"] < 2  # a random VAE gives the Mel image back badly
+    assert all(torch.isfinite(torch.tensor(result.losses))) and result.losses[-1] < 2
+    card = (result.run_dir / "README.md").read_text()
+    assert "latent scaling factor | 0.18215 (the VAE config's, used)" in card
+
+
+def test_the_cache_holds_the_latents_of_its_grid_slices_and_draws_each_before_repeating():
+    from audiodiff.data import load_genre
+    from audiodiff.data.loader import SliceDataset, _cut
+    from audiodiff.latent_cache import CachedSlices, encode_grid, grid_starts
+    from audiodiff.mel import audio_to_images
+
+    pipe = load_pipeline("tiny-latent")
+    mel = pipe.mel
+    energy = np.zeros(200)
+    three = 128 * mel.hop_length + mel.slice_samples  # room for three slices, one after the other, on whole hops
+    assert grid_starts(three, energy, mel) == [0, 64 * mel.hop_length, 128 * mel.hop_length]
+    assert grid_starts(three - 1, energy, mel) == [0, 64 * mel.hop_length] and grid_starts(100, energy, mel) == [0]
+    assert grid_starts(three, energy, mel, limit=2) == [0, 128 * mel.hop_length]
+    quiet = np.full(200, -200.0)
+    quiet[64] = 0.0  # only the second slice is loud: it alone is kept
+    assert grid_starts(three, quiet, mel) == [64 * mel.hop_length]
+    genre = load_genre("jazz", mel, dataset="synthetic", synthetic_clips_per_genre=2, synthetic_seconds=4.0, progress=False)
+    dataset = SliceDataset(genre.tracks, mel)
+    inputs, calls = encode_grid(pipe, dataset, [0, 1], limit=None, batch_size=3)
+    item = dataset.prepared(1)
+    where = grid_starts(item.audio.numel(), item.slice_energy_db, mel)
+    assert inputs[1].shape == (len(where), 1, 8, 8) and calls == -(-(inputs[0].shape[0] + len(where)) // 3)
+    direct = pipe.encode(audio_to_images(_cut(item, where[-1], mel)[None], mel))
+    assert torch.allclose(inputs[1][-1], direct[0], atol=1e-5)
+    cached = CachedSlices(inputs, seed=3)
+    drawn = [cached[(1, epoch)][0] for epoch in range(len(where))]
+    assert all(any(torch.equal(x, y) for y in drawn) for x in inputs[1])  # every position once per len(where) epochs
+
+
+def _jazz_track_names(music, mel):
+    from audiodiff.data import load_genre
+
+    return sorted({track.name for track in load_genre("jazz", mel, data_dir=str(music), progress=False).tracks})
+
+
+def test_conditional_finetune_reads_one_encoding_per_track_and_drops_some_for_guidance(latent_folder, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from audiodiff import train
+    from audiodiff.conditioning import condition
+    from audiodiff.sampling.latent import generate_long_latent
+
+    base, folder = latent_folder("tiny-conditional-latent")
+    config = _latent_finetune_config(folder, tmp_path, max_steps=8, cond_dropout=0.5)
+    names = _jazz_track_names(tmp_path / "music", base.mel)
+    dim = base.unet.config.cross_attention_dim
+    encodings = {name: torch.full((dim,), 1.0 + k) for k, name in enumerate(names)}
+    safetensors.torch.save_file(encodings, tmp_path / "enc.safetensors")
+    seen = []
+    unet_class = type(base.unet)
+    forward = unet_class.forward
+    monkeypatch.setattr(unet_class, "forward", lambda self, sample, t, encoder_hidden_states=None, **kw:
+                        (self.training and seen.append(encoder_hidden_states))  # training steps only
+                        or forward(self, sample, t, encoder_hidden_states, **kw))
+    result = train.finetune(dataclasses.replace(config, encoding=str(tmp_path / "enc.safetensors")), progress=False)
+    assert result.steps == 8 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert len(seen) == 8 and all(e is not None and e.shape == (2, 1, dim) for e in seen)
+    given = torch.cat([e[:, 0] for e in seen])  # (16, D)
+    assert {float(row[0]) for row in given} <= {0.0, *(1.0 + k for k in range(len(names)))}
+    dropped = (given.abs().sum(dim=1) == 0).float().mean()
+    assert 0.1 < dropped < 0.9  # dropout 0.5 to the null encoding; the rest are the tracks' own
+    record = json.loads((result.run_dir / "training_config.json").read_text())
+    assert record["encoding"].endswith("enc.safetensors") and record["model_inputs"]["cond_dropout"] == 0.5
+    assert "conditional latent audio-diffusion pipeline" in (result.run_dir / "README.md").read_text()
+    assert "conditioning dropout | 0.5" in (result.run_dir / "README.md").read_text()
+    theirs = AudioDiffusionPipeline.from_pretrained(result.run_dir)
+    assert type(theirs.unet).__name__ == "UNet2DConditionModel"
+    assert_same_weights(load_pipeline(result.run_dir).unet, theirs.unet)
+    np.save(tmp_path / "one.npy", encodings[names[0]].numpy())
+    ours = condition(load_pipeline(result.run_dir), tmp_path / "one.npy", 3.0, 1)  # guided, on a track's encoding
+    clip = generate_long_latent(ours, 1.5, num_inference_steps=2, progress=False)
+    assert clip.audio.shape == (1, 24000) and torch.isfinite(clip.audio).all()
+
+
+@pytest.mark.parametrize("preset, flags, message", [
+    ("tiny-conditional-latent", [], r"is a conditional pipeline: fine-tuning it needs an encoding of 8 numbers per track"),
+    ("tiny-conditional-latent", ["--encoding", "{tmp}/two.npy"], r"two.npy holds 2 encodings for 4 tracks"),
+    ("tiny-conditional-latent", ["--encoding", "{tmp}/wide.npy"], r"reads 8 finite numbers per track"),
+    ("tiny-conditional-latent", ["--encoding", "{tmp}/named.safetensors"], r"no encoding for 3 of the 4 tracks"),
+    ("tiny-latent", ["--cond-dropout", "0.2"], r"is not a conditional model: --encoding and --cond-dropout"),
+    ("tiny-latent", ["--train-vae", "--lora-rank", "2"], r"--train-vae runs in one process, on all the VAE's weights"),
+])
+def test_finetune_refuses_encodings_that_do_not_fit_in_one_line(latent_folder, tmp_path, preset, flags, message):
+    import re
+
+    import safetensors.torch
+
+    from test_train import make_music_dir
+
+    _, folder = latent_folder(preset)
+    np.save(tmp_path / "two.npy", np.zeros((2, 8), dtype=np.float32))
+    np.save(tmp_path / "wide.npy", np.zeros((5, 9), dtype=np.float32))
+    safetensors.torch.save_file({"jazz/jazz0.wav": torch.zeros(8), "other": torch.zeros(8)}, tmp_path / "named.safetensors")
+    music = make_music_dir(tmp_path / "music")
+    done = run_script("finetune.py", ["--pretrained", str(folder), "--data-dir", str(music), "--genre", "jazz",
+                                      "--output-dir", str(tmp_path / "runs"), "--device", "cpu", "--num-workers", "0",
+                                      *[flag.format(tmp=tmp_path) for flag in flags]], cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert "is a conditional pipeline: fine-tuning" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    last = done.stderr.strip().splitlines()[-1]  # after the data check's progress, when the tracks were needed
+    assert last.startswith("error: ") and re.search(message, last) and done.stderr.count("error") == 1, done.stderr
+    assert not list((tmp_path / "runs").glob("*/*"))  # refused before a run was written
+
+
+def test_finetune_script_trains_a_conditional_folder_on_one_encoding_for_every_track(latent_folder, tmp_path):
+    from test_train import make_music_dir
+
+    _, folder = latent_folder("tiny-conditional-latent")  # laid out like the hub's
+    np.save(tmp_path / "one.npy", np.linspace(-1, 1, 8, dtype=np.float32))
+    done = run_script("finetune.py", ["--pretrained", str(folder), "--data-dir", str(make_music_dir(tmp_path / "music")),
+                                      "--genre", "jazz", "--output-dir", str(tmp_path / "runs"), "--device", "cpu",
+                                      "--num-workers", "0", "--max-steps", "2", "--batch-size", "2",
+                                      "--encoding", str(tmp_path / "one.npy")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_dir = pathlib.Path(done.stdout.strip().splitlines()[-1])
+    saved = json.loads((run_dir / "training_config.json").read_text())
+    assert saved["cond_dropout"] is None and saved["model_inputs"]["cond_dropout"] == 0.1  # the default
+    assert type(load_pipeline(run_dir).unet).__name__ == "UNet2DConditionModel"
+
+
+def test_a_conditional_latent_run_resumes_exactly_on_its_cached_slices(latent_folder, tmp_path):
+    import safetensors.torch
+
+    from audiodiff import train
+    from test_train import killed_copy
+
+    base, folder = latent_folder("tiny-conditional-latent")
+    config = _latent_finetune_config(folder, tmp_path, checkpoint_every=3, cond_dropout=0.3)
+    names = _jazz_track_names(tmp_path / "music", base.mel)
+    safetensors.torch.save_file({name: torch.randn(8) for name in names}, tmp_path / "enc.safetensors")
+    config = dataclasses.replace(config, encoding=str(tmp_path / "enc.safetensors"))
+    full = train.finetune(dataclasses.replace(config, run_name="full"), progress=False)
+    killed = killed_copy(full.run_dir, "step-000006")  # killed after step 3: the cache is built again
+    resumed = train.finetune(config, resume=str(killed), progress=False)
+    assert resumed.steps == 6
+    np.testing.assert_allclose(resumed.losses, full.losses[3:], rtol=1e-5, atol=1e-7)
+    assert_same_weights(load_pipeline(full.run_dir).unet, load_pipeline(killed).unet)
+
+
+def test_train_vae_is_a_run_that_lowers_the_round_trip_checkpoints_and_resumes(latent_folder, tmp_path):
+    from audiodiff import train
+    from audiodiff.vae_training import ROUND_TRIP_FILE
+    from test_train import killed_copy
+
+    base, folder = latent_folder()
+    config = _latent_finetune_config(folder, tmp_path, train_vae=True, vae_lr=3e-3, checkpoint_every=3)
+    full = train.finetune(dataclasses.replace(config, run_name="full"), progress=False)
+    assert full.steps == 6 and all(torch.isfinite(torch.tensor(full.losses)))
+    record = json.loads((full.run_dir / ROUND_TRIP_FILE).read_text())
+    assert record["vae_round_trip_after"] < 0.9 * record["vae_round_trip_before"]  # a random VAE learns quickly
+    assert "it paid" in (full.run_dir / "README.md").read_text()
+    ours = load_pipeline(full.run_dir)
+    assert_same_weights(base.unet, ours.unet)  # the UNet as it came: it is fine-tuned next, on the new latents
+    assert any(not torch.equal(a, b) for a, b in zip(base.vqvae.parameters(), ours.vqvae.parameters()))
+    killed = killed_copy(full.run_dir, "step-000006")
+    (killed / ROUND_TRIP_FILE).unlink()
+    resumed = train.finetune(config, resume=str(killed), progress=False)
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-5, atol=1e-7)
+    assert_same_weights(ours.vqvae, load_pipeline(killed).vqvae)
+    assert json.loads((killed / ROUND_TRIP_FILE).read_text()) == record
