@@ -215,12 +215,21 @@ def vary(pipe, audio: torch.Tensor, strength: float = DEFAULT_STRENGTH, options:
     setup = prepare(pipe, options, sampling)
     audio = check_audio(audio, setup.mel, "the audio to vary")
     image, reference = image_of(audio, setup.mel)
+    setup, made, starts, slices = resample(setup, image, strength, invert_audio, eta, progress)
+    return _clip_from_image(setup, made, audio.numel(), math.sqrt(reference), starts, slices)
+
+
+def resample(setup: SamplingSetup, image: torch.Tensor, strength: float, invert_audio: bool, eta: float | None,
+             progress) -> tuple[SamplingSetup, torch.Tensor, list[int], list[torch.Tensor]]:
+    """A variation's sampling, for Mel images and latents alike: `image` (1, C, H, W) resampled slice
+    by slice from `strength`, each slice started from its own DDIM inversion when `invert_audio`.
+    Returns the setup sampled with (the inversion's scheduler, when inverting), the result
+    (B, C, H, W), and each slice's start and image."""
     if invert_audio:
         check_invertible(scheduler_name(setup.scheduler), EditError)
         eta = INVERTED_VARIATION_ETA if eta is None else eta
         setup = replace(setup, scheduler=inversion_scheduler(setup.base_scheduler))
-    # (inversion +) sampling of each slice
-    per_step = 1 + (INVERSION_CALLS_PER_STEP if invert_audio else 0)
+    per_step = 1 + (INVERSION_CALLS_PER_STEP if invert_audio else 0)  # (inversion +) sampling of each slice
     plan = plan_cover(setup, image.shape[-1], unet_calls(setup.steps, strength=strength) * per_step)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
         def inverted(start: int, end: int) -> torch.Tensor:
@@ -230,7 +239,7 @@ def vary(pipe, audio: torch.Tensor, strength: float = DEFAULT_STRENGTH, options:
 
         made, starts, slices = _resample_slices(setup, plan, image, setup.batch_size, strength,
                                                 inverted if invert_audio else None, eta or 0.0, tracker)
-    return _clip_from_image(setup, made, audio.numel(), math.sqrt(reference), starts, slices)
+    return setup, made, starts, slices
 
 
 def interpolate(pipe, audio_a: torch.Tensor, audio_b: torch.Tensor, alphas: Sequence[float] = (0.5,),

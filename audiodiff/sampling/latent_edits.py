@@ -26,15 +26,14 @@ from ..metrics import DEFAULT_TARGET_LUFS
 from .edits import (LOOP_OVERLAP_SECONDS, EditError, Timeline, _crossfade_samples, _decode_span, _end_columns,
                     check_audio, loop_audio)
 from .finish import peak_protect, set_level
-from .inversion import (INVERSION_CALLS_PER_STEP, INVERTED_VARIATION_ETA, _clip_from_image, _resample_slices,
-                        image_of, invert, inversion_scheduler, slerp)
+from .inversion import (INVERSION_CALLS_PER_STEP, _clip_from_image, _resample_slices, image_of, invert,
+                        inversion_scheduler, resample, slerp)
 from .latent import latent_setup, latents_of, mel_spans
 from .longclip import LongClip, extend_image, first_slice, slice_spans
-from .options import (DEFAULT_STRENGTH, SamplingOptions, SamplingSetup, check_invertible, check_strength,
-                      default_overlap_seconds, sampling_options)
+from .options import (DEFAULT_STRENGTH, SamplingOptions, SamplingSetup, check_strength, default_overlap_seconds,
+                      sampling_options)
 from .plan import plan_cover, plan_extend, unet_calls
 from .progress import JobProgress, job
-from .schedulers import scheduler_name
 
 
 def _setup(pipe, options: SamplingOptions | None, sampling: dict, most_overlap_seconds: float | None = None) -> SamplingSetup:
@@ -166,21 +165,7 @@ def vary_latent(pipe, audio: torch.Tensor, strength: float = DEFAULT_STRENGTH, o
     setup = _setup(pipe, options, sampling)
     audio = check_audio(audio, pipe.mel, "the audio to vary")
     image, reference = image_of(audio, pipe.mel)
-    latents = latents_of(pipe, image)
-    if invert_audio:
-        check_invertible(scheduler_name(setup.scheduler), EditError)
-        eta = INVERTED_VARIATION_ETA if eta is None else eta
-        setup = replace(setup, scheduler=inversion_scheduler(setup.base_scheduler))
-    per_step = 1 + (INVERSION_CALLS_PER_STEP if invert_audio else 0)
-    plan = plan_cover(setup, latents.shape[-1], unet_calls(setup.steps, strength=strength) * per_step)
-    with job(progress, plan.unet_calls, len(plan)) as tracker:
-        def inverted(start: int, end: int) -> torch.Tensor:
-            z = invert(setup.unet, setup.base_scheduler, latents[..., start:end], num_inference_steps=setup.steps,
-                       strength=strength, progress=tracker, keep_padding=True)
-            return z.expand(setup.batch_size, -1, -1, -1)
-
-        made, starts, slices = _resample_slices(setup, plan, latents, setup.batch_size, strength,
-                                                inverted if invert_audio else None, eta or 0.0, tracker)
+    setup, made, starts, slices = resample(setup, latents_of(pipe, image), strength, invert_audio, eta, progress)
     return _decoded_clip(pipe, setup, made, image.shape[-1], audio.numel(), math.sqrt(reference), starts, slices)
 
 
