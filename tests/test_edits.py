@@ -136,6 +136,32 @@ def test_a_loop_keeps_a_bpm_and_edits_of_given_audio_refuse_one(pipe):
         edits.continue_audio(pipe, clip("jazz", 1, 1.0), 1.0, num_inference_steps=STEPS, progress=False, bpm=90)
 
 
+def clicks(bpm: float, seconds: float, rate: int = 16000) -> torch.Tensor:
+    """20 ms noise bursts on every beat."""
+    rng = np.random.default_rng(0)
+    burst = rng.standard_normal(int(0.02 * rate)) * np.hanning(int(0.02 * rate))
+    audio = np.zeros(int(seconds * rate))
+    for start in np.arange(0.05, seconds - 0.03, 60.0 / bpm):
+        audio[int(start * rate) : int(start * rate) + burst.size] += 0.5 * burst
+    return torch.from_numpy(audio).float()
+
+
+@pytest.mark.parametrize("bpm, heard", [(96.0, 96.0), (64.0, 128.0)])  # 64: our estimator alone holds 64
+def test_given_audio_is_held_at_the_beat_a_tracker_hears_and_the_json_says_which(pipe, tmp_path, bpm, heard):
+    made = edits.continue_audio(pipe, clicks(bpm, 4.0), 0.5, num_inference_steps=2, progress=False, batch_size=2)
+    assert made.bpm is not None and len(made.bpm) == 2
+    assert all(b == pytest.approx(heard, rel=0.04) for b in made.bpm), made.bpm
+    # a gap fill holds the beat of the audio before the gap, whatever the audio after it
+    filled = edits.fill_gap(pipe, clicks(bpm, 4.0), clicks(150.0, 1.5), 0.5, num_inference_steps=2, progress=False)
+    assert filled.bpm[0] == pytest.approx(heard, rel=0.04), filled.bpm
+    free = edits.continue_audio(pipe, clicks(bpm, 4.0), 0.5, num_inference_steps=2, progress=False, tempo_hold=0.0)
+    assert free.bpm is None
+    wav = write_wav(tmp_path / "clicks.wav", clicks(bpm, 4.0), 16000)
+    paths = generate("bundled", 0.5, init_audio=wav, steps=2, output_dir=tmp_path / "out", progress=False, log=None)
+    record = json.loads(paths[2].read_text())
+    assert record["edit"] == "continue" and record["bpm"] == pytest.approx(heard, rel=0.04)
+
+
 def test_a_loop_too_short_for_the_model_is_a_clear_error(pipe):
     with pytest.raises(edits.EditError, match="at least"):
         edits.make_loop(pipe, 0.2, num_inference_steps=2, progress=False)

@@ -78,6 +78,14 @@ def read_beats(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
                         dtype=torch.float32)
 
 
+def read_given_beat(image: torch.Tensor, audio: torch.Tensor, mel: MelConfig) -> float:
+    """The beat of audio a user gives (T,) at mel.sample_rate, in bpm at the tracker's level, read
+    as a new clip's first slice is (`read_beat`): on `image` (1, 1, H, W), the columns whose STFT
+    windows lie inside that audio, and on the audio itself (no decoding: it is given)."""
+    onset = image_onset(image.cpu().float(), mel).reshape(-1).numpy().astype(np.float64)
+    return read_beat(onset, torch.as_tensor(audio).float().reshape(-1).numpy(), mel)
+
+
 def first_slice_guide(setup: SamplingSetup, beat: torch.Tensor):
     """The tempo guide for a first slice held on `beat` (B,) columns: from its second beat on, each
     new column echoes the one a beat earlier (folded to what a continued slice can echo)."""
