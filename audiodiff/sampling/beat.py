@@ -33,6 +33,11 @@ TRACKER_LOW_BPM = 85.0  # the held beat lies in [85, 170) bpm: the range tracker
 BEAT_AGREEMENT = 0.04  # the two readings agree within 4 % (issue 28's first-window limit)
 MIN_SECONDS_TO_AGREE = 1.0  # librosa reads slices of at least 1 s (the tempo measures' shortest window)
 NARROW_PRIOR_OCTAVES = 0.1  # the second reading's prior: about +-7 % around librosa's tempo
+# A first slice whose onset autocorrelation peaks below this has no clear pulse: it is drawn
+# again from the next noise (at most MAX_FIRST_SLICE_REDRAWS times, the clearest draw kept)
+# rather than lock a doubtful beat. docs/sampling-defaults.md has the measurements.
+MIN_FIRST_SLICE_CLARITY = 0.22  # synthetic slices without a pulse read 0.09-0.21, with a beat 0.31-0.74
+MAX_FIRST_SLICE_REDRAWS = 2
 
 
 def tracker_level(bpm: float, low: float = TRACKER_LOW_BPM) -> float:
@@ -67,6 +72,15 @@ def read_beat(onset: np.ndarray, audio: np.ndarray, mel: MelConfig) -> float:
     near = tempo_and_clarity(onset, frames_per_second, center_bpm=tracker_level(theirs),
                              width_octaves=NARROW_PRIOR_OCTAVES)[0]
     return tracker_level(2.0 ** near)
+
+
+def pulse_clarity(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
+    """How clear the pulse of each image (B, 1, H, W) is -> (B,): its onset envelope's
+    autocorrelation peak, 0..1 (`metrics.tempo_and_clarity`)."""
+    from ..metrics import tempo_and_clarity
+
+    onsets = image_onset(images.cpu().float(), mel).reshape(-1, images.shape[-1]).numpy().astype(np.float64)
+    return torch.tensor([tempo_and_clarity(onset, mel.pixels_per_second)[1] for onset in onsets])
 
 
 def read_beats(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:

@@ -264,7 +264,7 @@ def make_loop(pipe, seconds: float, options: SamplingOptions | None = None, *, p
     prefix_width = min(setup.slice_width, loop_width - bridge)
     plan = plan_extend(setup, prefix_width, loop_width + end, tail=end, first_width=setup.slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, beat = first_slice(setup, tracker)  # (B, 1, H, slice_width), the beat (B,) or None
+        first, beat, redraws = first_slice(setup, tracker)  # (B, 1, H, slice_width), the beat (B,) or None, B ints
         made, starts, slices = extend_image(setup, first[..., :prefix_width], plan.after_first(),
                                             end_known=first[..., :end], beat_columns=beat, tracker=tracker)
         # made[..., loop_width:] == made[..., :end]
@@ -273,7 +273,7 @@ def make_loop(pipe, seconds: float, options: SamplingOptions | None = None, *, p
         made, audio, mel, slice_columns=[(0, prefix_width)] + slice_spans(starts, setup.slice_width, loop_width + end),
         slices=[first] + slices, seam_columns=[s + k for s in starts if s + k < loop_width],
         seam_seconds=[samples / mel.sample_rate],  # the wrap, end -> start
-        bpm=None if beat is None else beat_bpm(beat, mel),
+        bpm=None if beat is None else beat_bpm(beat, mel), first_slice_redraws=redraws if setup.reads_beat else None,
     )
 
 
