@@ -375,8 +375,8 @@ def test_an_edit_mistake_is_one_line_from_the_command_line(tmp_path):
 # ---- one progress count for every edit -------------------------------------------------------
 @pytest.mark.parametrize("kind", ["continue", "fill_gap", "loop", "vary", "vary_inverted", "interpolate"])
 def test_each_edit_counts_its_unet_calls_against_a_total_known_up_front(pipe, kind):
-    """The total (slices x steps, inversions included) is set once, before the first UNet call,
-    and the count ends exactly on it."""
+    """The total (slices x steps, inversions included) is set before the first UNet call (raised
+    only for a loop's first slice drawn again) and the count ends exactly on it."""
     from audiodiff.sample import JobProgress
 
     calls = []
@@ -392,7 +392,7 @@ def test_each_edit_counts_its_unet_calls_against_a_total_known_up_front(pipe, ki
         elif kind == "fill_gap":
             edits.fill_gap(pipe, a, b, 2.0, **common)
         elif kind == "loop":
-            edits.make_loop(pipe, 3.0, **common)
+            redraws = edits.make_loop(pipe, 3.0, **common).first_slice_redraws
         elif kind.startswith("vary"):
             edits.vary(pipe, clip("jazz", 0, 6.0), 0.7, invert_audio=kind == "vary_inverted", scheduler="ddim", **common)
         else:
@@ -400,4 +400,7 @@ def test_each_edit_counts_its_unet_calls_against_a_total_known_up_front(pipe, ki
     finally:
         hook.remove()
     assert progress.slices >= 1
-    assert progress.done_steps == sum(calls) == progress.total_steps == totals_before_first_call[-1]
+    # a loop's first slice drawn again for want of a clear pulse (sampling.longclip.redraw_unclear)
+    # raises the total when that is decided, by one first slice (3 calls) a round
+    rounds = max(redraws) if kind == "loop" else 0
+    assert progress.done_steps == sum(calls) == progress.total_steps == totals_before_first_call[-1] + 3 * rounds
