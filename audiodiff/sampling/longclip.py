@@ -233,8 +233,8 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
     redraws = [0] * setup.batch_size
     if setup.reads_beat:
         image, redraws = redraw_unclear(setup, image, tracker)
-        if tracker is not None:
-            tracker.set_stage("sampling")
+        if tracker is not None and any(redraws):
+            tracker.set_stage("sampling")  # back from "drawing the first slice again"
         beat = read_beats(image, mel)
         image = steer_onto_beat(setup, image, beat, tracker)
     return image, beat, redraws
