@@ -682,6 +682,27 @@ def test_tempo_guide_echoes_the_beat_before_and_keeps_the_rhythm_s_spread():
     assert torch.equal(double(clean, 0), (clean + 1) * 2) and chain_guides(None) is None
 
 
+def test_tempo_guide_can_echo_the_mean_of_several_beats_before():
+    generator = torch.Generator().manual_seed(1)
+    width, start, beat = 120, 40, 10
+    columns = torch.arange(width)
+    # four known beats, each its own pattern (a pulse moved by 0-3 columns); new columns: noise
+    envelope = torch.where(columns < start, ((columns % beat) == (columns // beat) % 4).float() * 0.6, torch.zeros(width)) - 0.5
+    clean = envelope.view(1, 1, 1, -1).expand(1, 1, MEL.y_res, width) + 0.02 * torch.randn(1, 1, MEL.y_res, width,
+                                                                                             generator=generator)
+    before = _rhythm(clean)[0]
+    last, two = before[:, start - beat : start], 0.5 * (before[:, start - beat : start] + before[:, start - 2 * beat : start - beat])
+    for echo_beats, echoed in ((1, last), (2, two)):
+        after = _rhythm(tempo_guide(torch.tensor([float(beat)]), new_columns=(start, width), strength=1.0,
+                                    echo_beats=echo_beats)(clean, 0))[0]
+        assert np.corrcoef(after[:, start : start + beat].flatten(), echoed.flatten())[0, 1] > 0.9, echo_beats
+    # a beat further back than the known columns is not echoed (the first column repeated is no beat)
+    few = clean[..., start - 15 :]
+    one = tempo_guide(torch.tensor([float(beat)]), new_columns=(15, few.shape[-1]), strength=1.0, echo_beats=1)(few, 0)
+    assert torch.equal(tempo_guide(torch.tensor([float(beat)]), new_columns=(15, few.shape[-1]), strength=1.0,
+                                   echo_beats=2)(few, 0), one)
+
+
 def _beat_correlation(clip, k, beat):
     """Mean correlation of each continued slice's new rhythm with itself one beat earlier."""
     rhythm = _rhythm(clip.image)
