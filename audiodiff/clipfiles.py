@@ -211,7 +211,7 @@ def _versions() -> dict:
 # which are not listed, come right after "edit".
 RECORD_ORDER = ("model", "model_choice", "edit", "seed", "batch_size", "batch_index", "steps", "scheduler", "seconds",
                 "samples", "sample_rate", "overlap_seconds", "repaint_jumps", "candidates", "draws", "level_hold",
-                "tempo_hold", "bpm",
+                "tempo_hold", "bpm", "first_slice_redraws",
                 "seam_seconds", "mel", "device",
                 "torch_threads", "created", "files", "versions", "alpha", "target_lufs")
 

@@ -368,10 +368,13 @@ def _made_with(pipe, chosen: str, edit: EditRequest, edit_record: dict, options:
 
 
 def _per_clip(clip, edit: EditRequest, edit_record: dict) -> list[dict] | None:
-    """What each clip's JSON records of itself: its alpha (interpolation), the beat the tempo hold kept."""
+    """What each clip's JSON records of itself: its alpha (interpolation), the beat the tempo hold
+    kept, and how many times its first slice was drawn again for want of a clear pulse."""
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None
     if getattr(clip, "bpm", None):
         per_clip = [{"bpm": bpm} for bpm in clip.bpm]
+    if per_clip is not None and getattr(clip, "first_slice_redraws", None) is not None:
+        per_clip = [{**record, "first_slice_redraws": n} for record, n in zip(per_clip, clip.first_slice_redraws)]
     return per_clip
 
 

@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from audiodiff.sampling.beat import MAX_FIRST_SLICE_REDRAWS
 from audiodiff.generate import (
     AXIS_HEIGHT,
     GenerationError,
@@ -379,11 +380,14 @@ def test_the_tempo_hold_is_recorded_with_the_beat_it_kept_and_the_script_turns_i
     assert held["tempo_hold"] == 0.25 and isinstance(held["bpm"], float) and 40 <= held["bpm"] <= 480
     keys = list(held)
     assert keys.index("level_hold") < keys.index("tempo_hold") < keys.index("bpm") < keys.index("seam_seconds")
+    # first slices without a clear pulse drawn again (sampling.longclip.redraw_unclear), how many times
+    assert held["first_slice_redraws"] in range(MAX_FIRST_SLICE_REDRAWS + 1)
+    assert keys.index("bpm") < keys.index("first_slice_redraws") < keys.index("seam_seconds")
     done = _script(["--model", str(model_dir), "--seconds", "2.5", "--steps", "2", "--output-dir", str(tmp_path),
                     "--name", "free", "--no-tempo-hold", "--no-progress"], tmp_path)
     assert done.returncode == 0, done.stderr
     free = json.loads((tmp_path / "free.json").read_text())
-    assert free["tempo_hold"] == 0.0 and "bpm" not in free and free["level_hold"] == 2.0
+    assert free["tempo_hold"] == 0.0 and "bpm" not in free and "first_slice_redraws" not in free and free["level_hold"] == 2.0
     a, _ = sf.read(tmp_path / "free.wav")
     b, _ = sf.read(tmp_path / "held.wav")
     assert a.shape == b.shape and not np.allclose(a, b)  # the same seed, steps and noise: only the hold differs
@@ -391,7 +395,7 @@ def test_the_tempo_hold_is_recorded_with_the_beat_it_kept_and_the_script_turns_i
 
 def test_a_bpm_is_recorded_and_bad_ones_are_refused_before_any_work(model_dir, tmp_path):
     told = json.loads(run_generate(model_dir, tmp_path, seconds=2.5, name="told", bpm=120)[0][2].read_text())
-    assert told["bpm"] == 120.0 and told["tempo_hold"] == 0.25
+    assert told["bpm"] == 120.0 and told["tempo_hold"] == 0.25 and "first_slice_redraws" not in told  # steered, not redrawn
     fast = _script(["--model", str(model_dir), "--bpm", "300", "--output-dir", str(tmp_path / "none")], tmp_path)
     assert fast.returncode == 2 and fast.stderr.strip() == "error: bpm must be from 40 to 240, got 300.0"
     assert not (tmp_path / "none").exists()

@@ -11,8 +11,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 
 from audiodiff.mel import MelConfig, audio_to_spectrogram, images_to_audio
 from audiodiff.metrics import loudness
-from audiodiff.sampling.beat import TRACKER_LOW_BPM, read_beats
-from audiodiff.sampling import loop
+from audiodiff.sampling import longclip, loop
+from audiodiff.sampling.beat import MAX_FIRST_SLICE_REDRAWS, TRACKER_LOW_BPM, pulse_clarity, read_beats
 from audiodiff.sampling.options import FIRST_SLICE_RESTEER
 from audiodiff.sample import (
     DEFAULT_PEAK_CEILING,
@@ -416,14 +416,43 @@ def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repain
     shared = (candidates - 1) * per_slice if candidates > 1 else drawn
     # the first slice's last half is run again on the beat read from it (sampling.beat), no RePaint
     resteer = STEPS - round(STEPS * (1 - FIRST_SLICE_RESTEER))
-    totals = {total for _, total, _ in seen}
-    assert totals == {slices * per_slice + slices * shared + resteer}  # known before the first step, never revised
-    assert counting.calls == slices * per_slice + resteer
-    assert progress.done_steps == counting.rows == slices * per_slice + slices * shared + resteer
+    # the plan's total is known before the first step; it is revised only upward, by one first
+    # slice's calls each time a first slice without a clear pulse is drawn again, and says so then
+    rounds = max(clip.first_slice_redraws)  # each round draws the doubtful first slices again, together
+    planned = slices * per_slice + slices * shared + resteer
+    totals = [total for _, total, _ in seen]
+    assert totals[0] == planned and totals == sorted(totals)
+    assert sorted(set(totals)) == [planned + r * (per_slice + shared) for r in range(rounds + 1)]
+    revised = [text for (_, before, _), (_, after, text) in zip(seen, seen[1:]) if after != before]
+    assert len(revised) == rounds and all(t.startswith("drawing the first slice again (no clear pulse in 1 of 1)")
+                                          for t in revised)
+    assert counting.calls == (slices + rounds) * per_slice + resteer
+    assert progress.done_steps == counting.rows == totals[-1]
     assert [done for done, _, _ in seen if done] == sorted(done for done, _, _ in seen if done)  # never goes back
     described = [text for _, _, text in seen]
     assert f"sampling slice 1 of {slices}" in described and f"sampling slice {slices} of {slices}" in described
     assert described[-1] == "decoding the audio"
+
+
+def test_a_first_slice_without_a_clear_pulse_is_drawn_again_and_the_clearest_kept(pipe, monkeypatch):
+    setup = lambda: SamplingSetup.prepare(pipe, sampling_options(None, dict(seed=5, batch_size=3, num_inference_steps=STEPS,
+                                                                            overlap_seconds=0.2)))
+    plain = setup()
+    draws = [longclip._draw_first(plain, 3, None, None) for _ in range(1 + MAX_FIRST_SLICE_REDRAWS)]  # the same noise in turn
+    clarity = torch.stack([pulse_clarity(d, MEL) for d in draws])  # (draws, B)
+    monkeypatch.setattr(longclip, "MIN_FIRST_SLICE_CLARITY", 1.01)  # no pulse is clear enough: every redraw is made
+    first = setup()
+    image, redraws = longclip.redraw_unclear(first, longclip._draw_first(first, 3, None, None), None)
+    assert redraws == [MAX_FIRST_SLICE_REDRAWS] * 3
+    best = clarity.argmax(dim=0)  # each item keeps its clearest draw, deterministically for the seed
+    assert torch.equal(image, torch.stack([draws[int(b)][i] for i, b in enumerate(best)]))
+    # a clip records its redraws; with --bpm nothing is read or redrawn (the slice is steered onto the tempo)
+    assert long_clip(pipe, 1.0, batch_size=2).first_slice_redraws == [MAX_FIRST_SLICE_REDRAWS] * 2
+    assert long_clip(pipe, 1.0, bpm=120).first_slice_redraws is None
+    monkeypatch.setattr(longclip, "MIN_FIRST_SLICE_CLARITY", 0.0)  # every pulse is clear: nothing drawn again
+    second = setup()
+    assert longclip.redraw_unclear(second, draws[0].clone(), None)[1] == [0, 0, 0]
+    assert torch.equal(long_clip(pipe, 1.0, seed=5).image, long_clip(pipe, 1.0, seed=5).image)
 
 
 def test_should_stop_ends_the_job_between_two_unet_calls(pipe):
@@ -438,8 +467,10 @@ def test_should_stop_ends_the_job_between_two_unet_calls(pipe):
     assert counting.calls == 5  # not one UNet call after the stop
     resteer = STEPS - round(STEPS * (1 - FIRST_SLICE_RESTEER))  # the first slice run again on its beat
     drawn = (DEFAULT_DRAWS - 1) * (draw_step(STEPS) + 1)  # each slice's other draws until they are chosen
-    # the whole 30 s job (3751 columns: 1 + 95 slices) counted up front
-    assert progress.total_steps == 96 * (STEPS + drawn) + resteer
+    # the whole 30 s job (3751 columns: 1 + 95 slices) counted up front, and the first slice drawn
+    # again (no clear pulse) counted when that was decided, before its first call
+    redrawing = progress.stage.startswith("drawing the first slice again")
+    assert progress.total_steps == 96 * (STEPS + drawn) + resteer + (STEPS + drawn) * redrawing
 
 
 def test_draws_go_on_as_the_chosen_row_would_have_alone(pipe):
@@ -685,6 +716,27 @@ def test_tempo_guide_echoes_the_beat_before_and_keeps_the_rhythm_s_spread():
     assert torch.equal(double(clean, 0), (clean + 1) * 2) and chain_guides(None) is None
 
 
+def test_tempo_guide_can_echo_the_mean_of_several_beats_before():
+    generator = torch.Generator().manual_seed(1)
+    width, start, beat = 120, 40, 10
+    columns = torch.arange(width)
+    # four known beats, each its own pattern (a pulse moved by 0-3 columns); new columns: noise
+    envelope = torch.where(columns < start, ((columns % beat) == (columns // beat) % 4).float() * 0.6, torch.zeros(width)) - 0.5
+    clean = envelope.view(1, 1, 1, -1).expand(1, 1, MEL.y_res, width) + 0.02 * torch.randn(1, 1, MEL.y_res, width,
+                                                                                             generator=generator)
+    before = _rhythm(clean)[0]
+    last, two = before[:, start - beat : start], 0.5 * (before[:, start - beat : start] + before[:, start - 2 * beat : start - beat])
+    for echo_beats, echoed in ((1, last), (2, two)):
+        after = _rhythm(tempo_guide(torch.tensor([float(beat)]), new_columns=(start, width), strength=1.0,
+                                    echo_beats=echo_beats)(clean, 0))[0]
+        assert np.corrcoef(after[:, start : start + beat].flatten(), echoed.flatten())[0, 1] > 0.9, echo_beats
+    # a beat further back than the known columns is not echoed (the first column repeated is no beat)
+    few = clean[..., start - 15 :]
+    one = tempo_guide(torch.tensor([float(beat)]), new_columns=(15, few.shape[-1]), strength=1.0, echo_beats=1)(few, 0)
+    assert torch.equal(tempo_guide(torch.tensor([float(beat)]), new_columns=(15, few.shape[-1]), strength=1.0,
+                                   echo_beats=2)(few, 0), one)
+
+
 def _beat_correlation(clip, k, beat):
     """Mean correlation of each continued slice's new rhythm with itself one beat earlier."""
     rhythm = _rhythm(clip.image)
@@ -696,7 +748,9 @@ def _beat_correlation(clip, k, beat):
     return float(np.mean(values))
 
 
-def test_tempo_hold_keeps_continued_slices_on_the_first_slice_s_beat(pipe):
+def test_tempo_hold_keeps_continued_slices_on_the_first_slice_s_beat(pipe, monkeypatch):
+    # the held clip's first slice is the free clip's, steered: none is drawn again (the redraws have their own test)
+    monkeypatch.setattr(longclip, "MIN_FIRST_SLICE_CLARITY", 0.0)
     common = dict(overlap_seconds=0.2, num_inference_steps=STEPS, progress=False, target_lufs=None, level_hold=0)
     k = overlap_columns(0.2, MEL, MEL.x_res)
     gains = []

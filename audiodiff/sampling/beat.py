@@ -33,6 +33,11 @@ TRACKER_LOW_BPM = 85.0  # the held beat lies in [85, 170) bpm: the range tracker
 BEAT_AGREEMENT = 0.04  # the two readings agree within 4 % (issue 28's first-window limit)
 MIN_SECONDS_TO_AGREE = 1.0  # librosa reads slices of at least 1 s (the tempo measures' shortest window)
 NARROW_PRIOR_OCTAVES = 0.1  # the second reading's prior: about +-7 % around librosa's tempo
+# A first slice whose onset autocorrelation peaks below this has no clear pulse: it is drawn
+# again from the next noise (at most MAX_FIRST_SLICE_REDRAWS times, the clearest draw kept)
+# rather than lock a doubtful beat. docs/sampling-defaults.md has the measurements.
+MIN_FIRST_SLICE_CLARITY = 0.22  # synthetic slices without a pulse read 0.09-0.21, with a beat 0.31-0.74
+MAX_FIRST_SLICE_REDRAWS = 2
 
 
 def tracker_level(bpm: float, low: float = TRACKER_LOW_BPM) -> float:
@@ -69,6 +74,15 @@ def read_beat(onset: np.ndarray, audio: np.ndarray, mel: MelConfig) -> float:
     return tracker_level(2.0 ** near)
 
 
+def pulse_clarity(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
+    """How clear the pulse of each image (B, 1, H, W) is -> (B,): its onset envelope's
+    autocorrelation peak, 0..1 (`metrics.tempo_and_clarity`)."""
+    from ..metrics import tempo_and_clarity
+
+    onsets = image_onset(images.cpu().float(), mel).reshape(-1, images.shape[-1]).numpy().astype(np.float64)
+    return torch.tensor([tempo_and_clarity(onset, mel.pixels_per_second)[1] for onset in onsets])
+
+
 def read_beats(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
     """The beat of each first slice (B, 1, H, W) in columns -> (B,) float."""
     images = images.cpu().float()
@@ -76,6 +90,14 @@ def read_beats(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
     audio = decode_audio(images, mel).numpy()
     return torch.tensor([beat_columns_for(read_beat(onset, clip, mel), mel) for onset, clip in zip(onsets, audio)],
                         dtype=torch.float32)
+
+
+def read_given_beat(image: torch.Tensor, audio: torch.Tensor, mel: MelConfig) -> float:
+    """The beat of audio a user gives (T,) at mel.sample_rate, in bpm at the tracker's level, read
+    as a new clip's first slice is (`read_beat`): on `image` (1, 1, H, W), the columns whose STFT
+    windows lie inside that audio, and on the audio itself (no decoding: it is given)."""
+    onset = image_onset(image.cpu().float(), mel).reshape(-1).numpy().astype(np.float64)
+    return read_beat(onset, torch.as_tensor(audio).float().reshape(-1).numpy(), mel)
 
 
 def first_slice_guide(setup: SamplingSetup, beat: torch.Tensor):

@@ -35,12 +35,13 @@ import torch
 
 from ..mel import MelConfig, mel_power, power_to_images
 from ..metrics import DEFAULT_TARGET_LUFS
+from .beat import read_given_beat
 from .finish import decode_audio, peak_protect, set_level
 from .longclip import LongClip, extend_image, first_slice, slice_spans
 from .options import SamplingOptions, SamplingSetup, check_bpm_use, default_overlap_seconds, sampling_options
 from .plan import plan_extend
 from .progress import JobProgress, job
-from .steering import beat_bpm
+from .steering import beat_bpm, beat_columns_for
 
 CROSSFADE_SECONDS = 0.1  # original -> decoded audio next to each join, inside the given audio
 # A loop's context when the caller gives no overlap: 1 s, the default before long clips' grew to 1.5 s,
@@ -160,7 +161,12 @@ def _end_columns(setup: SamplingSetup, available: int) -> int:
 
 
 def _fill(setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
-    """Generate the gap of a timeline with one given piece at its start and optionally one at its end."""
+    """Generate the gap of a timeline with one given piece at its start and optionally one at its end.
+
+    The tempo hold keeps the beat of the piece before the gap (A), read by both estimators at the
+    tracker's level (`beat.read_given_beat`) and recorded as the clip's bpm. B's beat is not read:
+    every slice echoes its known columns one beat earlier, which are A and what was made from it,
+    and B's columns enter only the last slice, as its known end, where the hold does not reach."""
     mel = setup.mel
     image, known, reference = timeline.image(mel)
     width = image.shape[-1]
@@ -172,8 +178,12 @@ def _fill(setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
     tail = 0 if end_known is None else end_known.shape[-1]
     plan = plan_extend(setup, g0, g1 + tail, tail=tail)
     prefix = image[..., :g0].expand(setup.batch_size, -1, -1, -1).contiguous()
+    beat = None
+    if setup.options.tempo_hold:  # A's beat, read as a new clip's first slice is (B's is not held: see the docstring)
+        bpm = read_given_beat(image[..., :g0], timeline.pieces[0][1], mel)
+        beat = torch.full((setup.batch_size,), beat_columns_for(bpm, mel))
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        made, starts, slices = extend_image(setup, prefix, plan, end_known=end_known, tracker=tracker)  # the beat of all of A
+        made, starts, slices = extend_image(setup, prefix, plan, end_known=end_known, beat_columns=beat, tracker=tracker)
     result = torch.cat([made[..., :g1], image[..., g1:].expand(setup.batch_size, -1, -1, -1)], dim=-1)  # (B, 1, H, W)
 
     # audio: the given pieces, decoded audio in the gap, crossfaded inside the pieces
@@ -187,7 +197,8 @@ def _fill(setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
     audio = peak_protect(timeline.splice(decoded, decoded_start, crossfade), ceiling=1.0)
     seams = [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])  # between columns
     return LongClip.from_columns(result, audio, mel, slice_columns=slice_spans(starts, setup.slice_width, plan.total_width),
-                                 slices=slices, seam_seconds=seams, known_columns=known)
+                                 slices=slices, seam_seconds=seams, known_columns=known,
+                                 bpm=None if beat is None else beat_bpm(beat, mel))
 
 
 # ---- continuation and gap filling -------------------------------------------------------------
@@ -253,7 +264,7 @@ def make_loop(pipe, seconds: float, options: SamplingOptions | None = None, *, p
     prefix_width = min(setup.slice_width, loop_width - bridge)
     plan = plan_extend(setup, prefix_width, loop_width + end, tail=end, first_width=setup.slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, beat = first_slice(setup, tracker)  # (B, 1, H, slice_width), the beat (B,) or None
+        first, beat, redraws = first_slice(setup, tracker)  # (B, 1, H, slice_width), the beat (B,) or None, B ints
         made, starts, slices = extend_image(setup, first[..., :prefix_width], plan.after_first(),
                                             end_known=first[..., :end], beat_columns=beat, tracker=tracker)
         # made[..., loop_width:] == made[..., :end]
@@ -262,7 +273,7 @@ def make_loop(pipe, seconds: float, options: SamplingOptions | None = None, *, p
         made, audio, mel, slice_columns=[(0, prefix_width)] + slice_spans(starts, setup.slice_width, loop_width + end),
         slices=[first] + slices, seam_columns=[s + k for s in starts if s + k < loop_width],
         seam_seconds=[samples / mel.sample_rate],  # the wrap, end -> start
-        bpm=None if beat is None else beat_bpm(beat, mel),
+        bpm=None if beat is None else beat_bpm(beat, mel), first_slice_redraws=redraws if setup.reads_beat else None,
     )
 
 

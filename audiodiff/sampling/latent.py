@@ -96,7 +96,7 @@ def generate_long_latent(pipe, seconds: float, options: SamplingOptions | None =
     total_width = columns_for_samples(samples, grid)  # latent columns: decoded, (W * f - 1) * hop >= samples
     plan = plan_extend(setup, slice_width, total_width, first_width=slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, _ = first_slice(setup, tracker)  # (B, C, h, slice_width) latents
+        first, _, _ = first_slice(setup, tracker)  # (B, C, h, slice_width) latents
         latents, starts, slices = extend_image(setup, first, plan.after_first(), blend_join=True, tracker=tracker)
     image = pipe.decode(latents)  # (B, 1, H, W * f) Mel image in [-1, 1]
     audio = finish_audio(image.to(pipe.device), pipe.mel, samples, fade_out_seconds=fade_out_seconds,

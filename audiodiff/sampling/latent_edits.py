@@ -132,7 +132,7 @@ def make_loop_latent(pipe, seconds: float, options: SamplingOptions | None = Non
     prefix_width = min(setup.slice_width, loop_width - k)
     plan = plan_extend(setup, prefix_width, loop_width + end, tail=end, first_width=setup.slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, _ = first_slice(setup, tracker)
+        first, _, _ = first_slice(setup, tracker)
         made, starts, slices = extend_image(setup, first[..., :prefix_width], plan.after_first(),
                                             end_known=first[..., :end], tracker=tracker)
     image = pipe.decode(made)  # the period and a copy of its first `end` latent columns after it

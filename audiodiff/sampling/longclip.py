@@ -18,8 +18,9 @@ from .finish import DEFAULT_FADE_OUT_SECONDS, finish_audio
 from . import loop
 from .loop import Draws, denoiser
 from .options import SamplingOptions, SamplingSetup, sampling_options
-from .plan import Slice, SlicePlan, plan_extend
-from .beat import first_slice_guide, read_beats, steer_onto_beat
+from .plan import Slice, SlicePlan, draw_calls, plan_extend, unet_calls
+from .beat import (MAX_FIRST_SLICE_REDRAWS, MIN_FIRST_SLICE_CLARITY, first_slice_guide, pulse_clarity, read_beats,
+                   steer_onto_beat)
 from .progress import JobProgress, job
 from .steering import (beat_bpm, beat_columns_for, chain_guides, fold_beat, image_beat_columns, image_level_db,
                        join_blend_columns, join_pull, level_guide, tempo_guide)
@@ -39,6 +40,7 @@ class LongClip:
     slices: list[torch.Tensor] = field(default_factory=list, repr=False)  # each slice as sampled (B, 1, H, w)
     known_columns: torch.Tensor | None = None  # (W_total,) bool: columns taken from given audio (edits)
     bpm: list[float] | None = None  # per item: the beat the tempo hold kept (None: not held)
+    first_slice_redraws: list[int] | None = None  # per item: first slices drawn again for want of a clear pulse
 
     @property
     def seconds(self) -> float:
@@ -48,7 +50,8 @@ class LongClip:
     def from_columns(cls, image: torch.Tensor, audio: torch.Tensor, mel: MelConfig, *,
                      slice_columns: list[tuple[int, int]], slices: list[torch.Tensor], seam_columns=(),
                      seams_before_seconds: float = math.inf, seam_seconds=(),
-                     known_columns: torch.Tensor | None = None, bpm: list[float] | None = None) -> "LongClip":
+                     known_columns: torch.Tensor | None = None, bpm: list[float] | None = None,
+                     first_slice_redraws: list[int] | None = None) -> "LongClip":
         """A clip from where its slices lie in image columns ((start, end) each), turned into
         seconds here: seams at `seam_columns` (those before `seams_before_seconds`), then any
         `seam_seconds` given in seconds (joins that fall between columns)."""
@@ -58,6 +61,7 @@ class LongClip:
             slice_starts_seconds=[mel.columns_to_seconds(start) for start, _ in slice_columns],
             seam_seconds=[s for s in seams if s < seams_before_seconds] + list(seam_seconds),
             slice_columns=list(slice_columns), slices=list(slices), known_columns=known_columns, bpm=bpm,
+            first_slice_redraws=first_slice_redraws,
         )
 
 
@@ -176,12 +180,54 @@ def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, 
     return image[..., : plan.total_width], starts, slices
 
 
-def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A clip's first slice, from noise: (B, 1, H, slice_width) on the CPU, and the beat (B,) in
-    columns that the continued slices keep, None without the tempo hold. With candidates, each
-    item's first slice is the most tonal of that many; else of its draws (`tonal.tonal_draws`). With `options.bpm` the
-    beat is that tempo's and the first slice is steered onto it as it is made; else the beat is
-    read from the slice (`beat.read_beats`) and the slice's last part is run again on it."""
+def _draw_first(setup: SamplingSetup, batch_size: int, guide, tracker: JobProgress | None) -> torch.Tensor:
+    """`batch_size` first slices from the next noise of `setup.generator` -> (batch_size, 1, H,
+    slice_width) on the CPU; with candidates, each the most tonal of that many, else of its draws
+    (sampling.tonal)."""
+    n, draws = setup.options.candidates, tonal_draws(setup)
+    image = loop.sample(
+        setup.unet, setup.scheduler, batch_size=batch_size * (draws.count if draws else n), width=setup.slice_width,
+        num_inference_steps=setup.steps, generator=setup.generator, repaint_jumps=setup.options.repaint_jumps,
+        model=denoiser(setup.unet, setup.scheduler, guide), draws=draws,
+        progress=tracker.weighted(n) if tracker else False, clip_to=setup.clip_to,
+    ).cpu()  # an item's candidates (draws) are neighbouring rows
+    if n > 1:
+        image = image.reshape(batch_size, n, *image.shape[1:])
+        image = image[torch.arange(batch_size), most_tonal(image, setup.mel).cpu()]
+    return image
+
+
+def redraw_unclear(setup: SamplingSetup, image: torch.Tensor, tracker: JobProgress | None) -> tuple[torch.Tensor, list[int]]:
+    """First slices (B, 1, H, W) whose pulse is unclear (clarity below MIN_FIRST_SLICE_CLARITY)
+    drawn again, together, from the generator's next noise, at most MAX_FIRST_SLICE_REDRAWS
+    times; each item keeps its clearest draw -> (image, redraws per item). Deterministic for a
+    seed. The progress total grows by each redraw's calls when it is decided (`add_steps`)."""
+    clarity = pulse_clarity(image, setup.mel)
+    redraws = [0] * image.shape[0]
+    for _ in range(MAX_FIRST_SLICE_REDRAWS):
+        doubtful = [i for i in range(image.shape[0]) if float(clarity[i]) < MIN_FIRST_SLICE_CLARITY]
+        if not doubtful:
+            break
+        if tracker is not None:
+            tracker.add_steps(unet_calls(setup.steps, repaint_jumps=setup.options.repaint_jumps,
+                                         candidates=setup.options.candidates) + draw_calls(setup),
+                              f"drawing the first slice again (no clear pulse in {len(doubtful)} of {image.shape[0]})")
+        drawn = _draw_first(setup, len(doubtful), None, tracker)
+        drawn_clarity = pulse_clarity(drawn, setup.mel)
+        for j, i in enumerate(doubtful):
+            redraws[i] += 1
+            if drawn_clarity[j] > clarity[i]:
+                image[i], clarity[i] = drawn[j], drawn_clarity[j]
+    return image, redraws
+
+
+def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    """A clip's first slice, from noise: (B, 1, H, slice_width) on the CPU, the beat (B,) in
+    columns that the continued slices keep (None without the tempo hold), and how many times each
+    item's first slice was drawn again. With candidates, each item's first slice is the most tonal
+    of that many, else of its draws (`tonal.tonal_draws`). With `options.bpm` the beat is that tempo's and the first slice is steered onto
+    it as it is made; else a slice without a clear pulse is drawn again (`redraw_unclear`), the
+    beat is read from it (`beat.read_beats`) and the slice's last part is run again on it."""
     options, mel = setup.options, setup.mel
     if tracker is not None:
         tracker.next_slice()
@@ -189,21 +235,15 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
     if options.bpm is not None:
         beat = torch.full((setup.batch_size,), beat_columns_for(options.bpm, mel))
         guide = first_slice_guide(setup, beat)
-    n, draws = options.candidates, tonal_draws(setup)
-    image = loop.sample(
-        setup.unet, setup.scheduler, batch_size=setup.batch_size * (draws.count if draws else n),
-        width=setup.slice_width, num_inference_steps=setup.steps, generator=setup.generator,
-        repaint_jumps=options.repaint_jumps, model=denoiser(setup.unet, setup.scheduler, guide), draws=draws,
-        progress=tracker.weighted(n) if tracker else False,
-        clip_to=setup.clip_to,
-    ).cpu()  # an item's candidates are neighbouring rows
-    if n > 1:  # the most tonal of each item's candidates (sampling.tonal)
-        image = image.reshape(setup.batch_size, n, *image.shape[1:])
-        image = image[torch.arange(setup.batch_size), most_tonal(image, mel).cpu()]
+    image = _draw_first(setup, setup.batch_size, guide, tracker)
+    redraws = [0] * setup.batch_size
     if setup.reads_beat:
+        image, redraws = redraw_unclear(setup, image, tracker)
+        if tracker is not None and any(redraws):
+            tracker.set_stage("sampling")  # back from "drawing the first slice again"
         beat = read_beats(image, mel)
         image = steer_onto_beat(setup, image, beat, tracker)
-    return image, beat
+    return image, beat, redraws
 
 
 def generate_long(
@@ -240,7 +280,7 @@ def generate_long(
     total_width = columns_for_samples(samples, mel)
     plan = plan_extend(setup, slice_width, total_width, first_width=slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, beat = first_slice(setup, tracker)  # (B, 1, H, slice_width), (B,) or None
+        first, beat, redraws = first_slice(setup, tracker)  # (B, 1, H, slice_width), (B,) or None, B ints
         image, starts, slices = extend_image(setup, first, plan.after_first(), beat_columns=beat, blend_join=True,
                                              tracker=tracker)
     audio = finish_audio(image.to(setup.unet.device), mel, samples, fade_out_seconds=fade_out_seconds,
@@ -248,5 +288,5 @@ def generate_long(
     return LongClip.from_columns(
         image, audio, mel, slice_columns=slice_spans([0] + starts, slice_width, total_width),
         slices=[first] + slices, seam_columns=[s + k for s in starts], seams_before_seconds=seconds,
-        bpm=None if beat is None else beat_bpm(beat, mel),
+        bpm=None if beat is None else beat_bpm(beat, mel), first_slice_redraws=redraws if setup.reads_beat else None,
     )

@@ -1,7 +1,9 @@
 """The long-clip planner: which slices a job samples, where each lies in the image, and how many
 UNet calls each costs, all before the first one. New clips, loops, continuations, gap fills,
 variations and interpolations are all planned here; the job's progress total is the plan's count
-(audiocraft keeps its windowing apart from its one-window sampler in the same way).
+(audiocraft keeps its windowing apart from its one-window sampler in the same way). One count
+cannot be planned: a new clip's first slice drawn again for want of a clear pulse is decided after
+it is made (`longclip.redraw_unclear`), and raises the total then (`JobProgress.add_steps`).
 
 Two shapes of plan:
 - *extend*: grow an image of `start_width` columns to `total_width`, each slice starting with the

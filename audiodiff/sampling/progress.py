@@ -3,7 +3,9 @@ computed before the first one (`audiodiff.sampling.plan`), so no function counts
 
 The denoising loop reports to a `JobProgress` through two calls: `check()` before every UNet call
 (a stop raises `Cancelled` there) and `step(count)` after it. A 30 s clip is one count from 0 to
-the plan's UNet calls, not one bar per slice, and a stop is noticed within one UNet call.
+the plan's UNet calls, not one bar per slice, and a stop is noticed within one UNet call. The one
+count not known before the first call, a new clip's first slice drawn again for want of a clear
+pulse (sampling.longclip), raises the total when it is decided, and says so (`add_steps`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ class JobProgress:
     def set_stage(self, what: str) -> None:
         self.stage = what
         self._changed()
+
+    def add_steps(self, count: int, why: str) -> None:
+        """Raise the total by `count` UNet calls decided during the job (a first slice redrawn:
+        sampling.longclip), saying `why` as the stage; the total is never lowered."""
+        self.total_steps += max(0, int(count))
+        if self._bar is not None:
+            self._bar.total = self.total_steps
+        self.set_stage(why)
 
     def check(self) -> None:
         if self.should_stop is not None and self.should_stop():
