@@ -176,3 +176,27 @@ def test_script_writes_then_refuses_to_overwrite(encoder_dir, music, tmp_path):
                                timeout=300).stdout
     for flag in ("--encoder", "--input", "--output", "--mel", "--seconds-per-slice", "--batch-size", "--no-progress"):
         assert flag in help_text
+
+
+def test_encodings_condition_a_conditional_finetune(latent_folder, tmp_path):
+    """The whole path: a conditional pipeline's Mel and size, encode.py's file, finetune.py --encoding."""
+    import dataclasses
+
+    from audiodiff import train
+    from test_train import make_music_dir
+
+    base, folder = latent_folder("tiny-conditional-latent")
+    dim = base.unet.config.cross_attention_dim
+    build_encoder(dim, base.mel, block_out_channels=(4, 8)).save_pretrained(tmp_path / "enc8")
+    music = make_music_dir(tmp_path / "music")  # with a broken file, skipped by both
+    result = encode_folder(tmp_path / "enc8", music, tmp_path / "enc.safetensors", mel_source=folder, progress=False)
+    assert result.tracks == 8 and [name for name, _ in result.skipped] == ["jazz/broken.wav"]
+    wrong = build_encoder(dim + 1, base.mel, block_out_channels=(4, 8))
+    wrong.save_pretrained(tmp_path / "enc9")
+    with pytest.raises(GenerationError, match=f"reads {dim} \\(cross_attention_dim\\)"):
+        encode_folder(tmp_path / "enc9", music, tmp_path / "other.safetensors", mel_source=folder, progress=False)
+    config = train.FinetuneConfig(genre="jazz", pretrained=str(folder), data_dir=str(music), output_dir=str(tmp_path / "runs"),
+                                  max_steps=2, batch_size=2, checkpoint_every=2, validate_every=2, sample_every=100,
+                                  num_workers=0, warmup_steps=1, lr=1e-3, device="cpu", validation_fraction=0.25)
+    run_result = train.finetune(dataclasses.replace(config, encoding=str(result.output)), progress=False)
+    assert run_result.steps == 2 and all(np.isfinite(run_result.losses))
