@@ -45,6 +45,31 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
                       help="data-loading worker processes (decode, resample, slice, Mel) (default: 2)")
 
 
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    """Where a run is written, how it logs, and resuming."""
+    out = p.add_argument_group("output")
+    out.add_argument("--output-dir", default="runs",
+                     help="where runs go; each run gets a new folder <genre>-<time>; a file, or a folder you can't "
+                          "write to, is refused before any work (default: runs)")
+    out.add_argument("--run-name", default=None,
+                     help="name of the run folder inside --output-dir: a plain name, no '/', not starting with '.' "
+                          "(a suffix is added if it exists)")
+    out.add_argument("--resume", default=None,
+                     help="'latest' (newest run under --output-dir), a run folder or a checkpoint folder; "
+                          "the run continues with its saved configuration; a checkpoint holding pickle files "
+                          "(written by older versions) is refused, since loading pickle can run code")
+    out.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: 500)")
+    out.add_argument("--keep-checkpoints", type=positive_int, default=3, help="checkpoints kept (default: 3)")
+    out.add_argument("--validate-every", type=positive_int, default=100,
+                     help="steps between validation losses on the held-out tracks (default: 100)")
+    out.add_argument("--sample-every", type=positive_int, default=500,
+                     help="steps between audio samples logged to TensorBoard (default: 500)")
+    out.add_argument("--push-to-hub", action="store_true", help="upload the result to the hub (needs --hub-model-id)")
+    out.add_argument("--hub-model-id", default=None, help="hub repository for --push-to-hub, e.g. you/jazz-diffusion")
+    out.add_argument("--device", choices=["auto", "cpu"], default="auto",
+                     help="auto: CUDA when available, else CPU (default: auto)")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_flags(p)
@@ -108,27 +133,7 @@ def parse_args(argv=None):
     opt.add_argument("--seed", type=non_negative_int, default=0,
                      help=f"seed for data order, slices, noise: 0 to {train.MAX_SEED} (default: 0)")
 
-    out = p.add_argument_group("output")
-    out.add_argument("--output-dir", default="runs",
-                     help="where runs go; each run gets a new folder <genre>-<time>; a file, or a folder you can't "
-                          "write to, is refused before any work (default: runs)")
-    out.add_argument("--run-name", default=None,
-                     help="name of the run folder inside --output-dir: a plain name, no '/', not starting with '.' "
-                          "(a suffix is added if it exists)")
-    out.add_argument("--resume", default=None,
-                     help="'latest' (newest run under --output-dir), a run folder or a checkpoint folder; "
-                          "the run continues with its saved configuration; a checkpoint holding pickle files "
-                          "(written by older versions) is refused, since loading pickle can run code")
-    out.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (default: 500)")
-    out.add_argument("--keep-checkpoints", type=positive_int, default=3, help="checkpoints kept (default: 3)")
-    out.add_argument("--validate-every", type=positive_int, default=100,
-                     help="steps between validation losses on the held-out tracks (default: 100)")
-    out.add_argument("--sample-every", type=positive_int, default=500,
-                     help="steps between audio samples logged to TensorBoard (default: 500)")
-    out.add_argument("--push-to-hub", action="store_true", help="upload the result to the hub (needs --hub-model-id)")
-    out.add_argument("--hub-model-id", default=None, help="hub repository for --push-to-hub, e.g. you/jazz-diffusion")
-    out.add_argument("--device", choices=["auto", "cpu"], default="auto",
-                     help="auto: CUDA when available, else CPU (default: auto)")
+    _output_flags(p)
     return p.parse_args(argv)
 
 

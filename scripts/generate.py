@@ -43,6 +43,38 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def _edit_and_conditional_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of edits of your own audio and of conditional models."""
+    edits = p.add_argument_group("edits of your own audio (choose one)")
+    edits.add_argument("--init-audio", metavar="FILE", default=None,
+                       help="continue FILE from its end by --seconds (the output is FILE unchanged, then the new "
+                            "audio); with --strength or --invert, make a variation of FILE instead")
+    edits.add_argument("--strength", type=positive_float, default=None,
+                       help="with --init-audio: make a variation; how much of the denoising chain to rerun, in "
+                            "(0, 1]: 0.2 keeps most of FILE, 1 keeps little (default with --invert: 0.5)")
+    edits.add_argument("--invert", action="store_true",
+                       help="with --init-audio: start the variation from a DDIM inversion of FILE instead of "
+                            "noise; keeps more of FILE at the same --strength (ddim only)")
+    edits.add_argument("--interpolate", nargs=2, metavar=("A", "B"), default=None,
+                       help="invert A and B and generate between them (the shorter length, or --seconds); "
+                            "one clip per --alpha (ddim only)")
+    edits.add_argument("--alpha", type=float, nargs="+", default=None,
+                       help="with --interpolate: where between A (0) and B (1), one clip each (default: 0.5)")
+    edits.add_argument("--loop", action="store_true",
+                       help="make a clip of --seconds whose end flows into its start: it repeats without a click")
+    edits.add_argument("--fill-gap", nargs=2, metavar=("A", "B"), default=None,
+                       help="write A, then --seconds of new audio that leads out of A into B, then B")
+    conditional = p.add_argument_group("conditional models (a UNet2DConditionModel)")
+    conditional.add_argument("--encoding", metavar="FILE", default=None,
+                             help="a .npy or .safetensors file with the encoding to condition on: one vector of the "
+                                  "model's cross_attention_dim per clip, or one for all (shape (D,), (clips, D) or "
+                                  "(clips, 1, D)); needed by conditional models, refused by others")
+    conditional.add_argument("--guidance-scale", type=non_negative_float, default=1.0,
+                             help="classifier-free guidance: the prediction with the encoding pushed this many times "
+                                  "as far from the one with a null (zero) encoding; 1 uses the encoding alone, more "
+                                  "follows it harder (for models trained with conditioning dropout) (default: 1)")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None,
@@ -103,34 +135,7 @@ def parse_args(argv=None):
                    help=f"the tempo of a new clip or --loop in beats per minute ({MIN_BPM:g} to {MAX_BPM:g}): its first "
                         "slice is steered onto that beat too, and the tempo hold keeps it; not with --no-tempo-hold "
                         "or with edits of your own audio, which keep its tempo (default: the first slice's own beat)")
-    edits = p.add_argument_group("edits of your own audio (choose one)")
-    edits.add_argument("--init-audio", metavar="FILE", default=None,
-                       help="continue FILE from its end by --seconds (the output is FILE unchanged, then the new "
-                            "audio); with --strength or --invert, make a variation of FILE instead")
-    edits.add_argument("--strength", type=positive_float, default=None,
-                       help="with --init-audio: make a variation; how much of the denoising chain to rerun, in "
-                            "(0, 1]: 0.2 keeps most of FILE, 1 keeps little (default with --invert: 0.5)")
-    edits.add_argument("--invert", action="store_true",
-                       help="with --init-audio: start the variation from a DDIM inversion of FILE instead of "
-                            "noise; keeps more of FILE at the same --strength (ddim only)")
-    edits.add_argument("--interpolate", nargs=2, metavar=("A", "B"), default=None,
-                       help="invert A and B and generate between them (the shorter length, or --seconds); "
-                            "one clip per --alpha (ddim only)")
-    edits.add_argument("--alpha", type=float, nargs="+", default=None,
-                       help="with --interpolate: where between A (0) and B (1), one clip each (default: 0.5)")
-    edits.add_argument("--loop", action="store_true",
-                       help="make a clip of --seconds whose end flows into its start: it repeats without a click")
-    edits.add_argument("--fill-gap", nargs=2, metavar=("A", "B"), default=None,
-                       help="write A, then --seconds of new audio that leads out of A into B, then B")
-    conditional = p.add_argument_group("conditional models (a UNet2DConditionModel)")
-    conditional.add_argument("--encoding", metavar="FILE", default=None,
-                             help="a .npy or .safetensors file with the encoding to condition on: one vector of the "
-                                  "model's cross_attention_dim per clip, or one for all (shape (D,), (clips, D) or "
-                                  "(clips, 1, D)); needed by conditional models, refused by others")
-    conditional.add_argument("--guidance-scale", type=non_negative_float, default=1.0,
-                             help="classifier-free guidance: the prediction with the encoding pushed this many times "
-                                  "as far from the one with a null (zero) encoding; 1 uses the encoding alone, more "
-                                  "follows it harder (for models trained with conditioning dropout) (default: 1)")
+    _edit_and_conditional_flags(p)
     p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR),
                    help="folder for the outputs, made if missing; checked before any work (default: samples/)")
     p.add_argument("--name", default=None,
