@@ -120,7 +120,8 @@ def parse_args(argv=None):
                         f"{DEFAULT_CANDIDATES}, no choice; at most {MAX_CANDIDATES})")
     p.add_argument("--draws", type=positive_int, default=DEFAULT_DRAWS,
                    help="start each slice as N draws and let the most tonal go on after a tenth of its steps: "
-                        "less noise-like clips for about 1.25x the time at 3 (1: no choice; not used with "
+                        "less noise-like clips for about 1.2x the time at 3, but further from the genre "
+                        "(1: no choice; not used with "
                         f"--candidates, the DPM scheduler or latent models) (default: {DEFAULT_DRAWS}; at most "
                         f"{MAX_CANDIDATES})")
     p.add_argument("--no-level-hold", action="store_true",

@@ -394,9 +394,9 @@ class CountingUNet(torch.nn.Module):
         return self.unet(sample, *args, **kwargs)
 
 
-@pytest.mark.parametrize("repaint_jumps,candidates", [(0, 1), (1, 1), (0, 3), (1, 3)])
-def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repaint_jumps, candidates):
-    from audiodiff.sampling.options import DEFAULT_DRAWS
+@pytest.mark.parametrize("repaint_jumps,candidates,draws", [(0, 1, 1), (1, 1, 1), (0, 1, 3), (1, 1, 3), (0, 3, 1),
+                                                          (1, 3, 1)])
+def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repaint_jumps, candidates, draws):
     from audiodiff.sampling.tonal import draw_step
 
     counting = CountingUNet(pipe.unet)
@@ -404,15 +404,15 @@ def test_progress_counts_every_unet_call_against_slices_times_steps(pipe, repain
     progress = JobProgress(on_update=lambda p: seen.append((p.done_steps, p.total_steps, p.description())))
     clip = generate_long(SimpleNamespace(unet=counting, scheduler=pipe.scheduler, mel=MEL), 2.5, overlap_seconds=0.2,
                          num_inference_steps=STEPS, progress=progress, repaint_jumps=repaint_jumps,
-                         candidates=candidates)
+                         candidates=candidates, draws=draws)
     slices = len(clip.slice_starts_seconds)
     assert slices == 8  # 314 columns: a 64-column slice, then 7 that add 64 - 25 overlap columns each
     per_slice = STEPS + repaint_jumps * (STEPS - 1)
     # a slice's candidates (the first slice's too: sampling.tonal) are denoised together: a call on
     # all of them counts as `candidates` calls, as many images as the UNet denoised; without
-    # candidates, each slice's DEFAULT_DRAWS draws are denoised together until draw_step
+    # candidates, each slice's draws (--draws) are denoised together until draw_step
     done = draw_step(STEPS) + 1
-    drawn = (DEFAULT_DRAWS - 1) * (done + repaint_jumps * min(done, STEPS - 1))
+    drawn = (draws - 1) * (done + repaint_jumps * min(done, STEPS - 1))
     shared = (candidates - 1) * per_slice if candidates > 1 else drawn
     # the first slice's last half is run again on the beat read from it (sampling.beat), no RePaint
     resteer = STEPS - round(STEPS * (1 - FIRST_SLICE_RESTEER))

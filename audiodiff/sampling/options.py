@@ -23,9 +23,11 @@ MAX_DEFAULT_OVERLAP_FRACTION = 0.4
 # 1: no choice; N candidates hold the level better and are more tonal but cost N times the UNet calls of a slice
 DEFAULT_CANDIDATES = 1
 MAX_CANDIDATES = 16
-# each slice starts as 3 draws and the most tonal goes on after a tenth of its steps (sampling.tonal):
-# about 1.25x the UNet calls, best-of-3 tonality (docs/tonality.md, session 11)
-DEFAULT_DRAWS = 3
+# 1: no draws. --draws 3 starts each slice as 3 draws of which the most tonal goes on after a tenth of
+# its steps (sampling.tonal): 30 s clips' flatness 0.0028 -> 0.0023-0.0024 for ~1.2x the UNet calls,
+# but the clips move away from the genre (genre ratio 0.62 -> 0.92; docs/sampling-defaults.md), so
+# it is not the default
+DEFAULT_DRAWS = 1
 # 2, every step, loudness-weighted: the weakest hold that stops a long clip's level drifting
 DEFAULT_LEVEL_HOLD = 2.0
 MAX_LEVEL_HOLD = 4.0
@@ -161,7 +163,7 @@ class SamplingOptions:
     candidates: versions of every slice sampled together, of which the most tonal one near the
         clip's level is kept (`sampling.tonal`; see DEFAULT_CANDIDATES); 1 (the default): no choice.
     draws: each slice starts as this many draws, of which the most tonal goes on after a tenth of
-        its steps (DEFAULT_DRAWS, 3: why); 1: no choice. Not used with candidates.
+        its steps (DEFAULT_DRAWS, 1: why); 1: no choice. Not used with candidates.
     level_hold: how strongly each continued slice is held at the clip's level while it is sampled
         (DEFAULT_LEVEL_HOLD, 2: why); 0: the level is the model's draw.
     tempo_hold: how strongly each continued slice is kept on the clip's beat (DEFAULT_TEMPO_HOLD,

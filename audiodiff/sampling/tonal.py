@@ -13,7 +13,7 @@ slice's candidates whose level lies within LEVEL_SLACK_DB of the nearest one's a
 enough, and of those the most tonal is kept. A first slice has no level to keep: its most tonal
 candidate is kept.
 
-Draws (the default, `tonal_draws`) make the same choice for a fraction of the cost: each slice starts
+Draws (`--draws`, `tonal_draws`) make the same choice for a fraction of the cost: each slice starts
 as DEFAULT_DRAWS draws, and after DRAW_CHOICE_FRACTION of its steps the one whose predicted clean
 image is least flat (in the new columns) goes on alone; the others cost a tenth of a slice each.
 """
