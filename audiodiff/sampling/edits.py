@@ -142,6 +142,20 @@ class Timeline:
         return out
 
 
+def spliced_audio(timeline: "Timeline", result: torch.Tensor, mel: MelConfig, reference: float):
+    """The given pieces with `result` (B, 1, H, W, their image with the gap made) decoded in the gap,
+    crossfaded inside the pieces -> (audio (B, T), seams in seconds, between columns). The given
+    audio keeps its level; only if the new part would clip is the whole item turned down."""
+    (first_start, first), *rest = timeline.pieces
+    crossfade = _crossfade_samples(mel, *(a.numel() for _, a in timeline.pieces))
+    gap_start = first_start + first.numel()
+    gap_end = rest[0][0] if rest else timeline.total
+    decoded, decoded_start = _decode_span(result, mel, gap_start - crossfade, min(gap_end + crossfade, timeline.total),
+                                          math.sqrt(reference))
+    audio = peak_protect(timeline.splice(decoded, decoded_start, crossfade), ceiling=1.0)
+    return audio, [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])
+
+
 def _decode_span(image: torch.Tensor, mel: MelConfig, first_sample: int, last_sample: int, gain) -> tuple[torch.Tensor, int]:
     """Decode only the columns needed for samples [first_sample, last_sample), with a margin
     of two STFT windows for Griffin-Lim's edges -> (audio (B, T) * gain, its first sample)."""
@@ -186,16 +200,7 @@ def _fill(setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
         made, starts, slices = extend_image(setup, prefix, plan, end_known=end_known, beat_columns=beat, tracker=tracker)
     result = torch.cat([made[..., :g1], image[..., g1:].expand(setup.batch_size, -1, -1, -1)], dim=-1)  # (B, 1, H, W)
 
-    # audio: the given pieces, decoded audio in the gap, crossfaded inside the pieces
-    (first_start, first), *rest = timeline.pieces
-    crossfade = _crossfade_samples(mel, *(a.numel() for _, a in timeline.pieces))
-    gap_start = first_start + first.numel()
-    gap_end = rest[0][0] if rest else timeline.total
-    decoded, decoded_start = _decode_span(result, mel, gap_start - crossfade, min(gap_end + crossfade, timeline.total),
-                                          math.sqrt(reference))
-    # the given audio keeps its level; only if the new part would clip is the whole item turned down
-    audio = peak_protect(timeline.splice(decoded, decoded_start, crossfade), ceiling=1.0)
-    seams = [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])  # between columns
+    audio, seams = spliced_audio(timeline, result, mel, reference)
     return LongClip.from_columns(result, audio, mel, slice_columns=slice_spans(starts, setup.slice_width, plan.total_width),
                                  slices=slices, seam_seconds=seams, known_columns=known,
                                  bpm=None if beat is None else beat_bpm(beat, mel))

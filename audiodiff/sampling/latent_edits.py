@@ -23,9 +23,8 @@ from typing import Sequence
 import torch
 
 from ..metrics import DEFAULT_TARGET_LUFS
-from .edits import (LOOP_OVERLAP_SECONDS, EditError, Timeline, _crossfade_samples, _decode_span, _end_columns,
-                    check_audio, loop_audio)
-from .finish import peak_protect, set_level
+from .edits import LOOP_OVERLAP_SECONDS, EditError, Timeline, _end_columns, check_audio, loop_audio, spliced_audio
+from .finish import set_level
 from .inversion import (INVERSION_CALLS_PER_STEP, _clip_from_image, _resample_slices, image_of, invert,
                         inversion_scheduler, resample, slerp)
 from .latent import latent_setup, latents_of, mel_spans
@@ -73,15 +72,7 @@ def _fill(pipe, setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
     result = torch.cat([image[..., : k0 * factor].expand(batch, -1, -1, -1), new,
                         image[..., gen_end * factor :].expand(batch, -1, -1, -1)], dim=-1)[..., :width]
 
-    # audio: the given pieces, decoded audio in the gap, crossfaded inside the pieces (as edits._fill)
-    (first_start, first), *rest = timeline.pieces
-    crossfade = _crossfade_samples(mel, *(a.numel() for _, a in timeline.pieces))
-    gap_start = first_start + first.numel()
-    gap_end = rest[0][0] if rest else timeline.total
-    decoded, decoded_start = _decode_span(result, mel, gap_start - crossfade, min(gap_end + crossfade, timeline.total),
-                                          math.sqrt(reference))
-    audio = peak_protect(timeline.splice(decoded, decoded_start, crossfade), ceiling=1.0)
-    seams = [gap_start / mel.sample_rate] + ([gap_end / mel.sample_rate] if rest else [])
+    audio, seams = spliced_audio(timeline, result, mel, reference)  # as edits._fill
     spans = slice_spans([start + s for s in starts], setup.slice_width, gen_end + tail)
     return LongClip.from_columns(result, audio, mel, slice_columns=mel_spans(spans, factor), slices=slices,
                                  seam_seconds=seams, known_columns=known)
