@@ -102,7 +102,9 @@ def resolve_sources(config: FinetuneConfig, hub_reachable=None) -> Sources:
 # On the bundled model (1.02 s images, 2 M parameters) an "epoch" of one slice per track is tiny,
 # so a fallback run without --max-steps/--epochs trains a fixed budget instead: 300 steps of batch 8
 # at a learning rate suited to a small model (2e-4) moves it clearly toward the genre and takes a
-# few minutes on a 2-core CPU.
+# few minutes on a 2-core CPU. The learning rate holds whenever the fallback trains the bundled
+# model and --lr is not given, also when --max-steps/--epochs set the length (before, asking for
+# more steps silently dropped it to DEFAULT_LR, 5e-5, a rate meant for the 114 M hub UNet).
 FALLBACK_MAX_STEPS = 300
 FALLBACK_LR = 2e-4
 
@@ -114,6 +116,8 @@ def with_sources(config: FinetuneConfig, say) -> tuple[FinetuneConfig, Sources]:
     if sources.fallback:
         say(sources.fallback)
         if config.max_steps is None and config.epochs is None:
-            config = dataclasses.replace(config, max_steps=FALLBACK_MAX_STEPS, lr=config.lr or FALLBACK_LR)
+            config = dataclasses.replace(config, max_steps=FALLBACK_MAX_STEPS)
+        if config.lr is None:
+            config = dataclasses.replace(config, lr=FALLBACK_LR)
     # Saved with the run: a resumed run uses the same model and data whatever the network does.
     return dataclasses.replace(config, pretrained=sources.pretrained, dataset=sources.dataset), sources

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import re
@@ -781,6 +780,20 @@ def test_fallback_without_step_flags_trains_the_fallback_budget(tmp_path, monkey
     result = train.finetune(config, progress=False)
     saved = json.loads((result.run_dir / train.CONFIG_FILE).read_text())
     assert result.steps == 3 and saved["max_steps"] == 3 and saved["lr"] == train.FALLBACK_LR
+
+
+def test_fallback_keeps_its_learning_rate_when_only_the_length_is_given(tmp_path, monkeypatch):
+    from audiodiff import model_choice, pipeline
+
+    save_pipeline(build_preset("tiny", seed=3), tmp_path / "bundled")
+    monkeypatch.setattr(pipeline, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setattr(model_choice, "hub_is_reachable", lambda *a, **k: False)
+    config = train.FinetuneConfig(genre="rock", output_dir=str(tmp_path / "runs"), max_steps=2)
+    resolved, sources = model_choice.with_sources(config, lambda line: None)
+    assert sources.fallback and resolved.max_steps == 2 and resolved.lr == train.FALLBACK_LR
+    given = model_choice.with_sources(train.FinetuneConfig(genre="rock", output_dir=str(tmp_path / "runs"), max_steps=2, lr=1e-3),
+                                     lambda line: None)[0]
+    assert given.lr == 1e-3
 
 
 def torchrun_finetune(args, cwd, processes=2):
