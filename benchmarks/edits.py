@@ -54,55 +54,57 @@ def image_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().mean())
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=20, help="DDIM steps per slice (default: 20)")
     p.add_argument("--batch", type=int, default=8, help="items per measurement, one call each (default: 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--genre", default="jazz", help="built-in genre to render the given audio from (default: jazz)")
     p.add_argument("--music", type=Path, default=None, help="use the start of this recording instead")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    torch.manual_seed(args.seed)
-    pipe = load_pipeline("bundled")
-    rate = pipe.mel.sample_rate
+
+def given_audio(args, rate: int):
+    """-> (take(offset_seconds, seconds) -> audio, what it is in words)."""
     if args.music is not None:
         source = load_audio(args.music, rate)
-        take = lambda offset, seconds: source[int(offset * rate) : int((offset + seconds) * rate)]
-        what = f"{args.music.name} (resampled to {rate} Hz)"
-    else:
-        take = lambda offset, seconds: torch.as_tensor(render(args.genre, 100 + int(offset), seconds, rate))
-        what = f"built-in {args.genre} clips"
-    common = dict(num_inference_steps=args.steps, seed=args.seed, batch_size=args.batch, progress=False)
-    print(f"model: {pipe.describe()}\naudio: {what}; DDIM {args.steps} steps; seed {args.seed}; batch {args.batch}\n")
-    summary = {}
+        return (lambda offset, seconds: source[int(offset * rate) : int((offset + seconds) * rate)],
+                f"{args.music.name} (resampled to {rate} Hz)")
+    return (lambda offset, seconds: torch.as_tensor(render(args.genre, 100 + int(offset), seconds, rate)),
+            f"built-in {args.genre} clips")
 
-    # ---- continuation ----
+
+def measure_continuation(pipe, take, batch: int, common: dict) -> dict:
+    rate = pipe.mel.sample_rate
     given = take(0, 4.0)
     started = time.perf_counter()
     made = edits.continue_audio(pipe, given, 6.0, **common)
     seconds_taken = time.perf_counter() - started
     alone = generate_long(pipe, 6.0, fade_out_seconds=0.0, target_lufs=None, **common).audio
-    naive = torch.cat([given.expand(args.batch, -1), alone * given.abs().max() / alone.abs().amax(-1, keepdim=True)], -1)
+    naive = torch.cat([given.expand(batch, -1), alone * given.abs().max() / alone.abs().amax(-1, keepdim=True)], -1)
     cont, cont_naive = mean_seam(made.audio, rate, [4.0]), mean_seam(naive, rate, [4.0])
     print(f"continuation, 4 s + 6 s:   seam {cont:.2f}   (naive concatenation {cont_naive:.2f})   {seconds_taken:.1f} s")
-    summary.update(continuation_seam=cont, continuation_naive_seam=cont_naive)
+    return dict(continuation_seam=cont, continuation_naive_seam=cont_naive)
 
-    # ---- gap fill ----
+
+def measure_gap_fill(pipe, take, batch: int, common: dict) -> dict:
+    rate = pipe.mel.sample_rate
     a, b = take(10, 3.0), take(20, 3.0)
     started = time.perf_counter()
     made = edits.fill_gap(pipe, a, b, 4.0, **common)
     seconds_taken = time.perf_counter() - started
     alone = generate_long(pipe, 4.0, fade_out_seconds=0.0, target_lufs=None, **common).audio
     alone = alone * a.abs().max() / alone.abs().amax(-1, keepdim=True)
-    naive = torch.cat([a.expand(args.batch, -1), alone, b.expand(args.batch, -1)], -1)
+    naive = torch.cat([a.expand(batch, -1), alone, b.expand(batch, -1)], -1)
     into, out_of = mean_seam(made.audio, rate, [3.0]), mean_seam(made.audio, rate, [7.0])
     naive_into, naive_out = mean_seam(naive, rate, [3.0]), mean_seam(naive, rate, [7.0])
     print(f"gap fill, 3 s + 4 s + 3 s: seam out of A {into:.2f}, into B {out_of:.2f}   "
           f"(naive {naive_into:.2f}, {naive_out:.2f})   {seconds_taken:.1f} s")
-    summary.update(gap_seam_a=into, gap_seam_b=out_of, gap_naive_seam_a=naive_into, gap_naive_seam_b=naive_out)
+    return dict(gap_seam_a=into, gap_seam_b=out_of, gap_naive_seam_a=naive_into, gap_naive_seam_b=naive_out)
 
-    # ---- loop ----
+
+def measure_loop(pipe, common: dict) -> dict:
+    rate = pipe.mel.sample_rate
     started = time.perf_counter()
     loop = edits.make_loop(pipe, 4.0, **common)
     seconds_taken = time.perf_counter() - started
@@ -111,12 +113,14 @@ def main(argv=None) -> None:
     wrap, wrap_plain = mean_seam(tile(loop.audio), rate, [4.0, 8.0]), mean_seam(tile(plain.audio), rate, [4.0, 8.0])
     print(f"loop, 4 s on repeat:       wrap seam {wrap:.2f}   (a plain 4 s clip on repeat {wrap_plain:.2f})   "
           f"{seconds_taken:.1f} s")
-    summary.update(loop_wrap_seam=wrap, plain_wrap_seam=wrap_plain)
+    return dict(loop_wrap_seam=wrap, plain_wrap_seam=wrap_plain)
 
-    # ---- variations ----
+
+def measure_variations(pipe, take, steps: int, common: dict) -> dict:
+    summary = {}
     original = take(30, 4.0)
-    image, _ = edits._image_of(original, pipe.mel)
-    other, _ = edits._image_of(take(40, 4.0), pipe.mel)
+    image, _ = edits.image_of(original, pipe.mel)
+    other, _ = edits.image_of(take(40, 4.0), pipe.mel)
     print(f"\nvariations of 4 s: mean |image - original| (an unrelated clip: {image_distance(other, image):.3f})")
     print("strength   noised   --invert   invert/noised   (seconds: noised, invert)")
     for strength in STRENGTHS:
@@ -130,11 +134,22 @@ def main(argv=None) -> None:
               f"            ({middle - started:.1f}, {done - middle:.1f})")
         summary[f"vary_{strength:.1f}_noised"] = d_noised
         summary[f"vary_{strength:.1f}_invert"] = d_inverted
-    round_trip = edits.vary(pipe, original, 1.0, invert_audio=True, eta=0.0, num_inference_steps=args.steps,
+    round_trip = edits.vary(pipe, original, 1.0, invert_audio=True, eta=0.0, num_inference_steps=steps,
                             progress=False)
     summary["inversion_round_trip"] = image_distance(round_trip.image, image)
     print(f"inversion then eta-0 sampling (the round trip): {summary['inversion_round_trip']:.3f}")
+    return summary
 
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    pipe = load_pipeline("bundled")
+    take, what = given_audio(args, pipe.mel.sample_rate)
+    common = dict(num_inference_steps=args.steps, seed=args.seed, batch_size=args.batch, progress=False)
+    print(f"model: {pipe.describe()}\naudio: {what}; DDIM {args.steps} steps; seed {args.seed}; batch {args.batch}\n")
+    summary = {**measure_continuation(pipe, take, args.batch, common), **measure_gap_fill(pipe, take, args.batch, common),
+               **measure_loop(pipe, common), **measure_variations(pipe, take, args.steps, common)}
     print("\nsummary: " + ", ".join(f"{k}: {v:.3f}" for k, v in summary.items()))
 
 

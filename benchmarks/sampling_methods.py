@@ -131,7 +131,7 @@ def measure(audio, seams) -> dict:
     }
 
 
-def main():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (default 30)")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps for all three (default 20; CPU-friendly)")
@@ -147,58 +147,46 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared CPU, a thread pool fighting other "
                              "processes makes timings swing tenfold; one thread keeps the ratios honest)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    return parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    scheduler = DDPMScheduler(num_train_timesteps=1000)
-    unet = tiny_unet(args.seed)
-    weights = "random weights"
-    if args.train_steps:
-        print(f"training the tiny UNet for {args.train_steps} steps on {args.music.name} ...")
-        train_briefly(unet, scheduler, args.music, args.train_steps, args.seed)
-        weights = f"trained {args.train_steps} steps on {args.music.name}"
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    ours_pipe = SimpleNamespace(unet=unet, scheduler=ddim, mel=MEL)
-    ref_pipe = reference_pipeline(unet, DDIMScheduler.from_config(scheduler.config))
-    sr = MEL.sample_rate
-    print(f"model: tiny UNet ({sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, {weights}), "
-          f"{MEL.y_res}x{MEL.x_res} Mel at {sr} Hz, DDIM {args.steps} steps, seed {args.seed}, {args.seconds:g} s, "
-          f"{torch.get_num_threads()} CPU threads")
 
-    rows = {}
+def timed_ours(ours_pipe, args, overlap: float, repaint_jumps: int = 0):
+    """One clip of ours -> (seconds taken, the clip)."""
     start = time.perf_counter()
-    clip = generate_long(ours_pipe, args.seconds, overlap_seconds=args.overlap, seed=args.seed,
-                         num_inference_steps=args.steps, scheduler=None, progress=False)
-    rows["ours"] = dict(time=time.perf_counter() - start, **measure(clip.audio[0], clip.seam_seconds))
-    rows["ours"]["note"] = f"{len(clip.slices)} slices, overlap {args.overlap:g} s"
+    clip = generate_long(ours_pipe, args.seconds, overlap_seconds=overlap, seed=args.seed, num_inference_steps=args.steps,
+                         scheduler=None, progress=False, repaint_jumps=repaint_jumps)
+    return time.perf_counter() - start, clip
 
+
+def method_rows(ours_pipe, ref_pipe, args) -> dict:
+    """Every method's row: time, seam, loudness spread and drift, a note."""
+    rows = {}
+    elapsed, clip = timed_ours(ours_pipe, args, args.overlap)
+    rows["ours"] = dict(time=elapsed, **measure(clip.audio[0], clip.seam_seconds),
+                        note=f"{len(clip.slices)} slices, overlap {args.overlap:g} s")
     if args.repaint_jumps:
-        start = time.perf_counter()
-        clip = generate_long(ours_pipe, args.seconds, overlap_seconds=args.overlap, seed=args.seed,
-                             num_inference_steps=args.steps, scheduler=None, progress=False,
-                             repaint_jumps=args.repaint_jumps)
-        name = f"ours, repaint {args.repaint_jumps}"
-        rows[name] = dict(time=time.perf_counter() - start, **measure(clip.audio[0], clip.seam_seconds))
-        rows[name]["note"] = f"{len(clip.slices)} slices, overlap {args.overlap:g} s, {args.repaint_jumps} RePaint jumps"
-
+        elapsed, clip = timed_ours(ours_pipe, args, args.overlap, args.repaint_jumps)
+        rows[f"ours, repaint {args.repaint_jumps}"] = dict(
+            time=elapsed, **measure(clip.audio[0], clip.seam_seconds),
+            note=f"{len(clip.slices)} slices, overlap {args.overlap:g} s, {args.repaint_jumps} RePaint jumps")
     start = time.perf_counter()
     ref_audio, ref_seams = run_reference_loop(ref_pipe, args.seconds, args.steps, args.seed)
-    rows["reference loop"] = dict(time=time.perf_counter() - start, **measure(ref_audio, ref_seams))
-    rows["reference loop"]["note"] = f"{len(ref_seams) + 1} slices, overlap 2 s"
-
+    rows["reference loop"] = dict(time=time.perf_counter() - start, **measure(ref_audio, ref_seams),
+                                  note=f"{len(ref_seams) + 1} slices, overlap 2 s")
+    sr = MEL.sample_rate
     grid = [i * MEL.frames_to_samples(MEL.x_res) / sr for i in range(1, 64)]
     grid = [s for s in grid if s < args.seconds - 0.1]
     if not args.skip_wide:
         start = time.perf_counter()
         wide = run_wide_noise(ref_pipe, args.seconds, args.steps, args.seed)
-        rows["wide noise"] = dict(time=time.perf_counter() - start, **measure(wide, grid))
-        rows["wide noise"]["note"] = "no seams: scored on the 5.92 s slice grid"
-
+        rows["wide noise"] = dict(time=time.perf_counter() - start, **measure(wide, grid),
+                                  note="no seams: scored on the 5.92 s slice grid")
     real = load_audio(args.music, sr)[: int(args.seconds * sr)]
-    rows["real audio"] = dict(time=float("nan"), **measure(real, grid))
-    rows["real audio"]["note"] = f"{args.music.name}, first {args.seconds:g} s, slice grid"
+    rows["real audio"] = dict(time=float("nan"), **measure(real, grid), note=f"{args.music.name}, first {args.seconds:g} s, slice grid")
+    return rows
 
+
+def print_rows(rows: dict) -> None:
     reference_time = rows["reference loop"]["time"]
     print(f"\n{'method':<16}{'time s':>9}{'vs ref':>8}{'seam':>8}{'spread LU':>11}{'drift LU/min':>14}  note")
     for name, row in rows.items():
@@ -207,34 +195,50 @@ def main():
         ratio_text = f"{ratio:7.2f}x" if math.isfinite(ratio) else f"{'-':>8}"
         print(f"{name:<16}{time_text}{ratio_text}{row['seam']:8.2f}{row['spread']:11.2f}{row['drift']:14.2f}  {row['note']}")
 
-    if args.overlaps:
-        print("\nours, overlap sweep (same model and seed):")
-        print(f"{'overlap s':>10}{'slices':>8}{'time s':>9}{'seam':>8}{'spread LU':>11}{'drift LU/min':>14}")
-        for overlap in [float(v) for v in args.overlaps.split(",") if v.strip()]:
-            start = time.perf_counter()
-            sweep = generate_long(ours_pipe, args.seconds, overlap_seconds=overlap, seed=args.seed,
-                                  num_inference_steps=args.steps, scheduler=None, progress=False)
-            elapsed = time.perf_counter() - start
-            m = measure(sweep.audio[0], sweep.seam_seconds)
-            print(f"{overlap:10.2f}{len(sweep.slices):8d}{elapsed:9.1f}{m['seam']:8.2f}{m['spread']:11.2f}{m['drift']:14.2f}")
 
+def overlap_sweep(ours_pipe, args) -> None:
+    print("\nours, overlap sweep (same model and seed):")
+    print(f"{'overlap s':>10}{'slices':>8}{'time s':>9}{'seam':>8}{'spread LU':>11}{'drift LU/min':>14}")
+    for overlap in [float(v) for v in args.overlaps.split(",") if v.strip()]:
+        elapsed, sweep = timed_ours(ours_pipe, args, overlap)
+        m = measure(sweep.audio[0], sweep.seam_seconds)
+        print(f"{overlap:10.2f}{len(sweep.slices):8d}{elapsed:9.1f}{m['seam']:8.2f}{m['spread']:11.2f}{m['drift']:14.2f}")
+
+
+def summary_line(rows: dict) -> str:
     ours, ref = rows["ours"], rows["reference loop"]
-    summary = [
-        f"speedup_vs_reference_loop: {ref['time'] / ours['time']:.2f}x",
-        f"seam_ours: {ours['seam']:.2f}",
-        f"seam_reference: {ref['seam']:.2f}",
-    ]
+    summary = [f"speedup_vs_reference_loop: {ref['time'] / ours['time']:.2f}x", f"seam_ours: {ours['seam']:.2f}",
+               f"seam_reference: {ref['seam']:.2f}"]
     if "wide noise" in rows:
         summary += [f"seam_wide_noise: {rows['wide noise']['seam']:.2f}",
                     f"speedup_vs_wide_noise: {rows['wide noise']['time'] / ours['time']:.2f}x"]
-    summary += [
-        f"spread_ours_lu: {ours['spread']:.2f}",
-        f"spread_reference_lu: {ref['spread']:.2f}",
-        f"spread_real_lu: {rows['real audio']['spread']:.2f}",
-        f"drift_ours_lu_per_min: {ours['drift']:.2f}",
-        f"drift_reference_lu_per_min: {ref['drift']:.2f}",
-    ]
-    print("\n" + ", ".join(summary))
+    summary += [f"spread_ours_lu: {ours['spread']:.2f}", f"spread_reference_lu: {ref['spread']:.2f}",
+                f"spread_real_lu: {rows['real audio']['spread']:.2f}", f"drift_ours_lu_per_min: {ours['drift']:.2f}",
+                f"drift_reference_lu_per_min: {ref['drift']:.2f}"]
+    return ", ".join(summary)
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    unet = tiny_unet(args.seed)
+    weights = "random weights"
+    if args.train_steps:
+        print(f"training the tiny UNet for {args.train_steps} steps on {args.music.name} ...")
+        train_briefly(unet, scheduler, args.music, args.train_steps, args.seed)
+        weights = f"trained {args.train_steps} steps on {args.music.name}"
+    ours_pipe = SimpleNamespace(unet=unet, scheduler=DDIMScheduler.from_config(scheduler.config), mel=MEL)
+    ref_pipe = reference_pipeline(unet, DDIMScheduler.from_config(scheduler.config))
+    print(f"model: tiny UNet ({sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, {weights}), "
+          f"{MEL.y_res}x{MEL.x_res} Mel at {MEL.sample_rate} Hz, DDIM {args.steps} steps, seed {args.seed}, {args.seconds:g} s, "
+          f"{torch.get_num_threads()} CPU threads")
+    rows = method_rows(ours_pipe, ref_pipe, args)
+    print_rows(rows)
+    if args.overlaps:
+        overlap_sweep(ours_pipe, args)
+    print("\n" + summary_line(rows))
 
 
 if __name__ == "__main__":

@@ -619,7 +619,9 @@ def test_bad_config_values_are_refused(values, message):
 
 
 def run_script(args, cwd, timeout=300):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    # PYTHONPATH: this checkout's library, whichever checkout the environment's audiodiff came from
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, str(REPO / "scripts" / "finetune.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
