@@ -18,6 +18,7 @@ killed one stopped, given the same number of processes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import os
 import shutil
@@ -207,8 +208,17 @@ class _TrainingData:
     micro_per_epoch: int
     steps_per_epoch: int
     total_steps: int
+    draws_per_track: int = 1  # slices of each training track per epoch (draws_per_track)
     encodings: dict | None = None  # conditional pipelines: track name -> (D,) encoding
     inputs_record: dict | None = None  # latent/conditional pipelines: the cache and the scaling factor (latent_cache)
+
+
+def draws_per_track(tracks: int, batch: int) -> int:
+    """Slices drawn from each training track per epoch: 1, or as many as fill one batch when there
+    are fewer tracks than a batch holds. An epoch is one slice per track; with a folder of one or
+    two long recordings that made every batch one or two slices (the README's `--data-dir
+    ../shared/music` fine-tune trained 300 steps of batch 1 out of 8)."""
+    return max(1, math.ceil(batch / max(1, tracks)))
 
 
 def _owners(genre, tracks, processes: int) -> list[int]:
@@ -234,6 +244,8 @@ def _load_training_data(config: FinetuneConfig, mel: MelConfig, accelerator, pro
         raise ValueError(f"{genre.description}: no tracks left for training after holding out validation tracks")
     sharded = not config.streaming
     processes, rank = accelerator.num_processes, accelerator.process_index
+    draws = draws_per_track(len(train_tracks), config.batch_size * processes) if sharded else 1
+    train_tracks = list(train_tracks) * draws  # each drawn `draws` times an epoch, at its own offsets
     train_owners = _owners(genre, train_tracks, processes) if sharded else None
     per_process = min(train_owners.count(p) for p in range(processes)) if sharded else len(train_tracks)
     if sharded and per_process == 0:
@@ -248,7 +260,7 @@ def _load_training_data(config: FinetuneConfig, mel: MelConfig, accelerator, pro
     steps_per_epoch = max(1, micro_per_epoch // config.grad_accum)
     total_steps = config.max_steps or (config.epochs or DEFAULT_EPOCHS) * steps_per_epoch
     return _TrainingData(genre, split, loader, sharded, processes, rank, stride, micro_per_epoch, steps_per_epoch,
-                         total_steps)
+                         total_steps, draws_per_track=draws)
 
 
 def _open_run_dir(accelerator, config: FinetuneConfig, data: _TrainingData, mixed_precision: str, sources: Sources,
@@ -344,7 +356,8 @@ class TrainLoop:
             f"{mel.x_res}x{mel.y_res} Mel images at {mel.sample_rate} Hz) on {genre.description}: "
             f"{len(data.split.train)} training + {len(data.split.validation)} validation tracks "
             f"({data.split.describe()}), {skipped} files skipped; "
-            f"{data.total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
+            + (f"{data.draws_per_track} slices of each training track per epoch, to fill a batch; " if data.draws_per_track > 1 else "")
+            + f"{data.total_steps} steps of batch {config.batch_size}x{config.grad_accum}x{accelerator.num_processes} "
             f"({data.steps_per_epoch} steps per epoch) on {accelerator.device}"
             + (f", resuming at step {self.start_step}" if self.start_step else "")
         )

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -861,3 +862,21 @@ def test_ema_weights_swaps_in_the_average_and_always_restores():
     assert all(torch.equal(p, t) for p, t in zip(params, trained))
     with ema_weights(None, params):  # no EMA: the training weights
         assert all(torch.equal(p, t) for p, t in zip(params, trained))
+
+
+def test_a_folder_with_fewer_tracks_than_a_batch_still_fills_its_batches(tmp_path):
+    """One recording, batch 4: each epoch draws 4 slices of it (at different offsets), not one."""
+    from accelerate import Accelerator
+
+    assert train.draws_per_track(1, 8) == 8 and train.draws_per_track(3, 8) == 3 and train.draws_per_track(40, 8) == 1
+    music = make_music_dir(tmp_path / "music", seconds=8.0, per_genre=1)
+    pipe = build_preset("tiny", seed=0)
+    config = train.FinetuneConfig(genre="jazz", data_dir=str(music), output_dir=str(tmp_path / "runs"), batch_size=4,
+                                  max_steps=1, num_workers=0, device="cpu")
+    data = train._load_training_data(config, pipe.mel, Accelerator(cpu=True), progress=False)
+    assert len(data.split.train) == 1 and data.draws_per_track == 4
+    batch = next(iter(data.loader))
+    batch = batch[0] if isinstance(batch, (list, tuple)) else batch
+    assert batch.shape[0] == 4
+    slices = batch.reshape(4, -1)
+    assert not torch.equal(slices[0], slices[1]) or not torch.equal(slices[1], slices[2])  # different offsets
