@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -99,8 +100,21 @@ def check_renderer() -> None:
     soundfont()
 
 
+# One synth at a time in a process: FluidSynth's synth creation, its shared sample cache (the
+# soundfont's samples, loaded as notes need them) and deletion are not safe across threads: the
+# data loader's checking threads rendering two tracks at once aborted the interpreter (a new synth
+# made in one thread while another was deleted). Rendering is much faster than real time, so
+# serialising it costs little; processes (the loader's workers) each have their own library state.
+_RENDER_LOCK = threading.Lock()
+
+
 def render_score(notes: Sequence[Note], parts: Sequence[Part], seconds: float, sample_rate: int) -> np.ndarray:
     """Play `notes` on `parts` for round(seconds * sample_rate) samples: float64 mono (L + R) / 2."""
+    with _RENDER_LOCK:
+        return _render_score(notes, parts, seconds, sample_rate)
+
+
+def _render_score(notes: Sequence[Note], parts: Sequence[Part], seconds: float, sample_rate: int) -> np.ndarray:
     lib, font = _library(), soundfont()
     length = int(round(seconds * sample_rate))
     settings = lib.new_fluid_settings()

@@ -297,3 +297,15 @@ def test_the_arrangements_are_the_idioms_asked_for():
         assert {p.program for p in rock.parts if p.channel == 1} <= {29, 30}  # overdriven or distortion guitar
         snares = sorted(n.start for n in rock.notes if n.channel == DRUMS and n.key == arrange.SNARE)
         assert len(snares) >= 2 * seconds / (60 / 96) / 4 - 2  # the back beat
+
+
+def test_clips_rendered_in_several_threads_are_the_clips_rendered_one_by_one():
+    """The data loader checks tracks in threads; FluidSynth aborted the interpreter when two synths
+    were made and deleted at once (fluid.render_score now plays one at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(genre, seed) for genre in GENRES for seed in (11, 12)]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda job: render(job[0], job[1], 1.0, 16000), jobs))
+    for (genre, seed), clip in zip(jobs, threaded):
+        np.testing.assert_array_equal(clip, render(genre, seed, 1.0, 16000))
