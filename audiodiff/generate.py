@@ -271,7 +271,7 @@ def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> Sampl
 SAMPLING_KEYWORDS = {"seed": "seed", "steps": "num_inference_steps", "scheduler": "scheduler",
                      "overlap_seconds": "overlap_seconds", "batch_size": "batch_size", "repaint_jumps": "repaint_jumps",
                      "candidates": "candidates", "draws": "draws", "level_hold": "level_hold", "tempo_hold": "tempo_hold",
-                     "bpm": "bpm"}
+                     "bpm": "bpm", "base_guidance": "base_guidance"}
 EDIT_KEYWORDS = ("init_audio", "strength", "invert", "fill_gap", "loop", "interpolate", "alphas")
 
 
@@ -362,6 +362,11 @@ def _made_with(pipe, chosen: str, edit: EditRequest, edit_record: dict, options:
                  "overlap_seconds": options.overlap_seconds, "repaint_jumps": options.repaint_jumps,
                  "candidates": options.candidates, "draws": options.draws, "level_hold": options.level_hold, "tempo_hold": options.tempo_hold,
                  "device": str(target)}
+    # base guidance ran only where the run's base is attached (pipeline.attach_base): 1.0 otherwise
+    base = getattr(pipe, "base_unet", None) is not None
+    made_with["base_guidance"] = options.base_guidance if base else 1.0
+    if base and options.base_guidance != 1.0:
+        made_with["guided_away_from"] = pipe.base_source
     if edit.kind in (None, "loop"):
         made_with["target_lufs"] = DEFAULT_TARGET_LUFS
     return made_with

@@ -66,10 +66,16 @@ class AudioDiffusion:
     scheduler: SchedulerMixin  # the class named in scheduler_config.json (DDPM, DDIM, DPMSolverMultistep, ...)
     mel: MelConfig
     source: str  # what it was loaded from: preset name, folder, or hub id (for model cards / JSON sidecars)
+    # the UNet a fine-tuned run was fine-tuned from, when it loads offline (pipeline.attach_base): it
+    # guides sampling away from itself (sampling.autoguide); base_source names it
+    base_unet: UNet2DModel | None = None
+    base_source: str | None = None
 
     def to(self, device=None, dtype=None) -> "AudioDiffusion":
-        """Move the UNet (the only component with tensors) in place; returns self."""
+        """Move the UNets (the only components with tensors) in place; returns self."""
         self.unet.to(device=device, dtype=dtype)
+        if self.base_unet is not None:
+            self.base_unet.to(device=device, dtype=dtype)
         return self
 
     @property

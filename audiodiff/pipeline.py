@@ -166,7 +166,7 @@ def load_pipeline(name_or_path: str | os.PathLike, *, device=None) -> AudioDiffu
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
-        pipe = _load_folder(path, source=text)
+        pipe = attach_base(_load_folder(path, source=text), path)
     elif path.exists():
         raise PipelineError(f"{text} is a file; --pretrained takes a pipeline folder, a preset or a hub id")
     elif isinstance(name_or_path, str) and text == BUNDLED:
@@ -185,6 +185,34 @@ def load_pipeline(name_or_path: str | os.PathLike, *, device=None) -> AudioDiffu
             f"or a hub id (owner/name)"
         )
     return pipe.to(device) if device is not None else pipe
+
+
+def attach_base(pipe: AudioDiffusion, folder: Path) -> AudioDiffusion:
+    """A fine-tuned run's pipeline with the UNet it was fine-tuned from attached (`base_unet`),
+    for base guidance (sampling.autoguide), when that base loads without the network: the bundled
+    model or a pipeline folder that still exists, of the same image, Mel and target. Anything
+    else (a hub id, a preset, a latent model, no training_config.json) leaves the pipeline alone."""
+    from .runs import CONFIG_FILE
+    from .sampling.autoguide import mismatch
+
+    if type(pipe) is not AudioDiffusion or not (folder / CONFIG_FILE).is_file():
+        return pipe
+    try:
+        named = json.loads((folder / CONFIG_FILE).read_text()).get("pretrained")
+        if named == BUNDLED:
+            base = _load_folder(bundled_path(), source=BUNDLED)
+        elif isinstance(named, str) and Path(named).expanduser().is_dir() and Path(named).expanduser().resolve() != folder.resolve():
+            base = _load_folder(Path(named).expanduser(), source=named)
+        else:
+            return pipe
+    except (OSError, ValueError, AttributeError):  # an unreadable config or base: no guidance, as without one
+        return pipe
+    same_target = (base.scheduler.config.get("prediction_type") == pipe.scheduler.config.get("prediction_type")
+                   and base.scheduler.config.num_train_timesteps == pipe.scheduler.config.num_train_timesteps)
+    if type(base) is not AudioDiffusion or base.mel != pipe.mel or not same_target or mismatch(pipe.unet, base.unet):
+        return pipe
+    pipe.base_unet, pipe.base_source = base.unet.to(pipe.device, pipe.dtype).eval(), base.source
+    return pipe
 
 
 def _read_model_index(folder: Path, source: str) -> dict:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..mel import MelConfig
+from .autoguide import DEFAULT_BASE_GUIDANCE, check_base_guidance, guided_unet
 from ..metrics import MAX_BPM, MIN_BPM
 from .schedulers import DEFAULT_SCHEDULER, default_steps, is_stateless, make_scheduler, scheduler_key
 
@@ -170,6 +171,9 @@ class SamplingOptions:
         0.25: why); 0: each slice's metre is the model's draw.
     bpm: the tempo of a new clip or loop, MIN_BPM to MAX_BPM: its first slice is steered onto it
         too; None: the first slice's own beat. Needs the tempo hold.
+    base_guidance: how far a fine-tuned run is guided away from the model it was fine-tuned from
+        (`sampling.autoguide`, DEFAULT_BASE_GUIDANCE 1.5: why); 1: off. Only where the pipeline
+        has its base attached (`pipeline.attach_base`); otherwise it changes nothing.
     """
 
     scheduler: str | None = DEFAULT_SCHEDULER
@@ -184,6 +188,7 @@ class SamplingOptions:
     level_hold: float = DEFAULT_LEVEL_HOLD
     tempo_hold: float = DEFAULT_TEMPO_HOLD
     bpm: float | None = None
+    base_guidance: float = DEFAULT_BASE_GUIDANCE
     # id() of the pipeline `resolve` filled these in for: resolving for it again is a no-op, so a
     # face that resolves early (to refuse bad input before loading weights or to write the JSON)
     # and the job that samples share one resolution
@@ -196,6 +201,7 @@ class SamplingOptions:
         check_candidates(self.candidates)
         check_candidates(self.draws, "draws")
         _check_holds(self.level_hold, self.tempo_hold, self.bpm)
+        check_base_guidance(self.base_guidance)
         if self.overlap_seconds is not None:
             _check_overlap_seconds(self.overlap_seconds)
         if self.generator is not None:
@@ -248,6 +254,7 @@ class SamplingSetup:
         options = options.resolve(pipe)
         unet, base_scheduler, mel = pipeline_parts(pipe)
         _, slice_width = sample_shape(unet)
+        unet = guided_unet(unet, getattr(pipe, "base_unet", None), options.base_guidance, base_scheduler)
         return cls(unet=unet, base_scheduler=base_scheduler, mel=mel,
                    scheduler=make_scheduler(options.scheduler, base_scheduler), options=options,
                    slice_width=slice_width, overlap_columns=overlap_columns(options.overlap_seconds, mel, slice_width),
