@@ -239,16 +239,13 @@ def _conditioned(pipe, encoding, guidance_scale: float, options: SamplingOptions
 
 
 def _fit_to_model(pipe, options: SamplingOptions, edit: EditRequest, say: Callable[[str], None]) -> tuple[SamplingOptions, dict]:
-    """A latent model's holds switched off with a note, and what needs them refused in one line
-    (before any sampling) -> (options, what the clip's JSON records of it)."""
+    """A latent model's options checked (what it can't do refused in one line, before any sampling)
+    -> (options, what the clip's JSON records of it: which holds ran, and how)."""
     if getattr(pipe, "vqvae", None) is None:
         return options, {}
-    from .sampling.latent import without_holds
+    from .sampling.latent import check_latent_options, holds_record
 
-    options, note = without_holds(options, GenerationError)
-    if note:
-        say(f"note: {note}")
-    return options, {"latent": True, **({"note": note} if note else {})}
+    return check_latent_options(options, GenerationError), {"latent": True, **holds_record(options)}
 
 
 def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> SamplingOptions:

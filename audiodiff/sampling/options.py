@@ -242,6 +242,8 @@ class SamplingSetup:
     overlap_columns: int  # K, the known columns each continued slice starts with
     generator: torch.Generator
     clip_to: float | None = 1.0  # what samples are clamped to: Mel images [-1, 1]; None for latents
+    # latents only: what the holds read and steer the samples through (sampling.latent_holds.LatentCodec)
+    codec: Any = None
 
     @classmethod
     def prepare(cls, pipe, options: SamplingOptions) -> "SamplingSetup":
@@ -266,6 +268,27 @@ class SamplingSetup:
     @property
     def batch_size(self) -> int:
         return self.options.batch_size
+
+    # ---- what the holds read: Mel images (for latents, decoded: sampling.latent_holds) ----------
+    @property
+    def hold_mel(self) -> MelConfig:
+        """The Mel config of the images the holds read: the samples' own, or the decoded latents'."""
+        return self.mel if self.codec is None else self.codec.mel
+
+    @property
+    def hold_factor(self) -> int:
+        """Mel-image columns the holds read per sampled column (1, or the VAE's factor)."""
+        return 1 if self.codec is None else self.codec.factor
+
+    def readable(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples as the holds read them: Mel images as they are, latents decoded."""
+        return samples if self.codec is None else self.codec.decode(samples)
+
+    def steering(self, guide, start: int):
+        """A guide on the Mel images the holds read, as the loop applies it to the samples: as it is,
+        or for latents on the decoded clean prediction, the change carried back to latent columns
+        [start, ...) (`latent_holds.LatentCodec.guide`)."""
+        return guide if self.codec is None or guide is None else self.codec.guide(guide, start)
 
     @property
     def draws(self) -> int:
