@@ -8,8 +8,8 @@ Per row: |drift| (BS.1770 loudness drift over 4 s windows, LU/min, mean of the c
 values), level error (mean over continued slices of |level of the slice's new columns - level of
 the clip before it| in dB, on the decoded Mel image: what the level hold aims at), tempo spread (%,
 median over clips), carry error (how far the decoded latents land from the guided Mel image, as a
-share of the change the guide asked for: 0 is exact, 1 as far as not moving), UNet and VAE calls per clip and seconds per
-clip; level carried: the median share of the level change a step asked for that its
+share of the change the guide asked for: 0 is exact, 1 as far as not moving), UNet calls and VAE passes (decoder and encoder forward passes) per clip and
+seconds per clip; level carried: the median share of the level change a step asked for that its
 carried latents show when decoded (1 is all of it). A tiny model's numbers mean little musically: they measure the code path.
 """
 
@@ -79,21 +79,16 @@ def trained_tiny_latent(seconds: float = 8.0, tracks: int = 6, vae_steps: int = 
 
 
 class Counted:
-    """Counts calls of a pipeline's UNet, VAE decodes and encodes."""
+    """Counts calls of a pipeline's UNet and of its VAE's decoder and encoder (forward passes; the
+    gradient carry's backward pass through the decoder is not counted)."""
 
     def __init__(self, pipe):
         self.unet = self.decode = self.encode = 0
-        for name in ("decode", "encode"):
-            setattr(pipe, name, self._counting(getattr(pipe, name), name))
-        pipe.unet.register_forward_pre_hook(lambda *_: setattr(self, "unet", self.unet + 1))
+        for name, module in (("unet", pipe.unet), ("decode", pipe.vqvae.decoder), ("encode", pipe.vqvae.encoder)):
+            module.register_forward_pre_hook(functools.partial(self._count, name))
 
-    def _counting(self, fn, name):
-        @functools.wraps(fn)
-        def counted(*args, **kwargs):
-            setattr(self, name, getattr(self, name) + 1)
-            return fn(*args, **kwargs)
-
-        return counted
+    def _count(self, name, *_):
+        setattr(self, name, getattr(self, name) + 1)
 
 
 def slice_level_error(clip, mel, overlap_mel_columns: int) -> float:
@@ -107,7 +102,7 @@ def slice_level_error(clip, mel, overlap_mel_columns: int) -> float:
     return statistics.mean(errors)
 
 
-def carry_errors(pipe, sink: list, delivered: list):
+def carry_errors(pipe, counter: Counted, sink: list, delivered: list):
     """A LatentCodec that records, at each carry, |decode(carried) - guided| / |guided - decoded| in
     `sink`, and the share of the level change asked for that the decoded latents show in `delivered`."""
 
@@ -116,7 +111,8 @@ def carry_errors(pipe, sink: list, delivered: list):
             moved = super().carried(latents, decoded, guided, start)
             asked = (guided - decoded).abs().mean()
             if float(asked) > 1e-6:
-                landed = type(pipe).decode(pipe, moved)  # not counted as the sampler's VAE calls
+                landed = pipe.decode(moved)
+                counter.decode -= 1  # the measurement's, not the sampler's
                 sink.append(float((landed - guided).abs().mean() / asked))
                 levels = [image_level_db(x, pipe.mel) for x in (decoded, guided, landed)]
                 wanted = levels[1] - levels[0]
@@ -132,14 +128,14 @@ def measure(pipe, counter: Counted, name: str, clips: int, seconds: float, steps
     errors: list[float] = []
     delivered: list[float] = []
     original = latent_sampling.LatentCodec
-    latent_sampling.LatentCodec = functools.partial(carry_errors(pipe, errors, delivered), **codec)
+    latent_sampling.LatentCodec = functools.partial(carry_errors(pipe, counter, errors, delivered), **codec)
     rows = []
     try:
         for seed in range(clips):
             before = (counter.unet, counter.decode, counter.encode)
             started = time.perf_counter()
             clip = latent_sampling.generate_long_latent(pipe, seconds, num_inference_steps=steps, seed=seed,
-                                                        progress=False, **sampling)
+                                                        progress=False, latent_holds=True, **sampling)
             wall = time.perf_counter() - started
             audio, rate = clip.audio[0], pipe.mel.sample_rate
             k = (clip.slice_columns[1][0] - clip.slice_columns[0][0]) if len(clip.slice_columns) > 1 else 0

@@ -108,7 +108,7 @@ def test_the_level_hold_keeps_a_latent_clip_at_its_level(pipe):
     sinking = LatentAudioDiffusion(unet=SinkingLatentUNet(pipe.unet, pipe.scheduler, k), scheduler=pipe.scheduler,
                                    mel=pipe.mel, source="sinking", vqvae=BlockVAE())
     # seed 3: the first slice comes out at +0.9 grey, so there is room to sink (others start at -0.9, the floor)
-    common = dict(num_inference_steps=10, seed=3, progress=False, target_lufs=None, tempo_hold=0.0)
+    common = dict(num_inference_steps=10, seed=3, progress=False, target_lufs=None, tempo_hold=0.0, latent_holds=True)
     free_clip = generate_long_latent(sinking, 3.0, level_hold=0.0, **common)
     held_clip = generate_long_latent(sinking, 3.0, **common)  # the default level hold
     free, held = (_slice_level_errors(c, pipe.mel, k * 8) for c in (free_clip, held_clip))
@@ -131,7 +131,8 @@ def test_pixel_setups_read_and_steer_as_they_are():
 
 
 def test_bpm_and_the_holds_on_a_latent_model_from_the_script(latent_folder, tmp_path):
-    """--bpm works on a latent model end to end, and the clip's JSON says which holds ran."""
+    """--bpm works on a latent model end to end (it turns the holds on), --latent-holds turns them
+    on, and the clip's JSON says which holds ran."""
     import soundfile as sf
     from test_latent import run_script
 
@@ -142,13 +143,30 @@ def test_bpm_and_the_holds_on_a_latent_model_from_the_script(latent_folder, tmp_
     assert sf.info(tmp_path / "out" / "b.wav").frames == 48000
     made = json.loads((tmp_path / "out" / "b.json").read_text())
     assert made["latent"] is True and made["holds"] == ["level", "tempo"] and "decoded" in made["holds_on"]
-    assert made["bpm"] == 100.0 and made["level_hold"] == 2.0 and made["tempo_hold"] == 0.25
-    done = run_script("generate.py", [*args, "--no-level-hold", "--no-tempo-hold", "--name", "off"], cwd=tmp_path)
+    assert made["bpm"] == 100.0 and made["level_hold"] == 2.0 and made["tempo_hold"] == 0.25 and "note" not in made
+    done = run_script("generate.py", [*args, "--latent-holds", "--no-tempo-hold", "--name", "level"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "out" / "off.json").read_text())["holds"] == []
+    made = json.loads((tmp_path / "out" / "level.json").read_text())
+    assert made["holds"] == ["level"] and made["tempo_hold"] == 0 and "bpm" not in made
     # a bpm for a continuation of given audio is refused in one line, as on Mel-image models
     sf.write(tmp_path / "given.wav", np.zeros(16000, dtype=np.float32), 16000)
     done = run_script("generate.py", [*args, "--init-audio", str(tmp_path / "given.wav"), "--bpm", "100",
                                       "--name", "c"], cwd=tmp_path)
     assert done.returncode == 2 and "keeps that audio's tempo" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_latent_edits_run_the_holds_when_asked():
+    """A continuation holds A's beat (read off the given audio, recorded as bpm) and a loop its first
+    slice's, through the VAE; without latent_holds the same edits run without them."""
+    from audiodiff.sampling.latent_edits import continue_latent, make_loop_latent
+
+    pipe = load_pipeline("tiny-latent")
+    t = torch.arange(24000) / 16000
+    given = 0.5 * torch.sin(2 * torch.pi * 330 * t) * (torch.sin(2 * torch.pi * 2 * t) > 0)  # 120 bpm pulses
+    held = continue_latent(pipe, given, 2.0, num_inference_steps=2, progress=False, latent_holds=True)
+    free = continue_latent(pipe, given, 2.0, num_inference_steps=2, progress=False)
+    assert held.bpm is not None and free.bpm is None and held.audio.shape == free.audio.shape == (1, 56000)
+    assert not torch.equal(held.audio, free.audio)
+    loop = make_loop_latent(pipe, 3.0, num_inference_steps=2, progress=False, bpm=100.0)
+    assert loop.bpm == [100.0] and loop.audio.shape == (1, 48000)

@@ -13,8 +13,10 @@ through `finish_audio` as a pixel model's does. The edits of given audio are lat
 
 The level and tempo holds read loudness and onsets off Mel images, which latents don't have: on a
 latent pipeline they work on the decoded clean prediction of each step, their change carried back
-to the latents (latent_holds.py), so they are on by default as on Mel-image pipelines, and --bpm
-works. Candidates (chosen by level among finished latents) are still refused.
+to the latents (latent_holds.py). That costs VAE passes on every step, several times the UNet's on
+the public models, so they are off unless asked for (`latent_holds`, --latent-holds, or a bpm,
+which the tempo hold keeps) and the clip's JSON says which ran. Candidates (chosen by level among
+finished latents) are refused.
 """
 
 from __future__ import annotations
@@ -51,16 +53,24 @@ def unclipped(scheduler):
     return type(scheduler).from_config(scheduler.config, clip_sample=False)
 
 
-def check_latent_options(options: SamplingOptions, error: type[ValueError] = ValueError) -> SamplingOptions:
-    """The options, if a latent pipeline can sample with them: candidates, chosen by loudness among
-    finished Mel images, are refused."""
+HOLDS_OFF_NOTE = ("the level and tempo holds are off for latent models unless asked for (--latent-holds, or a "
+                  "--bpm): they decode the prediction through the VAE on every step, which costs more than the UNet")
+
+
+def latent_options(options: SamplingOptions, error: type[ValueError] = ValueError) -> tuple[SamplingOptions, str | None]:
+    """The options a latent pipeline samples with -> (options, the note to record, or None):
+    candidates, chosen by loudness among finished Mel images, are refused; the holds are switched
+    off unless asked for (`options.latent_holds`, or a bpm, which the tempo hold keeps)."""
     if options.candidates > 1:
         raise error("--candidates are chosen by loudness on Mel images; latent models don't have them yet")
-    return options
+    if options.latent_holds or options.bpm is not None or not (options.level_hold or options.tempo_hold):
+        return options, None
+    return replace(options, level_hold=0.0, tempo_hold=0.0, resolved_for=None), HOLDS_OFF_NOTE
 
 
 def holds_record(options: SamplingOptions) -> dict:
-    """What a latent clip's JSON says of its holds: which ran, and how."""
+    """What a latent clip's JSON says of its holds (`options` as `latent_options` left them): which
+    ran, and how."""
     ran = [name for name, strength in (("level", options.level_hold), ("tempo", options.tempo_hold)) if strength]
     if not ran:
         return {"holds": []}
@@ -75,7 +85,7 @@ def latent_view(pipe) -> LatentView:
 
 def latent_setup(pipe, options: SamplingOptions, error: type[ValueError] = ValueError) -> SamplingSetup:
     """A job's SamplingSetup in latent columns, samples never clamped, the holds through the VAE."""
-    options = check_latent_options(options, error)
+    options, _ = latent_options(options, error)
     try:
         setup = SamplingSetup.prepare(latent_view(pipe), options)
     except ValueError as exc:

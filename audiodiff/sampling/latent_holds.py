@@ -99,8 +99,9 @@ class LatentCodec:
         direction = -gradient.to(latents) * new
         with torch.no_grad():
             residual = (target - decoded.detach()).flatten(1)  # (R, N)
-            scale = 1e-3 * latents.abs().mean().clamp_min(1e-3) / direction.abs().mean().clamp_min(1e-12)
-            moved = (self._decode_raw(latents + scale * direction) - decoded.detach()).flatten(1) / scale  # J d
+            size = lambda v: v.abs().flatten(1).mean(1).view(-1, 1, 1, 1)  # per row: rows never mix
+            scale = 1e-3 * size(latents).clamp_min(1e-3) / size(direction).clamp_min(1e-12)
+            moved = ((self._decode_raw(latents + scale * direction) - decoded.detach()) / scale).flatten(1)  # J d
             length = (residual * moved).sum(1) / moved.square().sum(1).clamp_min(1e-12)  # (R,)
         return latents + length.clamp_min(0.0).view(-1, 1, 1, 1).to(latents) * direction
 

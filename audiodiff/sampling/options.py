@@ -170,6 +170,9 @@ class SamplingOptions:
         0.25: why); 0: each slice's metre is the model's draw.
     bpm: the tempo of a new clip or loop, MIN_BPM to MAX_BPM: its first slice is steered onto it
         too; None: the first slice's own beat. Needs the tempo hold.
+    latent_holds: on latent pipelines, run the holds (on the decoded prediction, every step: a VAE
+        decode with its backward pass and two more decodes per step, sampling.latent_holds); off by
+        default there (a bpm turns them on). Mel-image pipelines ignore it.
     """
 
     scheduler: str | None = DEFAULT_SCHEDULER
@@ -184,6 +187,7 @@ class SamplingOptions:
     level_hold: float = DEFAULT_LEVEL_HOLD
     tempo_hold: float = DEFAULT_TEMPO_HOLD
     bpm: float | None = None
+    latent_holds: bool = False
     # id() of the pipeline `resolve` filled these in for: resolving for it again is a no-op, so a
     # face that resolves early (to refuse bad input before loading weights or to write the JSON)
     # and the job that samples share one resolution
