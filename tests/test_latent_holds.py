@@ -170,3 +170,19 @@ def test_latent_edits_run_the_holds_when_asked():
     assert not torch.equal(held.audio, free.audio)
     loop = make_loop_latent(pipe, 3.0, num_inference_steps=2, progress=False, bpm=100.0)
     assert loop.bpm == [100.0] and loop.audio.shape == (1, 48000)
+
+
+def test_the_latent_holds_benchmark_smoke_prints_a_row_per_setting(capsys):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "latent_holds.py"
+    spec = importlib.util.spec_from_file_location("latent_holds_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    benchmark.main(["--smoke", "--rows", "holds off", "holds, gradient, every step"])
+    lines = capsys.readouterr().out.splitlines()
+    off, held = (next(line for line in lines if line.startswith(name)) for name in ("holds off", "holds, gradient"))
+    unet_off, vae_off = (float(v) for v in off.split()[-3:-1])
+    unet_held, vae_held = (float(v) for v in held.split()[-3:-1])
+    assert unet_held >= unet_off and vae_held > 10 * vae_off  # the holds decode every step; unheld, the clip once
