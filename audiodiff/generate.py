@@ -239,16 +239,17 @@ def _conditioned(pipe, encoding, guidance_scale: float, options: SamplingOptions
 
 
 def _fit_to_model(pipe, options: SamplingOptions, edit: EditRequest, say: Callable[[str], None]) -> tuple[SamplingOptions, dict]:
-    """A latent model's holds switched off with a note, and what needs them refused in one line
-    (before any sampling) -> (options, what the clip's JSON records of it)."""
+    """A latent model's options checked (what it can't do refused in one line, before any sampling)
+    and its holds off unless asked for, with a note -> (options, what the clip's JSON records of it:
+    which holds ran, and how)."""
     if getattr(pipe, "vqvae", None) is None:
         return options, {}
-    from .sampling.latent import without_holds
+    from .sampling.latent import holds_record, latent_options
 
-    options, note = without_holds(options, GenerationError)
+    options, note = latent_options(options, GenerationError)
     if note:
         say(f"note: {note}")
-    return options, {"latent": True, **({"note": note} if note else {})}
+    return options, {"latent": True, **holds_record(options), **({"note": note} if note else {})}
 
 
 def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> SamplingOptions:
@@ -271,7 +272,7 @@ def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> Sampl
 SAMPLING_KEYWORDS = {"seed": "seed", "steps": "num_inference_steps", "scheduler": "scheduler",
                      "overlap_seconds": "overlap_seconds", "batch_size": "batch_size", "repaint_jumps": "repaint_jumps",
                      "candidates": "candidates", "draws": "draws", "level_hold": "level_hold", "tempo_hold": "tempo_hold",
-                     "bpm": "bpm", "base_guidance": "base_guidance"}
+                     "bpm": "bpm", "base_guidance": "base_guidance", "latent_holds": "latent_holds"}
 EDIT_KEYWORDS = ("init_audio", "strength", "invert", "fill_gap", "loop", "interpolate", "alphas")
 
 
@@ -323,7 +324,7 @@ def generate(
         (default 0.5) and ignores the batch size. See the module docstring for the model default.
     keywords: the same as the flags' names, laid over `options` and `edit` (`request_from_keywords`):
         seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, draws, level_hold,
-        tempo_hold, bpm; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
+        tempo_hold, bpm, latent_holds; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
     encoding, guidance_scale: for conditional models (conditioning.py): a .npy or .safetensors file

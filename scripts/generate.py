@@ -149,6 +149,10 @@ def parse_args(argv=None):
                    help=f"the tempo of a new clip or --loop in beats per minute ({MIN_BPM:g} to {MAX_BPM:g}): its first "
                         "slice is steered onto that beat too, and the tempo hold keeps it; not with --no-tempo-hold "
                         "or with edits of your own audio, which keep its tempo (default: the first slice's own beat)")
+    p.add_argument("--latent-holds", action="store_true",
+                   help="on a latent model (a VAE in vqvae/), run the level and tempo holds: on the decoded "
+                        "prediction of every step, which costs VAE passes several times the UNet's; off there by "
+                        "default (--bpm turns them on). Mel-image models always run them")
     _edit_and_conditional_flags(p)
     p.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR),
                    help="folder for the outputs, made if missing; checked before any work (default: samples/)")
@@ -168,6 +172,7 @@ def request(args) -> tuple[SamplingOptions, EditRequest]:
         batch_size=args.batch_size, repaint_jumps=args.repaint_jumps, candidates=args.candidates, draws=args.draws,
         level_hold=0.0 if args.no_level_hold else DEFAULT_LEVEL_HOLD,
         tempo_hold=0.0 if args.no_tempo_hold else DEFAULT_TEMPO_HOLD, bpm=args.bpm, base_guidance=args.base_guidance,
+        latent_holds=args.latent_holds,
     )
     edit = EditRequest(init_audio=args.init_audio, strength=args.strength, invert=args.invert,
                        fill_gap=tuple(args.fill_gap) if args.fill_gap else None, loop=args.loop,

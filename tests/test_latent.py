@@ -161,8 +161,8 @@ def test_generate_script_writes_exactly_10_seconds_from_a_latent_folder(latent_f
     wav = tmp_path / "out" / "clip.wav"
     assert sf.info(wav).frames == 160000 and sf.info(wav).samplerate == 16000
     made = json.loads((tmp_path / "out" / "clip.json").read_text())
-    assert made["latent"] is True and made["level_hold"] == 0 and made["tempo_hold"] == 0
-    assert "holds" in made["note"] and "note: the level and tempo holds" in done.stdout + done.stderr
+    assert made["latent"] is True and made["level_hold"] == 0 and made["tempo_hold"] == 0 and made["holds"] == []
+    assert "--latent-holds" in made["note"] and "note: the level and tempo holds" in done.stdout + done.stderr
 
 
 def test_latent_clips_are_seeded_and_made_in_latent_columns():
@@ -199,7 +199,6 @@ def test_latent_continuation_keeps_the_given_audio(tmp_path):
 
 
 @pytest.mark.parametrize("request_, message", [
-    ({"bpm": 120.0}, "--bpm is kept by the tempo hold"),
     ({"candidates": 2}, "--candidates are chosen by loudness"),
 ])
 def test_latent_models_refuse_what_they_cannot_do_yet_in_one_line(latent_folder, tmp_path, request_, message):

@@ -102,10 +102,13 @@ def read_given_beat(image: torch.Tensor, audio: torch.Tensor, mel: MelConfig) ->
 
 def first_slice_guide(setup: SamplingSetup, beat: torch.Tensor):
     """The tempo guide for a first slice held on `beat` (B,) columns: from its second beat on, each
-    new column echoes the one a beat earlier (folded to what a continued slice can echo)."""
-    echo = fold_beat(beat, setup.overlap_columns or setup.slice_width // 2)
-    start = min(int(math.ceil(float(echo.max()))), setup.slice_width)
-    return tempo_guide(echo, new_columns=(start, setup.slice_width), strength=setup.options.tempo_hold)
+    new column echoes the one a beat earlier (folded to what a continued slice can echo). Columns
+    are the held Mel images' (for latents, the decoded ones': `setup.steering`)."""
+    f = setup.hold_factor
+    echo = fold_beat(beat, (setup.overlap_columns or setup.slice_width // 2) * f)
+    start = min(int(math.ceil(float(echo.max()))), setup.slice_width * f)
+    guide = tempo_guide(echo, new_columns=(start, setup.slice_width * f), strength=setup.options.tempo_hold)
+    return setup.steering(guide, start // f)
 
 
 def steer_onto_beat(setup: SamplingSetup, image: torch.Tensor, beat: torch.Tensor,
@@ -116,4 +119,5 @@ def steer_onto_beat(setup: SamplingSetup, image: torch.Tensor, beat: torch.Tenso
         setup.unet, setup.scheduler, batch_size=setup.batch_size, width=image.shape[-1],
         num_inference_steps=setup.steps, generator=setup.generator, known=image, strength=FIRST_SLICE_RESTEER,
         model=denoiser(setup.unet, setup.scheduler, first_slice_guide(setup, beat)), progress=tracker or False,
+        clip_to=setup.clip_to,
     ).cpu()

@@ -11,9 +11,12 @@ New clips (`generate_long_latent`): a first slice from noise, then continuation 
 space; the stitched latents are decoded once (in slice-sized chunks) and the Mel image goes
 through `finish_audio` as a pixel model's does. The edits of given audio are latent_edits.py's.
 
-The level and tempo holds read loudness and onsets off Mel images; in latent space they have
-nothing to read, so they are switched off for latent pipelines (`without_holds`) and the clip's
-JSON says so. Candidates (chosen by level) and --bpm (kept by the tempo hold) are refused.
+The level and tempo holds read loudness and onsets off Mel images, which latents don't have: on a
+latent pipeline they work on the decoded clean prediction of each step, their change carried back
+to the latents (latent_holds.py). That costs VAE passes on every step, several times the UNet's on
+the public models, so they are off unless asked for (`latent_holds`, --latent-holds, or a bpm,
+which the tempo hold keeps) and the clip's JSON says which ran. Candidates (chosen by level among
+finished latents) are refused.
 """
 
 from __future__ import annotations
@@ -27,14 +30,12 @@ import torch
 from ..latent import LatentGrid
 from ..metrics import DEFAULT_TARGET_LUFS
 from .finish import DEFAULT_FADE_OUT_SECONDS, finish_audio
+from .latent_holds import DEFAULT_CARRY, DEFAULT_EVERY, LatentCodec
 from .longclip import LongClip, columns_for_samples, extend_image, first_slice, slice_spans
+from .steering import beat_bpm
 from .options import SamplingOptions, SamplingSetup, sampling_options
 from .plan import plan_extend
 from .progress import JobProgress, job
-
-HOLDS_OFF_NOTE = ("the level and tempo holds work on Mel images and are off for latent models "
-                  "(they sample VAE latents, which have no loudness or onsets to hold)")
-
 
 @dataclass(frozen=True)
 class LatentView:
@@ -52,16 +53,29 @@ def unclipped(scheduler):
     return type(scheduler).from_config(scheduler.config, clip_sample=False)
 
 
-def without_holds(options: SamplingOptions, error: type[ValueError] = ValueError) -> tuple[SamplingOptions, str | None]:
-    """The options with the level and tempo holds off -> (options, the note to record, or None when
-    they were off already). A bpm or candidates, which need them, are refused."""
-    if options.bpm is not None:
-        raise error("--bpm is kept by the tempo hold, which works on Mel images; latent models don't have it yet")
+HOLDS_OFF_NOTE = ("the level and tempo holds are off for latent models unless asked for (--latent-holds, or a "
+                  "--bpm): they decode the prediction through the VAE on every step, which costs more than the UNet")
+
+
+def latent_options(options: SamplingOptions, error: type[ValueError] = ValueError) -> tuple[SamplingOptions, str | None]:
+    """The options a latent pipeline samples with -> (options, the note to record, or None):
+    candidates, chosen by loudness among finished Mel images, are refused; the holds are switched
+    off unless asked for (`options.latent_holds`, or a bpm, which the tempo hold keeps)."""
     if options.candidates > 1:
         raise error("--candidates are chosen by loudness on Mel images; latent models don't have them yet")
-    if not (options.level_hold or options.tempo_hold):
+    if options.latent_holds or options.bpm is not None or not (options.level_hold or options.tempo_hold):
         return options, None
     return replace(options, level_hold=0.0, tempo_hold=0.0, resolved_for=None), HOLDS_OFF_NOTE
+
+
+def holds_record(options: SamplingOptions) -> dict:
+    """What a latent clip's JSON says of its holds (`options` as `latent_options` left them): which
+    ran, and how."""
+    ran = [name for name, strength in (("level", options.level_hold), ("tempo", options.tempo_hold)) if strength]
+    if not ran:
+        return {"holds": []}
+    return {"holds": ran, "holds_on": f"the decoded clean prediction, every {DEFAULT_EVERY} step(s); the change "
+                                      f"carried back to the new latent columns ({DEFAULT_CARRY})"}
 
 
 def latent_view(pipe) -> LatentView:
@@ -70,13 +84,13 @@ def latent_view(pipe) -> LatentView:
 
 
 def latent_setup(pipe, options: SamplingOptions, error: type[ValueError] = ValueError) -> SamplingSetup:
-    """A job's SamplingSetup in latent columns, samples never clamped."""
-    options, _ = without_holds(options, error)
+    """A job's SamplingSetup in latent columns, samples never clamped, the holds through the VAE."""
+    options, _ = latent_options(options, error)
     try:
         setup = SamplingSetup.prepare(latent_view(pipe), options)
     except ValueError as exc:
         raise error(str(exc)) from exc
-    return replace(setup, clip_to=None)
+    return replace(setup, clip_to=None, codec=LatentCodec(pipe))  # the holds read and steer through the VAE
 
 
 def mel_spans(spans: list[tuple[int, int]], factor: int) -> list[tuple[int, int]]:
@@ -96,14 +110,16 @@ def generate_long_latent(pipe, seconds: float, options: SamplingOptions | None =
     total_width = columns_for_samples(samples, grid)  # latent columns: decoded, (W * f - 1) * hop >= samples
     plan = plan_extend(setup, slice_width, total_width, first_width=slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, _, _ = first_slice(setup, tracker)  # (B, C, h, slice_width) latents
-        latents, starts, slices = extend_image(setup, first, plan.after_first(), blend_join=True, tracker=tracker)
+        first, beat, redraws = first_slice(setup, tracker)  # (B, C, h, slice_width) latents, beat in Mel columns
+        latents, starts, slices = extend_image(setup, first, plan.after_first(), beat_columns=beat, blend_join=True,
+                                               tracker=tracker)
     image = pipe.decode(latents)  # (B, 1, H, W * f) Mel image in [-1, 1]
     audio = finish_audio(image.to(pipe.device), pipe.mel, samples, fade_out_seconds=fade_out_seconds,
                          target_lufs=target_lufs)
     return LongClip.from_columns(
         image, audio, pipe.mel, slice_columns=mel_spans(slice_spans([0] + starts, slice_width, total_width), factor),
         slices=[first] + slices, seam_columns=[(s + k) * factor for s in starts], seams_before_seconds=seconds,
+        bpm=None if beat is None else beat_bpm(beat, pipe.mel), first_slice_redraws=redraws if setup.reads_beat else None,
     )
 
 

@@ -23,21 +23,26 @@ from typing import Sequence
 import torch
 
 from ..metrics import DEFAULT_TARGET_LUFS
+from .beat import read_given_beat
 from .edits import LOOP_OVERLAP_SECONDS, EditError, Timeline, _end_columns, check_audio, loop_audio, spliced_audio
 from .finish import set_level
 from .inversion import (INVERSION_CALLS_PER_STEP, _clip_from_image, _resample_slices, image_of, invert,
                         inversion_scheduler, resample, slerp)
 from .latent import latent_setup, latents_of, mel_spans
 from .longclip import LongClip, extend_image, first_slice, slice_spans
-from .options import (DEFAULT_STRENGTH, SamplingOptions, SamplingSetup, check_strength, default_overlap_seconds,
-                      sampling_options)
+from .options import (DEFAULT_STRENGTH, SamplingOptions, SamplingSetup, check_bpm_use, check_strength,
+                      default_overlap_seconds, sampling_options)
 from .plan import plan_cover, plan_extend, unet_calls
 from .progress import JobProgress, job
+from .steering import beat_bpm, beat_columns_for
 
 
-def _setup(pipe, options: SamplingOptions | None, sampling: dict, most_overlap_seconds: float | None = None) -> SamplingSetup:
-    """An edit's setup in latent columns (as edits.prepare: at least one known column)."""
+def _setup(pipe, options: SamplingOptions | None, sampling: dict, most_overlap_seconds: float | None = None,
+           new_music: bool = False) -> SamplingSetup:
+    """An edit's setup in latent columns (as edits.prepare: at least one known column, a bpm only
+    for edits that make `new_music`)."""
     options = sampling_options(options, sampling)
+    check_bpm_use(options.bpm, new_music, error=EditError)
     if options.overlap_seconds is None and most_overlap_seconds is not None:
         options = replace(options, overlap_seconds=min(most_overlap_seconds, default_overlap_seconds(pipe.mel)))
     setup = latent_setup(pipe, options, EditError)
@@ -65,9 +70,12 @@ def _fill(pipe, setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
         tail = _end_columns(setup, width // factor - k1)
         end_known, gen_end = pipe.encode(image[..., k1 * factor : (k1 + tail) * factor]).cpu(), k1
     plan = plan_extend(setup, context, context + gen_end - k0 + tail, tail=tail)
+    beat = None
+    if setup.options.tempo_hold:  # A's beat, in Mel columns, read as edits._fill reads it
+        beat = torch.full((batch,), beat_columns_for(read_given_beat(image[..., :g0], timeline.pieces[0][1], mel), mel))
     with job(progress, plan.unet_calls, len(plan)) as tracker:
         made, starts, slices = extend_image(setup, prefix.expand(batch, -1, -1, -1).contiguous(), plan,
-                                            end_known=end_known, tracker=tracker)
+                                            end_known=end_known, beat_columns=beat, tracker=tracker)
     new = pipe.decode(made)[..., context * factor : (context + gen_end - k0) * factor]  # Mel columns [k0 f, gen_end f)
     result = torch.cat([image[..., : k0 * factor].expand(batch, -1, -1, -1), new,
                         image[..., gen_end * factor :].expand(batch, -1, -1, -1)], dim=-1)[..., :width]
@@ -75,7 +83,7 @@ def _fill(pipe, setup: SamplingSetup, timeline: Timeline, progress) -> LongClip:
     audio, seams = spliced_audio(timeline, result, mel, reference)  # as edits._fill
     spans = slice_spans([start + s for s in starts], setup.slice_width, gen_end + tail)
     return LongClip.from_columns(result, audio, mel, slice_columns=mel_spans(spans, factor), slices=slices,
-                                 seam_seconds=seams, known_columns=known)
+                                 seam_seconds=seams, known_columns=known, bpm=None if beat is None else beat_bpm(beat, mel))
 
 
 def continue_latent(pipe, audio: torch.Tensor, seconds: float, options: SamplingOptions | None = None, *,
@@ -112,7 +120,7 @@ def make_loop_latent(pipe, seconds: float, options: SamplingOptions | None = Non
     """`edits.make_loop` for a latent pipeline: exactly round(seconds * sample_rate) samples that
     repeat seamlessly. The period is a whole number of latent columns (`factor` Mel columns
     each), resampled to the exact length as edits.make_loop resamples a whole number of Mel columns."""
-    setup = _setup(pipe, options, sampling, most_overlap_seconds=LOOP_OVERLAP_SECONDS)
+    setup = _setup(pipe, options, sampling, most_overlap_seconds=LOOP_OVERLAP_SECONDS, new_music=True)
     grid, mel, factor, k = setup.mel, pipe.mel, pipe.factor, setup.overlap_columns
     samples = int(round(seconds * mel.sample_rate)) if seconds > 0 else 0
     loop_width = int(round(samples / grid.hop_length))  # one period in latent columns
@@ -123,15 +131,16 @@ def make_loop_latent(pipe, seconds: float, options: SamplingOptions | None = Non
     prefix_width = min(setup.slice_width, loop_width - k)
     plan = plan_extend(setup, prefix_width, loop_width + end, tail=end, first_width=setup.slice_width)
     with job(progress, plan.unet_calls, len(plan)) as tracker:
-        first, _, _ = first_slice(setup, tracker)
+        first, beat, redraws = first_slice(setup, tracker)  # the beat (B,) in Mel columns, or None
         made, starts, slices = extend_image(setup, first[..., :prefix_width], plan.after_first(),
-                                            end_known=first[..., :end], tracker=tracker)
+                                            end_known=first[..., :end], beat_columns=beat, tracker=tracker)
     image = pipe.decode(made)  # the period and a copy of its first `end` latent columns after it
     audio = set_level(loop_audio(image[..., : loop_width * factor], mel, samples), mel.sample_rate, target_lufs)
     spans = [(0, prefix_width)] + slice_spans(starts, setup.slice_width, loop_width + end)
     return LongClip.from_columns(image, audio, mel, slice_columns=mel_spans(spans, factor), slices=[first] + slices,
                                  seam_columns=[(s + k) * factor for s in starts if s + k < loop_width],
-                                 seam_seconds=[samples / mel.sample_rate])
+                                 seam_seconds=[samples / mel.sample_rate], bpm=None if beat is None else beat_bpm(beat, mel),
+                                 first_slice_redraws=redraws if setup.reads_beat else None)
 
 
 # ---- variations and interpolation ------------------------------------------------------------------

@@ -119,22 +119,33 @@ def _known_columns(image: torch.Tensor, s: Slice, end_known, blend_columns: int)
     return known, mask, pull, blended
 
 
+def _levels(setup: SamplingSetup, image: torch.Tensor, known: torch.Tensor, k: int):
+    """(the level of the clip so far, of a slice's k known columns or None): on the Mel image, or
+    for latents on the clip so far decoded once (its last k latent columns are the known ones)."""
+    mel = setup.hold_mel
+    if setup.codec is None:
+        return image_level_db(image, mel), image_level_db(known[..., :k], mel) if k else None
+    decoded = setup.readable(image)
+    return image_level_db(decoded, mel), image_level_db(decoded[..., -k * setup.hold_factor :], mel) if k else None
+
+
 def _steering(setup: SamplingSetup, image: torch.Tensor, known: torch.Tensor, s: Slice, tail: int, beat_columns):
-    """A continued slice's guide (level and tempo holds) and candidate chooser."""
-    options, mel, k = setup.options, setup.mel, s.known
+    """A continued slice's guide (level and tempo holds) and candidate chooser. The holds work on
+    Mel images: for latents, on the decoded prediction, in Mel columns (`setup.steering`)."""
+    options, mel, k, f = setup.options, setup.hold_mel, s.known, setup.hold_factor
     new_end = s.width - tail if s.final else s.width
     chooser = guide = None
     hold = options.level_hold and k and not s.final  # a slice that leads into known audio follows that audio's level
     if options.candidates > 1 or hold:
-        clip_db = image_level_db(image, mel)  # the clip so far
-        context_db = image_level_db(known[..., :k], mel) if k else None
+        clip_db, context_db = _levels(setup, image, known, k)  # the clip so far, the known columns
     if options.candidates > 1:
         chooser = tonal_level_chooser(clip_db, mel, new_columns=(k, new_end), context_db=context_db)
     if hold:
-        guide = level_guide(clip_db, context_db, mel, new_columns=(k, s.width), strength=options.level_hold)
+        guide = level_guide(clip_db, context_db, mel, new_columns=(k * f, s.width * f), strength=options.level_hold)
     if options.tempo_hold and k:
-        guide = chain_guides(guide, tempo_guide(beat_columns, new_columns=(k, new_end), strength=options.tempo_hold))
-    return guide, chooser
+        guide = chain_guides(guide, tempo_guide(beat_columns, new_columns=(k * f, new_end * f),
+                                                strength=options.tempo_hold))
+    return setup.steering(guide, k), chooser
 
 
 def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, end_known: torch.Tensor | None = None,
@@ -158,9 +169,9 @@ def extend_image(setup: SamplingSetup, image: torch.Tensor, plan: SlicePlan, *, 
         raise ValueError(f"overlap ({setup.overlap_columns} columns) plus the known end ({tail} columns) must be "
                          f"narrower than one slice ({setup.slice_width})")
     blend_columns = join_blend_columns(setup.mel) if blend_join else 0
-    if setup.options.tempo_hold:
-        beat = image_beat_columns(image, setup.mel) if beat_columns is None else beat_columns
-        beat_columns = fold_beat(beat, setup.overlap_columns)
+    if setup.options.tempo_hold:  # in the columns of the Mel images the holds read
+        beat = image_beat_columns(setup.readable(image), setup.hold_mel) if beat_columns is None else beat_columns
+        beat_columns = fold_beat(beat, setup.overlap_columns * setup.hold_factor)
     starts: list[int] = []
     slices: list[torch.Tensor] = []
     for s in plan.slices:
@@ -202,7 +213,7 @@ def redraw_unclear(setup: SamplingSetup, image: torch.Tensor, tracker: JobProgre
     drawn again, together, from the generator's next noise, at most MAX_FIRST_SLICE_REDRAWS
     times; each item keeps its clearest draw -> (image, redraws per item). Deterministic for a
     seed. The progress total grows by each redraw's calls when it is decided (`add_steps`)."""
-    clarity = pulse_clarity(image, setup.mel)
+    clarity = pulse_clarity(setup.readable(image), setup.hold_mel)
     redraws = [0] * image.shape[0]
     for _ in range(MAX_FIRST_SLICE_REDRAWS):
         doubtful = [i for i in range(image.shape[0]) if float(clarity[i]) < MIN_FIRST_SLICE_CLARITY]
@@ -213,7 +224,7 @@ def redraw_unclear(setup: SamplingSetup, image: torch.Tensor, tracker: JobProgre
                                          candidates=setup.options.candidates) + draw_calls(setup),
                               f"drawing the first slice again (no clear pulse in {len(doubtful)} of {image.shape[0]})")
         drawn = _draw_first(setup, len(doubtful), None, tracker)
-        drawn_clarity = pulse_clarity(drawn, setup.mel)
+        drawn_clarity = pulse_clarity(setup.readable(drawn), setup.hold_mel)
         for j, i in enumerate(doubtful):
             redraws[i] += 1
             if drawn_clarity[j] > clarity[i]:
@@ -228,7 +239,7 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
     of that many, else of its draws (`tonal.tonal_draws`). With `options.bpm` the beat is that tempo's and the first slice is steered onto
     it as it is made; else a slice without a clear pulse is drawn again (`redraw_unclear`), the
     beat is read from it (`beat.read_beats`) and the slice's last part is run again on it."""
-    options, mel = setup.options, setup.mel
+    options, mel = setup.options, setup.hold_mel  # the beat is in the held Mel images' columns
     if tracker is not None:
         tracker.next_slice()
     guide = beat = None
@@ -241,7 +252,7 @@ def first_slice(setup: SamplingSetup, tracker: JobProgress | None) -> tuple[torc
         image, redraws = redraw_unclear(setup, image, tracker)
         if tracker is not None and any(redraws):
             tracker.set_stage("sampling")  # back from "drawing the first slice again"
-        beat = read_beats(image, mel)
+        beat = read_beats(setup.readable(image), mel)
         image = steer_onto_beat(setup, image, beat, tracker)
     return image, beat, redraws
 

@@ -174,6 +174,9 @@ class SamplingOptions:
     base_guidance: how far a fine-tuned run is guided away from the model it was fine-tuned from
         (`sampling.autoguide`, DEFAULT_BASE_GUIDANCE 1.5: why); 1: off. Only where the pipeline
         has its base attached (`pipeline.attach_base`); otherwise it changes nothing.
+    latent_holds: on latent pipelines, run the holds (on the decoded prediction, every step: a VAE
+        decode with its backward pass and two more decodes per step, sampling.latent_holds); off by
+        default there (a bpm turns them on). Mel-image pipelines ignore it.
     """
 
     scheduler: str | None = DEFAULT_SCHEDULER
@@ -189,6 +192,7 @@ class SamplingOptions:
     tempo_hold: float = DEFAULT_TEMPO_HOLD
     bpm: float | None = None
     base_guidance: float = DEFAULT_BASE_GUIDANCE
+    latent_holds: bool = False
     # id() of the pipeline `resolve` filled these in for: resolving for it again is a no-op, so a
     # face that resolves early (to refuse bad input before loading weights or to write the JSON)
     # and the job that samples share one resolution
@@ -248,6 +252,8 @@ class SamplingSetup:
     overlap_columns: int  # K, the known columns each continued slice starts with
     generator: torch.Generator
     clip_to: float | None = 1.0  # what samples are clamped to: Mel images [-1, 1]; None for latents
+    # latents only: what the holds read and steer the samples through (sampling.latent_holds.LatentCodec)
+    codec: Any = None
 
     @classmethod
     def prepare(cls, pipe, options: SamplingOptions) -> "SamplingSetup":
@@ -273,6 +279,27 @@ class SamplingSetup:
     @property
     def batch_size(self) -> int:
         return self.options.batch_size
+
+    # ---- what the holds read: Mel images (for latents, decoded: sampling.latent_holds) ----------
+    @property
+    def hold_mel(self) -> MelConfig:
+        """The Mel config of the images the holds read: the samples' own, or the decoded latents'."""
+        return self.mel if self.codec is None else self.codec.mel
+
+    @property
+    def hold_factor(self) -> int:
+        """Mel-image columns the holds read per sampled column (1, or the VAE's factor)."""
+        return 1 if self.codec is None else self.codec.factor
+
+    def readable(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples as the holds read them: Mel images as they are, latents decoded."""
+        return samples if self.codec is None else self.codec.decode(samples)
+
+    def steering(self, guide, start: int):
+        """A guide on the Mel images the holds read, as the loop applies it to the samples: as it is,
+        or for latents on the decoded clean prediction, the change carried back to latent columns
+        [start, ...) (`latent_holds.LatentCodec.guide`)."""
+        return guide if self.codec is None or guide is None else self.codec.guide(guide, start)
 
     @property
     def draws(self) -> int:
