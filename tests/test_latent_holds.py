@@ -2,7 +2,6 @@
 clean prediction and its change carried back to the new latent columns (sampling/latent_holds.py)."""
 
 import json
-import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 
 from audiodiff.pipeline import load_pipeline
 from audiodiff.sampling.latent_holds import LatentCodec
-from audiodiff.sampling.steering import image_level_db
+from test_holds import SinkingUNet, _slice_level_errors  # test_holds' helpers (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -76,28 +75,13 @@ class BlockVAE(torch.nn.Module):
         return SimpleNamespace(sample=z.repeat_interleave(8, dim=-2).repeat_interleave(8, dim=-1))
 
 
-class SinkingLatentUNet(torch.nn.Module):
-    """test_sample's SinkingUNet on latents: the clean prediction is the mean of the first `k`
+class SinkingLatentUNet(SinkingUNet):
+    """test_holds' SinkingUNet on latents: the clean prediction is the mean of the first `k`
     (known) latent columns, and 0.15 grey (6 dB) less after them: unheld, a clip sinks."""
 
     def __init__(self, unet, scheduler, k):
-        super().__init__()
-        self.config, self.device, self.dtype = unet.config, unet.device, unet.dtype
-        self.alphas, self.k = scheduler.alphas_cumprod, k
+        super().__init__(unet, scheduler, k)
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # where the pipeline reads its device from
-
-    def forward(self, sample, t):
-        a = float(self.alphas[int(t)])
-        context = (sample[..., : self.k] / math.sqrt(a)).mean(dim=(1, 2, 3), keepdim=True).clamp(-0.9, 0.9)
-        clean = context.expand_as(sample).clone()
-        clean[..., self.k :] -= 0.15
-        return SimpleNamespace(sample=(sample - math.sqrt(a) * clean) / math.sqrt(1 - a))
-
-
-def _slice_level_errors(clip, mel, k):
-    """Level of each continued slice's new Mel columns minus the level of the clip before them, dB."""
-    return [float(image_level_db(clip.image[..., a + k:b], mel) - image_level_db(clip.image[..., :a + k], mel))
-            for a, b in clip.slice_columns[1:]]
 
 
 def test_the_level_hold_keeps_a_latent_clip_at_its_level(pipe):
