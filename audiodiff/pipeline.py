@@ -207,9 +207,7 @@ def attach_base(pipe: AudioDiffusion, folder: Path) -> AudioDiffusion:
             return pipe
     except (OSError, ValueError, AttributeError):  # an unreadable config or base: no guidance, as without one
         return pipe
-    same_target = (base.scheduler.config.get("prediction_type") == pipe.scheduler.config.get("prediction_type")
-                   and base.scheduler.config.num_train_timesteps == pipe.scheduler.config.num_train_timesteps)
-    if type(base) is not AudioDiffusion or base.mel != pipe.mel or not same_target or mismatch(pipe.unet, base.unet):
+    if type(base) is not AudioDiffusion or mismatch(pipe, base):
         return pipe
     pipe.base_unet, pipe.base_source = base.unet.to(pipe.device, pipe.dtype).eval(), base.source
     return pipe

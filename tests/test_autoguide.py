@@ -59,6 +59,10 @@ def test_no_base_is_attached_when_it_is_missing_or_does_not_fit(tmp_path):
     other = tmp_path / "other-size"
     save_pipeline(_other_size(), other)
     assert load_pipeline(_run_from(tmp_path, other, seed=7)).base_unet is None
+    velocity = build_preset("tiny", seed=9)
+    velocity.scheduler = type(velocity.scheduler).from_config(velocity.scheduler.config, prediction_type="v_prediction")
+    save_pipeline(velocity, tmp_path / "other-target")
+    assert load_pipeline(_run_from(tmp_path, tmp_path / "other-target", seed=10)).base_unet is None
     no_config = tmp_path / "no-config"
     save_pipeline(build_preset("tiny", seed=8), no_config)
     assert load_pipeline(no_config).base_unet is None

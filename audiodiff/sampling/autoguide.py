@@ -38,12 +38,17 @@ def check_base_guidance(weight) -> None:
         raise ValueError(f"base guidance must be from 1 (off) to {MAX_BASE_GUIDANCE:g}, got {weight!r}")
 
 
-def mismatch(unet, base) -> str | None:
-    """Why `base` can't guide `unet` (None: it can): both must make the same images, in the same
-    channels, predicting the same target."""
+def mismatch(pipe, base) -> str | None:
+    """Why pipeline `base` can't guide pipeline `pipe` (None: it can): both must make the same
+    images of the same Mel, in the same channels, predicting the same target on the same noise levels."""
+    if base.mel != pipe.mel:
+        return "its Mel configuration differs"
+    for key in ("prediction_type", "num_train_timesteps"):
+        if base.scheduler.config.get(key) != pipe.scheduler.config.get(key):
+            return f"its {key} is {base.scheduler.config.get(key)}, the model's {pipe.scheduler.config.get(key)}"
     for key in ("sample_size", "in_channels", "out_channels"):
-        if getattr(unet.config, key, None) != getattr(base.config, key, None):
-            return f"its {key} is {getattr(base.config, key, None)}, the model's {getattr(unet.config, key, None)}"
+        if getattr(pipe.unet.config, key, None) != getattr(base.unet.config, key, None):
+            return f"its {key} is {getattr(base.unet.config, key, None)}, the model's {getattr(pipe.unet.config, key, None)}"
     return None
 
 
