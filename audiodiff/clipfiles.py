@@ -211,7 +211,7 @@ def _versions() -> dict:
 # which are not listed, come right after "edit".
 RECORD_ORDER = ("model", "model_choice", "edit", "seed", "batch_size", "batch_index", "steps", "scheduler", "seconds",
                 "samples", "sample_rate", "overlap_seconds", "repaint_jumps", "candidates", "draws", "level_hold",
-                "tempo_hold", "bpm", "first_slice_redraws",
+                "tempo_hold", "bpm", "first_slice_redraws", "quantize", "beats_moved_seconds",
                 "seam_seconds", "mel", "device",
                 "torch_threads", "created", "files", "versions", "alpha", "target_lufs")
 
@@ -300,7 +300,7 @@ def _clip_facts(clip: LongClip, mel: MelConfig, index: int) -> dict:
         "seconds": round(samples / clip.sample_rate, 6),
         "samples": samples,
         "sample_rate": clip.sample_rate,
-        "seam_seconds": [round(s, 4) for s in clip.seam_seconds],
+        "seam_seconds": [round(s, 4) for s in (clip.seams_of(index) if hasattr(clip, "seams_of") else clip.seam_seconds)],
         "mel": mel.to_dict(),
         "torch_threads": torch.get_num_threads(),  # the same bytes for a seed need the same count (docs/generating.md)
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -39,7 +39,7 @@ def generate_clips(pipe, count: int, seconds: float, *, seed: int = 0, num_infer
                              batch_size=size, progress=progress, fade_out_seconds=0.0)
         for i in range(size):
             clips.append(AudioClip(f"clip-{start + i:03d}", made.audio[i].cpu(), made.sample_rate,
-                                   {"seam_seconds": list(made.seam_seconds)}))
+                                   {"seam_seconds": made.seams_of(i)}))
     return clips
 
 

@@ -272,7 +272,8 @@ def _resolve_for(pipe, options: SamplingOptions, seconds: float | None) -> Sampl
 SAMPLING_KEYWORDS = {"seed": "seed", "steps": "num_inference_steps", "scheduler": "scheduler",
                      "overlap_seconds": "overlap_seconds", "batch_size": "batch_size", "repaint_jumps": "repaint_jumps",
                      "candidates": "candidates", "draws": "draws", "level_hold": "level_hold", "tempo_hold": "tempo_hold",
-                     "bpm": "bpm", "base_guidance": "base_guidance", "latent_holds": "latent_holds"}
+                     "bpm": "bpm", "base_guidance": "base_guidance", "latent_holds": "latent_holds",
+                     "quantize": "quantize"}
 EDIT_KEYWORDS = ("init_audio", "strength", "invert", "fill_gap", "loop", "interpolate", "alphas")
 
 
@@ -324,7 +325,7 @@ def generate(
         (default 0.5) and ignores the batch size. See the module docstring for the model default.
     keywords: the same as the flags' names, laid over `options` and `edit` (`request_from_keywords`):
         seed, steps, scheduler, overlap_seconds, batch_size, repaint_jumps, candidates, draws, level_hold,
-        tempo_hold, bpm, latent_holds; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
+        tempo_hold, bpm, base_guidance, latent_holds, quantize; init_audio, strength, invert, fill_gap, loop, interpolate, alphas.
     pipe: an already loaded pipeline (an app loads it once and generates many times); `model` is
         then only recorded, with `model_choice` (how it was chosen, as `resolve_model` says).
     encoding, guidance_scale: for conditional models (conditioning.py): a .npy or .safetensors file
@@ -353,7 +354,7 @@ def generate(
     clip, seconds, edit_record = _run_edit(pipe, edit, seconds, options, progress, say)
     return write_clip_files(clip, pipe.mel, output_dir, name or default_name(pipe.source, options.seed, edit.kind),
                             {**_made_with(pipe, chosen, edit, edit_record, options, target), **model_record},
-                            per_clip=_per_clip(clip, edit, edit_record), log=say)
+                            per_clip=_per_clip(clip, edit, edit_record, options.quantize), log=say)
 
 
 def _made_with(pipe, chosen: str, edit: EditRequest, edit_record: dict, options: SamplingOptions, target) -> dict:
@@ -373,14 +374,20 @@ def _made_with(pipe, chosen: str, edit: EditRequest, edit_record: dict, options:
     return made_with
 
 
-def _per_clip(clip, edit: EditRequest, edit_record: dict) -> list[dict] | None:
+def _per_clip(clip, edit: EditRequest, edit_record: dict, quantize: float) -> list[dict] | None:
     """What each clip's JSON records of itself: its alpha (interpolation), the beat the tempo hold
-    kept, and how many times its first slice was drawn again for want of a clear pulse."""
+    kept, how many times its first slice was drawn again for want of a clear pulse, and how far
+    its beats were settled on a grid (`quantize`, 0 where they were not, and the most a column moved)."""
     per_clip = [{"alpha": alpha} for alpha in edit_record["alphas"]] if edit.kind == "interpolate" else None
     if getattr(clip, "bpm", None):
         per_clip = [{"bpm": bpm} for bpm in clip.bpm]
     if per_clip is not None and getattr(clip, "first_slice_redraws", None) is not None:
         per_clip = [{**record, "first_slice_redraws": n} for record, n in zip(per_clip, clip.first_slice_redraws)]
+    moved = getattr(clip, "beats_moved_seconds", None)
+    if per_clip is not None:  # the beats settled on a grid (sampling.quantize): how far, 0 where they were not
+        strength = quantize if moved is not None else 0.0
+        per_clip = [{**record, "quantize": strength, "beats_moved_seconds": moved[i] if moved else 0.0}
+                    for i, record in enumerate(per_clip)]
     return per_clip
 
 

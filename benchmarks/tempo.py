@@ -13,7 +13,8 @@ audiodiff.generate.generate, the default settings), and every clip is reported, 
 - librosa %, first %: the same by librosa's tempo estimator per window (metrics.librosa_tempo_windows);
 - regularity: std/mean of the inter-beat intervals of librosa's beat tracker over the clip
   (metrics.beat_regularity; real jazz 0.03-0.05);
-- |drift| (LU/min) and seam: as benchmarks/long_clip.py, to see they stay where they were.
+- |drift| (LU/min) and seam: as benchmarks/long_clip.py, to see they stay where they were;
+- moved: the most any moment moved when the beats were settled on a grid (the JSON, sampling.quantize).
 Ends with issue 28's checks over all clips: every clip ours <= 5 % and librosa <= 8 %, the median
 by librosa <= 5 %, every first window within 4 % (by both), every regularity <= 0.05.
 """
@@ -55,6 +56,7 @@ def measure_clip(wav: Path) -> dict:
     meta = json.loads(wav.with_suffix(".json").read_text())
     row = {"clip": wav.stem, "held_bpm": meta.get("bpm"), **tempo_readings(audio, rate)}
     row["abs_drift"] = abs(loudness_drift(audio, rate))
+    row["moved"] = meta.get("beats_moved_seconds")  # how far the beats were settled on a grid (sampling.quantize)
     seams = [float(s) for s in meta.get("seam_seconds") or [] if 0 < float(s) < audio.size / rate]
     row["seam"] = seam_score(audio, rate, seams) if seams else None
     return row
@@ -81,7 +83,7 @@ def _cell(value, template="{:.1f}") -> str:
 
 def format_rows(label: str, rows: list[dict]) -> str:
     head = (f"{'clip':<14}{'held':>7}{'ours %':>8}{'first %':>8}{'librosa %':>10}{'first %':>8}"
-            f"{'regularity':>11}{'|drift|':>8}{'seam':>6}  ours / librosa bpm per 5 s window")
+            f"{'regularity':>11}{'|drift|':>8}{'seam':>6}{'moved':>7}  ours / librosa bpm per 5 s window")
     lines = [f"{label}", head]
     for r in rows:
         windows = " ".join(_cell(v, "{:.0f}") for v in r["tempo_bpm"]) + " / " + \
@@ -90,7 +92,8 @@ def format_rows(label: str, rows: list[dict]) -> str:
         lines.append(f"{r['clip']:<14}{_cell(held):>7}{_cell(r.get('tempo_spread_percent')):>8}"
                      f"{_cell(r.get('first_window_percent')):>8}{_cell(r.get('librosa_tempo_spread_percent')):>10}"
                      f"{_cell(r.get('librosa_first_window_percent')):>8}{_cell(r['beat_regularity'], '{:.3f}'):>11}"
-                     f"{_cell(r['abs_drift'], '{:.2f}'):>8}{_cell(r['seam'], '{:.2f}'):>6}  {windows}")
+                     f"{_cell(r['abs_drift'], '{:.2f}'):>8}{_cell(r['seam'], '{:.2f}'):>6}"
+                     f"{_cell(r.get('moved'), '{:.2f}'):>7}  {windows}")
     return "\n".join(lines)
 
 
@@ -116,6 +119,9 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=positive_float, default=30.0, help="clip length; at least 10 (default: 30)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--smoke", action="store_true", help="the tiny preset, one batch of 2 clips of 10.5 s at 2 steps")
+    p.add_argument("--keep", metavar="DIR", default=None,
+                   help="write the clips (WAV, PNG, JSON) into DIR, made if missing, to listen to them (default: a "
+                        "temporary folder, removed at the end)")
     return p.parse_args(argv)
 
 
@@ -130,6 +136,9 @@ def main(argv=None):
     seeds, batch, seconds, steps = (([0], 2, 10.5, 2) if args.smoke else (args.seeds, args.batch_size, args.seconds, None))
     everything = []
     with tempfile.TemporaryDirectory(prefix="tempo-") as temporary:
+        if args.keep:
+            temporary = str(Path(args.keep))
+            Path(temporary).mkdir(parents=True, exist_ok=True)
         for index, path in enumerate(runs):
             print(f"{path}: {len(seeds)} batch(es) of {batch} clips of {seconds:g} s ...", flush=True)
             rows = measure_run(path, seeds, batch, seconds, None if args.device == "auto" else args.device, steps,

@@ -276,7 +276,8 @@ def _beat_correlation(clip, k, beat):
 def test_tempo_hold_keeps_continued_slices_on_the_first_slice_s_beat(pipe, monkeypatch):
     # the held clip's first slice is the free clip's, steered: none is drawn again (the redraws have their own test)
     monkeypatch.setattr(longclip, "MIN_FIRST_SLICE_CLARITY", 0.0)
-    common = dict(overlap_seconds=0.2, num_inference_steps=STEPS, progress=False, target_lufs=None, level_hold=0)
+    common = dict(overlap_seconds=0.2, num_inference_steps=STEPS, progress=False, target_lufs=None, level_hold=0,
+                  quantize=0.0)  # the hold alone: the beats as sampled
     k = overlap_columns(0.2, MEL, MEL.x_res)
     gains = []
     for seed in range(3):
@@ -349,7 +350,7 @@ def test_pull_moves_free_columns_toward_the_known_image_and_nothing_else(pipe):
 def test_a_new_clip_regenerates_the_tail_before_each_join(pipe):
     k = overlap_columns(0.2, MEL, MEL.x_res)  # 25 columns; the blend is 0.25 s, 31 columns, at most k // 2 = 12
     clip = generate_long(pipe, 2.0, overlap_seconds=0.2, num_inference_steps=STEPS, seed=0, progress=False,
-                         target_lufs=None)
+                         target_lufs=None, quantize=0.0)  # the image as stitched: beats as sampled
     blended = min(int(round(0.25 * MEL.sample_rate / MEL.hop_length)), k // 2)
     assert blended == 12
     first, second = clip.slices[0], clip.slices[1]

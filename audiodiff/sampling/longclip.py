@@ -22,6 +22,7 @@ from .plan import Slice, SlicePlan, draw_calls, plan_extend, unet_calls
 from .beat import (MAX_FIRST_SLICE_REDRAWS, MIN_FIRST_SLICE_CLARITY, first_slice_guide, pulse_clarity, read_beats,
                    steer_onto_beat)
 from .progress import JobProgress, job
+from .quantize import settle_beats
 from .steering import (beat_bpm, beat_columns_for, chain_guides, fold_beat, image_beat_columns, image_level_db,
                        join_blend_columns, join_pull, level_guide, tempo_guide)
 from .tonal import most_tonal, tonal_draws, tonal_level_chooser
@@ -41,10 +42,18 @@ class LongClip:
     known_columns: torch.Tensor | None = None  # (W_total,) bool: columns taken from given audio (edits)
     bpm: list[float] | None = None  # per item: the beat the tempo hold kept (None: not held)
     first_slice_redraws: list[int] | None = None  # per item: first slices drawn again for want of a clear pulse
+    # per item, where its beats were settled on a grid (sampling.quantize): its own seams, and the
+    # most any column moved, in seconds; None: not settled (every item's seams are `seam_seconds`)
+    item_seam_seconds: list[list[float]] | None = None
+    beats_moved_seconds: list[float] | None = None
 
     @property
     def seconds(self) -> float:
         return self.audio.shape[-1] / self.sample_rate
+
+    def seams_of(self, index: int) -> list[float]:
+        """Item `index`'s seams in seconds: its own where its beats were settled, else the batch's."""
+        return list(self.item_seam_seconds[index] if self.item_seam_seconds is not None else self.seam_seconds)
 
     @classmethod
     def from_columns(cls, image: torch.Tensor, audio: torch.Tensor, mel: MelConfig, *,
@@ -294,10 +303,14 @@ def generate_long(
         first, beat, redraws = first_slice(setup, tracker)  # (B, 1, H, slice_width), (B,) or None, B ints
         image, starts, slices = extend_image(setup, first, plan.after_first(), beat_columns=beat, blend_join=True,
                                              tracker=tracker)
+    seams = [s + k for s in starts]
+    image, item_seams, moved = settle_beats(image, beat, mel, options.quantize, seams, seconds)
     audio = finish_audio(image.to(setup.unet.device), mel, samples, fade_out_seconds=fade_out_seconds,
                          target_lufs=target_lufs)
-    return LongClip.from_columns(
+    clip = LongClip.from_columns(
         image, audio, mel, slice_columns=slice_spans([0] + starts, slice_width, total_width),
-        slices=[first] + slices, seam_columns=[s + k for s in starts], seams_before_seconds=seconds,
+        slices=[first] + slices, seam_columns=seams, seams_before_seconds=seconds,
         bpm=None if beat is None else beat_bpm(beat, mel), first_slice_redraws=redraws if setup.reads_beat else None,
     )
+    clip.item_seam_seconds, clip.beats_moved_seconds = item_seams, moved
+    return clip

@@ -14,6 +14,7 @@ import torch
 
 from ..mel import MelConfig
 from .autoguide import DEFAULT_BASE_GUIDANCE, check_base_guidance, guided_unet
+from .quantize import DEFAULT_QUANTIZE, check_quantize
 from ..metrics import MAX_BPM, MIN_BPM
 from .schedulers import DEFAULT_SCHEDULER, default_steps, is_stateless, make_scheduler, scheduler_key
 
@@ -174,6 +175,9 @@ class SamplingOptions:
     base_guidance: how far a fine-tuned run is guided away from the model it was fine-tuned from
         (`sampling.autoguide`, DEFAULT_BASE_GUIDANCE 1.5: why); 1: off. Only where the pipeline
         has its base attached (`pipeline.attach_base`); otherwise it changes nothing.
+    quantize: how far a new clip's beats are settled onto an even grid of its held beat after
+        sampling (`sampling.quantize`, DEFAULT_QUANTIZE 1: onto it; why there), 0 to 1; 0: as sampled.
+        Only new clips with a held beat (the tempo hold on); loops and edits are left as sampled.
     latent_holds: on latent pipelines, run the holds (on the decoded prediction, every step: a VAE
         decode with its backward pass and two more decodes per step, sampling.latent_holds); off by
         default there (a bpm turns them on). Mel-image pipelines ignore it.
@@ -193,6 +197,7 @@ class SamplingOptions:
     bpm: float | None = None
     base_guidance: float = DEFAULT_BASE_GUIDANCE
     latent_holds: bool = False
+    quantize: float = DEFAULT_QUANTIZE
     # id() of the pipeline `resolve` filled these in for: resolving for it again is a no-op, so a
     # face that resolves early (to refuse bad input before loading weights or to write the JSON)
     # and the job that samples share one resolution
@@ -206,6 +211,7 @@ class SamplingOptions:
         check_candidates(self.draws, "draws")
         _check_holds(self.level_hold, self.tempo_hold, self.bpm)
         check_base_guidance(self.base_guidance)
+        check_quantize(self.quantize)
         if self.overlap_seconds is not None:
             _check_overlap_seconds(self.overlap_seconds)
         if self.generator is not None:
