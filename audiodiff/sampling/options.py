@@ -177,7 +177,8 @@ class SamplingOptions:
         has its base attached (`pipeline.attach_base`); otherwise it changes nothing.
     quantize: how far a new clip's beats are settled onto an even grid of its held beat after
         sampling (`sampling.quantize`, DEFAULT_QUANTIZE 1: onto it; why there), 0 to 1; 0: as sampled.
-        Only new clips with a held beat (the tempo hold on); loops and edits are left as sampled.
+        Only new clips with a held beat (the tempo hold on) on Mel-image models; loops, edits and
+        latent models are left as sampled.
     latent_holds: on latent pipelines, run the holds (on the decoded prediction, every step: a VAE
         decode with its backward pass and two more decodes per step, sampling.latent_holds); off by
         default there (a bpm turns them on). Mel-image pipelines ignore it.

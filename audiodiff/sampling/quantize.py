@@ -9,11 +9,13 @@ change phase partway. So, on the finished image, before its one decode:
   events through a phase change;
 - the grid is the line through them (least squares, refitted on the beats within a quarter
   beat of it), so the clip keeps its own tempo and phase;
-- each output column takes the nearest source column along a piecewise-linear map that sends
-  every grid point to its beat (`strength` of the way; 1 = onto the grid). A beat segment is
-  stretched or squeezed by at most MAX_STRETCH; a beat that would need more is left where it is.
-Whole columns are repeated or left out between beats, never blended, so onsets stay sharp.
-docs/sampling-defaults.md has the measurements.
+- every beat is moved `strength` of the way onto its grid point (1 = onto the grid): between two
+  beats, the columns the segment must gain or lose are repeated or left out where the onset
+  envelope is quietest, whole columns, never blended, so no attack is smeared, doubled or cut.
+  A beat segment is stretched or squeezed by at most MAX_STRETCH; a beat that would need more is
+  left where it is. The clip's first and last columns stay where they can.
+librosa's beat tracker plays no part in it, so the tempo measures can judge it
+(docs/sampling-defaults.md has the measurements).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ DEFAULT_QUANTIZE = 1.0  # onto the grid; 0 leaves the clip as sampled
 BEAT_TIGHTNESS = 30.0  # the tracker's penalty on log2-period deviations (librosa's default is 100)
 MAX_STRETCH = 1.5  # a beat segment is at most 1.5x longer or shorter than it was
 WEAK_END = 0.5  # a first or last beat on less than half the median beat's onset is no beat
-GRID_INLIER = 0.25
-MIN_BEATS = 3  # a clip shorter than three beats, or with fewer tracked, is left as it is  # beats within a quarter beat of the first line fit the second one
+GRID_INLIER = 0.25  # beats within a quarter beat of the first line fit the second one
+MIN_BEATS = 3  # a clip shorter than three beats, or with fewer tracked, is left as it is
 
 
 def track_beats(onset: np.ndarray, period: float, tightness: float = BEAT_TIGHTNESS) -> np.ndarray:
