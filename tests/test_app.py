@@ -3,24 +3,18 @@ headless Chromium through Playwright, in a 1280x800 window. A click on Generate 
 playable WAV of exactly the requested length into an <audio> element, with one progress bar for
 the whole job on the way; Stop (or closing the page) must end a job at once, so the next one
 starts; a user's mistake or a bad upload must show as a message in the page, beside the last
-clip, without a server path.
+clip, without a server path. The harness (the server, the browser, the page's actions):
+tests/app_browser.py; the app's requests without a browser: tests/test_app_requests.py.
 
 Needs the `app` and `dev` extras (gradio, playwright) and Debian's chromium at /usr/bin/chromium
 (or $AUDIODIFF_CHROMIUM); CI installs them (.ci/run), so a missing one fails here, never skips.
-Playwright's own browser download is never used: Chromium is launched from its path.
 """
 
 import io
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -28,239 +22,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from app_browser import (  # noqa: F401  (fixtures: pytest finds them by name in this module)
+    EXPERT, RUN, VIEWPORT, _cpu_share, _error_text, _fill, _generate, _message, _open_expert,
+    _start_long_job, _wav, app_process, browser, model_dir, page, server,
+)
 from audiodiff.sampling.options import FIRST_SLICE_RESTEER
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "app.py"
-CHROMIUM = os.environ.get("AUDIODIFF_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium reaches for Google's services, finds no
-# network, and stalls; the app itself must never need it.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STARTUP_SECONDS = 120  # torch + gradio imports on a busy 2-core machine; typically ~12 s
-GENERATE_MS = 60_000
 SAMPLE_RATE = 16000  # the tiny preset's
 HOP_LENGTH, SLICE_WIDTH = 512, 32  # the tiny preset's: 1.02 s slices
-VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen: what has to fit
-RUN = "jazz-20250101-120000"  # a fine-tuned run under the app's runs/ (the tiny model, said to be tuned on jazz)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from audiodiff.pipeline import load_pipeline, save_pipeline
-
-    return save_pipeline(load_pipeline("tiny"), tmp_path_factory.mktemp("model") / "tiny-pipeline")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def app_process(model_dir, tmp_path_factory):
-    """`python scripts/app.py` on a free port, started before this module's first test, so that it
-    boots (torch and gradio imports, ~10 s) while the tests that need no server run
-    -> (url, output_dir, log path, process)."""
-    from audiodiff.pipeline import load_pipeline, save_pipeline
-
-    work = tmp_path_factory.mktemp("app")
-    output_dir, log_path, port = work / "clips", work / "server.log", _free_port()
-    run = save_pipeline(load_pipeline(model_dir), work / "runs" / RUN)  # under runs/ of the app's folder: a choice
-    (run / "training_config.json").write_text(json.dumps({"genre": "jazz", "pretrained": "tiny"}))
-    # PYTHONPATH: the app of this checkout, whichever checkout the environment's audiodiff was installed from
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(work / "gradio"), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--model", str(model_dir), "--port", str(port), "--output-dir", str(output_dir)],
-            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}/", output_dir, log_path, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def server(app_process):
-    """The app, once it answers on its URL."""
-    url, _, log_path, process = app_process
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the app exited with status {process.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return app_process
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"the app did not answer on {url} within {STARTUP_SECONDS} s:\n{log_path.read_text()}")
-        time.sleep(0.3)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail('playwright is not installed: pip install -e ".[dev,app]" (CI installs it; this test must run)')
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium, or set AUDIODIFF_CHROMIUM to its path "
-                    f"(CI installs it; this test must run)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    """A fresh page (one gradio session) on the app; `page.outside` collects requests that left localhost."""
-    url = server[0]
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.outside = []
-    page.on("request", lambda request: None if request.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-            else page.outside.append(request.url))
-    page.goto(url)
-    page.wait_for_selector("#generate", timeout=30_000)
-    yield page
-    context.close()
-
-
-EXPERT = ("scheduler", "steps", "overlap", "level-hold", "tempo-hold", "candidates")  # under "expert settings"
-
-
-def _open_expert(page) -> None:
-    """Unfold the expert settings (closed when the page opens)."""
-    if not page.locator("#steps input").is_visible():
-        page.locator("#expert").get_by_text("expert settings").first.click()
-        page.locator("#steps input").wait_for(state="visible", timeout=5_000)
-
-
-def _fill(page, elem_id: str, value) -> None:
-    if elem_id in EXPERT:
-        _open_expert(page)
-    page.locator(f"#{elem_id} input").fill(str(value))
-
-
-def _message(page) -> str:
-    """The message beside the clips (an error, a stop), or "" when none is shown."""
-    return page.locator("#message").inner_text() if page.locator("#message").is_visible() else ""
-
-
-def _generate(page, player: str = "#clip audio", timeout_ms: int = GENERATE_MS) -> str:
-    """Click Generate; wait for a new WAV in the player or a message -> the WAV's URL."""
-    before = page.locator(player).get_attribute("src") if page.locator(player).count() else None
-    message_before = _message(page)
-    page.locator("#generate").click()
-    page.wait_for_function(
-        """([selector, before, messageBefore]) => {
-            const audio = document.querySelector(selector);
-            const message = document.querySelector('#message');
-            const said = message && message.offsetParent !== null ? message.innerText.trim() : '';
-            return (audio && audio.getAttribute('src') && audio.getAttribute('src') !== before)
-                || (said && said !== messageBefore.trim())
-                || document.querySelector('.toast-body.error');
-        }""", arg=[player, before, message_before], timeout=timeout_ms,
-    )
-    errors = page.locator(".toast-body.error")
-    assert errors.count() == 0, f"generation failed in the page: {errors.first.inner_text()}"
-    assert not _message(page), f"generation failed: {_message(page)}"
-    return page.locator(player).get_attribute("src")
-
-
-def _error_text(page) -> str:
-    """Click Generate on a mistake -> the message shown beside the clips (another than before)."""
-    before = _message(page).strip()
-    page.locator("#generate").click()
-    page.wait_for_function(
-        """(before) => { const m = document.querySelector('#message');
-                         const said = m && m.offsetParent !== null ? m.innerText.trim() : '';
-                         return said && said !== before; }""", arg=before, timeout=GENERATE_MS)
-    assert page.locator(".toast-body.error").count() == 0  # beside the clip, not a toast over the page
-    return page.locator("#message").inner_text()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_share(pid: int, seconds: float = 2.0) -> float:
-    """The share of one core the process uses over the next `seconds`."""
-    start = _cpu_seconds(pid)
-    time.sleep(seconds)
-    return (_cpu_seconds(pid) - start) / seconds
-
-
-def _start_long_job(page, seconds: float = 20, steps: int = 1000) -> tuple[int, int]:
-    """Start a job of minutes on the tiny model; wait until its progress shows -> (done, total) steps."""
-    _fill(page, "seconds", seconds)
-    _fill(page, "steps", steps)
-    page.locator("#generate").click()
-    handle = page.wait_for_function(
-        r"""() => { const m = document.querySelector('#status').innerText.match(/step (\d+) of (\d+)\)/);
-                   return m && +m[1] > 0 ? [+m[1], +m[2]] : null; }""", timeout=GENERATE_MS)
-    return tuple(handle.json_value())
-
-
-def _wav(page, url: str):
-    answer = page.request.get(url)
-    assert answer.ok, f"{url}: HTTP {answer.status}"
-    return sf.read(io.BytesIO(answer.body()), dtype="float32")
-
-
-def test_edit_options_reach_generate_only_when_used(tmp_path):
-    from audiodiff.app import edit_request
-    from audiodiff.generate import EditRequest, GenerationError
-
-    a, b = str(tmp_path / "a.wav"), str(tmp_path / "b.wav")
-    assert edit_request(None, "continue", 0.5, None, False) == EditRequest()  # plain generation: no edit at all
-    assert edit_request(None, "continue", 0.5, None, False).kind is None
-    assert edit_request(None, "vary", 0.5, None, True) == EditRequest(loop=True)
-    assert edit_request(a, "continue", 0.5, b, False) == EditRequest(init_audio=a)
-    assert edit_request(a, "vary", 0.3, None, False) == EditRequest(init_audio=a, strength=0.3)
-    assert edit_request(a, "vary", 0.3, None, False, invert=True) == EditRequest(init_audio=a, strength=0.3, invert=True)
-    assert edit_request(a, "continue", 0.3, None, False, invert=True) == EditRequest(init_audio=a)  # invert is vary's
-    assert edit_request(a, "join", 0.5, b, False) == EditRequest(fill_gap=(a, b))
-    with pytest.raises(GenerationError, match="second piece of audio"):
-        edit_request(a, "join", 0.5, None, False)
-    with pytest.raises(GenerationError, match="upload the first one"):
-        edit_request(None, "join", 0.5, b, False)
-    with pytest.raises(GenerationError, match="untick loop"):
-        edit_request(a, "continue", 0.5, None, True)
-    with pytest.raises(GenerationError, match="strength"):
-        edit_request(a, "vary", 0.0, None, False)
-
-
-def test_a_request_beyond_the_limits_is_refused_before_the_shared_model_works(tmp_path, monkeypatch):
-    """One API call with seconds=1e9 used to hold the app's one-at-a-time queue for everyone."""
-    from audiodiff.sampling import loop as sample_module  # where every job's slices are sampled
-    from audiodiff.app import AudioStudio
-    from audiodiff.cli import user_errors
-    from audiodiff.pipeline import load_pipeline
-
-    def no_sampling(*args, **kwargs):
-        raise AssertionError("the shared model started on a request beyond the limits")
-
-    monkeypatch.setattr(sample_module, "sample", no_sampling)
-    studio = AudioStudio(load_pipeline("tiny"), output_dir=tmp_path / "clips")
-    for kwargs, message in [(dict(seconds=1e9), "limit of 600 s per request"), (dict(seconds=3000.0), "3000 s")]:
-        with pytest.raises(user_errors(), match=message):  # the page's handler shows these as a message
-            studio.generate(**kwargs, steps=2, progress=False)
-    assert not (tmp_path / "clips").exists()
 
 
 def test_generate_plays_a_wav_of_the_requested_length(server, page, tmp_path):
@@ -513,58 +282,6 @@ def test_use_this_clip_opens_the_audio_section_and_says_so(server, page):
     page.wait_for_selector("#init-audio audio[src]", state="attached", timeout=10_000)
     assert page.locator("#init-audio").is_visible()  # opened, so the change is in view
     assert f"continuing: {name} (1.5 s)" in page.locator("#loaded").inner_text()
-
-
-def test_each_session_writes_to_its_own_unguessable_folder_and_records_upload_names_only(tmp_path):
-    """Issue 25: clips under names anyone could guess, in one folder every visitor could fetch from,
-    and JSON that gave the server path of the upload (which gradio then serves)."""
-    from audiodiff.app import AudioStudio
-    from audiodiff.generate import EditRequest
-    from audiodiff.pipeline import build_preset
-
-    studio = AudioStudio(build_preset("tiny"), output_dir=tmp_path / "clips")
-    a, b = studio.session_folder("session-a"), studio.session_folder("session-b")
-    assert a != b and a == studio.session_folder("session-a") and a.parent == b.parent == tmp_path / "clips"
-    assert len(a.name) >= 22 and len(b.name) >= 22
-    upload = tmp_path / "gradio" / "0123abcd" / "my take.wav"
-    upload.parent.mkdir(parents=True)
-    sf.write(upload, 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(1.5 * SAMPLE_RATE)) / SAMPLE_RATE), SAMPLE_RATE)
-    clip = studio.generate(0.5, steps=1, edit=EditRequest(init_audio=str(upload)), progress=False, output_dir=a)
-    record = json.loads(Path(clip.json).read_text())
-    assert record["init_audio"] == "my take.wav" and "gradio" not in Path(clip.json).read_text()
-    assert Path(clip.wav).parent == a
-
-
-@pytest.mark.parametrize("seed", [1e30, -3, 2.5, float("nan"), 2**32])
-def test_a_seed_out_of_range_is_one_sentence(tmp_path, seed):
-    from audiodiff.app import AudioStudio
-    from audiodiff.pipeline import GenerationError, build_preset
-
-    studio = AudioStudio(build_preset("tiny"), output_dir=tmp_path)
-    with pytest.raises(GenerationError, match="seed must be a whole number from 0 to 4294967295"):
-        studio.generate(0.5, seed=seed, steps=1, progress=False)
-    assert not any(tmp_path.iterdir())
-
-
-def test_a_long_upload_is_refused_from_its_header_without_decoding(tmp_path, monkeypatch):
-    from audiodiff import app as app_module
-    from audiodiff.pipeline import build_preset
-
-    long = tmp_path / "set.flac"
-    sf.write(long, np.zeros(11 * 60 * 8000, dtype=np.float32), 8000)
-    monkeypatch.setattr("audiodiff.audio.read_audio", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
-    message = app_module.check_upload(str(long), build_preset("tiny").mel)
-    assert "set.flac" in message and "longer than this app's 10 minutes" in message
-
-
-def test_a_variations_summary_says_how_many_steps_ran(tmp_path):
-    from audiodiff.app import Clip, _summary
-
-    record = tmp_path / "v.json"
-    record.write_text(json.dumps({"edit": "vary", "seconds": 4, "sample_rate": SAMPLE_RATE, "seed": 0, "steps": 10,
-                                  "scheduler": "ddim", "overlap_seconds": 0.4, "strength": 0.4}))
-    text = _summary(Clip(wav=tmp_path / "v.wav", png=tmp_path / "v.png", json=record), [])
-    assert "10 ddim steps" in text and "strength 0.4 (the last 4 of the 10 steps run)" in text  # as the bar counts
 
 
 def test_a_bad_seed_or_a_negative_length_is_named_in_the_page_and_writes_nothing(server, page):
