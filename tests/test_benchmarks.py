@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audiodiff.cli import run
@@ -119,6 +120,18 @@ def test_tempo_smoke_reports_every_clip_of_the_batch_by_both_estimators_and_the_
     verdicts = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert len(verdicts) == 6 and any("librosa" in v for v in verdicts)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tempo_checks_meet_a_limit_at_the_limit_and_fail_past_it():
+    from audiodiff.metrics import first_window_offset
+
+    module = _load(TEMPO)
+    exact = first_window_offset(np.array([150.0, 156.25, 156.25, 156.25]))  # librosa's whole lags: 4 % exactly
+    row = dict(tempo_spread_percent=1.0, librosa_tempo_spread_percent=1.0, first_window_percent=1.0,
+               librosa_first_window_percent=exact, beat_regularity=0.03)
+    assert exact > 4.0 and all(line.startswith("PASS") for line in module.checks([row]))  # float rounding, not 4.0 %
+    row["librosa_first_window_percent"] = 4.01
+    assert [line.startswith("PASS") for line in module.checks([row])] == [True] * 4 + [False, True]
 
 
 @pytest.mark.parametrize("argv, message", [([], "give --run"), (["--smoke", "--run", "x"], "give --run"),

@@ -92,6 +92,20 @@ def test_quantized_beats_are_even_and_a_tracker_hears_it():
     assert after.std() < np.diff(burst_centres(half)).std() < before.std()
 
 
+def test_a_second_pass_settles_the_settled_image_and_its_map_leads_back_to_the_sampled_one():
+    audio, _ = loose_clicks()
+    image = image_of(audio)
+    period = torch.tensor([beat_columns_for(BPM, MEL)])
+    once, first = quantize_image(image, period, MEL, 1.0, passes=1)
+    twice, maps = quantize_image(image, period, MEL, 1.0, passes=2)
+    again, second = quantize_image(once, period, MEL, 1.0, passes=1)
+    assert torch.equal(twice, again)  # the second pass is the first pass on the settled image
+    width = image.shape[-1]
+    assert np.allclose(maps[0], np.interp(second[0], np.arange(width), first[0]))  # output -> sampled column
+    assert np.all(np.diff(maps[0]) >= 0) and maps[0].min() >= 0 and maps[0].max() <= width - 1
+    assert np.diff(burst_centres(twice)).std() <= np.diff(burst_centres(once)).std() + 0.5  # no worse on the grid
+
+
 def test_strength_zero_or_no_held_beat_leaves_the_clip_as_sampled():
     audio, _ = loose_clicks(seconds=6.0)
     image = image_of(audio)
