@@ -13,6 +13,7 @@ import numpy as np
 
 from .clipsets import (AudioClip, ClipSet, SplitSettings, describe_clips, describe_references, few_windows_warning,
                        genre_sets, halves_distance, long_clip_report)
+from .device import place
 from .features import (MIN_CLIP_SECONDS, EvaluationError, FeatureExtractor, HandcraftedFeatures, Standardizer,
                        frechet_distance)
 from .report import extractor_info, say, set_info
@@ -119,10 +120,10 @@ def compare_models(
     models = {}
     for role, pipe in pipes.items():
         say(log, f"generating {clips} clips of {seconds:g} s from {role}: {pipe.describe()}")
-        pipe.unet.to(target_device)
+        place(pipe, target_device)  # the base UNet that guides it goes too
         made = ClipSet(f"{role}: {pipe.source}", generate_clips(pipe, clips, seconds, seed=seed, num_inference_steps=steps,
                                                                 batch_size=batch_size, progress=progress))
-        pipe.unet.to("cpu")  # frees the accelerator for the next model
+        pipe.to("cpu")  # frees the accelerator for the next model
         describe_clips(made, extractor)
         warnings += few_windows_warning(f"the {role} set", made)
         models[role] = _model_row(pipe, made, scaler, references, target.genre)

@@ -37,6 +37,7 @@ from .clipfiles import (  # noqa: F401
     write_clip_files,
 )
 # GenerationError, pick_device and resolve_model have their own modules; imported from here too
+from .device import place
 from .model_choice import resolve_model  # noqa: F401
 from .pipeline import GenerationError, pick_device  # noqa: F401
 from .metrics import DEFAULT_TARGET_LUFS
@@ -218,9 +219,7 @@ def _load_model(model, pipe, model_choice: str | None, runs_dir, target, say: Ca
         pipe, chosen = resolve_model(model, runs_dir=runs_dir)
     else:
         chosen = model_choice or "given (already loaded)"
-    pipe.unet.to(target)
-    if getattr(pipe, "vqvae", None) is not None:  # a latent pipeline's VAE goes with it
-        pipe.vqvae.to(target)
+    place(pipe, target)  # with the base UNet that guides it and a latent model's VAE
     if model is None:
         say(f"model: {pipe.source} ({chosen})")
     return pipe, chosen

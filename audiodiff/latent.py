@@ -29,7 +29,7 @@ import torch
 
 from .mel import MelConfig
 from .model import (MAX_LAYERS_PER_BLOCK, MAX_UNET_BLOCKS, MAX_UNET_CHANNELS, AudioDiffusion, PipelineError,
-                    _import_without_package_inits, _positive_int, check_unet_config)
+                    _import_without_package_inits, _move, _positive_int, check_unet_config)
 
 DEFAULT_SCALING_FACTOR = 0.18215  # AutoencoderKL's default and the reference's training script's constant
 MAX_LATENT_CHANNELS = 64
@@ -111,8 +111,8 @@ class LatentAudioDiffusion(AudioDiffusion):
     vqvae: Any = None
 
     def to(self, device=None, dtype=None) -> "LatentAudioDiffusion":
-        self.unet.to(device=device, dtype=dtype)
-        self.vqvae.to(device=device, dtype=dtype)
+        for net in (self.unet, self.vqvae):
+            _move(net, device, dtype)
         return self
 
     @property

@@ -57,6 +57,12 @@ class PipelineError(ValueError):
     """A pipeline folder or name that can't be used; the message says what to do instead."""
 
 
+def _move(module, device=None, dtype=None) -> None:
+    """module.to(device, dtype), naming only what is given: diffusers warns about float32 modules
+    whenever a dtype is passed, even None, and the warning would reach every user's terminal."""
+    module.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
+
+
 # ---- the pipeline object -------------------------------------------------------------------------
 @dataclass
 class AudioDiffusion:
@@ -73,9 +79,9 @@ class AudioDiffusion:
 
     def to(self, device=None, dtype=None) -> "AudioDiffusion":
         """Move the UNets (the only components with tensors) in place; returns self."""
-        self.unet.to(device=device, dtype=dtype)
-        if self.base_unet is not None:
-            self.base_unet.to(device=device, dtype=dtype)
+        for net in (self.unet, self.base_unet):
+            if net is not None:
+                _move(net, device, dtype)
         return self
 
     @property
@@ -168,5 +174,6 @@ def weights_sha256(unet) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(unet.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        # flattened first: a 1x1 kernel laid out channels-last counts as contiguous, stride(-1) != 1
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

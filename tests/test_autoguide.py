@@ -86,3 +86,26 @@ def test_the_clip_json_says_which_model_guided_it(tmp_path):
     paths = generate(str(run), 1.0, output_dir=out, progress=False, steps=2, seed=1, device="cpu", base_guidance=1.0)
     record = json.loads(paths[0].with_suffix(".json").read_text())
     assert record["base_guidance"] == 1.0 and "guided_away_from" not in record
+
+
+def test_place_moves_the_guiding_base_with_the_model_and_lays_both_out_for_the_cpu(tmp_path):
+    from audiodiff.device import place
+    from audiodiff.model import weights_sha256
+
+    base = tmp_path / "base"
+    save_pipeline(build_preset("tiny", seed=9), base)
+    pipe = load_pipeline(_run_from(tmp_path, base))
+    nets = (pipe.unet, pipe.base_unet)
+    before = [weights_sha256(net) for net in nets]
+    x, t = torch.randn(2, 1, pipe.mel.y_res, pipe.mel.x_res, generator=torch.Generator().manual_seed(0)), torch.tensor(500)
+    with torch.no_grad():
+        expected = [net(x, t).sample for net in nets]
+        place(pipe, "cpu")
+        got = [net(x, t).sample for net in nets]
+    for net, want, out in zip(nets, expected, got):
+        weight = net.conv_out.weight  # (1, C, 3, 3): its two layouts differ
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-4)  # the same model, laid out for oneDNN
+    assert [weights_sha256(net) for net in nets] == before  # a run's fingerprint reads weights, not their layout
+    place(pipe, "meta")  # the base goes wherever the model goes (on CUDA it had stayed on the CPU)
+    assert pipe.unet.device.type == pipe.base_unet.device.type == "meta"
