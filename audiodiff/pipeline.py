@@ -50,7 +50,7 @@ from .device import pick_device  # noqa: F401
 from .errors import GenerationError  # noqa: F401
 from .hub import HubUnreachableError, hub_is_reachable, hub_offline  # noqa: F401
 from .mel import MelConfig
-from .model import AudioDiffusion, PipelineError, UNet2DModel, check_unet_config, weights_sha256  # noqa: F401
+from .model import AudioDiffusion, PipelineError, UNet2DModel, _move, check_unet_config, weights_sha256  # noqa: F401
 from .presets import PRESETS, build_preset, with_mel  # noqa: F401
 
 LATENT_PRESETS = ("latent-256", "conditional-latent-512", "tiny-latent", "tiny-conditional-latent")  # latent_presets.py
@@ -209,7 +209,8 @@ def attach_base(pipe: AudioDiffusion, folder: Path) -> AudioDiffusion:
         return pipe
     if type(base) is not AudioDiffusion or mismatch(pipe, base):
         return pipe
-    pipe.base_unet, pipe.base_source = base.unet.to(pipe.device, pipe.dtype).eval(), base.source
+    _move(base.unet, pipe.device, None if base.unet.dtype == pipe.dtype else pipe.dtype)  # a dtype makes diffusers warn
+    pipe.base_unet, pipe.base_source = base.unet.eval(), base.source
     return pipe
 
 
