@@ -118,7 +118,7 @@ class AudioStudio:
                  edit: EditRequest | None = None, log=None, progress: "bool | JobProgress" = True,
                  output_dir: Path | None = None, pipe=None, holds: dict | None = None) -> Clip:
         """One clip with `pipe` (default: the model the app started with) -> its files. `holds`:
-        SamplingOptions' candidates, level_hold and tempo_hold, when not their defaults. Raises
+        SamplingOptions' candidates, level_hold, tempo_hold, quantize and base_guidance. Raises
         GenerationError for user errors, `Cancelled` when `progress` (a JobProgress) says stop."""
         pipe = pipe or self.pipe
         seed = whole_number(seed, "seed", 0, MAX_SEED)
@@ -166,7 +166,8 @@ def make_clip(studio: AudioStudio, fields: dict, *, log=None, progress: "bool | 
                                overlap_seconds=request.overlap, bpm=request.bpm, edit=request.edit, log=say,
                                progress=progress, output_dir=output_dir, pipe=pipe,
                                holds=dict(candidates=request.candidates, level_hold=request.level_hold,
-                                          tempo_hold=request.tempo_hold))
+                                          tempo_hold=request.tempo_hold, quantize=request.quantize,
+                                          base_guidance=request.base_guidance))
     except PageError:
         raise
     except user_errors() as exc:
@@ -347,7 +348,8 @@ def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
     as this clip (the one before becomes the previous clip); or a message, with the clips as they were."""
 
     def on_generate(model, seconds, seed, steps, scheduler, overlap, bpm, loop, audio, mode, strength, invert,
-                    second_audio, candidates, level_hold, tempo_hold, kept, clicked_at, request: gr.Request,
+                    second_audio, candidates, level_hold, tempo_hold, quantize, base_guidance, kept, clicked_at,
+                    request: gr.Request,
                     progress=gr.Progress()):
         session = request.session_hash if request else None
         messages: list[str] = []
@@ -363,7 +365,8 @@ def _job_handler(studio: AudioStudio, flags: "StopFlags", bar, clips, history):
             return
         fields = dict(model=model, seconds=seconds, seed=seed, scheduler=scheduler, steps=steps, overlap=overlap,
                       bpm=bpm, loop=loop, audio=audio, mode=mode, strength=strength, invert=invert,
-                      second_audio=second_audio, candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold)
+                      second_audio=second_audio, candidates=candidates, level_hold=level_hold, tempo_hold=tempo_hold,
+                      quantize=quantize, base_guidance=base_guidance)
         try:
             clip = make_clip(studio, fields, log=messages.append, progress=job,
                              output_dir=studio.session_folder(session))
@@ -484,7 +487,8 @@ def build_app(studio: AudioStudio) -> gr.Blocks:
             _job_handler(studio, flags, bar, clips, history),
             [fields.model, fields.seconds, fields.seed, fields.steps, fields.scheduler, fields.overlap, fields.bpm,
              fields.loop, fields.audio, fields.mode, fields.strength, fields.invert, fields.second_audio,
-             fields.candidates, fields.level_hold, fields.tempo_hold, history, clock],
+             fields.candidates, fields.level_hold, fields.tempo_hold, fields.quantize, fields.base_guidance, history,
+             clock],
             [clips.message, clips.placeholder, clips.image, clips.player, clips.files, clips.summary, clips.reuse,
              clips.previous_column, clips.previous_image, clips.previous_player, clips.previous_summary,
              clips.listening, clips.ab, bar.done, history],

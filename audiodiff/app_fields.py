@@ -24,15 +24,18 @@ from .errors import GenerationError
 from .finetune_config import MAX_SEED
 from .generate import EditRequest, request_seconds
 from .metrics import MAX_BPM, MIN_BPM
+from .sampling.autoguide import DEFAULT_BASE_GUIDANCE, MAX_BASE_GUIDANCE
 from .sampling.options import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_TEMPO_HOLD, MAX_CANDIDATES,
                                 MAX_LEVEL_HOLD, MAX_TEMPO_HOLD, check_bpm_use, overlap_columns, sample_shape)
+from .sampling.quantize import DEFAULT_QUANTIZE
 from .sampling.schedulers import SCHEDULERS
 
 MODES = ("continue", "vary", "join")
 # Each field's label on the page; a message names the field by its label's first word.
 LABELS = {"seconds": "seconds", "seed": "seed", "scheduler": "scheduler", "steps": "steps",
           "overlap": "overlap (seconds)", "bpm": "bpm (optional)", "strength": "strength",
-          "candidates": "candidates", "level_hold": "level hold", "tempo_hold": "tempo hold"}
+          "candidates": "candidates", "level_hold": "level hold", "tempo_hold": "tempo hold",
+          "quantize": "beat grid", "base_guidance": "base guidance"}
 DEFAULT_APP_SECONDS = 10.0  # long enough to hear a continuation seam, short enough to wait for on a CPU
 
 
@@ -127,6 +130,8 @@ class PageRequest:
     candidates: int = DEFAULT_CANDIDATES
     level_hold: float = DEFAULT_LEVEL_HOLD
     tempo_hold: float = DEFAULT_TEMPO_HOLD
+    quantize: float = DEFAULT_QUANTIZE
+    base_guidance: float = DEFAULT_BASE_GUIDANCE
 
 
 def _seconds(value, mel) -> float:
@@ -164,13 +169,13 @@ def _bpm(value) -> float | None:
     return number
 
 
-def _hold(value, name: str, highest: float, default: float) -> float:
-    """A hold's strength: from 0 (off) to `highest`."""
-    expected = f"from 0 (off) to {highest:g}"
+def _hold(value, name: str, highest: float, default: float, lowest: float = 0.0) -> float:
+    """A hold's (or the beat grid's, or base guidance's) strength: from `lowest` (off) to `highest`."""
+    expected = f"from {lowest:g} (off) to {highest:g}"
     number = _number(value, name, f"a number {expected}")
     if number is None:
         raise PageError(f"{name} is empty: enter a number {expected}, e.g. {default:g} (the usual strength)")
-    if not 0 <= number <= highest:
+    if not lowest <= number <= highest:
         raise PageError(f"{name} must be {expected}, got {_shown(value)}")
     return number
 
@@ -211,7 +216,8 @@ def _check_together(request: PageRequest) -> None:
 
 def read_page(pipe, *, seconds, seed, scheduler, steps, overlap, bpm, loop=False, audio=None, mode="continue",
               strength=None, invert=False, second_audio=None, candidates=DEFAULT_CANDIDATES,
-              level_hold=DEFAULT_LEVEL_HOLD, tempo_hold=DEFAULT_TEMPO_HOLD) -> PageRequest:
+              level_hold=DEFAULT_LEVEL_HOLD, tempo_hold=DEFAULT_TEMPO_HOLD, quantize=DEFAULT_QUANTIZE,
+              base_guidance=DEFAULT_BASE_GUIDANCE) -> PageRequest:
     """The page's values -> a PageRequest, or PageError naming the first field (in the page's
     order) that can't be used. `pipe` is the loaded model, whose limits some fields have."""
     noise_levels = pipe.scheduler.config.num_train_timesteps
@@ -227,6 +233,8 @@ def read_page(pipe, *, seconds, seed, scheduler, steps, overlap, bpm, loop=False
                                 " (each one more costs the UNet calls of a slice again)"),
         level_hold=_hold(level_hold, "level hold", MAX_LEVEL_HOLD, DEFAULT_LEVEL_HOLD),
         tempo_hold=_hold(tempo_hold, "tempo hold", MAX_TEMPO_HOLD, DEFAULT_TEMPO_HOLD),
+        quantize=_hold(quantize, "beat grid", 1.0, DEFAULT_QUANTIZE),
+        base_guidance=_hold(base_guidance, "base guidance", MAX_BASE_GUIDANCE, DEFAULT_BASE_GUIDANCE, lowest=1.0),
     )
     _check_together(request)
     return request
@@ -236,7 +244,8 @@ def read_page(pipe, *, seconds, seed, scheduler, steps, overlap, bpm, loop=False
 # The flags a library message may name -> the page's field (or what stands for it on the page)
 FLAG_WORDS = {"seconds": "seconds", "steps": "steps", "scheduler": "scheduler", "overlap": "overlap", "bpm": "bpm",
               "strength": "strength", "invert": "invert", "loop": "loop", "init-audio": "your audio",
-              "fill-gap": "join", "no-tempo-hold": "no tempo hold"}
+              "fill-gap": "join", "no-tempo-hold": "no tempo hold", "quantize": "beat grid",
+              "base-guidance": "base guidance"}
 
 
 def page_words(text: str, mel) -> str:

@@ -13,8 +13,10 @@ import gradio as gr
 
 from .app_fields import DEFAULT_APP_SECONDS, LABELS, MODES
 from .finetune_config import MAX_SEED
+from .sampling.autoguide import DEFAULT_BASE_GUIDANCE, MAX_BASE_GUIDANCE
 from .sampling.options import (DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_STRENGTH, DEFAULT_TEMPO_HOLD,
                                 MAX_CANDIDATES, MAX_LEVEL_HOLD, MAX_TEMPO_HOLD)
+from .sampling.quantize import DEFAULT_QUANTIZE
 from .sampling.schedulers import DEFAULT_SCHEDULER, DEFAULT_STEPS_BY_SCHEDULER, SCHEDULERS
 
 # The browser's own <audio> player: the spectrogram above it already shows the clip, and the
@@ -69,7 +71,8 @@ def settings_column(mel, overlap_default: float, models: list[tuple[str, str]]) 
                          elem_id="seed", scale=4)
         dice = gr.Button("dice", elem_id="dice", scale=0, min_width=64)  # an emoji is a box without an emoji font
     loop = gr.Checkbox(False, label="loop: a clip that repeats seamlessly", elem_id="loop")
-    with gr.Accordion("expert settings: scheduler, steps, overlap, holds, candidates", open=False, elem_id="expert"):
+    with gr.Accordion("expert settings: scheduler, steps, overlap, holds, candidates, beat grid, base guidance",
+                      open=False, elem_id="expert"):
         scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT_SCHEDULER, label=LABELS["scheduler"],
                                 elem_id="scheduler")
         steps = gr.Number(DEFAULT_STEPS_BY_SCHEDULER[DEFAULT_SCHEDULER], label=LABELS["steps"],
@@ -85,9 +88,17 @@ def settings_column(mel, overlap_default: float, models: list[tuple[str, str]]) 
         candidates = gr.Number(DEFAULT_CANDIDATES, label=LABELS["candidates"], elem_id="candidates",
                                info=f"versions of each slice, of which the most tonal one near the clip's loudness "
                                     f"is kept; 1 to {MAX_CANDIDATES}, each one more costs a slice's time again")
+        quantize = gr.Number(DEFAULT_QUANTIZE, label=LABELS["quantize"], elem_id="quantize",
+                             info="how far a new clip's beats are moved onto an even grid before it is decoded, "
+                                  "0 (as sampled) to 1")
+        base_guidance = gr.Number(DEFAULT_BASE_GUIDANCE, label=LABELS["base_guidance"], elem_id="base-guidance",
+                                  info=f"how far a fine-tuned model is steered away from the model it was fine-tuned "
+                                       f"from, toward what it learned: 1 (off) to {MAX_BASE_GUIDANCE:g}; above 1 "
+                                       "costs about half a slice's time again")
     return SimpleNamespace(model=model, seconds=seconds, bpm=bpm, seed=seed, dice=dice, loop=loop, scheduler=scheduler,
                            steps=steps, overlap=overlap, level_hold=level_hold, tempo_hold=tempo_hold,
-                           candidates=candidates, **vars(audio_section()))
+                           candidates=candidates, quantize=quantize, base_guidance=base_guidance,
+                           **vars(audio_section()))
 
 
 def audio_section() -> SimpleNamespace:

@@ -127,7 +127,7 @@ def page(browser, server):
     context.close()
 
 
-EXPERT = ("scheduler", "steps", "overlap", "level-hold", "tempo-hold", "candidates")  # under "expert settings"
+EXPERT = ("scheduler", "steps", "overlap", "level-hold", "tempo-hold", "candidates", "quantize", "base-guidance")  # under "expert settings"
 
 
 def _open_expert(page) -> None:

@@ -539,14 +539,14 @@ def test_musical_settings_come_first_and_the_expert_ones_are_folded(server, page
     _fill(page, "seconds", 2.5)  # three slices of 1.02 s: two continued, where the holds and candidates work
     _fill(page, "steps", 2)
     _fill(page, "seed", 6)
-    for field, value in (("candidates", 2), ("level-hold", 1), ("tempo-hold", 0.5)):
+    for field, value in (("candidates", 2), ("level-hold", 1), ("tempo-hold", 0.5), ("quantize", 0)):
         _fill(page, field, value)
     _generate(page)
     (written,) = server[1].rglob("tiny-pipeline-seed6.json")
     record = json.loads(written.read_text())
-    assert (record["candidates"], record["level_hold"], record["tempo_hold"]) == (2, 1.0, 0.5), record
+    assert (record["candidates"], record["level_hold"], record["tempo_hold"], record["quantize"]) == (2, 1.0, 0.5, 0.0)
     page.wait_for_selector("#history-1", timeout=10_000)
-    assert "2 candidates · level hold 1 · tempo hold 0.5" in page.locator("#history-1").inner_text()
+    assert "2 candidates · level hold 1 · tempo hold 0.5 · beat grid 0" in page.locator("#history-1").inner_text()
 
 
 def test_the_spectrogram_the_players_and_generates_focus_are_named_and_seen(server, page):

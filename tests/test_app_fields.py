@@ -31,7 +31,10 @@ BAD_VALUES = {
     "candidates": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + FRACTION + [0, 17],
     "level_hold": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [4.5],
     "tempo_hold": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [1.5],
+    "quantize": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [1.5],  # the beat grid: 0 (as sampled) to 1
+    "base_guidance": EMPTY + NEGATIVE + HUGE + NOT_A_NUMBER + [0, 0.5, 4.5],  # 1 (off) to 4
 }
+PAGE_WORD = {"quantize": "beat grid"}  # a field whose page word is not its name
 PAGE = dict(seconds=2, seed=0, scheduler="ddim", steps=3, overlap=0.4, bpm=None, loop=False, audio=None,
             mode="continue", strength=0.5, invert=False, second_audio=None)
 
@@ -69,7 +72,8 @@ def _page_error(studio, monkeypatch, **fields) -> str:
 
 
 def _in_page_words(message: str, field: str) -> None:
-    assert field.replace("_", " ") in message, message  # level_hold: "level hold", as the page labels it
+    word = PAGE_WORD.get(field, field.replace("_", " "))  # level_hold: "level hold", as the page labels it
+    assert word in message, message
     for word in NOT_PAGE_WORDS:
         assert word not in message, (word, message)
 
@@ -106,6 +110,19 @@ def test_the_page_values_that_are_fine_pass_as_numbers(tiny_studio):
     assert type(request.seed) is int and type(request.steps) is int  # the file is ...-seed7.wav, not seed7.0
     assert read_page(tiny_studio.pipe, **{**PAGE, "bpm": ""}).bpm is None
     assert read_page(tiny_studio.pipe, **{**PAGE, "bpm": " 120 "}).bpm == 120.0  # the bpm box is text
+
+
+def test_the_beat_grid_and_base_guidance_reach_the_sampler(tiny_studio, monkeypatch):
+    import audiodiff.app as app
+    from audiodiff.app import make_clip
+
+    asked = []
+    monkeypatch.setattr(app, "generate", lambda source, seconds, options, *a, **k: asked.append(options) or (1, 2, 3))
+    make_clip(tiny_studio, {**PAGE, "quantize": "0.25", "base_guidance": 2}, progress=False)
+    make_clip(tiny_studio, PAGE, progress=False)  # a page as it opens: the library's defaults
+    assert [(o.quantize, o.base_guidance) for o in asked] == [(0.25, 2.0), (1.0, 1.5)]
+    message = _page_error(tiny_studio, monkeypatch, base_guidance=0.5)
+    assert message == "base guidance must be from 1 (off) to 4, got 0.5", message
 
 
 def test_a_number_typed_as_text_is_repeated_as_a_number(tiny_studio, monkeypatch):

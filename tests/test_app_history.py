@@ -26,6 +26,11 @@ def test_a_clip_is_said_from_its_own_json():
     vary = {**RECORD, "edit": "vary", "strength": 0.4, "bpm": None}  # an edit, and no tempo on record
     assert settings_line(vary) == "vary · 30 s · seed 7 · 20 ddim steps · overlap 1.6 s · strength 0.4"
     assert done_line("v.wav", vary) == "done: v.wav (30 s)"
+    plain = {**RECORD, "quantize": 0.0, "base_guidance": 1.0}  # beats as sampled; no base (or guidance off)
+    assert settings_line(plain).endswith("overlap 1.6 s · beat grid 0")
+    guided = {**RECORD, "base_guidance": 2.0, "guided_away_from": "bundled"}
+    assert settings_line(guided).endswith("overlap 1.6 s · base guidance 2")
+    assert settings_line({**RECORD, "quantize": 1.0, "base_guidance": 1.5}) == settings_line(RECORD)  # the defaults
 
 
 def test_download_all_holds_every_clip_and_never_overwrites(tmp_path):
