@@ -11,7 +11,10 @@ of --batch items made in one call with that seed, since one join's score is one 
 - **Continuation** (4 s given + 6 s new), **gap fill** (3 s + 4 s new + 3 s): the seam score
   (DESIGN section 7, `audiodiff.metrics.seam_score`; 1.0 = a join is like any other moment) at
   each join, next to the same joins made naively: the given audio butted against a clip
-  generated on its own (`generate_long`), for calibration.
+  generated on its own (`generate_long`), and the music itself at that moment (the given audio's
+  source going on past the cut: --music exactly; a built-in clip rendered longer from the same
+  seed, the same arrangement though not sample for sample), for calibration: a join scoring what
+  the music scores there is as eventful as the music, not a seam.
 - **Loop** (4 s): the wrap seam, end -> start as heard on repeat (the loop tiled three times,
   scored at both wraps), next to a plain 4 s clip tiled the same way.
 - **Variations** (4 s): how far the result stays from the original at each strength, as the mean
@@ -83,8 +86,10 @@ def measure_continuation(pipe, take, batch: int, common: dict) -> dict:
     alone = generate_long(pipe, 6.0, fade_out_seconds=0.0, target_lufs=None, **common).audio
     naive = torch.cat([given.expand(batch, -1), alone * given.abs().max() / alone.abs().amax(-1, keepdim=True)], -1)
     cont, cont_naive = mean_seam(made.audio, rate, [4.0]), mean_seam(naive, rate, [4.0])
-    print(f"continuation, 4 s + 6 s:   seam {cont:.2f}   (naive concatenation {cont_naive:.2f})   {seconds_taken:.1f} s")
-    return dict(continuation_seam=cont, continuation_naive_seam=cont_naive)
+    own = mean_seam(take(0, 10.0)[None], rate, [4.0])  # the music itself, going on past the cut
+    print(f"continuation, 4 s + 6 s:   seam {cont:.2f}   (naive concatenation {cont_naive:.2f}; "
+          f"the music itself there {own:.2f})   {seconds_taken:.1f} s")
+    return dict(continuation_seam=cont, continuation_naive_seam=cont_naive, continuation_music_seam=own)
 
 
 def measure_gap_fill(pipe, take, batch: int, common: dict) -> dict:
@@ -98,9 +103,11 @@ def measure_gap_fill(pipe, take, batch: int, common: dict) -> dict:
     naive = torch.cat([a.expand(batch, -1), alone, b.expand(batch, -1)], -1)
     into, out_of = mean_seam(made.audio, rate, [3.0]), mean_seam(made.audio, rate, [7.0])
     naive_into, naive_out = mean_seam(naive, rate, [3.0]), mean_seam(naive, rate, [7.0])
+    own = mean_seam(take(10, 7.0)[None], rate, [3.0])  # the music A was cut from, going on past the cut
     print(f"gap fill, 3 s + 4 s + 3 s: seam out of A {into:.2f}, into B {out_of:.2f}   "
-          f"(naive {naive_into:.2f}, {naive_out:.2f})   {seconds_taken:.1f} s")
-    return dict(gap_seam_a=into, gap_seam_b=out_of, gap_naive_seam_a=naive_into, gap_naive_seam_b=naive_out)
+          f"(naive {naive_into:.2f}, {naive_out:.2f}; A's music itself there {own:.2f})   {seconds_taken:.1f} s")
+    return dict(gap_seam_a=into, gap_seam_b=out_of, gap_naive_seam_a=naive_into, gap_naive_seam_b=naive_out,
+                gap_music_seam_a=own)
 
 
 def measure_loop(pipe, common: dict) -> dict:
