@@ -36,8 +36,8 @@ from .clipfiles import (  # noqa: F401
     spectrogram_png,
     write_clip_files,
 )
-# GenerationError, pick_device and resolve_model have their own modules; imported from here too
 from .device import place
+# GenerationError, pick_device and resolve_model have their own modules; imported from here too
 from .model_choice import resolve_model  # noqa: F401
 from .pipeline import GenerationError, pick_device  # noqa: F401
 from .metrics import DEFAULT_TARGET_LUFS
