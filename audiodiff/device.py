@@ -32,8 +32,9 @@ def place(pipe, device):
     On the CPU the UNets go channels-last (NHWC), which oneDNN's convolutions run faster: one
     forward pass of the bundled model's fine-tune 59 -> 48 ms on one thread, outputs equal to
     2e-6; a guided 30 s clip 45-47 -> 44 s. On CUDA the layout stays as loaded (not measured)."""
-    pipe.to(torch.device(device))
-    if torch.device(device).type == "cpu":
+    device = torch.device(device)
+    pipe.to(device)
+    if device.type == "cpu":
         for unet in (pipe.unet, getattr(pipe, "base_unet", None)):
             if unet is not None:
                 unet.to(memory_format=torch.channels_last)

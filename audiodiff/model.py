@@ -58,8 +58,11 @@ class PipelineError(ValueError):
 
 
 def _move(module, device=None, dtype=None) -> None:
-    """module.to(device, dtype), naming only what is given: diffusers warns about float32 modules
-    whenever a dtype is passed, even None, and the warning would reach every user's terminal."""
+    """module.to(device, dtype), naming only what changes: diffusers warns about float32 modules
+    whenever a dtype is passed, even None or the one it has, and the warning would reach every
+    user's terminal."""
+    if dtype is not None and dtype == getattr(module, "dtype", None):
+        dtype = None
     module.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
 
 

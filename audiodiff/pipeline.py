@@ -209,7 +209,7 @@ def attach_base(pipe: AudioDiffusion, folder: Path) -> AudioDiffusion:
         return pipe
     if type(base) is not AudioDiffusion or mismatch(pipe, base):
         return pipe
-    _move(base.unet, pipe.device, None if base.unet.dtype == pipe.dtype else pipe.dtype)  # a dtype makes diffusers warn
+    _move(base.unet, pipe.device, pipe.dtype)
     pipe.base_unet, pipe.base_source = base.unet.eval(), base.source
     return pipe
 
