@@ -15,6 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .app_fields import LABELS
 from .sampling.autoguide import DEFAULT_BASE_GUIDANCE
 from .sampling.options import DEFAULT_CANDIDATES, DEFAULT_LEVEL_HOLD, DEFAULT_TEMPO_HOLD
 from .sampling.quantize import DEFAULT_QUANTIZE
@@ -26,9 +27,6 @@ def _tempo(record: dict) -> str:
     """The clip's tempo as its JSON says: asked for, or the beat the tempo hold kept; "" when none."""
     bpm = record.get("bpm")
     return f"{bpm:.0f} bpm" if isinstance(bpm, (int, float)) and bpm else ""
-
-
-_WORDS = {"quantize": "beat grid"}  # a record's key -> the page's word for it, where they differ
 
 
 def settings_line(record: dict) -> str:
@@ -45,9 +43,9 @@ def settings_line(record: dict) -> str:
     for key, default in (("level_hold", DEFAULT_LEVEL_HOLD), ("tempo_hold", DEFAULT_TEMPO_HOLD),
                          ("quantize", DEFAULT_QUANTIZE)):
         if record.get(key, default) != default:
-            parts.append(f"{_WORDS.get(key, key.replace('_', ' '))} {record[key]:g}")
+            parts.append(f"{LABELS[key]} {record[key]:g}")  # named as the page labels the field
     if "guided_away_from" in record and record.get("base_guidance", DEFAULT_BASE_GUIDANCE) != DEFAULT_BASE_GUIDANCE:
-        parts.append(f"base guidance {record['base_guidance']:g}")  # a model with no base to guide by records 1
+        parts.append(f"{LABELS['base_guidance']} {record['base_guidance']:g}")  # a model with no base to guide by records 1
     return " · ".join(parts)
 
 
