@@ -363,17 +363,24 @@ def images_to_audio(
     momentum: float = 0.99,
     nnls_iterations: int = 30,
     seed: int | None = None,
+    inverter="auto",
 ) -> torch.Tensor:
     """(B, 1, n_mels, F) images in [-1, 1], any width F -> (B, (F - 1) * hop_length) audio.
 
-    dB -> mel power -> linear power (NNLS) -> magnitude -> mel-consistent Griffin-Lim with
-    momentum, from the peak-locked phase estimate. Deterministic: the same images give the
-    same audio. `seed` chooses a random initial phase instead (the reference's start), for
-    comparisons. The level is relative to the images' 0 dB grey, like the reference's:
-    normalise loudness afterwards.
+    dB -> mel power -> linear power -> magnitude -> mel-consistent Griffin-Lim with momentum,
+    from the peak-locked phase estimate. The linear power it starts from: where the learned
+    inverter knows this Mel image (`inverter="auto"`: the shipped one, inverter.py), its guess of
+    each band's inside, projected onto the image; otherwise (or `inverter=None`) the NNLS spread.
+    Deterministic: the same images give the same audio. `seed` chooses a random initial phase
+    and the NNLS start instead (the reference's start), for comparisons. The level is relative
+    to the images' 0 dB grey, like the reference's: normalise loudness afterwards.
     """
     mel = images_to_power(images, config)
-    magnitude = mel_to_linear_power(mel, config, nnls_iterations).sqrt()
+    learned = _inverter(inverter, config) if seed is None else None
+    if learned is not None:
+        magnitude = learned.linear_power(images).to(mel.dtype).sqrt()
+    else:
+        magnitude = mel_to_linear_power(mel, config, nnls_iterations).sqrt()
     phase = None
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
@@ -382,6 +389,21 @@ def images_to_audio(
         magnitude, config, config.frames_to_samples(images.shape[-1]),
         n_iter if n_iter is not None else config.n_iter, momentum, phase=phase, mel=mel,
     )
+
+
+def _inverter(inverter, config: MelConfig):
+    """The learned inverter to decode with: "auto" -> the shipped one if it knows `config`'s image."""
+    if inverter is None:
+        return None
+    if isinstance(inverter, str):
+        if inverter != "auto":
+            raise ValueError(f"inverter must be 'auto', None or a MelInverter, got {inverter!r}")
+        from .inverter import inverter_for
+
+        return inverter_for(config)
+    if not inverter.matches(config):
+        raise ValueError("this inverter was trained for another Mel image than the one being decoded")
+    return inverter
 
 
 def spectral_convergence(images_in: torch.Tensor, images_out: torch.Tensor, config: MelConfig) -> torch.Tensor:
