@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from .mel import MelConfig, filterbank, from_mel, images_to_db, images_to_power, to_mel
+from .mel import MelConfig, filterbank, from_mel, images_to_db, images_to_power, mel_to_linear_power
 
 INVERTER_DIR = Path(__file__).parent / "bundled" / "inverter"
 CONFIG_NAME = "config.json"
@@ -136,11 +136,7 @@ def project(guess: torch.Tensor, mel_power: torch.Tensor, mel: MelConfig,
             iterations: int = PROJECTION_ITERATIONS) -> torch.Tensor:
     """Multiplicative NNLS from `guess` (B, n_freqs, F) towards A x = mel_power: the Mel bands'
     energies become the image's while the shape inside each band stays the guess's."""
-    x = guess
-    numerator = from_mel(mel_power, mel)
-    for _ in range(iterations):
-        x = x * numerator / (from_mel(to_mel(x, mel), mel) + 1e-20)
-    return x
+    return mel_to_linear_power(mel_power, mel, iterations, start=guess)
 
 
 @functools.lru_cache(maxsize=1)

@@ -271,7 +271,8 @@ def images_to_db(images: torch.Tensor, config: MelConfig) -> torch.Tensor:
     return grey * (config.top_db / 255.0) - config.top_db
 
 
-def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: int = 30) -> torch.Tensor:
+def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: int = 30,
+                        start: torch.Tensor | None = None) -> torch.Tensor:
     """Non-negative least squares: the linear power (B, n_freqs, F) whose mel projection is `mel`.
 
     The mel filterbank is a short, wide, non-negative matrix in which each linear bin feeds at
@@ -280,11 +281,15 @@ def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: in
     within each band) and refine it with multiplicative NNLS updates, which keep every entry
     non-negative without projection and cost two sparse products per iteration.
     (librosa's `mel_to_stft` runs L-BFGS-B per block on the CPU and stops short of the solution.)
+    A `start` (B, n_freqs, F) replaces that spread: the updates keep its shape inside each band
+    (the learned inverter's guess, inverter.py).
     """
-    fb = filterbank(config, mel.device, mel.dtype)  # A: (n_mels, n_freqs)
-    eps = torch.finfo(mel.dtype).tiny
-    row_energy = fb @ fb.sum(dim=0)  # A A^T 1: (n_mels,)
-    x = from_mel(mel / row_energy.clamp_min(eps)[:, None], config)  # (B, n_freqs, F)
+    if start is None:
+        fb = filterbank(config, mel.device, mel.dtype)  # A: (n_mels, n_freqs)
+        eps = torch.finfo(mel.dtype).tiny
+        row_energy = fb @ fb.sum(dim=0)  # A A^T 1: (n_mels,)
+        start = from_mel(mel / row_energy.clamp_min(eps)[:, None], config)  # (B, n_freqs, F)
+    x = start
     numerator = from_mel(mel, config)  # A^T b
     for _ in range(num_iterations):
         x = x * numerator / (from_mel(to_mel(x, config), config) + 1e-20)
