@@ -140,3 +140,39 @@ def test_tempo_refuses_bad_flags_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         run(lambda: _load(TEMPO).main(argv))
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+DECODER = Path(__file__).resolve().parents[1] / "benchmarks" / "decoder.py"
+
+
+def test_decoder_benchmark_measures_both_starts_and_draws_them_without_overwriting(tmp_path):
+    """benchmarks/decoder.py on a 12 s chord with upper partials: the distance is zero for the
+    music itself and for a louder copy, the learned start is nearer, the picture never replaces a file."""
+    from PIL import Image
+
+    from audiodiff.inverter import bundled
+    from audiodiff.mel import MelConfig
+
+    if bundled() is None:
+        pytest.skip("no shipped inverter in this checkout")
+    bench = _load(DECODER)
+    mel = MelConfig(x_res=168, y_res=64, sample_rate=16000, n_fft=1024, hop_length=384)
+    t = np.arange(12 * 16000) / 16000
+    chord = sum(0.3 / h * np.sin(2 * np.pi * f * h * t) for f in (196.0, 246.9, 293.7) for h in range(1, 13) if f * h < 7900)
+    audio = torch_tensor(chord * (0.6 + 0.4 * np.cos(2 * np.pi * 1.5 * t)))
+    power = bench._stft(audio[None], mel).abs().square()[0]
+    assert bench.spectral_distance(power, power) == 0.0 and bench.spectral_distance(power, 4 * power) < 1e-4
+    row = bench.measure_clip(audio, mel)
+    summary = bench.summarise([row])
+    assert summary["learned_magnitudes_db"] < summary["smooth_magnitudes_db"]
+    assert "learned start" in bench.format_table("chord", summary, 1)
+    picture = bench.write_picture(tmp_path / "look.png", [("chord", row)], mel.sample_rate)
+    assert Image.open(picture).size == (600, 3 * 152)
+    with pytest.raises(FileExistsError):
+        bench.write_picture(picture, [("chord", row)], mel.sample_rate)
+
+
+def torch_tensor(values):
+    import torch
+
+    return torch.from_numpy(np.asarray(values, dtype=np.float32))
