@@ -138,9 +138,18 @@ def _open_expert(page) -> None:
 
 
 def _fill(page, elem_id: str, value) -> None:
+    """Type `value` into a field and see that it stayed: a field the page is still mounting (the
+    expert settings' first unfolding, on a loaded machine) can be replaced by a fresh one holding the
+    default, which the click would then send (CI, session 16: steps 50 sent for 3)."""
     if elem_id in EXPERT:
         _open_expert(page)
-    page.locator(f"#{elem_id} input").fill(str(value))
+    field = page.locator(f"#{elem_id} input")
+    for _ in range(3):
+        field.fill(str(value))
+        page.wait_for_timeout(150)
+        if field.input_value() == str(value):
+            return
+    assert field.input_value() == str(value), f"#{elem_id} would not keep {value!r}"
 
 
 def _message(page) -> str:
