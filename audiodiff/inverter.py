@@ -48,6 +48,7 @@ MATCHED_FIELDS = ("sample_rate", "n_fft", "hop_length", "y_res", "top_db")  # wh
 FLOOR_DB = 100.0  # guesses and targets are clipped this far below the image's 0 dB
 CORRECTION_DB = 20.0  # the output layer's scale: one unit is 20 dB
 PROJECTION_ITERATIONS = 30
+MAX_CONTEXT, MAX_WIDTH = 8, 4096  # what a settings file may ask for before anything is allocated
 
 
 class MelInverter(torch.nn.Module):
@@ -75,7 +76,7 @@ class MelInverter(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1, n_mels, F) images in [-1, 1] -> guessed linear power in dB, (B, n_freqs, F)."""
         mel = self.mel_config
-        weight = self.layers[0].weight  # the network runs where its weights are (the CPU: ~0.1 s for 30 s)
+        weight = self.layers[0].weight  # the network runs where its weights are (the CPU: ~0.04 s for 30 s)
         features = columns(images, mel, self.context).to(weight.device, weight.dtype)
         return self.predict(features, smooth_db(images, mel).transpose(1, 2).to(weight.device)).transpose(1, 2).to(images.device)
 
@@ -107,10 +108,21 @@ class MelInverter(torch.nn.Module):
         import safetensors.torch
 
         folder = Path(folder)
-        settings = json.loads((folder / CONFIG_NAME).read_text())
-        model = cls(settings["mel"], settings["context"], settings["width"])
+        try:
+            settings = json.loads((folder / CONFIG_NAME).read_text())
+            context, width = settings["context"], settings["width"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (context, width)) \
+                    or not (0 <= context <= MAX_CONTEXT and 1 <= width <= MAX_WIDTH):
+                raise ValueError(f"context {context!r} and width {width!r} must be whole numbers within "
+                                 f"0-{MAX_CONTEXT} and 1-{MAX_WIDTH}")
+            model = cls(MelConfig.from_dict(settings["mel"]).to_dict(), context, width)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{folder / CONFIG_NAME} is not an inverter's settings: {exc}") from None
         state = safetensors.torch.load_file(str(folder / WEIGHTS_NAME), device="cpu")
-        model.load_state_dict({name: value.float() for name, value in state.items()})
+        try:
+            model.load_state_dict({name: value.float() for name, value in state.items()})
+        except RuntimeError as exc:  # names or shapes that are not this network's
+            raise ValueError(f"{folder / WEIGHTS_NAME} does not hold the network {CONFIG_NAME} describes") from exc
         return model.eval()
 
 

@@ -60,6 +60,20 @@ def test_saved_inverters_are_safetensors_and_json_and_load_to_the_same_guess(tmp
     assert torch.allclose(loaded(image), model(image), atol=0.05)  # weights are stored in float16
 
 
+def test_an_inverter_folder_with_hostile_or_mismatched_settings_is_refused_in_one_line(tmp_path):
+    import json
+
+    folder = MelInverter(MEL.to_dict(), context=1, width=16).save(tmp_path / "inverter")
+    settings = json.loads((folder / "config.json").read_text())
+    for bad in ({"width": 10**9}, {"context": -1}, {"width": "16"}, {"mel": {**MEL.to_dict(), "n_fft": 10**9}}):
+        (folder / "config.json").write_text(json.dumps({**settings, **bad}))
+        with pytest.raises(ValueError, match="not an inverter's settings"):
+            MelInverter.load(folder)
+    (folder / "config.json").write_text(json.dumps({**settings, "width": 32}))  # weights of width 16
+    with pytest.raises(ValueError, match="does not hold the network"):
+        MelInverter.load(folder)
+
+
 def test_the_inverter_is_used_only_for_the_mel_image_it_learned():
     image = audio_to_spectrogram(_chord()[None], MEL)
     wrong = MelInverter(MelConfig().to_dict(), width=8)
