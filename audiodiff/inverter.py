@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from .mel import MelConfig, filterbank, from_mel, images_to_db, images_to_power, mel_to_linear_power
+from .mel import MelConfig, images_to_db, images_to_power, mel_to_linear_power, smooth_spread
 
 INVERTER_DIR = Path(__file__).parent / "bundled" / "inverter"
 CONFIG_NAME = "config.json"
@@ -138,9 +138,7 @@ def columns(images: torch.Tensor, mel: MelConfig, context: int) -> torch.Tensor:
 
 def smooth_db(images: torch.Tensor, mel: MelConfig) -> torch.Tensor:
     """The smooth spread A^T (b / A A^T 1) of the images' Mel power in dB: (B, n_freqs, F)."""
-    power = images_to_power(images, mel)
-    fb = filterbank(mel, power.device, power.dtype)
-    spread = from_mel(power / (fb @ fb.sum(dim=0)).clamp_min(1e-20)[:, None], mel)
+    spread = smooth_spread(images_to_power(images, mel), mel)
     return (10.0 * torch.log10(spread.clamp_min(1e-30))).clamp_min(-FLOOR_DB)
 
 

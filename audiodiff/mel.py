@@ -271,6 +271,14 @@ def images_to_db(images: torch.Tensor, config: MelConfig) -> torch.Tensor:
     return grey * (config.top_db / 255.0) - config.top_db
 
 
+def smooth_spread(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Mel power (B, n_mels, F) spread evenly over each band's linear bins: A^T (b / A A^T 1),
+    (B, n_freqs, F), exact for a spectrum that is flat within each band."""
+    fb = filterbank(config, mel.device, mel.dtype)  # A: (n_mels, n_freqs)
+    row_energy = fb @ fb.sum(dim=0)  # A A^T 1: (n_mels,)
+    return from_mel(mel / row_energy.clamp_min(torch.finfo(mel.dtype).tiny)[:, None], config)
+
+
 def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: int = 30,
                         start: torch.Tensor | None = None) -> torch.Tensor:
     """Non-negative least squares: the linear power (B, n_freqs, F) whose mel projection is `mel`.
@@ -284,12 +292,7 @@ def mel_to_linear_power(mel: torch.Tensor, config: MelConfig, num_iterations: in
     A `start` (B, n_freqs, F) replaces that spread: the updates keep its shape inside each band
     (the learned inverter's guess, inverter.py).
     """
-    if start is None:
-        fb = filterbank(config, mel.device, mel.dtype)  # A: (n_mels, n_freqs)
-        eps = torch.finfo(mel.dtype).tiny
-        row_energy = fb @ fb.sum(dim=0)  # A A^T 1: (n_mels,)
-        start = from_mel(mel / row_energy.clamp_min(eps)[:, None], config)  # (B, n_freqs, F)
-    x = start
+    x = smooth_spread(mel, config) if start is None else start
     numerator = from_mel(mel, config)  # A^T b
     for _ in range(num_iterations):
         x = x * numerator / (from_mel(to_mel(x, config), config) + 1e-20)
