@@ -21,13 +21,13 @@ from audiodiff.inverter import INVERTER_DIR, MelInverter
 from audiodiff.inverter_training import InverterRecipe, train_inverter
 from audiodiff.pipeline import BUNDLED_DIR
 from audiodiff.mel import MelConfig
+from audiodiff.staging import staging_folder
 
 
 def install(source: Path, target: Path = INVERTER_DIR) -> Path:
     """Copy a trained inverter (checked by loading it) into the package, replacing the shipped one."""
     MelInverter.load(source)
-    staging = target.parent / f".{target.name}.new"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(target)  # this process's own: two installs never share one
     shutil.copytree(source, staging)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
@@ -41,7 +41,7 @@ def main():
     p.add_argument("--clips-per-genre", type=positive_int, default=recipe.clips_per_genre,
                    help=f"30 s clips of the built-in set per genre to learn from (default: {recipe.clips_per_genre})")
     p.add_argument("--steps", type=positive_int, default=recipe.steps,
-                   help=f"optimiser steps of {recipe.batch_size} columns (default: {recipe.steps})")
+                   help=f"optimiser steps of {recipe.batch_size} columns, at least 3 (default: {recipe.steps})")
     p.add_argument("--install-from", default=None,
                    help="skip training; copy this trained inverter into audiodiff/bundled/inverter/")
     args = p.parse_args()
@@ -55,11 +55,14 @@ def main():
         raise FileExistsError(f"{out} already exists; choose a new --out (nothing is overwritten)")
     recipe = dataclasses.replace(recipe, clips_per_genre=args.clips_per_genre, steps=args.steps)
     model, summary = train_inverter(MelConfig.from_pretrained(BUNDLED_DIR), recipe)
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(out)  # this process's own: two trainings into one --out never share one
     model.save(staging)
     (staging / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-    staging.rename(out)  # fails rather than replace a folder made meanwhile
+    try:
+        staging.rename(out)  # fails rather than replace a folder filled meanwhile
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FileExistsError(f"{out} was made by someone else while this one trained; nothing was written") from None
     print(json.dumps(summary))
     print(out)
 
