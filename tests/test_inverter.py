@@ -124,6 +124,10 @@ def test_training_learns_the_inside_of_the_bands_from_a_few_columns():
     model, summary = train_inverter(MEL, recipe, progress=False, data=data)
     assert summary["columns"] == data[0].shape[0]
     assert summary["final_loss_db"] < 0.8 * summary["smooth_spread_error_db"], summary
+    short = InverterRecipe(steps=3, batch_size=8, width=8, context=1)  # the schedule's shortest run
+    assert train_inverter(MEL, short, progress=False, data=data)[1]["recipe"]["steps"] == 3
+    with pytest.raises(ValueError, match="at least 3 training steps"):
+        train_inverter(MEL, InverterRecipe(steps=2), progress=False, data=data)
 
 
 def _script(args, cwd):
